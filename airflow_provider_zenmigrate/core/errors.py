@@ -1,0 +1,26 @@
+"""Exception types of the core, one place so callers can catch them by kind."""
+
+from __future__ import annotations
+
+
+class ZenMigrateError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+class UnsupportedDatabaseError(ZenMigrateError, ValueError):
+    """The URL names a backend this package has no dialect module for."""
+
+
+class MigrationLockTimeout(ZenMigrateError, TimeoutError):
+    """Another process held the migration lock for longer than we were willing to wait."""
+
+
+class MigrationError(ZenMigrateError, RuntimeError):
+    """A migration script raised; carries the revision that failed so operators can report it."""
+
+    def __init__(self, direction: str, revision: str | None, cause: BaseException) -> None:
+        self.direction = direction
+        self.revision = revision
+        self.cause = cause
+        where = f"at revision {revision}" if revision else "(revision unknown)"
+        super().__init__(f"{direction} failed {where}: {type(cause).__name__}: {cause}")

@@ -1,0 +1,96 @@
+"""Shared fixtures: real MariaDB, PostgreSQL and SQLite databases, one fresh database a test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
+
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLE_MIGRATIONS = REPO / "example_dags" / "migrations"
+
+SERVER_URLS = {
+    "mysql": os.environ.get("ZENMIGRATE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
+    "postgresql": os.environ.get(
+        "ZENMIGRATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    ),
+}
+HOW_TO_START = {
+    "mysql": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
+    "postgresql": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+}
+DIALECTS = ["sqlite", "mysql", "postgresql"]
+
+
+def server_url(dialect: str) -> URL:
+    return make_url(SERVER_URLS[dialect])
+
+
+def _check_server(dialect: str) -> None:
+    engine = sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        pytest.fail(
+            f"{dialect} server at {server_url(dialect).render_as_string()} is not answering "
+            f"({exc.__class__.__name__}); start it with: {HOW_TO_START[dialect]} "
+            "(or run .ci/services)",
+            pytrace=False,
+        )
+    finally:
+        engine.dispose()
+
+
+_checked: set[str] = set()
+
+
+def unique_name(prefix: str = "zmt") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def database_url(dialect: str, tmp_path: Path, name: str | None = None) -> URL:
+    """URL of a new database (not yet created) on ``dialect``."""
+    name = name or unique_name()
+    if dialect == "sqlite":
+        return URL.create("sqlite", database=str(tmp_path / f"{name}.db"))
+    if dialect not in _checked:
+        _check_server(dialect)
+        _checked.add(dialect)
+    return server_url(dialect)._replace(database=name)
+
+
+@pytest.fixture(params=DIALECTS)
+def dialect(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(dialect: str, tmp_path: Path) -> Iterator[URL]:
+    """A freshly created, uniquely named database, dropped after the test."""
+    url = database_url(dialect, tmp_path)
+    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
+    utils.create_database()
+    try:
+        yield url
+    finally:
+        utils.drop_database()
+        utils.dispose()
+
+
+@pytest.fixture
+def utils(db_url: URL) -> Iterator[MigrationUtils]:
+    mu = MigrationUtils(url=db_url, connect_args={}, engine_args={})
+    try:
+        yield mu
+    finally:
+        mu.dispose()
