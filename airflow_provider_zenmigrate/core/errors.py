@@ -24,3 +24,23 @@ class MigrationError(ZenMigrateError, RuntimeError):
         self.cause = cause
         where = f"at revision {revision}" if revision else "(revision unknown)"
         super().__init__(f"{direction} failed {where}: {type(cause).__name__}: {cause}")
+
+
+class DumpError(ZenMigrateError):
+    """A dump cannot be used; the message names the problem and, where known, the line."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+class DumpFormatError(DumpError, ValueError):
+    """The dump is not in a format (or version) this package reads."""
+
+
+class DumpIntegrityError(DumpError, RuntimeError):
+    """The dump is truncated or its contents do not match its trailer."""
+
+
+class UnsafeDumpError(DumpError, ValueError):
+    """A record asks for something other than creating the object it names."""

@@ -1,11 +1,14 @@
-"""The seed's ``MigrationUtils``: database administration (backup and restore follow).
+"""The seed's ``MigrationUtils``: database administration, backup and restore.
 
-A thin facade: every backend difference is delegated to :mod:`.dialects`.
+A thin facade: the dump format lives in :mod:`.dump`, producing and consuming it in
+:mod:`.backup` and :mod:`.restore`, locations in :mod:`.storage`, and every backend
+difference in :mod:`.dialects`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import sqlalchemy
@@ -14,7 +17,12 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from .backup import DEFAULT_CHUNK_ROWS, iter_backup
 from .dialects import DialectOps, get_dialect
+from .dump.reader import entries_from_records, entries_from_stream
+from .dump.records import Record
+from .restore import RestoreSummary, restore_entries
+from .storage import open_for_read, open_for_write, safe_uri
 from .dialects.mysql import MySQLOps
 
 logger = logging.getLogger(__name__)
@@ -36,6 +44,10 @@ class MigrationUtils(BaseModel):
     url: URL
     connect_args: dict[str, Any]
     engine_args: dict[str, Any]
+    #: Alembic version table whose revisions the dump header records.
+    version_table: str = "alembic_version"
+    #: Rows per data record.
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
 
     _engines: dict[str | None, Engine] = PrivateAttr(default_factory=dict)
 
@@ -133,3 +145,86 @@ class MigrationUtils(BaseModel):
     def is_mysql_missing_database_error(cls, error: OperationalError) -> bool:
         """Whether ``error`` is MySQL's "Unknown database" (error 1049)."""
         return MySQLOps().is_missing_database_error(error)
+
+    # -- backup ------------------------------------------------------------------------------
+    def _backup_records(self) -> Iterable[tuple[Record, bytes]]:
+        return iter_backup(
+            self.engine, version_table=self.version_table, chunk_rows=self.chunk_rows
+        )
+
+    def backup_database_to_storage(self, store_db_info: Callable[[dict[str, Any]], None]) -> None:
+        """Backup the database to a storage location given as a callback.
+
+        ``store_db_info`` is called once per record, in order: the header, object records,
+        for each table its schema record (``table``, ``create_stmt``, ``columns``) and data
+        records (``table``, ``data``: a list of rows as dicts), and the trailer last. A
+        consumer that did not receive the trailer holds an incomplete backup.
+        """
+        for record, _line in self._backup_records():
+            store_db_info(record)
+
+    def backup_database_to_memory(self) -> list[dict[str, Any]]:
+        """Backup the database in memory (every record in a list)."""
+        return [record for record, _line in self._backup_records()]
+
+    def backup_database_to_file(self, dump_file: str) -> None:
+        """Backup the database to a file (JSON Lines; ``.gz`` / ``.zst`` compress).
+
+        The file appears at ``dump_file`` only once the backup is complete.
+        """
+        logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
+        with open_for_write(dump_file) as stream:
+            for _record, line in self._backup_records():
+                stream.write(line)
+                stream.write(b"\n")
+
+    def backup_database_to_db(self, backup_db_name: str) -> None:
+        """Backup the database to a database on the same server (replacing its contents)."""
+        if backup_db_name == self._name(None):
+            raise ValueError("the backup database must differ from the database itself")
+        self.create_database(backup_db_name)
+        self.dialect.copy_database(self.engine, self.create_engine(backup_db_name))
+
+    # -- restore -----------------------------------------------------------------------------
+    def _restore(self, entries: Any, allow_unverified: bool) -> RestoreSummary:
+        if not self.database_exists():
+            self.create_database()
+        return restore_entries(self.engine, entries, allow_unverified=allow_unverified)
+
+    def restore_database_from_storage(
+        self,
+        load_db_info: Callable[[], Generator[dict[str, Any], None, None]],
+        allow_unverified: bool = False,
+    ) -> RestoreSummary:
+        """Restore the database from records yielded by ``load_db_info()``.
+
+        The database is replaced atomically once every record was read and verified.
+        ``allow_unverified`` accepts dumps without header and trailer (the seed's format).
+        """
+        return self._restore(entries_from_records(load_db_info()), allow_unverified)
+
+    def restore_database_from_memory(
+        self, db_dump: list[dict[str, Any]], allow_unverified: bool = False
+    ) -> RestoreSummary:
+        """Restore the database from an in-memory backup."""
+        return self._restore(entries_from_records(db_dump), allow_unverified)
+
+    def restore_database_from_file(
+        self, dump_file: str, allow_unverified: bool = False
+    ) -> RestoreSummary:
+        """Restore the database from a backup dump file."""
+        logger.info("restoring %s from %s", self.safe_url, safe_uri(dump_file))
+        with open_for_read(dump_file) as stream:
+            return self._restore(entries_from_stream(stream), allow_unverified)
+
+    def restore_database_from_db(self, backup_db_name: str) -> None:
+        """Restore the database from the backup database.
+
+        Raises:
+            RuntimeError: If the backup database does not exist.
+        """
+        if not self.database_exists(backup_db_name):
+            raise RuntimeError(f"backup database {backup_db_name!r} does not exist")
+        if not self.database_exists():
+            self.create_database()
+        self.dialect.copy_database(self.create_engine(backup_db_name), self.engine)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import ClassVar
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
+
+from ..dump.model import ObjectSpec, TableSpec
 
 # Tables a backend creates for its own bookkeeping; never part of a user's schema.
 _NO_INTERNAL_TABLES: frozenset[str] = frozenset()
@@ -96,3 +99,102 @@ class DialectOps(ABC):
     def migration_options(self) -> dict[str, object]:
         """Extra ``EnvironmentContext.configure`` options this backend needs."""
         return {}
+
+    # -- backup and restore --------------------------------------------------------------------
+    def open_backup(self, engine: Engine) -> AbstractContextManager[BackupReader]:
+        """A consistent, read-only view of the whole database for one backup."""
+        raise NotImplementedError(f"backup is not implemented for {self.name}")
+
+    def open_restore(self, engine: Engine, label: str) -> AbstractContextManager[RestoreWriter]:
+        """A staging area beside ``engine``'s database that a dump is loaded into.
+
+        ``label`` is a short, identifier-safe string naming this restore (its staging area
+        includes it). Leaving the block by an exception discards the staging area and leaves
+        the target untouched; :meth:`RestoreWriter.swap` is the only step that changes it.
+        """
+        raise NotImplementedError(f"restore is not implemented for {self.name}")
+
+    def copy_database(self, source: Engine, target: Engine) -> None:
+        """Replace ``target``'s contents with a copy of ``source`` (same server).
+
+        Streams a snapshot of the source straight into the target's staging area, without
+        serialising it; the target is swapped as in a restore.
+        """
+        with self.open_backup(source) as reader:
+            pre = list(getattr(reader, "pre_objects", list)())
+            tables = reader.tables()
+            with self.open_restore(target, uuid.uuid4().hex[:8]) as writer:
+                for obj in pre:
+                    writer.create_object(obj)
+                counts: dict[str, int] = {}
+                for table in tables:
+                    writer.create_table(table)
+                    counts[table.name] = 0
+                    for chunk in reader.rows(table, 2000):
+                        writer.load_rows(table, chunk)
+                        counts[table.name] += len(chunk)
+                for obj in reader.objects():
+                    writer.create_object(obj)
+                for table in tables:
+                    loaded = writer.row_count(table)
+                    if loaded != counts[table.name]:
+                        raise RuntimeError(
+                            f"copy of {table.name!r}: {loaded} rows loaded, "
+                            f"{counts[table.name]} read"
+                        )
+                writer.swap()
+
+
+class BackupReader(ABC):
+    """One consistent snapshot of a database, read by the backup engine.
+
+    Everything it returns reflects the same snapshot (one transaction at REPEATABLE READ /
+    consistent snapshot, or the backend's equivalent).
+    """
+
+    #: The server's version string, recorded in the dump header.
+    server_version: str
+
+    @abstractmethod
+    def tables(self) -> list[TableSpec]:
+        """Every base table, in an order that restores cleanly one after another."""
+
+    @abstractmethod
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The table's rows in ``table.columns`` order, ``chunk_rows`` at a time at most.
+
+        Values are Python values matching each column's codec (``bytes`` for ``bytes``,
+        ``Decimal`` for ``decimal``, ``str`` for ``text``, ...). Streams: memory does not
+        grow with the table (server-side cursor or keyset pages, never OFFSET).
+        """
+
+    @abstractmethod
+    def objects(self) -> list[ObjectSpec]:
+        """Everything else, in the order it must be created after all table data."""
+
+
+class RestoreWriter(ABC):
+    """Loads a dump into a staging area, then swaps it in for the target's contents."""
+
+    @abstractmethod
+    def create_table(self, table: TableSpec) -> None:
+        """Create ``table`` in the staging area from its CREATE statement.
+
+        Refuses (``UnsafeDumpError``) a statement that is not a single CREATE of that table.
+        """
+
+    @abstractmethod
+    def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        """Append rows (Python values as :meth:`BackupReader.rows` gives them)."""
+
+    @abstractmethod
+    def create_object(self, obj: ObjectSpec) -> None:
+        """Create a non-table object in the staging area (same refusal rules)."""
+
+    @abstractmethod
+    def row_count(self, table: TableSpec) -> int:
+        """Rows now in the staging copy of ``table``, to verify the load."""
+
+    @abstractmethod
+    def swap(self) -> None:
+        """Replace the target's contents with the staging area's, as one step if possible."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,12 +21,46 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
+from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
+from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout
-from .base import DialectOps
+from .base import BackupReader, DialectOps, RestoreWriter
 
 _HEADER = b"SQLite format 3\x00"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 _POLL_SECONDS = 0.05
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_database(source: Path, target: Path) -> None:
+    """Move a finished database file over ``target`` in one rename.
+
+    The target's WAL and shared-memory files belong to the old contents: they go first, so
+    the new file is never read together with the old log.
+    """
+    _fsync(source)
+    for suffix in _SIDE_FILES:
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    os.replace(source, target)
+    _fsync(target.parent)
+
+
+def _required_path(url: URL) -> Path:
+    path = database_path(url)
+    if path is None:
+        raise ValueError("backup and restore need an SQLite database file, not :memory:")
+    return path
 
 
 def database_path(url: URL) -> Path | None:
@@ -154,3 +190,164 @@ class SQLiteOps(DialectOps):
             yield ddl_engine
         finally:
             ddl_engine.dispose()
+
+    # -- backup and restore --------------------------------------------------------------------
+    @contextmanager
+    def open_backup(self, engine: Engine) -> Iterator[BackupReader]:
+        reader = _SQLiteBackupReader(_required_path(engine.url))
+        try:
+            yield reader
+        finally:
+            reader.close()
+
+    @contextmanager
+    def open_restore(self, engine: Engine, label: str) -> Iterator[RestoreWriter]:
+        target = _required_path(engine.url)
+        writer = _SQLiteRestoreWriter(target, target.with_name(f"{target.name}.zm-stage-{label}"))
+        try:
+            yield writer
+        finally:
+            writer.discard()
+            # Pooled connections still see the replaced file; new ones must open the new one.
+            engine.dispose()
+
+    def copy_database(self, source: Engine, target: Engine) -> None:
+        """SQLite's online backup API: a consistent page copy, swapped in by rename."""
+        src = _required_path(source.url)
+        dst = _required_path(target.url)
+        staging = dst.with_name(f"{dst.name}.zm-copy-{uuid.uuid4().hex[:8]}")
+        try:
+            with (
+                closing(sqlite3.connect(src)) as from_conn,
+                closing(sqlite3.connect(staging)) as to_conn,
+            ):
+                from_conn.backup(to_conn)
+            _replace_database(staging, dst)
+        finally:
+            staging.unlink(missing_ok=True)
+            target.dispose()
+
+
+class _SQLiteBackupReader(BackupReader):
+    """A read transaction on its own connection: SQLite's snapshot for the whole backup."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"SQLite database {str(path)!r} does not exist")
+        self.conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        self.conn.execute("BEGIN")
+        self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the snapshot
+        self.server_version = f"SQLite {sqlite3.sqlite_version}"
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _sequences(self) -> dict[str, int]:
+        exists = self.conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
+        ).fetchone()
+        if not exists:
+            return {}
+        return dict(self.conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+
+    def tables(self) -> list[TableSpec]:
+        sequences = self._sequences()
+        found = self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY rowid"
+        ).fetchall()
+        specs = []
+        for name, sql in found:
+            info = self.conn.execute(f"PRAGMA table_xinfo({_quote(name)})").fetchall()
+            # hidden: 0 ordinary, 1 hidden (virtual tables), 2/3 generated (recomputed)
+            columns = tuple(
+                ColumnSpec(name=col[1], codec="dynamic", type=col[2]) for col in info if col[6] == 0
+            )
+            key = tuple(col[1] for col in sorted(info, key=lambda c: c[5]) if col[5] > 0)
+            options: dict[str, Any] = {"without_rowid": "WITHOUT ROWID" in sql.upper()}
+            if name in sequences:
+                options["autoincrement"] = sequences[name]
+            specs.append(TableSpec(name, sql, columns, key, options))
+        return specs
+
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        columns = ", ".join(_quote(c.name) for c in table.columns)
+        if table.options.get("without_rowid"):
+            order = ", ".join(_quote(k) for k in table.key)
+        else:
+            order = "_rowid_"
+        cursor = self.conn.execute(f"SELECT {columns} FROM {_quote(table.name)} ORDER BY {order}")
+        try:
+            while chunk := cursor.fetchmany(chunk_rows):
+                yield chunk
+        finally:
+            cursor.close()
+
+    def objects(self) -> list[ObjectSpec]:
+        found = self.conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master "
+            "WHERE type IN ('index', 'view', 'trigger') AND sql IS NOT NULL ORDER BY rowid"
+        ).fetchall()
+        return [
+            ObjectSpec(object_type=kind, name=name, create_stmt=sql, table=table)
+            for kind, name, table, sql in found
+        ]
+
+
+class _SQLiteRestoreWriter(RestoreWriter):
+    """Builds the restored database in a staging file beside the target, then renames it."""
+
+    def __init__(self, target: Path, staging: Path) -> None:
+        self.target = target
+        self.staging = staging
+        self.conn: sqlite3.Connection | None = sqlite3.connect(staging, isolation_level=None)
+        # The staging file is thrown away on any failure: no journal, no syncs while loading.
+        self.conn.execute("PRAGMA journal_mode = OFF")
+        self.conn.execute("PRAGMA synchronous = OFF")
+        self.conn.execute("BEGIN")
+        self.sequences: dict[str, int] = {}
+
+    def _conn(self) -> sqlite3.Connection:
+        if self.conn is None:
+            raise RuntimeError("the staging database is closed")
+        return self.conn
+
+    def create_table(self, table: TableSpec) -> None:
+        check_statement(table.create_stmt, "table", table.name)
+        self._conn().execute(table.create_stmt)
+        if "autoincrement" in table.options:
+            self.sequences[table.name] = int(table.options["autoincrement"])
+
+    def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        columns = ", ".join(_quote(c.name) for c in table.columns)
+        marks = ", ".join("?" for _ in table.columns)
+        self._conn().executemany(
+            f"INSERT INTO {_quote(table.name)} ({columns}) VALUES ({marks})", rows
+        )
+
+    def create_object(self, obj: ObjectSpec) -> None:
+        # Trigger bodies hold semicolons; sqlite3 runs one statement per execute() anyway.
+        check_statement(
+            obj.create_stmt, obj.object_type, obj.name, allow_body=obj.object_type == "trigger"
+        )
+        self._conn().execute(obj.create_stmt)
+
+    def row_count(self, table: TableSpec) -> int:
+        found = self._conn().execute(f"SELECT count(*) FROM {_quote(table.name)}").fetchone()
+        return int(found[0])
+
+    def swap(self) -> None:
+        conn = self._conn()
+        for name, seq in self.sequences.items():
+            conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq))
+        conn.execute("COMMIT")
+        conn.close()
+        self.conn = None
+        _replace_database(self.staging, self.target)
+
+    def discard(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        self.staging.unlink(missing_ok=True)

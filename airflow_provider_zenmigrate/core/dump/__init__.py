@@ -1,0 +1,1 @@
+"""The dump format v1: records, value codecs, writer, reader and verification."""

@@ -1,0 +1,275 @@
+"""Reading dumps: parse lines or records and verify them as they stream.
+
+Verification is incremental: every record is checked against what came before it, and the
+trailer is checked against digests taken over everything read. Callers act on records as
+they pass (loading a staging area) and commit to nothing until :meth:`DumpVerifier.finish`
+has returned.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from ..errors import DumpFormatError, DumpIntegrityError
+from .model import CODECS
+from .records import FORMAT, VERSION, DumpDigest, Record, serialize
+
+#: (line number, record, the record's raw line or None when it did not come from a line)
+Entry = tuple[int, Record, bytes | None]
+
+#: Longest line accepted; a data record is a bounded chunk, far below this.
+MAX_LINE_BYTES = 512 * 1024 * 1024
+_LEGACY_BUFFER = 1024 * 1024
+
+
+class DumpVerifier:
+    """Checks a record stream in order; raises a :class:`DumpError` naming the line."""
+
+    def __init__(self, allow_unverified: bool = False) -> None:
+        self.allow_unverified = allow_unverified
+        self.digest = DumpDigest()
+        self.header: Record | None = None
+        self.trailer: Record | None = None
+        self.legacy = False
+        self._columns: dict[str, list[str] | None] = {}
+        self._count = 0
+
+    @property
+    def verified(self) -> bool:
+        return self.trailer is not None
+
+    def check(self, line: int, record: Any, raw: bytes | None = None) -> Record:
+        """Verify one record; returns it in v1 shape (legacy records are converted)."""
+        if not isinstance(record, dict):
+            raise DumpFormatError("a record must be a JSON object", line)
+        self._count += 1
+        if self._count == 1:
+            self._start(line, record)
+            if not self.legacy:
+                self._account(record, raw)
+                return record
+        if self.legacy:
+            return self._check_legacy(line, record)
+        if self.trailer is not None:
+            raise DumpIntegrityError("record after the trailer", line)
+        kind = record.get("kind")
+        if kind == "trailer":
+            self._check_trailer(line, record)
+            return record
+        if kind == "table":
+            self._check_table(line, record)
+        elif kind == "data":
+            self._check_data(line, record)
+        elif kind == "object":
+            self._check_object(line, record)
+        else:
+            raise DumpFormatError(f"unknown record kind {kind!r}", line)
+        self._account(record, raw)
+        return record
+
+    def finish(self) -> None:
+        """The stream has ended: raise unless it was complete (or legacy and allowed)."""
+        if self._count == 0:
+            raise DumpIntegrityError("the dump is empty")
+        if self.legacy:
+            return
+        if self.trailer is None:
+            raise DumpIntegrityError(
+                f"the dump is truncated: no trailer after {self._count} records"
+            )
+
+    # -- v1 ----------------------------------------------------------------------------------
+    def _start(self, line: int, record: Record) -> None:
+        if record.get("kind") == "header":
+            if record.get("format") != FORMAT:
+                raise DumpFormatError(f"not a {FORMAT} header: {record.get('format')!r}", line)
+            if record.get("version") != VERSION:
+                raise DumpFormatError(
+                    f"unknown format version {record.get('version')!r} "
+                    f"(this version reads {VERSION})",
+                    line,
+                )
+            self.header = record
+            return
+        if "kind" in record or "table" not in record:
+            raise DumpFormatError("the dump does not start with a header", line)
+        if not self.allow_unverified:
+            raise DumpFormatError(
+                "the dump has no header: it looks like a dump of the seed's unverifiable "
+                "format; restore it only by passing allow_unverified=True",
+                line,
+            )
+        self.legacy = True
+
+    def _account(self, record: Record, raw: bytes | None) -> None:
+        self.digest.add_line(raw if raw is not None else serialize(record), record)
+
+    def _check_table(self, line: int, record: Record) -> None:
+        name = record.get("table")
+        if not isinstance(name, str) or not name:
+            raise DumpFormatError("table record without a table name", line)
+        if name in self._columns:
+            raise DumpFormatError(f"table {name!r} is declared twice", line)
+        if not isinstance(record.get("create_stmt"), str):
+            raise DumpFormatError(f"table {name!r} has no create_stmt", line)
+        columns = record.get("columns")
+        if not isinstance(columns, list) or not columns:
+            raise DumpFormatError(f"table {name!r} declares no columns", line)
+        names: list[str] = []
+        for column in columns:
+            if not isinstance(column, dict) or not isinstance(column.get("name"), str):
+                raise DumpFormatError(f"table {name!r}: malformed column {column!r}", line)
+            if column.get("codec") not in CODECS:
+                raise DumpFormatError(
+                    f"table {name!r}: column {column['name']!r} has unknown codec "
+                    f"{column.get('codec')!r}",
+                    line,
+                )
+            names.append(column["name"])
+        if len(set(names)) != len(names):
+            raise DumpFormatError(f"table {name!r} declares a column twice", line)
+        self._columns[name] = names
+
+    def _check_data(self, line: int, record: Record) -> None:
+        name = record.get("table")
+        if name not in self._columns:
+            raise DumpFormatError(f"data for table {name!r}, which the dump never declared", line)
+        rows = record.get("data")
+        if not isinstance(rows, list):
+            raise DumpFormatError(f"data record of {name!r} has no list of rows", line)
+        expected = self._columns[name]
+        keys = set(expected or ())
+        for row in rows:
+            if not isinstance(row, dict) or row.keys() != keys:
+                raise DumpFormatError(
+                    f"a row of {name!r} does not have exactly the declared columns", line
+                )
+
+    def _check_object(self, line: int, record: Record) -> None:
+        for key in ("object_type", "name", "create_stmt"):
+            if not isinstance(record.get(key), str):
+                raise DumpFormatError(f"object record without {key}", line)
+        if record.get("phase") not in ("pre", "post"):
+            raise DumpFormatError(f"object {record['name']!r} has no valid phase", line)
+
+    def _check_trailer(self, line: int, record: Record) -> None:
+        if record.get("digest") != self.digest.hexdigest():
+            raise DumpIntegrityError(
+                "the dump's digest does not match its contents (altered or corrupted)", line
+            )
+        if record.get("records") != self.digest.records:
+            raise DumpIntegrityError(
+                f"the trailer counts {record.get('records')} records, the dump has "
+                f"{self.digest.records}",
+                line,
+            )
+        expected = record.get("tables")
+        actual = self.digest.table_summary()
+        if not isinstance(expected, dict) or expected.keys() != actual.keys():
+            raise DumpIntegrityError("the trailer lists other tables than the dump", line)
+        for name, summary in actual.items():
+            if expected[name] != summary:
+                raise DumpIntegrityError(
+                    f"table {name!r}: the trailer says {expected[name]}, the dump has {summary}",
+                    line,
+                )
+        self.trailer = record
+
+    # -- the seed's format -------------------------------------------------------------------
+    def _check_legacy(self, line: int, record: Record) -> Record:
+        name = record.get("table")
+        if not isinstance(name, str) or not name:
+            raise DumpFormatError("record without a table name", line)
+        if "create_stmt" in record:
+            if name in self._columns:
+                raise DumpFormatError(f"table {name!r} is declared twice", line)
+            if not isinstance(record["create_stmt"], str):
+                raise DumpFormatError(f"table {name!r} has no create_stmt", line)
+            self._columns[name] = None
+            return {"kind": "table", "table": name, "create_stmt": record["create_stmt"]}
+        if "data" in record:
+            if name not in self._columns:
+                raise DumpFormatError(
+                    f"data for table {name!r}, which the dump never declared", line
+                )
+            rows = record["data"]
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise DumpFormatError(f"data record of {name!r} has no list of rows", line)
+            return {"kind": "data", "table": name, "data": rows}
+        raise DumpFormatError(f"record of {name!r} has neither create_stmt nor data", line)
+
+
+def entries_from_records(records: Iterable[Any]) -> Iterator[Entry]:
+    """Number in-memory records like lines of a file."""
+    for number, record in enumerate(records, start=1):
+        yield number, record, None
+
+
+def entries_from_stream(stream: IO[bytes]) -> Iterator[Entry]:
+    """Parse a dump from a binary stream: JSON Lines, or the seed's (pretty-printed) objects."""
+    first = stream.readline(MAX_LINE_BYTES)
+    while first and not first.strip():
+        first = stream.readline(MAX_LINE_BYTES)
+    if not first:
+        return
+    record: Any = None
+    try:
+        record = json.loads(first)
+    except ValueError:
+        pass
+    if isinstance(record, dict) and "kind" in record:
+        yield from _json_lines(first, stream)
+    else:
+        yield from _concatenated_objects(first, stream)
+
+
+def _json_lines(first: bytes, stream: IO[bytes]) -> Iterator[Entry]:
+    number = 0
+    line = first
+    while line:
+        number += 1
+        if not line.endswith(b"\n"):
+            if len(line) >= MAX_LINE_BYTES:
+                raise DumpFormatError(f"line longer than {MAX_LINE_BYTES} bytes", number)
+            # The last line of a complete dump ends with a newline; this one was cut.
+            raise DumpIntegrityError("the dump is truncated in the middle of a line", number)
+        raw = line[:-1]
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise DumpFormatError(f"not valid JSON ({exc})", number) from None
+        yield number, record, raw
+        line = stream.readline(MAX_LINE_BYTES)
+
+
+def _concatenated_objects(first: bytes, stream: IO[bytes]) -> Iterator[Entry]:
+    """JSON objects one after another, possibly spread over lines (the seed's writer)."""
+    decoder = json.JSONDecoder()
+    text = codecs.getincrementaldecoder("utf-8")()
+    buffer = text.decode(first)
+    line = 1
+    eof = False
+    while True:
+        stripped = buffer.lstrip()
+        line += buffer[: len(buffer) - len(stripped)].count("\n")
+        buffer = stripped
+        if not buffer and eof:
+            return
+        try:
+            record, end = decoder.raw_decode(buffer)
+        except ValueError:
+            if eof:
+                raise DumpIntegrityError("the dump ends inside a JSON object", line) from None
+            chunk = stream.read(_LEGACY_BUFFER)
+            if not chunk:
+                eof = True
+            elif len(buffer) > MAX_LINE_BYTES:
+                raise DumpFormatError("a JSON object is too large", line) from None
+            buffer += text.decode(chunk, final=not chunk)
+            continue
+        yield line, record, None
+        line += buffer[:end].count("\n")
+        buffer = buffer[end:]
