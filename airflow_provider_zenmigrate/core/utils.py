@@ -19,11 +19,11 @@ from sqlalchemy.pool import NullPool
 
 from .backup import DEFAULT_CHUNK_ROWS, iter_backup
 from .dialects import DialectOps, get_dialect
+from .dialects.mysql import MySQLOps
 from .dump.reader import entries_from_records, entries_from_stream
 from .dump.records import Record
 from .restore import RestoreSummary, restore_entries
 from .storage import open_for_read, open_for_write, safe_uri
-from .dialects.mysql import MySQLOps
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ has returned.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -216,10 +217,8 @@ def entries_from_stream(stream: IO[bytes]) -> Iterator[Entry]:
     if not first:
         return
     record: Any = None
-    try:
+    with contextlib.suppress(ValueError):
         record = json.loads(first)
-    except ValueError:
-        pass
     if isinstance(record, dict) and "kind" in record:
         yield from _json_lines(first, stream)
     else:

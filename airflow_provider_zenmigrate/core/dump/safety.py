@@ -121,18 +121,9 @@ def check_statement(
         raise UnsafeDumpError(f"{label}: statement is not a CREATE")
     i = 1
     while i < len(words) and words[i][1] != keywords[0]:
-        kind, text = words[i]
-        # DEFINER=`user`@`host` and ALGORITHM=... are MySQL view/routine modifiers.
-        if kind == "word" and text in _MODIFIERS:
-            i += 1
-        elif kind == "other" and text in "=@":
-            i += 1
-        elif kind in ("backtick", "single", "double") and i > 1:
-            i += 1
-        elif kind == "word" and i > 1 and words[i - 1][1] in ("=", "@"):
-            i += 1
-        else:
+        if not _is_modifier(words, i):
             raise UnsafeDumpError(f"{label}: unexpected {tokens[i][1]!r} after CREATE")
+        i += 1
     for keyword in keywords:
         if i >= len(words) or words[i] != ("word", keyword):
             raise UnsafeDumpError(f"{label}: statement does not create a {object_type}")
@@ -142,6 +133,21 @@ def check_statement(
     if object_type == "index" and i < len(words) and words[i] == ("word", "CONCURRENTLY"):
         raise UnsafeDumpError(f"{label}: CONCURRENTLY is not allowed")
     _expect_name(tokens, i, name, label)
+
+
+def _is_modifier(words: list[tuple[str, str]], i: int) -> bool:
+    """Whether word ``i`` may stand between CREATE and the object keyword.
+
+    Besides plain modifiers (OR REPLACE, UNIQUE, ...) MySQL writes ``ALGORITHM=...`` and
+    ``DEFINER=`user`@`host``` there.
+    """
+    kind, text = words[i]
+    if kind == "word" and text in _MODIFIERS:
+        return True
+    if kind == "other":
+        return text in ("=", "@")
+    after_sign = i > 1 and words[i - 1][1] in ("=", "@")
+    return kind in ("backtick", "single", "double") or (kind == "word" and after_sign)
 
 
 def _expect_name(tokens: list[tuple[str, str]], i: int, name: str, label: str) -> None:
