@@ -157,16 +157,7 @@ class DumpVerifier:
             raise DumpFormatError(f"object {record['name']!r} has no valid phase", line)
 
     def _check_trailer(self, line: int, record: Record) -> None:
-        if record.get("digest") != self.digest.hexdigest():
-            raise DumpIntegrityError(
-                "the dump's digest does not match its contents (altered or corrupted)", line
-            )
-        if record.get("records") != self.digest.records:
-            raise DumpIntegrityError(
-                f"the trailer counts {record.get('records')} records, the dump has "
-                f"{self.digest.records}",
-                line,
-            )
+        # Tables first: a mismatch there names the table that was altered.
         expected = record.get("tables")
         actual = self.digest.table_summary()
         if not isinstance(expected, dict) or expected.keys() != actual.keys():
@@ -177,6 +168,16 @@ class DumpVerifier:
                     f"table {name!r}: the trailer says {expected[name]}, the dump has {summary}",
                     line,
                 )
+        if record.get("digest") != self.digest.hexdigest():
+            raise DumpIntegrityError(
+                "the dump's digest does not match its contents (altered or corrupted)", line
+            )
+        if record.get("records") != self.digest.records:
+            raise DumpIntegrityError(
+                f"the trailer counts {record.get('records')} records, the dump has "
+                f"{self.digest.records}",
+                line,
+            )
         self.trailer = record
 
     # -- the seed's format -------------------------------------------------------------------

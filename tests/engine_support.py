@@ -1,0 +1,90 @@
+"""Helpers for engine tests: sample data, dump surgery and staging leftovers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from airflow_provider_zenmigrate.core.alembic import Alembic
+from airflow_provider_zenmigrate.core.dump.records import DumpDigest, serialize
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.conftest import EXAMPLE_MIGRATIONS, server_url
+
+Record = dict[str, Any]
+
+
+def populate_library(utils: MigrationUtils, authors: int = 50) -> None:
+    """The example migrations at head plus rows in every table."""
+    Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).upgrade()
+    with utils.engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO author (id, name, email) VALUES (:id, :name, :email)"),
+            [
+                {"id": i, "name": f"Author {i} ✍️ 😀", "email": None if i % 3 else f"a{i}@x.org"}
+                for i in range(1, authors + 1)
+            ],
+        )
+        conn.execute(
+            text("INSERT INTO book (id, author_id, title) VALUES (:id, :author, :title)"),
+            [
+                {"id": i, "author": 1 + i % authors, "title": f"Book «{i}» — naïve café"}
+                for i in range(1, 3 * authors + 1)
+            ],
+        )
+
+
+def read_lines(path: Path) -> list[Record]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def write_lines(path: Path, records: list[Record]) -> None:
+    path.write_bytes(b"".join(serialize(r) + b"\n" for r in records))
+
+
+def reseal(records: list[Record]) -> list[Record]:
+    """Recompute the trailer, as a forger who knows the format would."""
+    body = [r for r in records if r.get("kind") != "trailer"]
+    digest = DumpDigest()
+    for record in body:
+        digest.add_line(serialize(record), record)
+    return [*body, digest.trailer()]
+
+
+def line_of(records: list[Record], predicate: Any) -> int:
+    return next(i for i, r in enumerate(records, start=1) if predicate(r))
+
+
+def server_objects(url: URL, folder: Path) -> set[str]:
+    """Every database, schema or file a restore could have left behind."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {p.name for p in folder.iterdir() if "zenmigrate-lock" not in p.name}
+    engine = sqlalchemy.create_engine(
+        server_url("mysql" if backend in ("mysql", "mariadb") else "postgresql"),
+        poolclass=NullPool,
+    )
+    try:
+        with engine.connect() as conn:
+            if backend in ("mysql", "mariadb"):
+                return set(
+                    conn.exec_driver_sql(
+                        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA"
+                    ).scalars()
+                )
+            names = set(conn.exec_driver_sql("SELECT datname FROM pg_database").scalars())
+        target = sqlalchemy.create_engine(url, poolclass=NullPool)
+        with target.connect() as conn:
+            names |= {
+                f"schema:{n}"
+                for n in conn.exec_driver_sql("SELECT nspname FROM pg_namespace").scalars()
+            }
+        target.dispose()
+        return names
+    finally:
+        engine.dispose()

@@ -1,0 +1,149 @@
+"""Streaming and snapshot properties: bounded memory, one consistent snapshot."""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.conftest import database_url
+
+BIG_ROWS = 300_000
+MAX_GROWTH_MB = 150
+
+_FILL_BIG = {
+    "sqlite": "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) "
+    "INSERT INTO big (id, payload) SELECT i, hex(randomblob(512)) FROM s",
+    "mysql": "INSERT INTO big (id, payload) SELECT seq, REPEAT(MD5(seq), 32) FROM seq_1_to_{n}",
+    "postgresql": "INSERT INTO big (id, payload) "
+    "SELECT i, repeat(md5(i::text), 32) FROM generate_series(1, {n}) i",
+}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _measure(action: str, url: str, dump: str, queue: Any) -> None:
+    mu = MigrationUtils(url=url, connect_args={}, engine_args={})
+    with mu.engine.connect() as conn:  # imports, dialect and pool warmed up before measuring
+        conn.exec_driver_sql("SELECT 1")
+    before = _peak_rss_mb()
+    started = time.monotonic()
+    if action == "backup":
+        mu.backup_database_to_file(dump)
+    else:
+        mu.restore_database_from_file(dump)
+    queue.put((_peak_rss_mb() - before, time.monotonic() - started))
+    mu.dispose()
+
+
+def _in_child(action: str, url: str, dump: str) -> tuple[float, float]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_measure, args=(action, url, dump, queue))
+    child.start()
+    result = queue.get(timeout=600)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    return result
+
+
+def test_memory_stays_bounded_for_a_large_table(
+    dialect: str, utils: MigrationUtils, tmp_path: Path
+) -> None:
+    with utils.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE big (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        conn.exec_driver_sql(_FILL_BIG[dialect].format(n=BIG_ROWS))
+    dump = tmp_path / "big.jsonl.zst"
+    url = utils.url.render_as_string(hide_password=False)
+    growth, seconds = _in_child("backup", url, str(dump))
+    print(f"{dialect} backup of {BIG_ROWS} x 1 KiB: +{growth:.0f} MB peak RSS, {seconds:.1f}s")
+    assert growth < MAX_GROWTH_MB
+
+    target = database_url(dialect, tmp_path / "restore")
+    (tmp_path / "restore").mkdir()
+    MigrationUtils(url=target, connect_args={}, engine_args={}).create_database()
+    try:
+        target_url = target.render_as_string(hide_password=False)
+        growth, seconds = _in_child("restore", target_url, str(dump))
+        print(f"{dialect} restore of {BIG_ROWS} x 1 KiB: +{growth:.0f} MB peak RSS, {seconds:.1f}s")
+        assert growth < MAX_GROWTH_MB
+        restored = MigrationUtils(url=target, connect_args={}, engine_args={})
+        with restored, restored.engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM big").scalar_one() == BIG_ROWS
+    finally:
+        MigrationUtils(url=target, connect_args={}, engine_args={}).drop_database()
+
+
+ACCOUNTS = 100
+START = 1_000
+
+
+def test_backup_is_one_consistent_snapshot(
+    dialect: str, utils: MigrationUtils, tmp_path: Path
+) -> None:
+    """A writer moves money from a_acct to z_acct while the backup runs between them."""
+    with utils.engine.begin() as conn:
+        if dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+        for name in ("a_acct", "z_acct"):
+            conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, amount INTEGER)")
+            conn.execute(
+                text(f"INSERT INTO {name} (id, amount) VALUES (:id, :amount)"),
+                [{"id": i, "amount": START} for i in range(ACCOUNTS)],
+            )
+        # Between the two account tables in backup order, and slow enough to read.
+        conn.exec_driver_sql("CREATE TABLE m_filler (id INTEGER PRIMARY KEY, payload TEXT)")
+        conn.exec_driver_sql(_FILL_BIG[dialect].replace("big", "m_filler").format(n=100_000))
+    total = 2 * ACCOUNTS * START
+    stop = threading.Event()
+    moves = 0
+
+    def writer() -> None:
+        nonlocal moves
+        i = 0
+        while not stop.is_set():
+            i += 1
+            with utils.engine.begin() as conn:
+                conn.execute(
+                    text("UPDATE a_acct SET amount = amount - 1 WHERE id = :i"), {"i": i % ACCOUNTS}
+                )
+                conn.execute(
+                    text("UPDATE z_acct SET amount = amount + 1 WHERE id = :i"),
+                    {"i": (i * 7) % ACCOUNTS},
+                )
+            moves += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        moves_before = moves
+        records = utils.backup_database_to_memory()
+        moves_during = moves - moves_before
+    finally:
+        stop.set()
+        thread.join()
+    assert moves_during > 0, "the writer made no move during the backup: nothing was tested"
+
+    target = database_url(dialect, tmp_path / "copy")
+    (tmp_path / "copy").mkdir()
+    copy = MigrationUtils(url=target, connect_args={}, engine_args={})
+    copy.create_database()
+    try:
+        copy.restore_database_from_memory(records)
+        with copy.engine.connect() as conn:
+            restored = conn.exec_driver_sql(
+                "SELECT (SELECT sum(amount) FROM a_acct) + (SELECT sum(amount) FROM z_acct)"
+            ).scalar_one()
+        assert restored == total, f"torn backup: {moves_during} moves during it"
+    finally:
+        copy.drop_database()
+        copy.dispose()
