@@ -94,3 +94,34 @@ def utils(db_url: URL) -> Iterator[MigrationUtils]:
         yield mu
     finally:
         mu.dispose()
+
+
+# -- the Sakila fixtures -----------------------------------------------------------------------
+SAKILA_DIR = Path(
+    os.environ.get("ZENMIGRATE_SAKILA_DIR", REPO.parent / "shared" / "fixtures" / "sakila")
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (loudly) the Sakila tests where the fixtures are absent; never in CI."""
+    if SAKILA_DIR.is_dir():
+        return
+    sakila = [item for item in items if item.get_closest_marker("sakila")]
+    if not sakila:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError(
+            f"the Sakila fixtures are missing at {SAKILA_DIR}; CI must run those tests "
+            "(set ZENMIGRATE_SAKILA_DIR)"
+        )
+    config.hook.pytest_deselected(items=sakila)
+    items[:] = [item for item in items if not item.get_closest_marker("sakila")]
+    message = (
+        f"{len(sakila)} Sakila tests deselected: no fixtures at {SAKILA_DIR} "
+        "(set ZENMIGRATE_SAKILA_DIR to run them)"
+    )
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(message, yellow=True)
+    else:
+        print(message)
