@@ -133,6 +133,35 @@ def check_statement(
     if object_type == "index" and i < len(words) and words[i] == ("word", "CONCURRENTLY"):
         raise UnsafeDumpError(f"{label}: CONCURRENTLY is not allowed")
     _expect_name(tokens, i, name, label)
+    _refuse_qualified_targets(words, tokens, i + 1, object_type, label)
+
+
+# The table an index, trigger or rule is attached to follows this keyword.
+_TARGET_KEYWORD = {"index": "ON", "trigger": "ON", "rule": "TO"}
+
+
+def _refuse_qualified_targets(
+    words: list[tuple[str, str]],
+    tokens: list[tuple[str, str]],
+    start: int,
+    object_type: str,
+    label: str,
+) -> None:
+    """Objects are created in a staging area: a schema- or database-qualified target would
+    reach past it into the live database, so the table an index, trigger or rule attaches
+    to, and every table a foreign key references, must be unqualified."""
+    positions = []
+    keyword = _TARGET_KEYWORD.get(object_type)
+    if keyword is not None and ("word", keyword) in words[start:]:
+        positions.append(words.index(("word", keyword), start) + 1)
+    positions += [n + 1 for n in range(start, len(words)) if words[n] == ("word", "REFERENCES")]
+    for at in positions:
+        if at < len(tokens) and tokens[at] == ("word", "ONLY"):
+            at += 1
+        if at + 1 < len(tokens) and _is_name(tokens[at][0]) and tokens[at + 1] == ("other", "."):
+            raise UnsafeDumpError(
+                f"{label}: refers to {_unquote(*tokens[at])}.… outside the restored database"
+            )
 
 
 def _is_modifier(words: list[tuple[str, str]], i: int) -> bool:
@@ -175,3 +204,4 @@ def _check_constraint(
     if words[i : i + 2] != [("word", "ADD"), ("word", "CONSTRAINT")]:
         raise UnsafeDumpError(f"{label}: statement is not ALTER TABLE ... ADD CONSTRAINT")
     _expect_name(tokens, i + 2, name, label)
+    _refuse_qualified_targets(words, tokens, i + 3, "constraint", label)

@@ -1,0 +1,419 @@
+"""The PostgreSQL dialect's backup reader and restore writer, on a real server.
+
+Each test creates its own databases and drops them. The copy goes through JSON and the
+value codecs (as a dump does), with the reader's ``pre_objects`` created before the tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import sqlalchemy
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.pool import NullPool
+
+from airflow_provider_zenmigrate.core.dialects import get_dialect
+from airflow_provider_zenmigrate.core.dialects.postgresql import (
+    PostgreSQLBackupReader,
+    PostgreSQLRestoreWriter,
+    _execute_one,
+)
+from airflow_provider_zenmigrate.core.dump.codecs import decoders, encoders
+from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
+from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.conftest import REPO, database_url
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
+SAKILA_DIR = Path(
+    os.environ.get("ZENMIGRATE_SAKILA_DIR", str(REPO.parent / "shared" / "fixtures" / "sakila"))
+)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+@contextmanager
+def pg_database(tmp_path: Path) -> Iterator[Engine]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    url = database_url("postgresql", tmp_path)
+    mu = MigrationUtils(url=url, connect_args={}, engine_args={})
+    mu.create_database()
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        mu.drop_database()
+        mu.dispose()
+
+
+def libpq_url(engine: Engine) -> str:
+    url: URL = engine.url
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def run_sql(engine: Engine, script: str) -> None:
+    """Run a multi-statement script (simple query protocol, autocommit)."""
+    with psycopg.connect(libpq_url(engine), autocommit=True) as conn:
+        conn.execute(script.encode())
+
+
+def query(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(libpq_url(engine)) as conn:
+        conn.execute(b"SET search_path = public")
+        return [tuple(r) for r in conn.execute(sql.encode()).fetchall()]
+
+
+def copy_pg(source: Engine, target: Engine, chunk_rows: int = 500, fail_after: int = -1) -> None:
+    """tests/dialect_harness.py plus ``pre_objects`` (created before the tables)."""
+    with get_dialect(source).open_backup(source) as reader:
+        assert isinstance(reader, PostgreSQLBackupReader)
+        pre = reader.pre_objects()
+        tables = reader.tables()
+        objects = reader.objects()
+        with get_dialect(target).open_restore(target, uuid.uuid4().hex[:8]) as writer:
+            for obj in pre:
+                writer.create_object(obj)
+            counts: dict[str, int] = {}
+            for n, table in enumerate(tables):
+                if n == fail_after:
+                    raise RuntimeError("simulated failure in the middle of the load")
+                codecs = [c.codec for c in table.columns]
+                enc, dec = encoders(codecs), decoders(codecs)
+                writer.create_table(table)
+                counts[table.name] = 0
+                for chunk in reader.rows(table, chunk_rows):
+                    assert len(chunk) <= chunk_rows
+                    wire = json.dumps([[e(v) for e, v in zip(enc, r, strict=True)] for r in chunk])
+                    rows = [
+                        tuple(d(v) for d, v in zip(dec, r, strict=True)) for r in json.loads(wire)
+                    ]
+                    writer.load_rows(table, rows)
+                    counts[table.name] += len(rows)
+            for obj in objects:
+                writer.create_object(obj)
+            for table in tables:
+                assert writer.row_count(table) == counts[table.name], table.name
+            writer.swap()
+
+
+def table_hashes(engine: Engine) -> dict[str, tuple[int, str | None]]:
+    """Row count and an ordered md5 of every row's text, per table (rows of the table only)."""
+    names = [
+        r[0]
+        for r in query(
+            engine,
+            "SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace"
+            " AND relkind IN ('r', 'p') ORDER BY relname",
+        )
+    ]
+    out: dict[str, tuple[int, str | None]] = {}
+    for name in names:
+        q = '"' + name.replace('"', '""') + '"'
+        [(count, digest)] = query(
+            engine,
+            f"SELECT count(*), md5(string_agg(t::text, E'\\n' ORDER BY t::text)) FROM ONLY {q} t",
+        )
+        out[name] = (count, digest)
+    return out
+
+
+CATALOG_QUERIES = {
+    "tables": """
+        SELECT relname, relkind, relpersistence, relispartition, reloptions,
+               pg_get_expr(relpartbound, oid),
+               CASE WHEN relkind = 'p' THEN pg_get_partkeydef(oid) END,
+               (SELECT array_agg(inhparent::regclass::text ORDER BY inhseqno)
+                  FROM pg_inherits WHERE inhrelid = c.oid)
+        FROM pg_class c WHERE relnamespace = 'public'::regnamespace
+        ORDER BY relname, relkind""",
+    "columns": """
+        SELECT c.relname, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+               a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity, a.attgenerated,
+               a.attislocal, a.attinhcount, a.attcollation::regcollation::text
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE c.relnamespace = 'public'::regnamespace AND a.attnum > 0
+          AND NOT a.attisdropped AND c.relkind <> 'S'
+        ORDER BY 1, 2""",
+    "constraints": """
+        SELECT conrelid::regclass::text, contypid::regtype::text, conname, contype,
+               pg_get_constraintdef(oid), conislocal, coninhcount, convalidated
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2, 3""",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes"
+    " WHERE schemaname = 'public' ORDER BY 1, 2",
+    "sequences": """
+        SELECT sequencename, data_type::text, increment_by, min_value, max_value,
+               cache_size, cycle,
+               (SELECT refobjid::regclass::text || '.' || refobjsubid || d.deptype::text
+                  FROM pg_depend d WHERE d.objid = (quote_ident(sequencename))::regclass
+                   AND d.classid = 'pg_class'::regclass AND d.refobjsubid > 0)
+        FROM pg_sequences WHERE schemaname = 'public' ORDER BY 1""",
+    "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'"
+    " UNION ALL SELECT matviewname, definition || ispopulated FROM pg_matviews"
+    " WHERE schemaname = 'public' ORDER BY 1",
+    "routines": """
+        SELECT proname, prokind, pg_get_function_identity_arguments(oid),
+               CASE WHEN prokind <> 'a' THEN pg_get_functiondef(oid) END,
+               (SELECT row(aggtransfn, aggtranstype::regtype, agginitval)::text
+                  FROM pg_aggregate WHERE aggfnoid = p.oid)
+        FROM pg_proc p WHERE pronamespace = 'public'::regnamespace ORDER BY 1, 3""",
+    "triggers": """
+        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid), tgenabled
+        FROM pg_trigger WHERE NOT tgisinternal
+          AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+        ORDER BY 1, 2""",
+    "rules": "SELECT tablename, rulename, definition FROM pg_rules WHERE schemaname = 'public'"
+    " ORDER BY 1, 2",
+    "types": """
+        SELECT t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod), t.typnotnull,
+               (SELECT array_agg(enumlabel ORDER BY enumsortorder) FROM pg_enum
+                 WHERE enumtypid = t.oid),
+               (SELECT array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+                                 ORDER BY a.attnum)
+                  FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0)
+        FROM pg_type t LEFT JOIN pg_class c ON c.oid = t.typrelid
+        WHERE t.typnamespace = 'public'::regnamespace ORDER BY 1""",
+    "schema": "SELECT nspowner::regrole::text, nspacl::text,"
+    " obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = 'public'",
+    "stray_schemas": "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'zm\\_%' ORDER BY 1",
+}
+
+
+def sequence_positions(engine: Engine) -> dict[str, int]:
+    """The value each sequence's next nextval() returns (without calling it)."""
+    out: dict[str, int] = {}
+    for (name,) in query(engine, "SELECT sequencename FROM pg_sequences ORDER BY 1"):
+        q = '"' + name.replace('"', '""') + '"'
+        [(last, called, inc)] = query(
+            engine,
+            f"SELECT last_value, is_called, (SELECT increment_by FROM pg_sequences"
+            f" WHERE sequencename = '{name}') FROM {q}",
+        )
+        out[name] = last + inc if called else last
+    return out
+
+
+def catalog(engine: Engine) -> dict[str, Any]:
+    snap: dict[str, Any] = {k: query(engine, q) for k, q in CATALOG_QUERIES.items()}
+    snap["sequence_positions"] = sequence_positions(engine)
+    return snap
+
+
+def assert_same_database(source: Engine, target: Engine) -> None:
+    """Same rows and same catalogue (the target keeps its own ``public`` owner and grants)."""
+    assert table_hashes(target) == table_hashes(source)
+    src, dst = catalog(source), catalog(target)
+    for key in src:
+        if key != "schema":
+            assert dst[key] == src[key], key
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_fidelity_every_type_and_object(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        run_sql(source, (FIXTURES / "fidelity.sql").read_text())
+        run_sql(
+            target,
+            "CREATE TABLE stale (id int PRIMARY KEY); INSERT INTO stale VALUES (1);"
+            "CREATE VIEW stale_view AS SELECT * FROM stale;"
+            "CREATE TYPE mood AS ENUM ('other');"  # same name as a source type: no clash
+            "GRANT USAGE ON SCHEMA public TO pg_read_all_data;",
+        )
+        schema_before = query(target, CATALOG_QUERIES["schema"])
+
+        copy_pg(source, target, chunk_rows=2)
+
+        assert_same_database(source, target)
+        assert query(target, "SELECT to_regclass('stale'), to_regclass('stale_view')") == [
+            (None, None)
+        ]
+        assert query(target, CATALOG_QUERIES["schema"]) == schema_before
+        # The copies continue where the source's sequences stand.
+        for engine in (source, target):
+            run_sql(
+                engine, "INSERT INTO everything (i4) VALUES (7); INSERT INTO ident (v) VALUES ('n')"
+            )
+        probe = (
+            "SELECT e.id, e.counter, e.twice, e.note, i.id FROM everything e, ident i"
+            " WHERE e.i4 = 7 AND i.v = 'n'"
+        )
+        assert query(target, probe) == query(source, probe)
+
+
+def test_floats_and_numerics_survive_exactly(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        run_sql(source, (FIXTURES / "fidelity.sql").read_text())
+        copy_pg(source, target)
+        probe = (
+            "SELECT id, num::text, num_fixed::text, r::text, d::text, float8send(d),"
+            " float4send(r) FROM everything ORDER BY id"
+        )
+        rows = query(target, probe)
+        assert rows == query(source, probe)
+        assert rows[0][3:5] == ("NaN", "-0")
+        assert rows[1][1] == "-Infinity" and rows[1][3:5] == ("Infinity", "-Infinity")
+
+
+@pytest.mark.sakila
+def test_sakila_round_trip(tmp_path: Path) -> None:
+    schema = SAKILA_DIR / "postgres-sakila-schema.sql"
+    data = SAKILA_DIR / "postgres-sakila-insert-data-using-copy.sql"
+    if not schema.exists():
+        pytest.skip(f"Sakila fixtures not found in {SAKILA_DIR} (set ZENMIGRATE_SAKILA_DIR)")
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        for script in (schema, data):
+            subprocess.run(
+                [
+                    "psql",
+                    "-q",
+                    "-X",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-d",
+                    libpq_url(source),
+                    "-f",
+                    str(script),
+                ],
+                check=True,
+                capture_output=True,
+            )
+        copy_pg(source, target, chunk_rows=1000)
+        assert_same_database(source, target)
+        hashes = table_hashes(target)
+        assert hashes["rental"][0] == 16044 and hashes["film"][0] == 1000
+
+
+def test_failed_restore_leaves_target_untouched(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        run_sql(source, (FIXTURES / "fidelity.sql").read_text())
+        run_sql(
+            target,
+            "CREATE TABLE precious (id int PRIMARY KEY, v text);"
+            "INSERT INTO precious SELECT i, md5(i::text) FROM generate_series(1, 1000) i;",
+        )
+        before_hashes, before_catalog = table_hashes(target), catalog(target)
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            copy_pg(source, target, chunk_rows=1, fail_after=3)
+        assert table_hashes(target) == before_hashes
+        assert catalog(target) == before_catalog
+        assert before_catalog["stray_schemas"] == []
+
+        # A load the server refuses (a value of the wrong type) is no different.
+        with get_dialect(target).open_restore(target, "broken") as writer:
+            writer.create_table(TableSpec("t", "CREATE TABLE t (id int)", columns=()))
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+                writer.load_rows(
+                    TableSpec("t", "", columns=(ColumnSpec("id", "text"),)), [("not a number",)]
+                )
+        assert table_hashes(target) == before_hashes
+        assert query(target, CATALOG_QUERIES["stray_schemas"]) == []
+
+        copy_pg(source, target)  # and running it again succeeds
+        assert_same_database(source, target)
+
+
+def test_unsafe_statements_refused_before_execution(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as target:
+        with get_dialect(target).open_restore(target, "unsafe") as writer:
+            assert isinstance(writer, PostgreSQLRestoreWriter)
+            bad_tables = [
+                "CREATE TABLE t (id int); DROP DATABASE x",
+                "CREATE TABLE other (id int)",
+                "CREATE TABLE public.t (id int)",
+                "DROP TABLE t",
+            ]
+            for stmt in bad_tables:
+                with pytest.raises(UnsafeDumpError):
+                    writer.create_table(TableSpec("t", stmt, columns=()))
+            bad_objects = [
+                ObjectSpec("view", "v", "CREATE VIEW v AS SELECT 1; DROP SCHEMA public CASCADE"),
+                ObjectSpec("index", "i", "CREATE INDEX j ON t (id)"),
+                ObjectSpec("constraint", "c", "ALTER TABLE t DROP COLUMN id"),
+                ObjectSpec("function", "f", "DROP FUNCTION f"),
+            ]
+            for obj in bad_objects:
+                with pytest.raises(UnsafeDumpError):
+                    writer.create_object(obj)
+            # Nothing ran: the staging schema is still empty.
+            with writer._conn.cursor() as cur:
+                cur.execute(
+                    b"SELECT count(*) FROM pg_class WHERE relnamespace = %s::regnamespace",
+                    (writer.stage,),
+                )
+                assert cur.fetchone() == (0,)
+        # Even past the check, the protocol runs one statement per call.
+        with (
+            psycopg.connect(libpq_url(target)) as conn,
+            pytest.raises(psycopg.errors.SyntaxError),
+        ):
+            _execute_one(conn, "SELECT 1; SELECT 2")
+
+
+def test_hostile_names_round_trip(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        run_sql(
+            source,
+            'CREATE TABLE "we""ird tab; DROP" ("co""l" serial PRIMARY KEY, "Mixed Case" text,'
+            ' "select" int CONSTRAINT "chk ""x""" CHECK ("select" > 0));'
+            'CREATE INDEX "idx ""q""" ON "we""ird tab; DROP" ("Mixed Case");'
+            'CREATE VIEW "v""w" AS SELECT * FROM "we""ird tab; DROP";'
+            'INSERT INTO "we""ird tab; DROP" ("Mixed Case", "select")'
+            " VALUES ('a\"b', 1), (NULL, 2);",
+        )
+        copy_pg(source, target)
+        assert_same_database(source, target)
+        assert query(target, 'SELECT count(*) FROM "we""ird tab; DROP"') == [(2,)]
+
+
+def test_rows_stream_in_chunks(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source:
+        run_sql(
+            source,
+            "CREATE TABLE big (id bigint PRIMARY KEY, payload text, at timestamptz);"
+            "INSERT INTO big SELECT i, repeat('x', 50),"
+            " '2024-01-01'::timestamptz + i * interval '1s' FROM generate_series(1, 50000) i;",
+        )
+        with get_dialect(source).open_backup(source) as reader:
+            [table] = reader.tables()
+            assert table.key == ("id",)
+            assert [c.codec for c in table.columns] == ["native", "native", "text"]
+            sizes = [len(chunk) for chunk in reader.rows(table, 7000)]
+        assert sizes == [7000] * 7 + [1000]
+
+
+def test_backup_is_one_read_only_snapshot(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source:
+        run_sql(source, "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);")
+        with get_dialect(source).open_backup(source) as reader:
+            [table] = reader.tables()
+            first = [row for chunk in reader.rows(table, 10) for row in chunk]
+            run_sql(source, "INSERT INTO t VALUES (3)")  # committed after the snapshot
+            again = [row for chunk in reader.rows(table, 10) for row in chunk]
+            assert first == again == [(1,), (2,)]
+            assert reader.server_version.split(".")[0].isdigit()
+
+
+def test_extension_in_public_round_trips(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        script = (
+            "CREATE EXTENSION citext;"
+            "CREATE TABLE users (email citext PRIMARY KEY, tags text);"
+            "INSERT INTO users VALUES ('A@example.com', 'x'), ('b@EXAMPLE.com', NULL);"
+        )
+        run_sql(source, script)
+        run_sql(target, script + "INSERT INTO users VALUES ('only@target', 'gone');")
+        copy_pg(source, target)
+        assert_same_database(source, target)
+        assert query(target, "SELECT extname FROM pg_extension WHERE extname = 'citext'") == [
+            ("citext",)
+        ]
+        assert query(target, "SELECT count(*) FROM users WHERE email = 'a@EXAMPLE.COM'") == [(1,)]
