@@ -1,23 +1,90 @@
 """MySQL and MariaDB.
 
-Tested against MariaDB 10.11 only. Known MySQL 8 differences (untested here): none yet
-for administration and locking; GET_LOCK and information_schema behave the same.
+Tested against MariaDB 10.11 only. Known MySQL 8 differences (untested here):
+
+- ``JSON`` is a binary type on MySQL 8: it is read as its normalised text and parsed again on
+  load (same value, not necessarily the same text); on MariaDB it is LONGTEXT and kept exactly.
+- MySQL 8 writes version comments (``/*!80016 NOT ENFORCED */``, ``/*!50100 PARTITION ...*/``)
+  into SHOW CREATE output; the restore inlines their contents before checking and executing
+  them (see :func:`_inline_version_comments`), whatever the version number says.
+- ``check_constraint_checks`` exists only on MariaDB; MySQL 8 enforces CHECK constraints while
+  the rows are loaded (rows that satisfied them at backup time satisfy them again).
+- Administration and locking: GET_LOCK and information_schema behave the same.
 """
 
 from __future__ import annotations
 
+import heapq
+import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any, ClassVar
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from decimal import Decimal
+from typing import Any, ClassVar, cast
 
+import pymysql.cursors
+import pymysql.err
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Engine
 
-from ..errors import MigrationLockTimeout
-from .base import DialectOps
+from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
+from ..dump.safety import check_statement
+from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
+from .base import BackupReader, DialectOps, RestoreWriter
+
+logger = logging.getLogger(__name__)
 
 ER_BAD_DB_ERROR = 1049  # "Unknown database"
+ER_UNKNOWN_SYSTEM_VARIABLE = 1193
+CLIENT_MULTI_STATEMENTS = 1 << 16  # pymysql.constants.CLIENT.MULTI_STATEMENTS
+
+# -- value codecs by information_schema.COLUMNS.DATA_TYPE ------------------------------------
+_INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year")
+_STRING_TYPES = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set")
+# MariaDB's UUID/INET types come back as their text and are parsed again on load.
+_TEXT_LIKE_TYPES = ("json", "uuid", "inet4", "inet6")
+_BYTES_TYPES = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "bit")
+# Geometry values are read in the server's internal form (4-byte SRID + WKB) and written back
+# as that binary string; the server accepts it as is (CHECKSUM TABLE identical, tested).
+_GEOMETRY_TYPES = (
+    "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
+    "multipolygon", "geometrycollection", "geomcollection",
+)  # fmt: skip
+_CODEC_BY_TYPE: dict[str, str] = {
+    **dict.fromkeys(_INTEGER_TYPES + _STRING_TYPES + _TEXT_LIKE_TYPES, "native"),
+    **dict.fromkeys(_BYTES_TYPES + _GEOMETRY_TYPES, "bytes"),
+    "decimal": "decimal",
+    "numeric": "decimal",
+    "float": "float",
+    "double": "float",
+    "real": "float",
+    "date": "date",
+    "datetime": "datetime",
+    "timestamp": "datetime",
+    "time": "text",
+}
+
+# Session of the backup: UTC so TIMESTAMP values are read as stored; no ANSI_QUOTES so
+# SHOW CREATE quotes with backticks.
+_BACKUP_SQL_MODE = "NO_ENGINE_SUBSTITUTION"
+# Session of the restore: strict (a value the server would truncate fails the restore instead
+# of changing silently), zero dates allowed (no NO_ZERO_DATE / NO_ZERO_IN_DATE), an explicit
+# id 0 kept (NO_AUTO_VALUE_ON_ZERO).
+_LOAD_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
+# Keep one INSERT well below max_allowed_packet.
+_MAX_INSERT_BYTES = 4 * 1024 * 1024
+_LABEL = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+# Triggers, routines and events run with the sql_mode (events also the time_zone) they were
+# created with, which SHOW CREATE reports beside the statement. The backup keeps it in a
+# leading comment of create_stmt, which the restore reads, checks, removes and applies.
+_SETTINGS_COMMENT = re.compile(r"\A\s*/\* zenmigrate: (?P<body>[^*]*) \*/\s*")
+_SETTING = re.compile(r"(?P<key>[a-z_]+)='(?P<value>[^']*)'\s*")
+_SETTING_VALUES = {
+    "sql_mode": re.compile(r"[A-Z0-9_,]*"),
+    "time_zone": re.compile(r"[A-Za-z0-9_+\-:/]*"),
+}
 
 
 class MySQLOps(DialectOps):
@@ -74,3 +141,676 @@ class MySQLOps(DialectOps):
             finally:
                 conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": key})
                 conn.rollback()
+
+    # -- backup and restore --------------------------------------------------------------------
+    @contextmanager
+    def open_backup(self, engine: Engine) -> Iterator[BackupReader]:
+        database = self.database_name(engine.url)
+        with _session(engine) as session:
+            yield _MySQLBackupReader(session, database)
+
+    @contextmanager
+    def open_restore(self, engine: Engine, label: str) -> Iterator[RestoreWriter]:
+        if not _LABEL.fullmatch(label):
+            raise ValueError(f"restore label {label!r} must match {_LABEL.pattern}")
+        target = self.database_name(engine.url)
+        staging = _side_name("zmstage", label, target)
+        trash = _side_name("zmtrash", label, target)
+        writer: _MySQLRestoreWriter | None = None
+        try:
+            with _session(engine) as session:
+                writer = _MySQLRestoreWriter(session, target, staging, trash)
+                writer.start()
+                yield writer
+        finally:
+            # Only what this restore created, on a fresh connection: the restore's own may be
+            # the thing that broke.
+            if writer is not None and writer.created:
+                _drop_side_databases(engine, *writer.created)
+
+
+def _side_name(kind: str, label: str, target: str) -> str:
+    prefix = f"{kind}_{label}_"
+    return (prefix + target[: 64 - len(prefix)]).rstrip(" ")
+
+
+# -- connections ----------------------------------------------------------------------------
+class _Session:
+    """One DBAPI (pymysql) connection, detached from the pool so its settings never leak.
+
+    Our own statements always go through the driver's ``%s`` formatting (with no arguments,
+    ``%%`` becomes ``%``): that is what SQLAlchemy's identifier preparer quotes for, doubling
+    ``%`` in names. Statements taken from a dump are sent as they are (:meth:`execute_dump`).
+    """
+
+    def __init__(self, dbapi: Any, engine: Engine) -> None:
+        self.dbapi = dbapi
+        self.preparer = engine.dialect.identifier_preparer
+
+    def q(self, name: str) -> str:
+        return cast(str, self.preparer.quote_identifier(name))
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> None:
+        with self.dbapi.cursor() as cur:
+            cur.execute(sql, tuple(args))
+
+    def execute_dump(self, sql: str) -> None:
+        with self.dbapi.cursor() as cur:
+            cur.execute(sql)  # no arguments: pymysql does not touch a % in it
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self.dbapi.cursor() as cur:
+            cur.execute(sql, tuple(args))
+            return list(cur.fetchall())
+
+    def scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = self.query(sql, args)
+        return rows[0][0] if rows else None
+
+
+@contextmanager
+def _session(engine: Engine) -> Iterator[_Session]:
+    raw = engine.raw_connection()
+    raw.detach()
+    try:
+        yield _Session(raw.dbapi_connection, engine)
+    finally:
+        with suppress(Exception):
+            raw.rollback()
+        raw.close()
+
+
+def _drop_side_databases(engine: Engine, *names: str) -> None:
+    with _session(engine) as session:
+        for name in names:
+            if session.scalar(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                "AND TABLE_TYPE <> 'VIEW'",
+                (name,),
+            ) and name.startswith("zmtrash_"):  # the trash
+                # Old tables are still parked here (a swap failed and could not put them
+                # back): keep them so nothing is lost, and say where they are.
+                logger.error("database %s holds the target's previous tables; kept", name)
+                continue
+            session.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+            session.execute(f"DROP DATABASE IF EXISTS {session.q(name)}")
+
+
+# -- reading ----------------------------------------------------------------------------------
+class _MySQLBackupReader(BackupReader):
+    def __init__(self, session: _Session, database: str) -> None:
+        self.s = session
+        self.database = database
+        session.execute(f"USE {session.q(database)}")
+        session.execute("SET SESSION time_zone = '+00:00'")
+        session.execute(f"SET SESSION sql_mode = '{_BACKUP_SQL_MODE}'")
+        # The engine may take a while with each chunk (compressing, uploading).
+        session.execute("SET SESSION net_write_timeout = 3600")
+        session.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # DDL is not transactional: a table altered during the backup can still tear it;
+        # InnoDB reports "table definition has changed" rather than returning mixed rows.
+        session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        self.server_version = str(session.scalar("SELECT VERSION()"))
+
+    def tables(self) -> list[TableSpec]:
+        s = self.s
+        kinds = s.query(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (self.database,),
+        )
+        unsupported = sorted(f"{n} ({k})" for n, k in kinds if k not in ("BASE TABLE", "VIEW"))
+        if unsupported:
+            raise ZenMigrateError(
+                "cannot back up these tables faithfully: " + ", ".join(unsupported)
+            )
+        names = sorted(n for n, k in kinds if k == "BASE TABLE")
+        columns: dict[str, list[ColumnSpec]] = {n: [] for n in names}
+        generated: dict[str, set[str]] = {n: set() for n in names}
+        for table, column, data_type, column_type, extra in s.query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            (self.database,),
+        ):
+            if table not in columns:
+                continue
+            if re.search(r"\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b", extra or "", re.I):
+                generated[table].add(column)  # recomputed by the server on load
+                continue
+            codec = _CODEC_BY_TYPE.get(data_type.lower())
+            if codec is None:
+                raise ZenMigrateError(
+                    f"table {table!r} column {column!r}: type {column_type} is not supported"
+                )
+            columns[table].append(ColumnSpec(name=column, codec=codec, type=column_type))
+        keys = self._keys(generated)
+        specs = []
+        for name in names:
+            create = s.query(f"SHOW CREATE TABLE {s.q(name)}")[0][1]
+            specs.append(
+                TableSpec(
+                    name=name,
+                    create_stmt=create,
+                    columns=tuple(columns[name]),
+                    key=keys.get(name, ()),
+                )
+            )
+        return specs
+
+    def _keys(self, generated: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
+        """Primary key, else the first unique key whose columns are all NOT NULL."""
+        indexes: dict[str, dict[str, list[tuple[str, str]]]] = {}
+        for table, index, column, non_unique, nullable in self.s.query(
+            "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME, NON_UNIQUE, NULLABLE "
+            "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+            "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX",
+            (self.database,),
+        ):
+            if int(non_unique) == 0:
+                indexes.setdefault(table, {}).setdefault(index, []).append((column, nullable))
+        keys: dict[str, tuple[str, ...]] = {}
+        for table, by_name in indexes.items():
+            for index in sorted(by_name, key=lambda n: (n != "PRIMARY", n)):
+                cols = by_name[index]
+                if all(not nullable and c not in generated.get(table, ()) for c, nullable in cols):
+                    keys[table] = tuple(c for c, _ in cols)
+                    break
+        return keys
+
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be at least 1")
+        s = self.s
+        exprs = []
+        for column in table.columns:
+            name = s.q(column.name)
+            data_type = column.type.split("(")[0].split(" ")[0].lower()
+            if data_type == "float":
+                exprs.append(f"({name} + 0e0)")  # FLOAT's own text has 6 digits; as DOUBLE: exact
+            elif data_type == "time":
+                exprs.append(f"CAST({name} AS CHAR)")  # '-838:59:59.000000', not a timedelta
+            else:
+                exprs.append(name)
+        if not exprs:
+            return
+        sql = f"SELECT {', '.join(exprs)} FROM {s.q(table.name)}"
+        if table.key:
+            sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
+        cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
+        try:
+            cursor.execute(sql, ())
+            while True:
+                chunk = cursor.fetchmany(chunk_rows)
+                if not chunk:
+                    break
+                yield [tuple(row) for row in chunk]
+        finally:
+            cursor.close()
+
+    def objects(self) -> list[ObjectSpec]:
+        return _collect_objects(self.s, self.database)
+
+
+def _settings_comment(**settings: str) -> str:
+    body = " ".join(f"{k}='{v}'" for k, v in settings.items())
+    return f"/* zenmigrate: {body} */\n"
+
+
+def _collect_objects(s: _Session, database: str) -> list[ObjectSpec]:
+    """Routines, views, triggers and events of ``database`` in creation order.
+
+    The session's default database must be ``database`` so SHOW CREATE VIEW leaves the
+    references to its own tables unqualified. Routines come first (a view may call a
+    function; a routine body is not resolved when it is created), then views (a view on a
+    view after the one it reads), then triggers in their action order, then events.
+    """
+    out: list[ObjectSpec] = []
+    for name, kind in sorted(
+        s.query(
+            "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = %s",
+            (database,),
+        ),
+        key=lambda r: (r[1] != "FUNCTION", r[0]),
+    ):
+        if kind not in ("PROCEDURE", "FUNCTION"):
+            raise ZenMigrateError(f"cannot back up {kind} {name!r} (not supported)")
+        row = s.query(f"SHOW CREATE {kind} {s.q(name)}")[0]
+        if row[2] is None:
+            raise ZenMigrateError(f"no privilege to read the definition of {kind} {name!r}")
+        stmt = _settings_comment(sql_mode=row[1]) + row[2]
+        out.append(ObjectSpec(object_type=kind.lower(), name=name, create_stmt=stmt))
+    views = {}
+    for (name,) in s.query(
+        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s", (database,)
+    ):
+        views[name] = s.query(f"SHOW CREATE VIEW {s.q(name)}")[0][1]
+    for name in _view_order(views):
+        out.append(ObjectSpec(object_type="view", name=name, create_stmt=views[name]))
+    for name, table in s.query(
+        "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+        "WHERE TRIGGER_SCHEMA = %s ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, "
+        "EVENT_MANIPULATION, ACTION_ORDER, TRIGGER_NAME",
+        (database,),
+    ):
+        row = s.query(f"SHOW CREATE TRIGGER {s.q(name)}")[0]
+        stmt = _settings_comment(sql_mode=row[1]) + row[2]
+        out.append(ObjectSpec(object_type="trigger", name=name, create_stmt=stmt, table=table))
+    for (name,) in s.query(
+        "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
+        "ORDER BY EVENT_NAME",
+        (database,),
+    ):
+        row = s.query(f"SHOW CREATE EVENT {s.q(name)}")[0]
+        stmt = _settings_comment(sql_mode=row[1], time_zone=row[2]) + row[3]
+        out.append(ObjectSpec(object_type="event", name=name, create_stmt=stmt))
+    return out
+
+
+def _view_order(views: dict[str, str]) -> list[str]:
+    """Views after the views they name; otherwise by name."""
+    needs: dict[str, set[str]] = {}
+    for name, stmt in views.items():
+        body = re.split(r"\bAS\b", stmt, maxsplit=1, flags=re.I)[-1]
+        named = {_unquote(t) for k, t in _significant(_scan(body)) if k in ("backtick", "word")}
+        needs[name] = {v for v in views if v != name and v in named}
+    ready = [n for n, deps in needs.items() if not deps]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        name = heapq.heappop(ready)
+        order.append(name)
+        for other, deps in needs.items():
+            if name in deps:
+                deps.discard(name)
+                if not deps:
+                    heapq.heappush(ready, other)
+    # A name that only looked like a reference (a column alias) can make a false cycle.
+    order += sorted(set(views) - set(order))
+    return order
+
+
+# -- statement checks -----------------------------------------------------------------------
+def _token_pattern(ansi_quotes: bool, backslash_escapes: bool) -> re.Pattern[str]:
+    def quoted(q: str, escapes: bool) -> str:
+        return f"{q}(?:[^{q}\\\\]|\\\\.|{q}{q})*{q}" if escapes else f"{q}(?:[^{q}]|{q}{q})*{q}"
+
+    single = quoted("'", backslash_escapes)
+    double = (
+        "(?P<dquote>" + quoted('"', False) + ")"
+        if ansi_quotes
+        else "(?P<double>" + quoted('"', backslash_escapes) + ")"
+    )
+    return re.compile(
+        rf"""
+        (?P<space>\s+)
+      | (?P<line_comment>(?:\#|--(?=[\s\x00-\x1f]|\Z))[^\n]*)
+      | (?P<version_open>/\*M?!\d*)
+      | (?P<block_comment>/\*.*?\*/)
+      | (?P<version_close>\*/)
+      | (?P<single>{single})
+      | {double}
+      | (?P<backtick>`(?:[^`]|``)*`)
+      | (?P<semicolon>;)
+      | (?P<word>[0-9A-Za-z_$\u0080-\U0010ffff]+)
+      | (?P<other>.)
+        """,
+        re.VERBOSE | re.DOTALL,
+    )
+
+
+_TOKEN_PATTERNS = {
+    (ansi, backslash): _token_pattern(ansi, backslash)
+    for ansi in (False, True)
+    for backslash in (False, True)
+}
+
+
+def _scan(statement: str, sql_mode: str = "") -> list[tuple[str, str]]:
+    """Lex as MySQL does under ``sql_mode`` (ANSI_QUOTES, NO_BACKSLASH_ESCAPES), comments kept."""
+    modes = set(sql_mode.upper().split(","))
+    pattern = _TOKEN_PATTERNS[
+        ("ANSI_QUOTES" in modes or "ANSI" in modes, "NO_BACKSLASH_ESCAPES" not in modes)
+    ]
+    out: list[tuple[str, str]] = []
+    pos, in_version = 0, False
+    while pos < len(statement):
+        match = pattern.match(statement, pos)
+        if match is None:
+            raise UnsafeDumpError(f"unterminated quote or comment at offset {pos}")
+        kind = match.lastgroup or "other"
+        if kind == "version_open":
+            if in_version:
+                raise UnsafeDumpError("nested version comment")
+            in_version = True
+        elif kind == "version_close":
+            if not in_version:
+                kind = "other"
+            in_version = False
+        elif kind == "other" and (match.group() in "'\"`" or statement.startswith("/*", pos)):
+            raise UnsafeDumpError(f"unterminated quote or comment at offset {pos}")
+        out.append((kind, match.group()))
+        pos = match.end()
+    if in_version:
+        raise UnsafeDumpError("unterminated version comment")
+    return out
+
+
+def _significant(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    skip = ("space", "line_comment", "block_comment", "version_open", "version_close")
+    return [t for t in tokens if t[0] not in skip]
+
+
+def _unquote(value: str) -> str:
+    if value[:1] in ("`", '"'):
+        return value[1:-1].replace(value[0] * 2, value[0])
+    return value
+
+
+def _inline_version_comments(statement: str, sql_mode: str) -> str:
+    """Turn ``/*!50100 X */`` into `` X ``: MySQL runs their contents, so we check them."""
+    tokens = _scan(statement, sql_mode)
+    if not any(kind == "version_open" for kind, _ in tokens):
+        return statement
+    return "".join(
+        " " if kind in ("version_open", "version_close") else text_ for kind, text_ in tokens
+    )
+
+
+_HEAD_KEYWORDS = {
+    "table": "TABLE",
+    "view": "VIEW",
+    "trigger": "TRIGGER",
+    "procedure": "PROCEDURE",
+    "function": "FUNCTION",
+    "event": "EVENT",
+}
+_HEAD_MODIFIERS = frozenset(
+    {"OR", "REPLACE", "ALGORITHM", "UNDEFINED", "MERGE", "TEMPTABLE", "DEFINER", "SQL",
+     "SECURITY", "INVOKER", "AGGREGATE", "CURRENT_USER"}
+)  # fmt: skip
+
+
+def _prepare(obj_type: str, name: str, statement: str) -> tuple[dict[str, str], str]:
+    """Check a statement from a dump; returns the session settings and the SQL to run.
+
+    The shared :func:`check_statement` runs first. It does not lex as MySQL does (``#``
+    comments, backslashes in double quotes, ``/*! ... */`` comments whose contents MySQL
+    executes), so the head of the statement is checked again here with MySQL's rules, on
+    exactly the text that will be executed.
+    """
+    allow_body = obj_type in ("trigger", "procedure", "function", "event")
+    check_statement(statement, obj_type, name, allow_body=allow_body)
+    settings: dict[str, str] = {}
+    match = _SETTINGS_COMMENT.match(statement)
+    if match:
+        body = match.group("body")
+        for setting in _SETTING.finditer(body):
+            key, value = setting.group("key"), setting.group("value")
+            pattern = _SETTING_VALUES.get(key)
+            if pattern is None or not pattern.fullmatch(value):
+                raise UnsafeDumpError(f"{obj_type} {name!r}: bad setting {key}={value!r}")
+            settings[key] = value
+        if _SETTING.sub("", body).strip():
+            raise UnsafeDumpError(f"{obj_type} {name!r}: bad settings comment")
+        statement = statement[match.end() :]
+    sql_mode = settings.get("sql_mode", _LOAD_SQL_MODE)
+    sql = _inline_version_comments(statement, sql_mode)
+    if sql != statement:
+        check_statement(sql, obj_type, name, allow_body=allow_body)
+    label = f"{obj_type} {name!r}"
+    tokens = _significant(_scan(sql, sql_mode))
+    while tokens and tokens[-1][0] == "semicolon":
+        tokens.pop()
+    if not allow_body and any(kind == "semicolon" for kind, _ in tokens):
+        raise UnsafeDumpError(f"{label}: more than one statement")
+    words = [(k, t.upper() if k == "word" else t) for k, t in tokens]
+    keyword = _HEAD_KEYWORDS.get(obj_type)
+    if keyword is None or not words or words[0] != ("word", "CREATE"):
+        raise UnsafeDumpError(f"{label}: not a CREATE this dialect restores")
+    i = 1
+    while i < len(words) and words[i] != ("word", keyword):
+        kind, value = words[i]
+        after_sign = words[i - 1][1] in ("=", "@")
+        if (
+            (kind == "word" and value in _HEAD_MODIFIERS)
+            or (kind == "other" and value in ("=", "@", "(", ")"))
+            or (after_sign and kind in ("word", "single", "backtick", "dquote"))
+        ):
+            i += 1
+        else:
+            raise UnsafeDumpError(f"{label}: unexpected {tokens[i][1]!r} after CREATE")
+    i += 1
+    if words[i : i + 3] == [("word", "IF"), ("word", "NOT"), ("word", "EXISTS")]:
+        i += 3
+    if i >= len(tokens) or tokens[i][0] not in ("word", "backtick", "dquote"):
+        raise UnsafeDumpError(f"{label}: no object name after {keyword}")
+    found = _unquote(tokens[i][1])
+    if found != name and not (tokens[i][0] == "word" and found.lower() == name.lower()):
+        raise UnsafeDumpError(f"{label}: statement creates {found!r}, not {name!r}")
+    following = tokens[i + 1][1] if i + 1 < len(tokens) else ""
+    if following == ".":
+        raise UnsafeDumpError(f"{label}: qualified names are not allowed")
+    if obj_type == "table" and following != "(":
+        # SHOW CREATE TABLE always lists the columns; refuse CREATE TABLE ... LIKE / SELECT.
+        raise UnsafeDumpError(f"{label}: expected the column list after the name")
+    return settings, sql
+
+
+# -- writing ----------------------------------------------------------------------------------
+def _plain_decimals(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in indexes:
+        if isinstance(values[i], Decimal):
+            values[i] = format(values[i], "f")
+    return tuple(values)
+
+
+_DROP_KINDS = {"view": "VIEW", "trigger": "TRIGGER", "procedure": "PROCEDURE",
+               "function": "FUNCTION", "event": "EVENT"}  # fmt: skip
+
+
+class _MySQLRestoreWriter(RestoreWriter):
+    def __init__(self, session: _Session, target: str, staging: str, trash: str) -> None:
+        self.s = session
+        self.target, self.staging, self.trash = target, staging, trash
+        self.objects: list[tuple[ObjectSpec, dict[str, str], str]] = []
+        self.swapped = False
+        #: Databases this restore created (and drops when it ends).
+        self.created: list[str] = []
+
+    def start(self) -> None:
+        s = self.s
+        if s.dbapi.client_flag & CLIENT_MULTI_STATEMENTS:
+            # Routine bodies are admitted with semicolons only because one call runs one
+            # statement; with this flag a dump could append statements of its own.
+            raise ZenMigrateError("restore refuses a connection with CLIENT.MULTI_STATEMENTS")
+        row = s.query(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (self.target,),
+        )
+        if not row:
+            raise ZenMigrateError(f"target database {self.target!r} does not exist")
+        self.charset, self.collation = row[0]
+        s.dbapi.autocommit(True)
+        s.execute(
+            f"CREATE DATABASE {s.q(self.staging)} CHARACTER SET {s.q(self.charset)} "
+            f"COLLATE {s.q(self.collation)}"
+        )
+        self.created.append(self.staging)
+        s.execute(f"USE {s.q(self.staging)}")
+        s.execute("SET SESSION time_zone = '+00:00'")
+        s.execute(f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'")
+        s.execute("SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0")
+        try:  # MariaDB: rows are loaded as they were, CHECK constraints are not re-run
+            s.execute("SET SESSION check_constraint_checks = 0")
+        except pymysql.err.MySQLError as exc:  # MySQL has no such variable
+            if exc.args[0] != ER_UNKNOWN_SYSTEM_VARIABLE:
+                raise
+        packet = int(s.scalar("SELECT @@max_allowed_packet"))
+        self.max_insert = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
+
+    # -- loading ---------------------------------------------------------------------------
+    def create_table(self, table: TableSpec) -> None:
+        _settings, sql = _prepare("table", table.name, table.create_stmt)
+        self.s.execute_dump(sql)
+
+    def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        s = self.s
+        width = len(table.columns)
+        if any(len(row) != width for row in rows):
+            raise ZenMigrateError(f"table {table.name!r}: a row does not have {width} values")
+        columns = ", ".join(s.q(c.name) for c in table.columns)
+        placeholders = ", ".join(["%s"] * width)
+        sql = (
+            f"INSERT INTO {s.q(self.staging)}.{s.q(table.name)} ({columns}) VALUES ({placeholders})"
+        )
+        # pymysql writes a Decimal unquoted, and 1E-30 would be read as a DOUBLE: a string
+        # in plain notation converts to DECIMAL exactly.
+        decimals = [i for i, c in enumerate(table.columns) if c.codec == "decimal"]
+        if decimals:
+            rows = [_plain_decimals(row, decimals) for row in rows]
+        with s.dbapi.cursor() as cur:
+            # pymysql turns this into multi-row INSERTs of at most max_stmt_length bytes.
+            cur.max_stmt_length = self.max_insert
+            cur.executemany(sql, rows)
+
+    def create_object(self, obj: ObjectSpec) -> None:
+        if obj.object_type not in _DROP_KINDS:
+            raise UnsafeDumpError(f"{obj.object_type} {obj.name!r}: unknown object type")
+        settings, sql = _prepare(obj.object_type, obj.name, obj.create_stmt)
+        if obj.object_type != "event":  # an event could fire in staging
+            # Rehearse in staging, so a definition that fails fails before the swap.
+            self._create(settings, sql)
+        self.objects.append((obj, settings, sql))
+
+    def _create(self, settings: dict[str, str], sql: str) -> None:
+        s = self.s
+        s.execute("SET SESSION sql_mode = %s", (settings.get("sql_mode", _LOAD_SQL_MODE),))
+        s.execute("SET SESSION time_zone = %s", (settings.get("time_zone", "+00:00"),))
+        try:
+            s.execute_dump(sql)
+        finally:
+            s.execute(f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'")
+            s.execute("SET SESSION time_zone = '+00:00'")
+
+    def row_count(self, table: TableSpec) -> int:
+        s = self.s
+        return int(s.scalar(f"SELECT COUNT(*) FROM {s.q(self.staging)}.{s.q(table.name)}"))
+
+    # -- swapping --------------------------------------------------------------------------
+    def _table_names(self, database: str) -> list[str]:
+        rows = self.s.query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+            (database,),
+        )
+        return [r[0] for r in rows]
+
+    def _drop_objects(self, database: str) -> None:
+        """Drop every trigger, event, view and routine of ``database``."""
+        s = self.s
+        found = s.query(
+            "SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS "
+            "WHERE TRIGGER_SCHEMA = %s UNION ALL "
+            "SELECT 'event', EVENT_NAME FROM information_schema.EVENTS "
+            "WHERE EVENT_SCHEMA = %s UNION ALL "
+            "SELECT 'view', TABLE_NAME FROM information_schema.VIEWS "
+            "WHERE TABLE_SCHEMA = %s UNION ALL "
+            "SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES "
+            "WHERE ROUTINE_SCHEMA = %s",
+            (database,) * 4,
+        )
+        for kind, name in found:
+            keyword = _DROP_KINDS.get(kind)
+            if keyword is None:
+                raise ZenMigrateError(f"cannot replace {kind} {name!r} in {database!r}")
+            s.execute(f"DROP {keyword} IF EXISTS {s.q(database)}.{s.q(name)}")
+
+    def _rename(self, moves: list[tuple[str, str, str]]) -> None:
+        """One RENAME TABLE statement: MySQL applies all of its renames or none."""
+        if not moves:
+            return
+        s = self.s
+        s.execute(
+            "RENAME TABLE "
+            + ", ".join(
+                f"{s.q(src)}.{s.q(name)} TO {s.q(dst)}.{s.q(name)}" for src, name, dst in moves
+            )
+        )
+
+    def _create_objects(self, objects: list[tuple[ObjectSpec, dict[str, str], str]]) -> None:
+        self.s.execute(f"USE {self.s.q(self.target)}")
+        try:
+            for _obj, settings, sql in objects:
+                self._create(settings, sql)
+        finally:
+            self.s.execute(f"USE {self.s.q(self.staging)}")
+
+    def swap(self) -> None:
+        """Replace the target's tables and objects with the staging ones.
+
+        The tables move in one RENAME TABLE, which is atomic. Views, triggers, routines and
+        events cannot move between databases, so the target's are dropped just before the
+        rename and the restored ones created just after it: for that short window the
+        target has no views/triggers/routines (a writer touching the old tables in it does
+        not fire triggers). If anything fails after the rename, the renames are reversed and
+        the old objects re-created before the error propagates; if the process dies inside
+        the window, the old tables are kept in the ``zmtrash_<label>_...`` database.
+        """
+        if self.swapped:
+            raise ZenMigrateError("swap() was already called")
+        s = self.s
+        s.execute(f"USE {s.q(self.target)}")
+        try:
+            old_objects = [
+                (obj, *_prepare(obj.object_type, obj.name, obj.create_stmt))
+                for obj in _collect_objects(s, self.target)
+            ]
+        finally:
+            s.execute(f"USE {s.q(self.staging)}")
+        old_tables = self._table_names(self.target)
+        new_tables = self._table_names(self.staging)
+        self._drop_objects(self.staging)  # rehearsals; triggers would block the rename
+        s.execute(
+            f"CREATE DATABASE {s.q(self.trash)} CHARACTER SET {s.q(self.charset)} "
+            f"COLLATE {s.q(self.collation)}"
+        )
+        self.created.append(self.trash)
+        forward = [(self.target, n, self.trash) for n in old_tables]
+        forward += [(self.staging, n, self.target) for n in new_tables]
+        self._drop_objects(self.target)
+        try:
+            self._rename(forward)
+        except BaseException:
+            self._recover(old_objects, [])
+            raise
+        try:
+            self._create_objects(self.objects)
+        except BaseException:
+            backward = [(self.target, n, self.staging) for n in new_tables]
+            backward += [(self.trash, n, self.target) for n in old_tables]
+            self._recover(old_objects, backward)
+            raise
+        self.swapped = True
+        s.execute(f"DROP DATABASE {s.q(self.trash)}")
+
+    def _recover(
+        self,
+        old_objects: list[tuple[ObjectSpec, dict[str, str], str]],
+        backward: list[tuple[str, str, str]],
+    ) -> None:
+        """Put the target back as it was, as far as possible; errors here are logged."""
+        try:
+            self._drop_objects(self.target)
+            self._rename(backward)
+            self._create_objects(old_objects)
+        except Exception:
+            logger.exception(
+                "could not fully restore %s after a failed swap; its previous tables may be in %s",
+                self.target,
+                self.trash,
+            )

@@ -76,6 +76,9 @@ def _tokens(statement: str) -> list[tuple[str, str]]:
         kind = match.lastgroup or "other"
         if kind == "tag":
             kind = "dollar"
+        if kind == "block_comment" and match.group()[2:3] in ("!", "M"):
+            # MySQL executes the contents of /*! ... */ and /*M! ... */ comments.
+            raise UnsafeDumpError(f"executable comment at offset {pos}")
         if kind not in ("space", "line_comment", "block_comment"):
             out.append((kind, match.group()))
         pos = match.end()
