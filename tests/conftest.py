@@ -7,6 +7,15 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
+# Airflow reads its home at import time: the tests get their own metadata database.
+os.environ["AIRFLOW_HOME"] = os.environ.get(
+    "ZENMIGRATE_TEST_AIRFLOW_HOME", str(REPO / "build" / "test-airflow")
+)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "example_dags"))
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+
 import pytest
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
@@ -14,7 +23,6 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
-REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLE_MIGRATIONS = REPO / "example_dags" / "migrations"
 

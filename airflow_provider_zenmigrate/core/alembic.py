@@ -93,6 +93,7 @@ class Alembic:
         version_table: str = DEFAULT_VERSION_TABLE,
         version_table_schema: str | None = None,
         lock_timeout: float = 3600.0,
+        on_version_apply: Callable[..., None] | None = None,
         **kwargs: Any,
     ) -> None:
         """Set up the environment.
@@ -107,6 +108,8 @@ class Alembic:
             version_table: Name of the table that records the applied revisions.
             version_table_schema: Schema of the version table, if not the default one.
             lock_timeout: Seconds to wait for another migration to finish.
+            on_version_apply: Called after each revision is applied, with Alembic's
+                ``on_version_apply`` keyword arguments (``step``, ``heads``, ...).
             kwargs: Passed to :class:`EnvironmentContext`.
         """
         if script_location is None and config_file is None and context is None:
@@ -116,6 +119,7 @@ class Alembic:
         self.version_table = version_table
         self.version_table_schema = version_table_schema
         self.lock_timeout = lock_timeout
+        self.on_version_apply = on_version_apply
         self._dialect = get_dialect(engine)
         self._project_mode = config_file is not None
         if context is not None:
@@ -198,6 +202,8 @@ class Alembic:
         }
         if fn is not None:
             options["fn"] = fn
+        if self.on_version_apply is not None:
+            options["on_version_apply"] = self.on_version_apply
         self.environment_context.configure(**options)
         with self.environment_context.begin_transaction():
             self.environment_context.run_migrations()

@@ -1,0 +1,103 @@
+"""Backups as tasks: to any storage URI, or to another database on the same server."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Asset, Context
+
+from ..core.catalog import prune_backups
+from ..links import BackupLink
+from .base import ZenMigrateBaseOperator
+
+
+def backups_asset(conn_id: str) -> Asset:
+    """The Asset every backup of a connection updates (one per database connection)."""
+    return Asset(name=f"zenmigrate_backups_{conn_id}", uri=f"zenmigrate://backups/{conn_id}")
+
+
+class BackupToStorageOperator(ZenMigrateBaseOperator):
+    """Back the database up to ``uri`` (local path, file://, s3://, gs://, azure://).
+
+    ``uri`` is templated, for example ``s3://backups/{{ dag.dag_id }}/{{ run_id }}.jsonl.zst``;
+    ``.gz`` / ``.zst`` suffixes compress. The object appears only once the backup is complete.
+    Returns the manifest (uri, bytes, tables, rows, checksum, revision, duration), pushes the
+    "Backup" link and updates the connection's backups Asset.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "storage_conn_id", "uri")
+    ui_color = "#9ecae1"
+    operator_extra_links = (BackupLink(),)
+
+    def __init__(
+        self, *, conn_id: str, uri: str, storage_conn_id: str | None = None, **kwargs: Any
+    ) -> None:
+        if "{{" not in conn_id:  # a templated connection has no name to give its Asset yet
+            kwargs.setdefault("outlets", [backups_asset(conn_id)])
+        super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        self.uri = uri
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        utils = self.hook.get_migration_utils()
+        result = utils.backup_to_uri(self.uri)
+        manifest = result.manifest()
+        self.log.info(
+            "backup complete: %s, %d tables, %d rows, %d bytes, %.1fs",
+            manifest["uri"],
+            manifest["tables"],
+            manifest["rows"],
+            manifest["bytes"],
+            manifest["duration"],
+        )
+        BackupLink.persist(context, self.uri)
+        for outlet in self.outlets:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra = {"uri": manifest["uri"]}
+        return manifest
+
+
+class BackupToDatabaseOperator(ZenMigrateBaseOperator):
+    """Copy the database to ``backup_db_name`` on the same server (the seed's backup-to-db)."""
+
+    template_fields: Sequence[str] = ("conn_id", "backup_db_name")
+    ui_color = "#9ecae1"
+
+    def __init__(self, *, conn_id: str, backup_db_name: str, **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.backup_db_name = backup_db_name
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        utils = self.hook.get_migration_utils()
+        utils.backup_database_to_db(self.backup_db_name)
+        self.log.info("copied %s to database %r", utils.safe_url, self.backup_db_name)
+        return {"backup_db_name": self.backup_db_name}
+
+
+class PruneBackupsOperator(ZenMigrateBaseOperator):
+    """Delete all but the newest ``keep_last`` complete backups under ``prefix``."""
+
+    template_fields: Sequence[str] = ("storage_conn_id", "prefix", "keep_last")
+    ui_color = "#bdbdbd"
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        keep_last: int | str,
+        storage_conn_id: str | None = None,
+        conn_id: str = "",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        self.prefix = prefix
+        self.keep_last = keep_last
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        keep = int(self.keep_last)
+        params = self.hook.get_transport_params()
+        deleted = prune_backups(self.prefix, keep_last=keep, transport_params=params)
+        self.log.info(
+            "kept the newest %d backups under %s, deleted %d", keep, self.prefix, len(deleted)
+        )
+        return {"prefix": self.prefix, "kept": keep, "deleted": [d.uri for d in deleted]}

@@ -1,0 +1,136 @@
+"""Alembic migrations as tasks: upgrade, downgrade, and "is anything pending?"."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from ..core.errors import MigrationError
+from .base import ZenMigrateBaseOperator
+
+
+class _MigrateOperator(ZenMigrateBaseOperator):
+    direction: str = ""
+    template_fields: Sequence[str] = ("conn_id", "script_location", "revision")
+    ui_color = "#c7e9c0"
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        script_location: str,
+        revision: str,
+        config_file: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Retrying a half-applied migration is wrong: fail once, loudly.
+        kwargs.setdefault("retries", 0)
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.script_location = script_location
+        self.revision = revision
+        self.config_file = config_file
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        applied: list[dict[str, Any]] = []
+        last = time.monotonic()
+
+        def on_version_apply(*, step: Any, **_: Any) -> None:
+            nonlocal last
+            now = time.monotonic()
+            entry = {
+                "revision": step.up_revision_id if step.is_upgrade else step.down_revision_ids,
+                "description": step.doc,
+                "seconds": round(now - last, 3),
+            }
+            self.log.info(
+                "%s applied %s (%s) in %.3fs",
+                self.direction,
+                entry["revision"],
+                step.doc,
+                now - last,
+            )
+            applied.append(entry)
+            last = now
+
+        alembic = self.hook.get_alembic(
+            self.script_location, config_file=self.config_file, on_version_apply=on_version_apply
+        )
+        before = alembic.current_revisions()
+        self.log.info(
+            "%s %s: at %s, target %s",
+            self.direction,
+            self.hook.conn_id,
+            before or ["base"],
+            self.revision,
+        )
+        try:
+            getattr(alembic, self.direction)(self.revision)
+        except MigrationError as exc:
+            raise AirflowFailException(
+                f"{self.direction} failed at revision {exc.revision}: {exc.cause}"
+            ) from exc
+        after = alembic.current_revisions()
+        self.log.info("%s done: %s -> %s", self.direction, before or ["base"], after or ["base"])
+        return {"before": before, "after": after, "applied": applied}
+
+
+class UpgradeOperator(_MigrateOperator):
+    """Upgrade the database to ``revision`` (default: every head).
+
+    Returns ``{"before": [...], "after": [...], "applied": [...]}``; a failing migration
+    raises ``AirflowFailException`` naming the revision, and the task is not retried.
+    """
+
+    direction = "upgrade"
+
+    def __init__(
+        self, *, conn_id: str, script_location: str, revision: str = "heads", **kwargs: Any
+    ) -> None:
+        super().__init__(
+            conn_id=conn_id, script_location=script_location, revision=revision, **kwargs
+        )
+
+
+class DowngradeOperator(_MigrateOperator):
+    """Downgrade the database to ``revision``; like :class:`UpgradeOperator` otherwise."""
+
+    direction = "downgrade"
+    ui_color = "#fdd0a2"
+
+
+class PendingMigrationsOperator(ZenMigrateBaseOperator):
+    """Whether the database is behind the migration heads.
+
+    Returns the pending state (``{"current", "heads", "pending"}``). With
+    ``skip_when_current`` (the default) the task is skipped when nothing is pending, which
+    skips the default-trigger-rule tasks after it: no backup and no migration run.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "script_location")
+    ui_color = "#deebf7"
+
+    def __init__(
+        self, *, conn_id: str, script_location: str, skip_when_current: bool = True, **kwargs: Any
+    ) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.script_location = script_location
+        self.skip_when_current = skip_when_current
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        alembic = self.hook.get_alembic(self.script_location)
+        current = sorted(alembic.current_revisions())
+        heads = sorted(alembic.head_revisions())
+        pending = current != heads
+        self.log.info(
+            "database at %s, heads %s: %s",
+            current or ["base"],
+            heads,
+            "migrations pending" if pending else "up to date",
+        )
+        if not pending and self.skip_when_current:
+            raise AirflowSkipException("no migration pending")
+        return {"current": current, "heads": heads, "pending": pending}

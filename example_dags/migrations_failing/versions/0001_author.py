@@ -1,0 +1,1 @@
+../../migrations/versions/0001_author.py

@@ -1,0 +1,1 @@
+../../migrations/versions/0002a_book.py

@@ -1,0 +1,1 @@
+../../migrations/versions/0002b_author_email.py

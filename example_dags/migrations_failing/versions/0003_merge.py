@@ -1,0 +1,1 @@
+../../migrations/versions/0003_merge.py

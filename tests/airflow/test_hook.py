@@ -1,0 +1,130 @@
+"""ZenMigrateHook: connections of every supported type become working core objects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import URL
+
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from airflow_provider_zenmigrate.hooks.database_url import database_settings
+from airflow_provider_zenmigrate.hooks.zenmigrate import ZenMigrateHook
+
+
+class Fields:
+    """The attributes of an Airflow Connection the mapping reads."""
+
+    def __init__(self, conn_type: str, extra: dict[str, Any] | None = None, **kw: Any) -> None:
+        self.conn_type = conn_type
+        self.host = kw.get("host")
+        self.port = kw.get("port")
+        self.login = kw.get("login")
+        self.password = kw.get("password")
+        self.schema = kw.get("schema")
+        self.extra_dejson = extra or {}
+
+
+def test_mysql_connection_with_ssl_and_charset() -> None:
+    settings = database_settings(
+        Fields(
+            "mysql",
+            {
+                "ssl": {"ca": "/ca.pem", "cert": "/c.pem", "key": "/k.pem", "verify": "true"},
+                "charset": "latin1",
+                "engine_args": {"pool_size": 2},
+                "version_table": "v",
+            },
+            host="db",
+            port=3307,
+            login="app",
+            password="p@ss:/w",
+            schema="shop",
+        )
+    )
+    assert settings.url.drivername == "mysql+pymysql"
+    assert settings.url.password == "p@ss:/w"  # no string concatenation: nothing to escape
+    assert settings.url.port == 3307 and settings.url.database == "shop"
+    assert settings.url.query == {"charset": "latin1"}
+    assert settings.connect_args == {
+        "ssl_ca": "/ca.pem",
+        "ssl_cert": "/c.pem",
+        "ssl_key": "/k.pem",
+        "ssl_verify_cert": True,
+        "ssl_verify_identity": True,
+    }
+    assert settings.engine_args == {"pool_size": 2}
+    assert settings.version_table == "v"
+    assert "p@ss" not in repr(settings.url)
+
+
+def test_postgres_connection_with_sslmode() -> None:
+    settings = database_settings(
+        Fields(
+            "postgres",
+            {
+                "sslmode": "verify-full",
+                "sslrootcert": "/root.crt",
+                "connect_args": json.dumps({"application_name": "zm"}),
+            },
+            host="pg",
+            login="u",
+            schema="app",
+        )
+    )
+    assert settings.url.drivername == "postgresql+psycopg"
+    assert settings.connect_args == {
+        "sslmode": "verify-full",
+        "sslrootcert": "/root.crt",
+        "application_name": "zm",
+    }
+
+
+def test_sqlite_and_zenmigrate_types(tmp_path: Path) -> None:
+    path = str(tmp_path / "x.db")
+    assert database_settings(Fields("sqlite", host=path)).url == URL.create("sqlite", database=path)
+    chosen = database_settings(Fields("zenmigrate", {"driver": "sqlite"}, host=path))
+    assert chosen.url.drivername == "sqlite"
+    with pytest.raises(ValueError, match="needs a 'driver' extra"):
+        database_settings(Fields("zenmigrate", host=path))
+
+
+def _env_connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, value: dict[str, Any]) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(value))
+
+
+def test_hook_builds_working_utils_and_tests_the_connection(
+    utils: MigrationUtils, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = utils.url
+    if url.get_backend_name() == "sqlite":
+        conn = {"conn_type": "sqlite", "host": url.database}
+    else:
+        conn = {
+            "conn_type": "mysql" if url.get_backend_name() == "mysql" else "postgres",
+            "host": url.host,
+            "port": url.port,
+            "login": url.username,
+            "schema": url.database,
+        }
+    _env_connection(monkeypatch, "zm_hook", conn)
+    hook = ZenMigrateHook(conn_id="zm_hook")
+    assert hook.test_connection()[0] is True
+    built = hook.get_migration_utils()
+    assert built.url.database == url.database
+    assert built.database_exists()
+    hook.close()
+
+    _env_connection(
+        monkeypatch,
+        "zm_broken",
+        {
+            **conn,
+            "schema": "no_such_db_zm",
+            "host": conn["host"] if url.get_backend_name() != "sqlite" else "/nonexistent/dir/x.db",
+        },
+    )
+    ok, message = ZenMigrateHook(conn_id="zm_broken").test_connection()
+    assert ok is False and message
