@@ -18,10 +18,12 @@ MIXED = {
         )""",
         """INSERT INTO mixed
            SELECT seq,
-                  TIMESTAMP('2024-01-01') + INTERVAL seq SECOND + INTERVAL MOD(seq, 1000000) MICROSECOND,
+                  TIMESTAMP('2024-01-01') + INTERVAL seq SECOND
+                      + INTERVAL MOD(seq, 1000000) MICROSECOND,
                   CONCAT('label-', seq, '-', REPEAT(SUBSTR(MD5(seq), 1, 8), 10)),
                   MOD(seq, 100000) / 7.0,
-                  JSON_OBJECT('n', seq, 'tags', JSON_ARRAY('a', 'b', MOD(seq, 7)), 'ok', MOD(seq, 2) = 0),
+                  JSON_OBJECT('n', seq, 'tags', JSON_ARRAY('a', 'b', MOD(seq, 7)),
+                              'ok', MOD(seq, 2) = 0),
                   UNHEX(SHA2(seq, 256)),
                   MOD(seq, 2)
            FROM seq_1_to_{n}""",
@@ -38,10 +40,12 @@ MIXED = {
         )""",
         """INSERT INTO mixed
            SELECT i,
-                  timestamp '2024-01-01' + i * interval '1 second' + mod(i, 1000000) * interval '1 microsecond',
+                  timestamp '2024-01-01' + i * interval '1 second'
+                      + mod(i, 1000000) * interval '1 microsecond',
                   'label-' || i || '-' || repeat(substr(md5(i::text), 1, 8), 10),
                   mod(i, 100000) / 7.0,
-                  jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b', mod(i, 7)), 'ok', mod(i, 2) = 0),
+                  jsonb_build_object('n', i, 'tags', jsonb_build_array('a', 'b', mod(i, 7)),
+                                     'ok', mod(i, 2) = 0),
                   sha256(i::text::bytea),
                   mod(i, 2) = 0
            FROM generate_series(1, {n}) i""",
