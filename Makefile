@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest services clean
+.PHONY: venv demo test lint typecheck pytest services clean azurite
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11 (or newer)")'
@@ -13,6 +13,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# Azure Blob emulator for the object-store tests, installed into the project (.azurite/).
+AZURITE := .azurite/node_modules/.bin/azurite-blob
+
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "npm is needed for azurite (install Node.js >= 18)"; exit 1; }
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite
+
+azurite: $(AZURITE)
 
 venv: $(STAMP)
 
@@ -26,7 +35,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: venv
+pytest: venv azurite
 	$(BIN)/pytest
 
 test: lint typecheck pytest

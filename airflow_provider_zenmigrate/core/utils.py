@@ -12,12 +12,13 @@ from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import sqlalchemy
-from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from .backup import DEFAULT_CHUNK_ROWS, iter_backup
+from .catalog import write_manifest
 from .dialects import DialectOps, get_dialect
 from .dialects.mysql import MySQLOps
 from .dump.reader import entries_from_records, entries_from_stream
@@ -48,6 +49,9 @@ class MigrationUtils(BaseModel):
     version_table: str = "alembic_version"
     #: Rows per data record.
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    #: Clients and options for object stores (see :mod:`.storage`): ``client``,
+    #: ``min_part_size`` and anything else smart_open takes. Never shown in ``repr``.
+    transport_params: dict[str, Any] | None = Field(default=None, repr=False)
 
     _engines: dict[str | None, Engine] = PrivateAttr(default_factory=dict)
 
@@ -168,15 +172,25 @@ class MigrationUtils(BaseModel):
         return [record for record, _line in self._backup_records()]
 
     def backup_database_to_file(self, dump_file: str) -> None:
-        """Backup the database to a file (JSON Lines; ``.gz`` / ``.zst`` compress).
+        """Backup the database to a file or object (JSON Lines; ``.gz`` / ``.zst`` compress).
 
-        The file appears at ``dump_file`` only once the backup is complete.
+        ``dump_file`` is a local path or a ``file://``, ``s3://``, ``gs://`` or ``azure://``
+        URI (clients from :attr:`transport_params`, else the environment). The dump appears
+        at ``dump_file`` only once it is complete; a small manifest written beside it then
+        lets :func:`.catalog.list_backups` find it without reading it.
         """
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
-        with open_for_write(dump_file) as stream:
-            for _record, line in self._backup_records():
+        header: Record | None = None
+        trailer: Record | None = None
+        with open_for_write(dump_file, self.transport_params) as stream:
+            for record, line in self._backup_records():
+                if header is None:
+                    header = record
+                trailer = record
                 stream.write(line)
                 stream.write(b"\n")
+        if header is not None and trailer is not None:
+            write_manifest(dump_file, header, trailer, self.transport_params)
 
     def backup_database_to_db(self, backup_db_name: str) -> None:
         """Backup the database to a database on the same server (replacing its contents)."""
@@ -212,9 +226,14 @@ class MigrationUtils(BaseModel):
     def restore_database_from_file(
         self, dump_file: str, allow_unverified: bool = False
     ) -> RestoreSummary:
-        """Restore the database from a backup dump file."""
+        """Restore the database from a backup dump file or object (any URI of
+        :meth:`backup_database_to_file`), verifying it as it streams.
+
+        Raises:
+            StorageNotFoundError: If nothing exists at ``dump_file``.
+        """
         logger.info("restoring %s from %s", self.safe_url, safe_uri(dump_file))
-        with open_for_read(dump_file) as stream:
+        with open_for_read(dump_file, self.transport_params) as stream:
             return self._restore(entries_from_stream(stream), allow_unverified)
 
     def restore_database_from_db(self, backup_db_name: str) -> None:

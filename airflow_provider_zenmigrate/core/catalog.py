@@ -1,0 +1,265 @@
+"""The backups under a prefix: list them, prune old ones, verify one end to end.
+
+How a complete backup is known cheaply
+    A dump's own proof of completeness is its trailer, at the very end of the object:
+    checking it means reading (and decompressing) every byte, which is far too expensive
+    for a listing of many large backups. So :func:`write_manifest` puts a small
+    ``<dump>.manifest.json`` beside each dump *after* the dump was committed (published
+    only when complete, see :mod:`.storage`). The manifest repeats the header and the
+    trailer's row counts and digest, and records the committed size of the dump.
+
+    :func:`list_backups` lists the prefix once and reads only the manifests: a dump is
+    listed when its manifest is ours and the dump exists with exactly the recorded size.
+    Anything else is skipped: partial files, objects of other tools, dumps whose process
+    died between commit and manifest (complete but unproven: :func:`verify_backup` reads
+    them and a new backup replaces them), dumps replaced after their manifest was written.
+    The order is newest first by the header's creation time, which comes from the
+    database snapshot, not from the store's clock.
+
+:func:`verify_backup` is the expensive, exact check: it streams the whole dump through the
+engine's verifier (trailer, per-table checksums and row counts, overall digest) without a
+database and reports what it found.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .dump.reader import DumpVerifier, entries_from_stream
+from .dump.records import Record
+from .errors import DumpError
+from .storage import (
+    ObjectInfo,
+    StorageError,
+    StorageNotFoundError,
+    backend_for,
+    open_for_read,
+    parse_location,
+    safe_uri,
+    scrub,
+    translated_errors,
+)
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_FORMAT = "zenmigrate-manifest"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    """A complete backup found under a prefix."""
+
+    uri: str
+    size: int
+    created_at: dt.datetime
+    database: str | None
+    dialect: str | None
+    revisions: list[str]
+    server_version: str | None
+    tool_version: str | None
+    tables: dict[str, int]
+    digest: str | None
+
+    @property
+    def revision(self) -> str | None:
+        """The Alembic revision at backup time (heads joined by ``+`` when several)."""
+        return "+".join(self.revisions) if self.revisions else None
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_backup` found; ``ok`` only when the trailer matched everything."""
+
+    uri: str
+    ok: bool = False
+    error: str | None = None
+    error_line: int | None = None
+    header: Record | None = None
+    tables: dict[str, int] = field(default_factory=dict)
+    records: int = 0
+    trailer_ok: bool = False
+    size: int | None = None
+    manifest_ok: bool | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            rows = sum(self.tables.values())
+            return f"{self.uri}: OK, {len(self.tables)} tables, {rows} rows, {self.records} records"
+        return f"{self.uri}: FAILED: {self.error}"
+
+
+def manifest_key(key: str) -> str:
+    return key + MANIFEST_SUFFIX
+
+
+def write_manifest(
+    uri: str,
+    header: Record,
+    trailer: Record,
+    transport_params: dict[str, Any] | None = None,
+) -> None:
+    """Record a committed dump at ``uri`` as complete (call only after it was published)."""
+    backend = backend_for(uri, transport_params)
+    location = backend.location
+    with translated_errors("describing", location):
+        info = backend.stat(location.key)
+        if info is None:
+            raise StorageNotFoundError(f"backup not found: {location.safe}")
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "dump": location.key.rsplit("/", 1)[-1],
+            "size": info.size,
+            "header": {k: v for k, v in header.items() if k != "kind"},
+            "tables": {name: t["rows"] for name, t in trailer["tables"].items()},
+            "records": trailer["records"],
+            "digest": trailer["digest"],
+        }
+        backend.write_bytes(manifest_key(location.key), json.dumps(manifest).encode())
+
+
+def _read_manifest(backend: Any, key: str) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads(backend.read_bytes(key))
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged object: not ours
+        logger.debug("skipping %s: %s", key, type(exc).__name__)
+        return None
+    if (
+        not isinstance(manifest, dict)
+        or manifest.get("format") != MANIFEST_FORMAT
+        or manifest.get("version") != MANIFEST_VERSION
+        or not isinstance(manifest.get("header"), dict)
+        or not isinstance(manifest.get("size"), int)
+    ):
+        return None
+    return manifest
+
+
+def _created(header: dict[str, Any], fallback: dt.datetime | None) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(str(header["created_at"]))
+    except (KeyError, ValueError):
+        return fallback or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def list_backups(
+    prefix_uri: str, transport_params: dict[str, Any] | None = None
+) -> list[BackupInfo]:
+    """The complete backups under ``prefix_uri``, newest first (see the module docstring).
+
+    ``prefix_uri`` is a key prefix (``s3://bucket/backups/`` or ``.../nightly-``) or a local
+    folder or path prefix.
+    """
+    backend = backend_for(prefix_uri, transport_params)
+    location = backend.location
+    with translated_errors("listing", location):
+        objects: dict[str, ObjectInfo] = {o.key: o for o in backend.list(location.key)}
+        found: list[BackupInfo] = []
+        for key, info in objects.items():
+            if not key.endswith(MANIFEST_SUFFIX):
+                continue
+            dump_key = key[: -len(MANIFEST_SUFFIX)]
+            dump = objects.get(dump_key)
+            if dump is None:
+                logger.debug("skipping %s: its dump is gone", location.with_key(key))
+                continue
+            manifest = _read_manifest(backend, key)
+            if manifest is None:
+                continue
+            if manifest["size"] != dump.size:
+                logger.warning(
+                    "skipping %s: it was replaced after its manifest was written",
+                    safe_uri(location.with_key(dump_key)),
+                )
+                continue
+            header = manifest["header"]
+            found.append(
+                BackupInfo(
+                    uri=location.with_key(dump_key),
+                    size=dump.size,
+                    created_at=_created(header, info.modified),
+                    database=header.get("database"),
+                    dialect=header.get("dialect"),
+                    revisions=list(header.get("revisions") or []),
+                    server_version=header.get("server_version"),
+                    tool_version=header.get("tool_version"),
+                    tables=dict(manifest.get("tables") or {}),
+                    digest=manifest.get("digest"),
+                )
+            )
+    found.sort(key=lambda b: (b.created_at, b.uri), reverse=True)
+    return found
+
+
+def prune_backups(
+    prefix_uri: str,
+    keep_last: int,
+    transport_params: dict[str, Any] | None = None,
+    dry_run: bool = False,
+) -> list[BackupInfo]:
+    """Delete all but the ``keep_last`` newest complete backups; returns the deleted ones.
+
+    Only listed (complete) backups are touched. The manifest goes first, so an interrupted
+    prune never leaves a listed backup without its dump.
+    """
+    if keep_last < 0:
+        raise ValueError("keep_last must be 0 or more")
+    backups = list_backups(prefix_uri, transport_params)
+    doomed = backups[keep_last:]
+    if dry_run or not doomed:
+        return doomed
+    backend = backend_for(prefix_uri, transport_params)
+    for backup in doomed:
+        key = parse_location(backup.uri).key
+        with translated_errors("deleting", parse_location(backup.uri)):
+            backend.delete(manifest_key(key))
+            backend.delete(key)
+        logger.info("pruned backup %s", safe_uri(backup.uri))
+    return doomed
+
+
+def verify_backup(uri: str, transport_params: dict[str, Any] | None = None) -> VerifyReport:
+    """Read the whole dump at ``uri`` and check it as a restore would, without a database.
+
+    Raises:
+        StorageNotFoundError: If nothing exists at ``uri``.
+        StorageError: If the store cannot be read; problems of the dump itself are reported.
+    """
+    location = parse_location(uri)
+    report = VerifyReport(uri=location.safe)
+    verifier = DumpVerifier()
+    try:
+        with open_for_read(uri, transport_params) as stream:
+            for line, record, raw in entries_from_stream(stream):
+                verifier.check(line, record, raw)
+            verifier.finish()
+    except DumpError as exc:
+        report.error, report.error_line = str(exc), exc.line
+    except StorageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken read or a corrupt compressed frame
+        report.error = f"{type(exc).__name__}: {scrub(str(exc))}"
+    report.header = verifier.header
+    report.tables = dict(verifier.digest.rows)
+    report.records = verifier.digest.records
+    report.trailer_ok = verifier.trailer is not None
+    report.ok = report.trailer_ok and report.error is None
+    backend = backend_for(uri, transport_params)
+    with translated_errors("describing", location):
+        info = backend.stat(location.key)
+        report.size = info.size if info else None
+        if backend.stat(manifest_key(location.key)) is not None:
+            manifest = _read_manifest(backend, manifest_key(location.key))
+            report.manifest_ok = (
+                manifest is not None
+                and manifest["size"] == report.size
+                and verifier.trailer is not None
+                and manifest.get("digest") == verifier.trailer.get("digest")
+            )
+    return report
