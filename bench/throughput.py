@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -24,16 +23,22 @@ SERVERS = {
 }
 
 
-def _rss_now() -> float:
+def _status_mb(field: str) -> float:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
+def _rss_now() -> float:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM restarts from here (ru_maxrss would be the parent's)
+    return _status_mb("VmRSS")
+
+
 def _child(action: str, url: str, dump: str, queue: Any) -> None:
-    mu = MigrationUtils(url=url, connect_args={}, engine_args={})
+    mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
     with mu.engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
     base = _rss_now()
@@ -43,7 +48,7 @@ def _child(action: str, url: str, dump: str, queue: Any) -> None:
     else:
         mu.restore_database_from_file(dump)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     queue.put((seconds, peak, peak - base))
 
 

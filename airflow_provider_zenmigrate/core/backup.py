@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -20,6 +21,65 @@ from .dump.records import FORMAT, VERSION, DumpDigest, Record, serialize
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 2000
+#: Seconds between two progress lines in the log.
+PROGRESS_EVERY = 5.0
+
+
+@dataclass
+class BackupResult:
+    """What a finished backup wrote (the operators' XCom manifest)."""
+
+    uri: str
+    bytes: int
+    tables: dict[str, int]
+    checksum: str
+    revisions: list[str]
+    seconds: float
+    created_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.tables.values())
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "bytes": self.bytes,
+            "tables": len(self.tables),
+            "rows": self.rows,
+            "checksum": self.checksum,
+            "revision": "+".join(self.revisions) if self.revisions else None,
+            "created_at": self.created_at,
+            "duration": round(self.seconds, 3),
+        }
+
+
+class ProgressLog:
+    """Logs tables done, rows and rate at most every :data:`PROGRESS_EVERY` seconds."""
+
+    def __init__(self, action: str, tables: int) -> None:
+        self.action = action
+        self.tables = tables
+        self.done = 0
+        self.rows = 0
+        self.started = self._last = time.monotonic()
+
+    def add(self, rows: int, table_done: bool = False) -> None:
+        self.rows += rows
+        self.done += table_done
+        now = time.monotonic()
+        if now - self._last >= PROGRESS_EVERY or (table_done and self.done == self.tables):
+            self._last = now
+            rate = self.rows / max(now - self.started, 1e-9)
+            logger.info(
+                "%s progress: %d/%d tables, %d rows, %.0f rows/s",
+                self.action,
+                self.done,
+                self.tables,
+                self.rows,
+                rate,
+            )
 
 
 def _revisions(reader: BackupReader, tables: list[TableSpec], version_table: str) -> list[str]:
@@ -91,6 +151,7 @@ def iter_backup(
         )
         for obj in pre:
             yield emit(object_record(obj, "pre"))
+        progress = ProgressLog("backup", len(tables))
         for table in tables:
             yield emit(table_record(table))
             names = [c.name for c in table.columns]
@@ -109,6 +170,8 @@ def iter_backup(
                     ]
                 rows_done += len(data)
                 yield emit({"kind": "data", "table": table.name, "data": data})
+                progress.add(len(data))
+            progress.add(0, table_done=True)
             logger.debug("table %s: %d rows", table.name, rows_done)
         for obj in reader.objects():
             yield emit(object_record(obj, "post"))

@@ -103,8 +103,11 @@ def write_manifest(
     header: Record,
     trailer: Record,
     transport_params: dict[str, Any] | None = None,
-) -> None:
-    """Record a committed dump at ``uri`` as complete (call only after it was published)."""
+) -> dict[str, Any]:
+    """Record a committed dump at ``uri`` as complete (call only after it was published).
+
+    Returns the manifest written.
+    """
     backend = backend_for(uri, transport_params)
     location = backend.location
     with translated_errors("describing", location):
@@ -122,6 +125,7 @@ def write_manifest(
             "digest": trailer["digest"],
         }
         backend.write_bytes(manifest_key(location.key), json.dumps(manifest).encode())
+    return manifest
 
 
 def _read_manifest(backend: Any, key: str) -> dict[str, Any] | None:

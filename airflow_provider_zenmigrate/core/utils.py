@@ -8,7 +8,8 @@ difference in :mod:`.dialects`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy
@@ -17,7 +18,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
-from .backup import DEFAULT_CHUNK_ROWS, iter_backup
+from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
 from .catalog import write_manifest
 from .dialects import DialectOps, get_dialect
 from .dialects.mysql import MySQLOps
@@ -171,15 +172,17 @@ class MigrationUtils(BaseModel):
         """Backup the database in memory (every record in a list)."""
         return [record for record, _line in self._backup_records()]
 
-    def backup_database_to_file(self, dump_file: str) -> None:
+    def backup_database_to_file(self, dump_file: str) -> BackupResult:
         """Backup the database to a file or object (JSON Lines; ``.gz`` / ``.zst`` compress).
 
         ``dump_file`` is a local path or a ``file://``, ``s3://``, ``gs://`` or ``azure://``
         URI (clients from :attr:`transport_params`, else the environment). The dump appears
         at ``dump_file`` only once it is complete; a small manifest written beside it then
-        lets :func:`.catalog.list_backups` find it without reading it.
+        lets :func:`.catalog.list_backups` find it without reading it. Returns what was
+        written (the seed returns nothing; callers that ignore the result lose nothing).
         """
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
+        started = time.monotonic()
         header: Record | None = None
         trailer: Record | None = None
         with open_for_write(dump_file, self.transport_params) as stream:
@@ -189,8 +192,17 @@ class MigrationUtils(BaseModel):
                 trailer = record
                 stream.write(line)
                 stream.write(b"\n")
-        if header is not None and trailer is not None:
-            write_manifest(dump_file, header, trailer, self.transport_params)
+        assert header is not None and trailer is not None  # iter_backup always yields both
+        manifest = write_manifest(dump_file, header, trailer, self.transport_params)
+        return BackupResult(
+            uri=safe_uri(dump_file),
+            bytes=int(manifest["size"]),
+            tables=dict(manifest["tables"]),
+            checksum=str(trailer["digest"]),
+            revisions=list(header.get("revisions") or []),
+            seconds=time.monotonic() - started,
+            created_at=str(header.get("created_at", "")),
+        )
 
     def backup_database_to_db(self, backup_db_name: str) -> None:
         """Backup the database to a database on the same server (replacing its contents)."""
@@ -207,7 +219,7 @@ class MigrationUtils(BaseModel):
 
     def restore_database_from_storage(
         self,
-        load_db_info: Callable[[], Generator[dict[str, Any], None, None]],
+        load_db_info: Callable[[], Iterable[dict[str, Any]]],
         allow_unverified: bool = False,
     ) -> RestoreSummary:
         """Restore the database from records yielded by ``load_db_info()``.

@@ -72,7 +72,7 @@ def _gcs(conn: ConnectionFields) -> dict[str, Any]:
 
         client = storage.Client(
             project=project or "emulator",
-            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            credentials=AnonymousCredentials(),
             client_options={"api_endpoint": endpoint},
         )
     elif _extra(conn, "keyfile_dict"):

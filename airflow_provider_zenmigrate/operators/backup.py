@@ -40,7 +40,7 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         utils = self.hook.get_migration_utils()
-        result = utils.backup_to_uri(self.uri)
+        result = utils.backup_database_to_file(self.uri)
         manifest = result.manifest()
         self.log.info(
             "backup complete: %s, %d tables, %d rows, %d bytes, %.1fs",

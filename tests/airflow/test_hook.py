@@ -18,7 +18,7 @@ class Fields:
     """The attributes of an Airflow Connection the mapping reads."""
 
     def __init__(self, conn_type: str, extra: dict[str, Any] | None = None, **kw: Any) -> None:
-        self.conn_type = conn_type
+        self.conn_type: str | None = conn_type
         self.host = kw.get("host")
         self.port = kw.get("port")
         self.login = kw.get("login")
@@ -100,7 +100,7 @@ def test_hook_builds_working_utils_and_tests_the_connection(
 ) -> None:
     url = utils.url
     if url.get_backend_name() == "sqlite":
-        conn = {"conn_type": "sqlite", "host": url.database}
+        conn: dict[str, Any] = {"conn_type": "sqlite", "host": url.database}
     else:
         conn = {
             "conn_type": "mysql" if url.get_backend_name() == "mysql" else "postgres",

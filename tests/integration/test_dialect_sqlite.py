@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import SAKILA_DIR
@@ -63,11 +65,11 @@ def _fill_fidelity(path: Path) -> None:
 def test_every_storage_class_and_object_round_trips(tmp_path: Path) -> None:
     source = tmp_path / "source.db"
     _fill_fidelity(source)
-    src = MigrationUtils(url=f"sqlite:///{source}", connect_args={}, engine_args={})
+    src = MigrationUtils(url=make_url(f"sqlite:///{source}"), connect_args={}, engine_args={})
     dump = tmp_path / "dump.jsonl"
     src.backup_database_to_file(str(dump))
     restored = MigrationUtils(
-        url=f"sqlite:///{tmp_path / 'copy.db'}", connect_args={}, engine_args={}
+        url=make_url(f"sqlite:///{tmp_path / 'copy.db'}"), connect_args={}, engine_args={}
     )
     restored.restore_database_from_file(str(dump))
     assert fingerprint(restored.url) == fingerprint(src.url)
@@ -103,7 +105,7 @@ def _sakila_with_rows(path: Path, rows_per_table: int = 60) -> None:
     for table in tables:
         columns = conn.execute(f'PRAGMA table_info("{table}")').fetchall()
         for n in range(1, rows_per_table + 1):
-            row = []
+            row: list[Any] = []
             for _cid, _name, declared, _notnull, _default, pk in columns:
                 kind = (declared or "").upper()
                 if pk or "INT" in kind:
@@ -128,11 +130,13 @@ def _sakila_with_rows(path: Path, rows_per_table: int = 60) -> None:
 def test_sakila_round_trips(tmp_path: Path) -> None:
     source = tmp_path / "sakila.db"
     _sakila_with_rows(source)
-    src = MigrationUtils(url=f"sqlite:///{source}", connect_args={}, engine_args={})
+    src = MigrationUtils(url=make_url(f"sqlite:///{source}"), connect_args={}, engine_args={})
     records = src.backup_database_to_memory()
     kinds = {(r["object_type"]) for r in records if r["kind"] == "object"}
     assert {"index", "trigger", "view"} <= kinds
-    copy = MigrationUtils(url=f"sqlite:///{tmp_path / 'copy.db'}", connect_args={}, engine_args={})
+    copy = MigrationUtils(
+        url=make_url(f"sqlite:///{tmp_path / 'copy.db'}"), connect_args={}, engine_args={}
+    )
     copy.restore_database_from_memory(records)
     expected = fingerprint(src.url)
     assert fingerprint(copy.url) == expected

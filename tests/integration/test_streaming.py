@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import multiprocessing
-import resource
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
@@ -26,20 +26,27 @@ _FILL_BIG = {
 }
 
 
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: a spawned child inherits its parent's ru_maxrss across exec.
+    return _status_mb("VmHWM")
 
 
 def _current_rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset VmHWM to the current RSS
+    return _status_mb("VmRSS")
 
 
 def _measure(action: str, url: str, dump: str, queue: Any) -> None:
-    mu = MigrationUtils(url=url, connect_args={}, engine_args={})
+    mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
     with mu.engine.connect() as conn:  # imports, dialect and pool warmed up before measuring
         conn.exec_driver_sql("SELECT 1")
     # Growth is measured from the current RSS, not from the peak of the imports before it.
