@@ -18,6 +18,7 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 import pytest
 import sqlalchemy
+from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -102,6 +103,39 @@ def utils(db_url: URL) -> Iterator[MigrationUtils]:
         yield mu
     finally:
         mu.dispose()
+
+
+# -- a server account with a password, to search logs and errors for leaks ----------------
+SECRET = "Sup3r-S3cret-pw!"
+
+
+@pytest.fixture
+def secret_user(dialect: str) -> Iterator[str]:
+    """A server account whose password is SECRET, so leaks can be searched for."""
+    if dialect == "sqlite":
+        pytest.fail("secret_user needs a server dialect")
+    user = unique_name("zmuser")
+    admin = sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)
+    create, drop = {
+        "mysql": (
+            f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'",
+            f"DROP USER '{user}'@'%'",
+        ),
+        "postgresql": (
+            f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD '{SECRET}'",
+            f"DROP ROLE {user}",
+        ),
+    }[dialect]
+    with admin.connect() as conn:
+        conn.execute(text(create))
+        if dialect == "mysql":
+            conn.execute(text(f"GRANT ALL ON *.* TO '{user}'@'%'"))
+        conn.commit()
+    yield user
+    with admin.connect() as conn:
+        conn.execute(text(drop))
+        conn.commit()
+    admin.dispose()
 
 
 # -- the Sakila fixtures -----------------------------------------------------------------------

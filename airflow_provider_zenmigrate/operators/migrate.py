@@ -41,19 +41,15 @@ class _MigrateOperator(ZenMigrateBaseOperator):
         def on_version_apply(*, step: Any, **_: Any) -> None:
             nonlocal last
             now = time.monotonic()
-            entry = {
-                "revision": step.up_revision_id if step.is_upgrade else step.down_revision_ids,
-                "description": step.doc,
-                "seconds": round(now - last, 3),
-            }
-            self.log.info(
-                "%s applied %s (%s) in %.3fs",
-                self.direction,
-                entry["revision"],
-                step.doc,
-                now - last,
+            if step.is_upgrade:
+                revision, script = step.up_revision_id, step.up_revision
+            else:
+                revision, script = ",".join(step.down_revision_ids) or "base", step.up_revision
+            doc = getattr(script, "doc", "") or ""
+            self.log.info("%s applied %s (%s) in %.3fs", self.direction, revision, doc, now - last)
+            applied.append(
+                {"revision": revision, "description": doc, "seconds": round(now - last, 3)}
             )
-            applied.append(entry)
             last = now
 
         alembic = self.hook.get_alembic(

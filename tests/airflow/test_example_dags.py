@@ -15,11 +15,14 @@ from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, REPO
+from tests.conftest import EXAMPLE_MIGRATIONS, REPO, SECRET, database_url
 from tests.identity import fingerprint
+from tests.object_stores import Store
 
 EXAMPLE_DAGS = REPO / "example_dags"
 FAILING = REPO / "example_dags" / "migrations_failing"
+pytest_plugins = ["tests.object_stores"]
+
 DAG_IDS = {"zenmigrate_backup_then_migrate", "zenmigrate_nightly_backup", "zenmigrate_restore"}
 
 
@@ -76,6 +79,7 @@ def test_backup_then_migrate_success_and_failure(
     utils: MigrationUtils,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
@@ -95,7 +99,7 @@ def test_backup_then_migrate_success_and_failure(
     assert states["fail_run"] == "failed"
     utils.dispose()
     assert fingerprint(utils.url) == before_failure
-    assert "upgrade failed at revision 0004" in caplog.text
+    assert "upgrade failed at revision 0004" in "".join(capfd.readouterr()) + caplog.text
 
     succeeded = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
     states = _states(succeeded)
@@ -111,3 +115,109 @@ def test_backup_then_migrate_success_and_failure(
     assert str(nothing.state) == "success"
     assert _states(nothing)["check_pending"] == "skipped"
     assert len(sorted((tmp_path / "backups").rglob("*.jsonl.zst"))) == 2
+
+
+def _xcom_values(airflow_home: Path, dag_id: str) -> list[str]:
+    import sqlite3
+
+    with sqlite3.connect(airflow_home / "airflow.db") as conn:
+        return [
+            str(value)
+            for (value,) in conn.execute("SELECT value FROM xcom WHERE dag_id = ?", (dag_id,))
+        ]
+
+
+@pytest.mark.parametrize("dialect", ["mysql"])
+def test_s3_backups_and_no_secret_in_logs_or_xcom(
+    airflow_db: Path,
+    dialect: str,
+    secret_user: str,
+    tmp_path: Path,
+    s3_store: Store,
+    store_secrets: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = database_url(dialect, tmp_path).set(username=secret_user, password=SECRET)
+    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
+    try:
+        _demo_database(utils)
+        monkeypatch.setenv("AIRFLOW_CONN_ZM_SECRET_DB", _connection_json(utils))
+        assert s3_store.client is not None
+        endpoint = s3_store.client.meta.endpoint_url
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_ZM_S3",
+            json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": store_secrets["s3_access_key"],
+                    "password": store_secrets["s3_secret_key"],
+                    "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+                }
+            ),
+        )
+        dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+        assert dag is not None
+        prefix = s3_store.prefix.rstrip("/")
+        before = fingerprint(utils.url)
+        utils.dispose()
+        run = dag.test(
+            run_conf={
+                "conn_id": "zm_secret_db",
+                "storage_conn_id": "zm_s3",
+                "backup_prefix": prefix,
+                "script_location": str(FAILING),
+            }
+        )
+        states = _states(run)
+        assert str(run.state) == "failed", states
+        assert states["restore_on_failure"] == "success"
+        utils.dispose()
+        assert fingerprint(utils.url) == before
+        dumps = [o for o in s3_store.objects() if o.endswith(".jsonl.zst")]
+        assert len(dumps) == 1 and dumps[0].startswith(s3_store.prefix)
+
+        # Task logs reach both the process's streams and Python logging; search both.
+        output = "".join(capfd.readouterr()) + caplog.text
+        xcoms = _xcom_values(airflow_db, "zenmigrate_backup_then_migrate")
+        assert any(dumps[0].split("/")[-1] in x for x in xcoms), xcoms
+        assert "backup progress:" in output, output[-3000:]
+        for secret in (SECRET, store_secrets["s3_secret_key"]):
+            assert secret not in output
+            assert not any(secret in x for x in xcoms)
+    finally:
+        utils.drop_database()
+        utils.dispose()
+
+
+def test_nightly_backup_prunes_and_restore_dag_restores_latest(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = database_url("sqlite", tmp_path)
+    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
+    _demo_database(utils)
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_NIGHTLY", _connection_json(utils))
+    prefix = str(tmp_path / "backups")
+    nightly = _bag().get_dag("zenmigrate_nightly_backup")
+    assert nightly is not None
+    conf = {"conn_id": "zm_nightly", "backup_prefix": prefix, "keep_last": 2}
+    for _ in range(3):
+        assert str(nightly.test(run_conf=conf).state) == "success"
+    kept = sorted((tmp_path / "backups" / "nightly").glob("*.jsonl.zst"))
+    assert len(kept) == 2
+
+    expected = fingerprint(utils.url)
+    with utils.engine.begin() as conn:
+        conn.execute(text("DELETE FROM book"))
+        conn.execute(text("UPDATE author SET name = 'changed'"))
+    utils.dispose()
+    restore = _bag().get_dag("zenmigrate_restore")
+    assert restore is not None
+    run = restore.test(
+        run_conf={"conn_id": "zm_nightly", "uri": "", "latest_under": prefix + "/nightly/"}
+    )
+    assert str(run.state) == "success", _states(run)
+    utils.dispose()
+    assert fingerprint(utils.url) == expected

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, server_url, unique_name
+from tests.conftest import SECRET, database_url, server_url, unique_name
 
 HOSTILE_NAMES = ["a`b", 'x"; DROP DATABASE {victim}; --']
 
@@ -159,38 +158,6 @@ def test_mysql_missing_database_error_is_recognised(tmp_path: Path) -> None:
     with pytest.raises(OperationalError) as other:
         denied.connect()
     assert not MigrationUtils.is_mysql_missing_database_error(other.value)
-
-
-SECRET = "Sup3r-S3cret-pw!"
-
-
-@pytest.fixture
-def secret_user(dialect: str) -> Iterator[str]:
-    """A server account whose password is SECRET, so leaks can be searched for."""
-    if dialect == "sqlite":
-        pytest.fail("secret_user needs a server dialect")
-    user = unique_name("zmuser")
-    admin = sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)
-    create, drop = {
-        "mysql": (
-            f"CREATE USER '{user}'@'%' IDENTIFIED BY '{SECRET}'",
-            f"DROP USER '{user}'@'%'",
-        ),
-        "postgresql": (
-            f"CREATE ROLE {user} LOGIN CREATEDB PASSWORD '{SECRET}'",
-            f"DROP ROLE {user}",
-        ),
-    }[dialect]
-    with admin.connect() as conn:
-        conn.execute(text(create))
-        if dialect == "mysql":
-            conn.execute(text(f"GRANT ALL ON *.* TO '{user}'@'%'"))
-        conn.commit()
-    yield user
-    with admin.connect() as conn:
-        conn.execute(text(drop))
-        conn.commit()
-    admin.dispose()
 
 
 @pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
