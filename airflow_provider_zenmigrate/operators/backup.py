@@ -13,7 +13,13 @@ from .base import ZenMigrateBaseOperator
 
 
 def backups_asset(conn_id: str) -> Asset:
-    """The Asset every backup of a connection updates (one per database connection)."""
+    """The Asset every backup of a connection updates (one per database connection).
+
+    A templated connection id has no name yet when the DAG is parsed; its backups update
+    the shared ``zenmigrate_backups`` Asset, and each event names the backup's URI.
+    """
+    if "{{" in conn_id:
+        return Asset(name="zenmigrate_backups", uri="zenmigrate://backups")
     return Asset(name=f"zenmigrate_backups_{conn_id}", uri=f"zenmigrate://backups/{conn_id}")
 
 
@@ -33,8 +39,7 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
     def __init__(
         self, *, conn_id: str, uri: str, storage_conn_id: str | None = None, **kwargs: Any
     ) -> None:
-        if "{{" not in conn_id:  # a templated connection has no name to give its Asset yet
-            kwargs.setdefault("outlets", [backups_asset(conn_id)])
+        kwargs.setdefault("outlets", [backups_asset(conn_id)])
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
         self.uri = uri
 

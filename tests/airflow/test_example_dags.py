@@ -127,7 +127,7 @@ def _xcom_values(airflow_home: Path, dag_id: str) -> list[str]:
         ]
 
 
-@pytest.mark.parametrize("dialect", ["mysql"])
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
 def test_s3_backups_and_no_secret_in_logs_or_xcom(
     airflow_db: Path,
     dialect: str,
@@ -183,6 +183,7 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
         output = "".join(capfd.readouterr()) + caplog.text
         xcoms = _xcom_values(airflow_db, "zenmigrate_backup_then_migrate")
         assert any(dumps[0].split("/")[-1] in x for x in xcoms), xcoms
+        assert any("s3.console.aws.amazon.com" in x for x in xcoms), "no Backup link"
         assert "backup progress:" in output, output[-3000:]
         for secret in (SECRET, store_secrets["s3_secret_key"]):
             assert secret not in output

@@ -7,11 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
+from airflow_provider_zenmigrate.core.catalog import list_backups
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.hooks.database_url import database_settings
+from airflow_provider_zenmigrate.hooks.storage_params import transport_params
 from airflow_provider_zenmigrate.hooks.zenmigrate import ZenMigrateHook
+from tests.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY, make_store
+
+pytest_plugins = ["tests.object_stores"]
 
 
 class Fields:
@@ -128,3 +133,41 @@ def test_hook_builds_working_utils_and_tests_the_connection(
     )
     ok, message = ZenMigrateHook(conn_id="zm_broken").test_connection()
     assert ok is False and message
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+def test_storage_connections_reach_their_store(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """aws / google_cloud_platform / wasb connections, without their Airflow providers."""
+    store = make_store(backend, request, tmp_path)
+    if backend == "s3":
+        fields = Fields(
+            "aws",
+            {"endpoint_url": store.client.meta.endpoint_url, "region_name": "us-east-1"},
+            login=S3_ACCESS_KEY,
+            password=S3_SECRET_KEY,
+        )
+    elif backend == "gcs":
+        fields = Fields(
+            "google_cloud_platform",
+            {"endpoint_url": store.env["STORAGE_EMULATOR_HOST"], "project": "zenmigrate-test"},
+        )
+    else:
+        fields = Fields("wasb", {"connection_string": store.env["AZURE_STORAGE_CONNECTION_STRING"]})
+    params = transport_params(fields)
+    source = MigrationUtils(
+        url=make_url(f"sqlite:///{tmp_path / 'src.db'}"),
+        connect_args={},
+        engine_args={},
+        transport_params=params,
+    )
+    source.create_database()
+    with source.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (2)")
+    result = source.backup_database_to_file(store.uri("b.jsonl.gz"))
+    assert result.rows == 2
+    assert [b.uri for b in list_backups(store.prefix, transport_params=params)] == [
+        store.uri("b.jsonl.gz")
+    ]
