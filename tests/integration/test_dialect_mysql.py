@@ -21,12 +21,9 @@ from airflow_provider_zenmigrate.core.dialects import get_dialect
 from airflow_provider_zenmigrate.core.dialects.mysql import MySQLOps, _MySQLRestoreWriter
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
-from tests.conftest import FIXTURES, REPO, database_url, server_url
+from tests.conftest import FIXTURES, SAKILA_DIR, database_url, server_url
 from tests.dialect_harness import copy_via_dialect
 
-SAKILA_DIR = Path(
-    os.environ.get("ZENMIGRATE_SAKILA_DIR", REPO.parent / "shared" / "fixtures" / "sakila")
-)
 MakeDb = Callable[[], Engine]
 
 
@@ -74,7 +71,9 @@ def load_sql_file(engine: Engine, path: Path, text: str | None = None) -> None:
     """Run a script with the mysql client (it understands DELIMITER)."""
     client = shutil.which("mysql") or shutil.which("mariadb")
     if client is None:
-        pytest.skip("the mysql command line client is not installed")
+        pytest.fail(
+            "the mysql command line client is not installed (apt-get install mariadb-client)"
+        )
     url: URL = engine.url
     args = [client, f"-h{url.host}", f"-P{url.port or 3306}", f"-u{url.username}"]
     args += ["--default-character-set=utf8mb4", "--comments", str(url.database)]
@@ -295,8 +294,6 @@ SAKILA_ROWS = [
 @pytest.mark.sakila
 def test_sakila_round_trip(make_db: MakeDb, server: Engine) -> None:
     schema = SAKILA_DIR / "mysql-sakila-schema.sql"
-    if not schema.is_file():
-        pytest.skip(f"Sakila fixture not found at {schema} (set ZENMIGRATE_SAKILA_DIR)")
     source, target = make_db(), make_db()
     script = schema.read_text(encoding="utf-8")
     # The script creates and selects its own `sakila` database: load it into ours instead.

@@ -7,7 +7,6 @@ value codecs (as a dump does), with the reader's ``pre_objects`` created before 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -31,12 +30,9 @@ from airflow_provider_zenmigrate.core.dump.codecs import decoders, encoders
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import REPO, database_url
+from tests.conftest import SAKILA_DIR, database_url
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
-SAKILA_DIR = Path(
-    os.environ.get("ZENMIGRATE_SAKILA_DIR", str(REPO.parent / "shared" / "fixtures" / "sakila"))
-)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -267,8 +263,6 @@ def test_floats_and_numerics_survive_exactly(tmp_path: Path) -> None:
 def test_sakila_round_trip(tmp_path: Path) -> None:
     schema = SAKILA_DIR / "postgres-sakila-schema.sql"
     data = SAKILA_DIR / "postgres-sakila-insert-data-using-copy.sql"
-    if not schema.exists():
-        pytest.skip(f"Sakila fixtures not found in {SAKILA_DIR} (set ZENMIGRATE_SAKILA_DIR)")
     with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
         for script in (schema, data):
             subprocess.run(
