@@ -287,7 +287,7 @@ class LocalBackend(Backend):
                 stream.flush()
                 os.fsync(stream.fileno())
             os.replace(temporary, path)
-            _fsync_folder(path.parent)
+            fsync_path(path.parent)
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -574,8 +574,9 @@ class _Decompressed:
             raise self._fail(exc) from None
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """Flush a file, or a folder's entries (after a rename), to disk."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.errors import DumpError
 from airflow_provider_zenmigrate.core.storage import (
@@ -36,6 +34,7 @@ from tests.engine_support import populate_library
 from tests.identity import fingerprint
 from tests.integration import test_backup_restore as engine_tests
 from tests.integration.test_streaming import _FILL_BIG, MAX_GROWTH_MB
+from tests.memory import measure_in_child
 
 if TYPE_CHECKING:
     from tests.object_stores import Store
@@ -310,48 +309,11 @@ _FILL_NARROW = {
 }
 
 
-def _peak_mb() -> float:
-    """This process's own peak RSS (VmHWM; ``ru_maxrss`` would include the parent's)."""
-    with open("/proc/self/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
-def _measure(action: str, url: str, uri: str, queue: Any) -> None:
-    mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
-    with mu.engine.connect() as conn:  # imports, dialect and pool warmed up before measuring
-        conn.exec_driver_sql("SELECT 1")
-    import boto3, google.cloud.storage, azure.storage.blob  # noqa: E401, F401, I001
-
-    before = _peak_mb()
-    started = time.monotonic()
-    if action == "backup":
-        mu.backup_database_to_file(uri)
-    else:
-        mu.restore_database_from_file(uri)
-    queue.put((_peak_mb() - before, time.monotonic() - started))
-    mu.dispose()
-
-
-def _in_child(action: str, url: str, uri: str) -> tuple[float, float]:
-    """(+MB peak RSS, seconds) of a backup or restore in a fresh process."""
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_measure, args=(action, url, uri, queue))
-    child.start()
-    try:
-        result: tuple[float, float] = queue.get(timeout=600)
-    finally:
-        child.join(timeout=60)
-    assert child.exitcode == 0
-    return result
-
-
 def _measure_round_trip(
     store: Store, source: MigrationUtils, dialect: str, tmp_path: Path, uri: str
 ) -> tuple[float, float, float, float, float]:
     """(MB of dump, backup s, backup +MB RSS, restore s, restore +MB RSS) in child processes."""
-    growth_b, seconds_b = _in_child("backup", source.url.render_as_string(False), uri)
+    growth_b, seconds_b, _ = measure_in_child("backup", source.url.render_as_string(False), uri)
     mb = json.loads(store.get(uri + ".manifest.json"))["size"] / 1e6
     folder = tmp_path / f"restore-{store.name}"
     folder.mkdir()
@@ -359,7 +321,9 @@ def _measure_round_trip(
     restored = MigrationUtils(url=target_url, connect_args={}, engine_args={})
     restored.create_database()
     try:
-        growth_r, seconds_r = _in_child("restore", target_url.render_as_string(False), uri)
+        growth_r, seconds_r, _ = measure_in_child(
+            "restore", target_url.render_as_string(False), uri
+        )
     finally:
         restored.drop_database()
         restored.dispose()

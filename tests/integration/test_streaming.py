@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
+from tests.memory import measure_in_child
 
 BIG_ROWS = 300_000
 MAX_GROWTH_MB = 150
@@ -26,51 +24,6 @@ _FILL_BIG = {
 }
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _peak_rss_mb() -> float:
-    # VmHWM, not ru_maxrss: a spawned child inherits its parent's ru_maxrss across exec.
-    return _status_mb("VmHWM")
-
-
-def _current_rss_mb() -> float:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # reset VmHWM to the current RSS
-    return _status_mb("VmRSS")
-
-
-def _measure(action: str, url: str, dump: str, queue: Any) -> None:
-    mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
-    with mu.engine.connect() as conn:  # imports, dialect and pool warmed up before measuring
-        conn.exec_driver_sql("SELECT 1")
-    # Growth is measured from the current RSS, not from the peak of the imports before it.
-    before = _current_rss_mb()
-    started = time.monotonic()
-    if action == "backup":
-        mu.backup_database_to_file(dump)
-    else:
-        mu.restore_database_from_file(dump)
-    queue.put((_peak_rss_mb() - before, time.monotonic() - started, before))
-    mu.dispose()
-
-
-def _in_child(action: str, url: str, dump: str) -> tuple[float, float, float]:
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_measure, args=(action, url, dump, queue))
-    child.start()
-    result = queue.get(timeout=600)
-    child.join(timeout=60)
-    assert child.exitcode == 0
-    return result
-
-
 def test_memory_stays_bounded_for_a_large_table(
     dialect: str, utils: MigrationUtils, tmp_path: Path
 ) -> None:
@@ -79,7 +32,7 @@ def test_memory_stays_bounded_for_a_large_table(
         conn.exec_driver_sql(_FILL_BIG[dialect].format(n=BIG_ROWS))
     dump = tmp_path / "big.jsonl.zst"
     url = utils.url.render_as_string(hide_password=False)
-    growth, seconds, base = _in_child("backup", url, str(dump))
+    growth, seconds, base = measure_in_child("backup", url, str(dump))
     print(
         f"{dialect} backup of {BIG_ROWS} x 1 KiB: +{growth:.0f} MB peak RSS over {base:.0f} MB, "
         f"{seconds:.1f}s"
@@ -91,7 +44,7 @@ def test_memory_stays_bounded_for_a_large_table(
     MigrationUtils(url=target, connect_args={}, engine_args={}).create_database()
     try:
         target_url = target.render_as_string(hide_password=False)
-        growth, seconds, base = _in_child("restore", target_url, str(dump))
+        growth, seconds, base = measure_in_child("restore", target_url, str(dump))
         print(
             f"{dialect} restore of {BIG_ROWS} x 1 KiB: +{growth:.0f} MB peak RSS over "
             f"{base:.0f} MB, {seconds:.1f}s"

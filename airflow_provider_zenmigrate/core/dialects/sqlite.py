@@ -24,6 +24,7 @@ from sqlalchemy.pool import NullPool
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout
+from ..storage import fsync_path
 from .base import BackupReader, DialectOps, RestoreWriter
 
 _HEADER = b"SQLite format 3\x00"
@@ -35,25 +36,17 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _replace_database(source: Path, target: Path) -> None:
     """Move a finished database file over ``target`` in one rename.
 
     The target's WAL and shared-memory files belong to the old contents: they go first, so
     the new file is never read together with the old log.
     """
-    _fsync(source)
+    fsync_path(source)
     for suffix in _SIDE_FILES:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     os.replace(source, target)
-    _fsync(target.parent)
+    fsync_path(target.parent)
 
 
 def _required_path(url: URL) -> Path:
