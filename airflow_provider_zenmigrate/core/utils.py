@@ -172,7 +172,11 @@ class MigrationUtils(BaseModel):
         """Backup the database in memory (every record in a list)."""
         return [record for record, _line in self._backup_records()]
 
-    def backup_database_to_file(self, dump_file: str) -> BackupResult:
+    def backup_database_to_file(
+        self,
+        dump_file: str,
+        on_record: Callable[[dict[str, Any], bytes], None] | None = None,
+    ) -> BackupResult:
         """Backup the database to a file or object (JSON Lines; ``.gz`` / ``.zst`` compress).
 
         ``dump_file`` is a local path or a ``file://``, ``s3://``, ``gs://`` or ``azure://``
@@ -180,6 +184,7 @@ class MigrationUtils(BaseModel):
         at ``dump_file`` only once it is complete; a small manifest written beside it then
         lets :func:`.catalog.list_backups` find it without reading it. Returns what was
         written (the seed returns nothing; callers that ignore the result lose nothing).
+        ``on_record`` sees every record with its line as it is written (for progress).
         """
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
         started = time.monotonic()
@@ -190,6 +195,8 @@ class MigrationUtils(BaseModel):
                 if header is None:
                     header = record
                 trailer = record
+                if on_record is not None:
+                    on_record(record, line)
                 stream.write(line)
                 stream.write(b"\n")
         assert header is not None and trailer is not None  # iter_backup always yields both
@@ -203,6 +210,11 @@ class MigrationUtils(BaseModel):
             seconds=time.monotonic() - started,
             created_at=str(header.get("created_at", "")),
         )
+
+    def estimated_rows(self) -> int | None:
+        """Rows in the database, exact or from the server's statistics (for progress)."""
+        with self.engine.connect() as conn:
+            return self.dialect.estimated_rows(conn)
 
     def backup_database_to_db(self, backup_db_name: str) -> None:
         """Backup the database to a database on the same server (replacing its contents)."""

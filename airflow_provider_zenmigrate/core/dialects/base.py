@@ -79,6 +79,15 @@ class DialectOps(ABC):
         names = inspect(connection).get_table_names(schema=schema)
         return [n for n in names if n not in self.internal_tables]
 
+    def estimated_rows(self, connection: Connection) -> int | None:
+        """Rows in the user's tables, for progress estimates; exact here, statistics where
+        a backend keeps them (a full count would read every table twice)."""
+        quote = connection.dialect.identifier_preparer.quote
+        return sum(
+            int(connection.exec_driver_sql(f"SELECT COUNT(*) FROM {quote(t)}").scalar() or 0)
+            for t in self.user_tables(connection)
+        )
+
     # -- migrations --------------------------------------------------------------------------
     @staticmethod
     def lock_digest(engine: Engine, scope: str) -> bytes:

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, cast
 import pymysql.cursors
 import pymysql.err
 from sqlalchemy import text
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
@@ -117,6 +117,13 @@ class MySQLOps(DialectOps):
         with master.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.quote(master, name)}")
             conn.commit()
+
+    def estimated_rows(self, connection: Connection) -> int | None:
+        rows = connection.exec_driver_sql(
+            "SELECT SUM(TABLE_ROWS) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+        ).scalar()
+        return int(rows) if rows is not None else None
 
     def is_missing_database_error(self, error: BaseException) -> bool:
         orig = getattr(error, "orig", error)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
@@ -54,6 +54,14 @@ class PostgreSQLOps(DialectOps):
         # FORCE ends other sessions, as DROP DATABASE does on MySQL (PostgreSQL >= 13).
         with master.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {self.quote(master, name)} WITH (FORCE)")
+
+    def estimated_rows(self, connection: Connection) -> int | None:
+        rows = connection.exec_driver_sql(
+            "SELECT SUM(GREATEST(c.reltuples, 0)) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
+            "AND c.relkind IN ('r', 'p')"
+        ).scalar()
+        return int(rows) if rows is not None else None
 
     def is_missing_database_error(self, error: BaseException) -> bool:
         orig = getattr(error, "orig", error)

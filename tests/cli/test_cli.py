@@ -1,0 +1,443 @@
+"""The ``zenmigrate`` console script, run as a subprocess against real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from airflow_provider_zenmigrate.core.alembic import Alembic
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.conftest import EXAMPLE_MIGRATIONS, SECRET
+from tests.engine_support import populate_library, server_objects
+from tests.identity import fingerprint
+
+ZENMIGRATE = str(Path(sys.executable).parent / "zenmigrate")
+BIG_ROWS = 150_000
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZENMIGRATE_PASSWORD")}
+    env.update(extra)
+    return env
+
+
+def zm(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ZENMIGRATE, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=_env(**env),
+        timeout=120,
+        check=False,
+    )
+
+
+def zm_parallel(
+    *commands: tuple[str, ...], stdin: str = "", **env: str
+) -> list[subprocess.CompletedProcess[str]]:
+    """Run independent invocations at once (each one pays the interpreter's start-up)."""
+    processes = [
+        subprocess.Popen(
+            [ZENMIGRATE, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(**env),
+        )
+        for args in commands
+    ]
+    results = []
+    for args, process in zip(commands, processes, strict=True):
+        out, err = process.communicate(stdin, timeout=120)
+        results.append(
+            subprocess.CompletedProcess([ZENMIGRATE, *args], process.returncode, out, err)
+        )
+    return results
+
+
+def parsed(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    return dict(data)
+
+
+def make_library(url: URL) -> None:
+    """A database at the example migrations' head, created in-process (fast)."""
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        if not utils.database_exists():
+            utils.create_database()
+        Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).upgrade()
+
+
+def zm_json(*args: str, **env: str) -> dict[str, Any]:
+    result = zm(*args, "--json", **env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    return dict(data)
+
+
+def url_text(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zenmigrate: error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
+
+
+# -- the whole round trip on every dialect ----------------------------------------------------
+def test_backup_inspect_restore_round_trip(
+    utils: MigrationUtils, db_url: URL, tmp_path: Path
+) -> None:
+    populate_library(utils)
+    utils.dispose()
+    original = fingerprint(db_url)
+    dump = tmp_path / "backups" / "library.jsonl.gz"
+
+    backup = zm_json("backup", url_text(db_url), str(dump))
+    assert dump.is_file()
+    assert backup["rows"] == 50 + 150 + 1 and backup["revision"] == "0003"
+    assert backup["table_rows"]["author"] == 50 and backup["bytes"] == dump.stat().st_size
+
+    # Change the database, then check that nothing but a confirmed restore touches it.
+    with utils.engine.begin() as conn:
+        conn.execute(text("DELETE FROM book WHERE id > 10"))
+    utils.dispose()
+    changed = fingerprint(db_url)
+    assert changed != original
+    is_sqlite = db_url.get_backend_name() == "sqlite"
+    copy_name = "copy.db" if is_sqlite else f"{db_url.database}_copy"
+
+    inspect, listing, refused, dry, copy = zm_parallel(
+        ("inspect", str(dump), "--json"),
+        ("list", str(tmp_path / "backups") + "/", "--json"),
+        ("restore", str(dump), url_text(db_url)),
+        ("restore", str(dump), url_text(db_url), "--dry-run", "--json"),
+        ("copy", url_text(db_url), copy_name, "--json"),
+        stdin="n\n",
+    )
+    inspected = parsed(inspect)
+    assert inspected["verified"] is True and inspected["revision"] == "0003"
+    assert inspected["tables"]["book"]["rows"] == 150 and inspected["tables"]["book"]["bytes"] > 0
+    assert inspected["header"]["database"] == db_url.database
+    assert [b["uri"] for b in parsed(listing)["backups"]] == [str(dump)]
+
+    assert refused.returncode == 1
+    assert "replace its contents" in refused.stderr
+    assert_one_error_line(refused, "not confirmed")
+    planned = parsed(dry)
+    assert planned["would_replace"] is True and planned["verified"] is True
+    assert set(planned["target"]["tables"]) >= {"author", "book"}
+    assert planned["dump"]["rows"] == 201
+    assert fingerprint(db_url) == changed
+
+    assert parsed(copy)["backup_db"] == copy_name
+    try:
+        assert utils.database_exists(copy_name)
+        copy_engine = utils.create_engine(copy_name)
+        with copy_engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM book")).scalar() == 10
+            assert conn.execute(text("SELECT COUNT(*) FROM author")).scalar() == 50
+    finally:
+        utils.drop_database(copy_name)
+        utils.dispose()
+
+    restored = zm_json("restore", str(dump), url_text(db_url), "--yes")
+    assert restored["tables"]["book"] == 150 and restored["verified"] is True
+    assert fingerprint(db_url) == original
+
+
+def test_confirmation_answers_yes_on_stdin(tmp_path: Path) -> None:
+    url = URL.create("sqlite", database=str(tmp_path / "app.db"))
+    make_library(url)
+    dump = tmp_path / "app.jsonl"
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        utils.backup_database_to_file(str(dump))
+        with utils.engine.begin() as conn:
+            conn.execute(text("INSERT INTO author (id, name) VALUES (7, 'late')"))
+    result = zm("restore", str(dump), url_text(url), stdin="y\n")
+    assert result.returncode == 0, result.stderr
+    assert "[y/N]" in result.stderr and "restored" in result.stdout
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM author")).scalar() == 0
+    engine.dispose()
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_usage_and_operational_errors_exit_codes(tmp_path: Path) -> None:
+    url = URL.create("sqlite", database=str(tmp_path / "app.db"))
+    sqlite = url_text(url)
+    make_library(url)
+    good = tmp_path / "good.jsonl"
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        utils.backup_database_to_file(str(good))
+    lines = good.read_bytes().splitlines(keepends=True)
+    corrupt = tmp_path / "corrupt.jsonl"
+    altered = [line.replace(b'"version_num":"0003"', b'"version_num":"0004"') for line in lines]
+    assert altered != lines
+    corrupt.write_bytes(b"".join(altered))
+    truncated = tmp_path / "truncated.jsonl"
+    truncated.write_bytes(b"".join(lines[:-1]))
+    x = str(tmp_path / "x.jsonl")
+
+    results = zm_parallel(
+        ("backup", "not a url", x),
+        ("backup", "oracle://scott:tiger-pw@host/db", x),
+        ("backup",),
+        ("prune", str(tmp_path)),
+        ("frobnicate",),
+        ("restore", str(tmp_path / "nope.jsonl"), sqlite, "--yes", "--json"),
+        ("verify", str(corrupt), "--json"),
+        ("verify", str(truncated), "--json"),
+        ("restore", str(corrupt), sqlite, "--yes"),
+        ("restore", str(truncated), sqlite, "--yes", "--debug"),
+        ("inspect", str(corrupt), "--json"),
+        ("restore", str(truncated), sqlite, "--dry-run", "--json"),
+        ("backup", "mysql+pymysql://root:pw-on-the-line@127.0.0.1:1/nothing", x),
+    )
+    bad_url, unsupported, no_args, no_keep, unknown = results[:5]
+    missing, verify_corrupt, verify_truncated, restore_corrupt, restore_truncated = results[5:10]
+    inspect_corrupt, dry_truncated, refused = results[10:]
+
+    # usage errors: 2
+    assert bad_url.returncode == 2
+    assert_one_error_line(bad_url, "not a database URL")
+    assert unsupported.returncode == 2 and "tiger-pw" not in unsupported.stderr
+    assert_one_error_line(unsupported, "unsupported database backend")
+    assert no_args.returncode == no_keep.returncode == unknown.returncode == 2
+
+    # operational failures: 1, one line, and a JSON error object with --json
+    assert missing.returncode == 1
+    line = assert_one_error_line(missing, "backup not found", "nope.jsonl")
+    assert json.loads(missing.stdout) == {"ok": False, "error": line.split(": ", 2)[2]}
+    assert not list(tmp_path.glob("nope*"))
+    for result, reason in ((verify_corrupt, "trailer says"), (verify_truncated, "truncated")):
+        assert result.returncode == 1
+        assert json.loads(result.stdout)["verified"] is False
+        assert_one_error_line(result, reason)
+    assert restore_corrupt.returncode == 1
+    assert_one_error_line(restore_corrupt, "trailer says")
+    assert restore_truncated.returncode == 1 and "truncated" in restore_truncated.stderr
+    assert "Traceback" in restore_truncated.stderr  # --debug adds the traceback
+    assert inspect_corrupt.returncode == 1
+    assert json.loads(inspect_corrupt.stdout)["verified"] is False
+    assert dry_truncated.returncode == 1 and json.loads(dry_truncated.stdout)["verified"] is False
+    assert refused.returncode == 1 and "pw-on-the-line" not in refused.stderr
+    assert_one_error_line(refused, "database error")
+    assert not Path(x).exists()
+
+
+@pytest.mark.parametrize("dialect", ["mysql"])
+def test_passwords_from_environment_and_prompt_never_printed(
+    db_url: URL, secret_user: str, tmp_path: Path
+) -> None:
+    # MariaDB checks passwords here; the PostgreSQL server trusts local connections.
+    url = db_url.set(username=secret_user, password=None)
+    plain = url_text(url)
+    dump = tmp_path / "b.jsonl"
+    wrong_pw = "Wr0ng-pa55word"
+    from_env, named, wrong, wrong_env, unset = zm_parallel(
+        ("backup", plain, str(dump), "--json"),
+        ("current", plain, "--password-env", "MY_PW", "--json"),
+        ("backup", url_text(url.set(password=wrong_pw)), str(tmp_path / "w.jsonl")),
+        ("current", "--password-env", "WRONG_PW", plain),
+        ("current", plain, "--password-env", "NOT_SET_ANYWHERE"),
+        ZENMIGRATE_PASSWORD=SECRET,
+        MY_PW=SECRET,
+        WRONG_PW=wrong_pw,
+    )
+    prompted = zm("current", plain, "-W", "--json", stdin=SECRET + "\n")
+    assert parsed(from_env)["uri"] == str(dump)
+    assert parsed(named)["revisions"] == []
+    assert parsed(prompted)["revisions"] == []
+    for result in (from_env, named, prompted):
+        assert SECRET not in result.stdout + result.stderr
+    for result in (wrong, wrong_env):
+        assert result.returncode == 1
+        assert_one_error_line(result, "Access denied")
+        assert wrong_pw not in result.stdout + result.stderr
+    assert not (tmp_path / "w.jsonl").exists()
+    assert unset.returncode == 2
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------
+def _fill(url: URL, rows: int) -> None:
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    backend = url.get_backend_name()
+    source = {
+        "sqlite": "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s "
+        f"WHERE n < {rows}) SELECT n, printf('%080d', n) FROM s",
+        "mysql": f"SELECT seq, LPAD(seq, 80, '0') FROM seq_1_to_{rows}",
+        "postgresql": f"SELECT n, LPAD(n::text, 80, '0') FROM generate_series(1, {rows}) n",
+    }["mysql" if backend in ("mysql", "mariadb") else backend]
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE big (id INTEGER PRIMARY KEY, payload VARCHAR(100))"))
+        conn.execute(text(f"INSERT INTO big (id, payload) {source}"))
+    engine.dispose()
+
+
+def _ours(url: URL) -> set[str]:
+    """Files beside an SQLite target; databases and schemas a restore of ``url`` could leave
+    (other tests create databases on the same servers concurrently)."""
+    names = server_objects(url, Path(str(url.database)).parent)
+    if url.get_backend_name() == "sqlite":
+        return names
+    markers = ("zmstage", "zmtrash", "schema:", str(url.database))
+    return {n for n in names if any(m in n for m in markers)}
+
+
+def _interrupt_when_progressing(args: list[str], action: str) -> tuple[int, str]:
+    """Run the CLI, send SIGINT once it reports progress (mid-way), return (rc, stderr)."""
+    process = subprocess.Popen(
+        [ZENMIGRATE, *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(ZENMIGRATE_PROGRESS_INTERVAL="0.1"),
+    )
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    for line in process.stderr:
+        seen.append(line)
+        if f"{action} progress" in line and " 0 rows" not in line:
+            process.send_signal(signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "".join(seen)
+    else:
+        pytest.fail(f"{action} finished before it could be interrupted: {''.join(seen)}")
+    _out, rest = process.communicate(timeout=60)
+    return process.returncode, "".join(seen) + rest
+
+
+def test_ctrl_c_publishes_nothing_and_leaves_the_target(
+    dialect: str, db_url: URL, tmp_path: Path
+) -> None:
+    _fill(db_url, BIG_ROWS)
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    dest = folder / "big.jsonl"
+
+    rc, stderr = _interrupt_when_progressing(["backup", url_text(db_url), str(dest)], "backup")
+    assert rc == 1, stderr
+    assert "interrupted: nothing was published" in stderr
+    assert list(folder.iterdir()) == []
+
+    assert zm("backup", url_text(db_url), str(dest), "-q").returncode == 0
+    with sqlalchemy.create_engine(db_url, poolclass=NullPool).begin() as conn:
+        conn.execute(text("DELETE FROM big WHERE id > 1000"))
+    before = fingerprint(db_url)
+    objects = _ours(db_url)
+    rc, stderr = _interrupt_when_progressing(
+        ["restore", str(dest), url_text(db_url), "--yes"], "restore"
+    )
+    assert rc == 1, stderr
+    assert "was left as it was" in stderr
+    assert fingerprint(db_url) == before
+    assert _ours(db_url) == objects
+
+
+# -- output modes, migrations, retention, Airflow ----------------------------------------------
+def test_quiet_and_plain_progress(tmp_path: Path) -> None:
+    url = URL.create("sqlite", database=str(tmp_path / "app.db"))
+    make_library(url)
+    quiet, loud = zm_parallel(
+        ("backup", url_text(url), str(tmp_path / "q.jsonl.zst"), "--quiet"),
+        ("backup", url_text(url), str(tmp_path / "l.jsonl")),
+    )
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    assert (tmp_path / "q.jsonl.zst").is_file()
+    assert loud.returncode == 0
+    assert "backup done: 3/3 tables" in loud.stderr  # plain log lines when not on a terminal
+    assert "\x1b[" not in loud.stderr  # no terminal control codes
+    assert loud.stdout.startswith("backed up sqlite:///")
+
+
+def test_migration_commands(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    scripts = ("--scripts", str(EXAMPLE_MIGRATIONS))
+    failing_scripts = ("--scripts", str(EXAMPLE_MIGRATIONS.parent / "migrations_failing"))
+    heads, first, missing = zm_parallel(
+        ("heads", *scripts, "--json"),
+        ("upgrade", url, *scripts, "--revision", "0001", "--json"),
+        ("upgrade", url),
+    )
+    assert parsed(heads)["heads"] == ["0003"]
+    assert parsed(first)["before"] == [] and parsed(first)["after"] == ["0001"]
+    assert missing.returncode == 2
+    assert_one_error_line(missing, "--scripts")
+    current = zm_json("current", url, *scripts)
+    assert current["revisions"] == ["0001"] and current["up_to_date"] is False
+    assert zm_json("upgrade", url, *scripts)["after"] == ["0003"]
+    failing = zm("upgrade", url, *failing_scripts)
+    assert failing.returncode == 1
+    assert_one_error_line(failing, "upgrade failed at revision 0004")
+    down = zm_json("downgrade", url, *scripts, "--revision", "0001")
+    assert down["before"] == ["0003"] and down["after"] == ["0001"]
+
+
+def test_list_and_prune(tmp_path: Path) -> None:
+    url = URL.create("sqlite", database=str(tmp_path / "app.db"))
+    make_library(url)
+    folder = tmp_path / "backups"
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        for name in ("a", "b", "c"):
+            utils.backup_database_to_file(str(folder / f"{name}.jsonl.gz"))
+    prefix = str(folder) + "/"
+    listing, dry = zm_parallel(
+        ("list", prefix, "--json"), ("prune", prefix, "--keep", "1", "--dry-run", "--json")
+    )
+    assert [Path(b["uri"]).name for b in parsed(listing)["backups"]] == [
+        "c.jsonl.gz",
+        "b.jsonl.gz",
+        "a.jsonl.gz",
+    ]
+    assert sorted(Path(u).name for u in parsed(dry)["deleted"]) == ["a.jsonl.gz", "b.jsonl.gz"]
+    assert len(list(folder.iterdir())) == 6
+    pruned = zm_json("prune", prefix, "--keep", "1")
+    assert len(pruned["deleted"]) == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["c.jsonl.gz", "c.jsonl.gz.manifest.json"]
+
+
+def test_airflow_is_imported_only_for_airflow_connections(tmp_path: Path) -> None:
+    database = tmp_path / "app.db"
+    make_library(URL.create("sqlite", database=str(database)))
+    probe = (
+        "import sys\n"
+        "from airflow_provider_zenmigrate.cli import main\n"
+        f"code = main(['current', 'sqlite:///{database}', '--json'])\n"
+        "assert code == 0, code\n"
+        "assert not [m for m in sys.modules if m == 'airflow' or m.startswith('airflow.')]\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", probe], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    conn = json.dumps({"conn_type": "sqlite", "host": str(database)})
+    via_airflow = zm_json("current", "--airflow-conn", "cli_app", AIRFLOW_CONN_CLI_APP=conn)
+    assert via_airflow["revisions"] == ["0003"]
+    assert via_airflow["database"] == f"sqlite:///{database}"
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert json.loads(out)["revisions"] == ["0003"]
