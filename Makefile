@@ -43,5 +43,29 @@ test: lint typecheck pytest
 services:
 	bash .ci/services
 
+# Our backup/restore next to mariadb-dump, mydumper, pg_dump (see bench/compare.py); quick:
+# make bench BENCH_ARGS="--rows 100000 --runs 1". Tables also go to build/bench/results.txt.
+.PHONY: bench
+BENCH_ARGS ?=
+BENCH_TOOLS := mariadb-dump:mariadb-client mydumper:mydumper pg_dump:postgresql-client \
+	zstd:zstd /usr/bin/time:time
+bench: venv
+	@missing=""; for pair in $(BENCH_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends $$missing; fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# End to end (tests/e2e): a real Airflow 3 deployment, its REST API and its UI in Debian's
+# headless Chromium (apt package; browsers are never downloaded). Under 10 minutes.
+.PHONY: e2e
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	$$sudo apt-get update && $$sudo apt-get install -y chromium
+e2e: venv $(CHROMIUM)
+	ZENMIGRATE_E2E=1 ZENMIGRATE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests/e2e
+
 clean:
 	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
