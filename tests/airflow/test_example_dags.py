@@ -194,10 +194,8 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
 
 
 def test_nightly_backup_prunes_and_restore_dag_restores_latest(
-    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Path, utils: MigrationUtils, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = database_url("sqlite", tmp_path)
-    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
     _demo_database(utils)
     monkeypatch.setenv("AIRFLOW_CONN_ZM_NIGHTLY", _connection_json(utils))
     prefix = str(tmp_path / "backups")
