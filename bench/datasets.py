@@ -1,10 +1,18 @@
-"""Benchmark datasets, generated on the server itself (fast, no client round trips)."""
+"""Benchmark datasets, generated on the server itself (fast, no client round trips).
+
+(a)/(b) ``mixed``: one table of mixed types, N rows (a: N, b: 2N).
+(c) ``many``: 200 small tables of 1,000 rows, each with a foreign key to the one before.
+(d) ``blobs``: one table of 50,000 rows of 20 KiB (10 KiB BLOB/BYTEA + 10 KiB TEXT).
+
+:func:`checksums` fingerprints every table (MariaDB ``CHECKSUM TABLE``, PostgreSQL an md5
+over the rows' text in key order), so a restore can be compared with its source.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
 
-# Dataset (a)/(b): one table of mixed types, N rows.
 MIXED = {
     "mysql": [
         """CREATE TABLE mixed (
@@ -52,10 +60,118 @@ MIXED = {
     ],
 }
 
+# (c): table t{i} references t{i-1}; {name}, {parent} and {fk} are filled in per table.
+MANY = {
+    "mysql": [
+        """CREATE TABLE {name} (
+            id BIGINT NOT NULL PRIMARY KEY,
+            parent_id BIGINT{fk},
+            name VARCHAR(64) NOT NULL,
+            amount DECIMAL(10,2) NOT NULL,
+            created DATETIME NOT NULL
+        )""",
+        """INSERT INTO {name}
+           SELECT seq, {parent_value}, CONCAT('row-', seq), seq / 3,
+                  TIMESTAMP('2024-01-01') + INTERVAL seq MINUTE
+           FROM seq_1_to_{n}""",
+    ],
+    "postgresql": [
+        """CREATE TABLE {name} (
+            id BIGINT NOT NULL PRIMARY KEY,
+            parent_id BIGINT{fk},
+            name VARCHAR(64) NOT NULL,
+            amount NUMERIC(10,2) NOT NULL,
+            created TIMESTAMP NOT NULL
+        )""",
+        """INSERT INTO {name}
+           SELECT i, {parent_value}, 'row-' || i, round(i / 3.0, 2),
+                  timestamp '2024-01-01' + i * interval '1 minute'
+           FROM generate_series(1, {n}) i""",
+    ],
+}
+
+BLOBS = {
+    "mysql": [
+        """CREATE TABLE blobs (
+            id BIGINT NOT NULL PRIMARY KEY,
+            payload LONGBLOB NOT NULL,
+            note LONGTEXT NOT NULL
+        )""",
+        # 64 bytes x 160 = 10 KiB of binary, 32 characters x 320 = 10 KiB of text.
+        """INSERT INTO blobs
+           SELECT seq, REPEAT(UNHEX(SHA2(seq, 512)), 160), REPEAT(MD5(seq), 320)
+           FROM seq_1_to_{n}""",
+    ],
+    "postgresql": [
+        """CREATE TABLE blobs (
+            id BIGINT NOT NULL PRIMARY KEY,
+            payload BYTEA NOT NULL,
+            note TEXT NOT NULL
+        )""",
+        """INSERT INTO blobs
+           SELECT i, decode(repeat(encode(sha512(i::text::bytea), 'hex'), 160), 'hex'),
+                  repeat(md5(i::text), 320)
+           FROM generate_series(1, {n}) i""",
+    ],
+}
+
+
+def backend(engine: Engine) -> str:
+    return "mysql" if engine.url.get_backend_name() in ("mysql", "mariadb") else "postgresql"
+
+
+def _run(conn: Connection, statements: list[str], **values: object) -> None:
+    for statement in statements:
+        conn.exec_driver_sql(statement.format(**values))
+
 
 def create_mixed(engine: Engine, rows: int) -> None:
-    backend = "mysql" if engine.url.get_backend_name() in ("mysql", "mariadb") else "postgresql"
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP TABLE IF EXISTS mixed")
-        for statement in MIXED[backend]:
-            conn.exec_driver_sql(statement.format(n=rows))
+        _run(conn, MIXED[backend(engine)], n=rows)
+
+
+def create_many(engine: Engine, tables: int = 200, rows: int = 1000) -> None:
+    kind = backend(engine)
+    with engine.begin() as conn:
+        for i in range(tables):
+            name = f"t{i:03d}"
+            fk = f" REFERENCES t{i - 1:03d} (id)" if i else ""
+            # Every row points at an existing parent: 1 + (id mod rows).
+            parent = f"1 + MOD({'seq' if kind == 'mysql' else 'i'}, {rows})" if i else "NULL"
+            _run(conn, MANY[kind], name=name, fk=fk, parent_value=parent, n=rows)
+
+
+def create_blobs(engine: Engine, rows: int = 50_000) -> None:
+    with engine.begin() as conn:
+        _run(conn, BLOBS[backend(engine)], n=rows)
+
+
+def checksums(engine: Engine) -> dict[str, str]:
+    """A fingerprint of every base table's rows: equal when the data is equal."""
+    with engine.connect() as conn:
+        if backend(engine) == "mysql":
+            names = conn.scalars(
+                text(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+                )
+            ).all()
+            if not names:
+                return {}
+            listed = ", ".join(f"`{n}`" for n in names)
+            rows = conn.exec_driver_sql(f"CHECKSUM TABLE {listed}").all()
+            return {str(name).split(".", 1)[1]: str(value) for name, value in rows}
+        names = conn.scalars(
+            text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+        ).all()
+        result = {}
+        for name in names:
+            # In key order: every benchmark table's key is ``id``.
+            result[name] = str(
+                conn.exec_driver_sql(
+                    "SELECT count(*) || ':' || md5(string_agg(md5(t::text), '' ORDER BY t.id)) "
+                    f'FROM "{name}" t'
+                ).scalar()
+            )
+        return result

@@ -1,16 +1,19 @@
 """Rows per second and peak memory of our backup and restore of dataset (a) (1M mixed rows).
 
 Usage: python -m bench.throughput [--rows N] [--dialect mysql|postgresql]
+
+A quick look at our side alone; ``python -m bench`` compares with the standard tools.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import json
+import os
+import subprocess
+import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.engine import URL, make_url
 
@@ -21,47 +24,38 @@ SERVERS = {
     "mysql": "mysql+pymysql://root@127.0.0.1:3306/zm_bench_src",
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/zm_bench_src",
 }
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def ours_command(action: str, url: URL, dump: str) -> list[str]:
+    """The command line of one backup or restore by :mod:`bench.ours`."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.ours",
+        action,
+        url.render_as_string(hide_password=False),
+        dump,
+    ]
 
 
-def _rss_now() -> float:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # VmHWM restarts from here (ru_maxrss would be the parent's)
-    return _status_mb("VmRSS")
-
-
-def _child(action: str, url: str, dump: str, queue: Any) -> None:
-    mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
-    with mu.engine.connect() as conn:
-        conn.exec_driver_sql("SELECT 1")
-    base = _rss_now()
-    start = time.perf_counter()
-    if action == "backup":
-        mu.backup_database_to_file(dump)
-    else:
-        mu.restore_database_from_file(dump)
-    seconds = time.perf_counter() - start
-    peak = _status_mb("VmHWM")
-    queue.put((seconds, peak, peak - base))
+def child_env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
 
 
 def measure(action: str, url: URL, dump: str) -> tuple[float, float, float]:
-    ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(
-        target=_child, args=(action, url.render_as_string(hide_password=False), dump, queue)
-    )
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    """(seconds, peak MB, MB grown during the call) of one run in a fresh interpreter."""
+    out = subprocess.run(
+        ours_command(action, url, dump),
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=child_env(),
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["seconds"], result["peak_mb"], result["growth_mb"]
 
 
 def main() -> None:

@@ -1,0 +1,5 @@
+"""``python -m bench``: see :mod:`bench.compare`."""
+
+from bench.compare import main
+
+main()
