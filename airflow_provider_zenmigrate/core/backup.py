@@ -21,6 +21,9 @@ from .dump.records import FORMAT, VERSION, DumpDigest, Record, serialize
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_ROWS = 2000
+#: Rows fetched from the server at a time, and the size a data record aims at.
+FETCH_ROWS = 250
+RECORD_BYTES = 4 * 1024 * 1024
 #: Seconds between two progress lines in the log.
 PROGRESS_EVERY = 5.0
 
@@ -159,18 +162,34 @@ def iter_backup(
             native = all(c == "native" for c in codecs)
             encode = encoders(codecs)
             rows_done = 0
-            for chunk in reader.rows(table, chunk_rows):
-                data: list[dict[str, Any]]
+            pending: list[dict[str, Any]] = []
+            row_bytes = 0.0  # learnt from the first record of the table
+            # Rows are fetched in small batches and grouped into records of at most
+            # chunk_rows rows and about RECORD_BYTES bytes, so wide rows (large BLOBs) do
+            # not make a record, or the memory it takes, grow with chunk_rows.
+            for batch in reader.rows(table, min(chunk_rows, FETCH_ROWS)):
                 if native:
-                    data = [dict(zip(names, row, strict=True)) for row in chunk]
+                    pending.extend(dict(zip(names, row, strict=True)) for row in batch)
                 else:
-                    data = [
+                    pending.extend(
                         {n: e(v) for n, e, v in zip(names, encode, row, strict=True)}
-                        for row in chunk
-                    ]
-                rows_done += len(data)
-                yield emit({"kind": "data", "table": table.name, "data": data})
-                progress.add(len(data))
+                        for row in batch
+                    )
+                if (
+                    row_bytes == 0
+                    or len(pending) >= chunk_rows
+                    or len(pending) * row_bytes >= RECORD_BYTES
+                ):
+                    record, line = emit({"kind": "data", "table": table.name, "data": pending})
+                    row_bytes = len(line) / len(pending)
+                    rows_done += len(pending)
+                    progress.add(len(pending))
+                    pending = []
+                    yield record, line
+            if pending:
+                rows_done += len(pending)
+                progress.add(len(pending))
+                yield emit({"kind": "data", "table": table.name, "data": pending})
             progress.add(0, table_done=True)
             logger.debug("table %s: %d rows", table.name, rows_done)
         for obj in reader.objects():

@@ -57,6 +57,35 @@ def test_memory_stays_bounded_for_a_large_table(
         MigrationUtils(url=target, connect_args={}, engine_args={}).drop_database()
 
 
+_FILL_WIDE = {
+    "sqlite": "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) "
+    "INSERT INTO wide (id, payload) SELECT i, hex(randomblob(10240)) FROM s",
+    "mysql": "INSERT INTO wide (id, payload) SELECT seq, REPEAT(MD5(seq), 640) FROM seq_1_to_{n}",
+    "postgresql": "INSERT INTO wide (id, payload) "
+    "SELECT i, repeat(md5(i::text), 640) FROM generate_series(1, {n}) i",
+}
+MAX_WIDE_GROWTH_MB = 80
+
+
+def test_wide_rows_do_not_make_records_grow(
+    dialect: str, utils: MigrationUtils, tmp_path: Path
+) -> None:
+    """20 KiB rows: records are capped by bytes too, so memory stays as for narrow rows."""
+    with utils.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE wide (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        conn.exec_driver_sql(_FILL_WIDE[dialect].format(n=10_000))
+    dump = tmp_path / "wide.jsonl"
+    url = utils.url.render_as_string(hide_password=False)
+    growth, seconds, base = measure_in_child("backup", url, str(dump))
+    print(f"{dialect} backup of 10,000 x 20 KiB: +{growth:.0f} MB over {base:.0f} MB")
+    assert growth < MAX_WIDE_GROWTH_MB
+    longest = max(len(line) for line in dump.read_bytes().splitlines())
+    assert longest < 8 * 1024 * 1024, f"a {longest / 1e6:.0f} MB record"
+    growth, seconds, base = measure_in_child("restore", url, str(dump))
+    print(f"{dialect} restore of 10,000 x 20 KiB: +{growth:.0f} MB over {base:.0f} MB")
+    assert growth < MAX_WIDE_GROWTH_MB
+
+
 ACCOUNTS = 100
 START = 1_000
 
