@@ -15,14 +15,25 @@ from airflow_provider_zenmigrate.core.dialects import get_dialect
 from airflow_provider_zenmigrate.core.dump.codecs import decoders, encoders
 
 
-def copy_via_dialect(source: Engine, target: Engine, chunk_rows: int = 500) -> dict[str, int]:
-    """Copy ``source`` into ``target`` (an existing database); returns rows per table."""
+def copy_via_dialect(
+    source: Engine, target: Engine, chunk_rows: int = 500, fail_after: int = -1
+) -> dict[str, int]:
+    """Copy ``source`` into ``target`` (an existing database); returns rows per table.
+
+    Objects a reader lists in ``pre_objects()`` are created before the tables; with
+    ``fail_after=n`` the copy raises before the n-th table (to test atomicity).
+    """
     counts: dict[str, int] = {}
     with get_dialect(source).open_backup(source) as reader:
+        pre = list(getattr(reader, "pre_objects", list)())
         tables = reader.tables()
         label = uuid.uuid4().hex[:8]
         with get_dialect(target).open_restore(target, label) as writer:
-            for table in tables:
+            for obj in pre:
+                writer.create_object(obj)
+            for n, table in enumerate(tables):
+                if n == fail_after:
+                    raise RuntimeError("simulated failure in the middle of the load")
                 codecs = [c.codec for c in table.columns]
                 enc, dec = encoders(codecs), decoders(codecs)
                 writer.create_table(table)

@@ -87,63 +87,28 @@ def _postgresql(conn: Any) -> dict[str, Any]:
             f"SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) "
             f"FROM ONLY {quoted} t"
         ).scalar_one()
-    out["columns"] = [
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT table_name, column_name, ordinal_position, data_type, udt_name, "
-            "column_default, is_nullable, collation_name, is_identity, is_generated, "
-            "generation_expression FROM information_schema.columns "
-            "WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
-        ).all()
-    ]
-    out["constraints"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
-            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace"
-        ).all()
-    )
-    out["indexes"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
-        ).all()
-    )
-    out["sequences"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT sequencename, last_value, start_value, increment_by FROM pg_sequences "
-            "WHERE schemaname = 'public'"
-        ).all()
-    )
-    out["views"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'"
-        ).all()
-    )
-    out["functions"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
-            "WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p')"
-        ).all()
-    )
-    out["triggers"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal"
-        ).all()
-    )
-    out["types"] = sorted(
-        tuple(r)
-        for r in conn.exec_driver_sql(
-            "SELECT t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod), "
-            "array_to_string(array(SELECT enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid "
-            "ORDER BY e.enumsortorder), ',') FROM pg_type t "
-            "WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('e', 'd', 'c') "
-            "AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid "
-            "AND c.relkind <> 'c')"
-        ).all()
-    )
+    for key, sql in _PG_CATALOGUE.items():
+        out[key] = sorted(tuple(r) for r in conn.exec_driver_sql(sql).all())
     return out
+
+
+# What a PostgreSQL restore must reproduce, each compared as a sorted list of rows.
+_PG_CATALOGUE = {
+    "columns": "SELECT table_name, column_name, ordinal_position, data_type, udt_name, "
+    "column_default, is_nullable, collation_name, is_identity, is_generated, "
+    "generation_expression FROM information_schema.columns WHERE table_schema = 'public'",
+    "constraints": "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+    "FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+    "indexes": "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+    "sequences": "SELECT sequencename, last_value, start_value, increment_by FROM pg_sequences "
+    "WHERE schemaname = 'public'",
+    "views": "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'",
+    "functions": "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+    "WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p')",
+    "triggers": "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger WHERE NOT tgisinternal",
+    "types": "SELECT t.typname, t.typtype, format_type(t.typbasetype, t.typtypmod), "
+    "array_to_string(array(SELECT enumlabel FROM pg_enum e WHERE e.enumtypid = t.oid "
+    "ORDER BY e.enumsortorder), ',') FROM pg_type t "
+    "WHERE t.typnamespace = 'public'::regnamespace AND t.typtype IN ('e', 'd', 'c') "
+    "AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.typrelid AND c.relkind <> 'c')",
+}

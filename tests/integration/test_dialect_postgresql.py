@@ -6,9 +6,7 @@ value codecs (as a dump does), with the reader's ``pre_objects`` created before 
 
 from __future__ import annotations
 
-import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,15 +20,14 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
 from airflow_provider_zenmigrate.core.dialects.postgresql import (
-    PostgreSQLBackupReader,
     PostgreSQLRestoreWriter,
     _execute_one,
 )
-from airflow_provider_zenmigrate.core.dump.codecs import decoders, encoders
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import SAKILA_DIR, database_url
+from tests.dialect_harness import copy_via_dialect
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
 
@@ -69,36 +66,8 @@ def query(engine: Engine, sql: str) -> list[tuple[Any, ...]]:
 
 
 def copy_pg(source: Engine, target: Engine, chunk_rows: int = 500, fail_after: int = -1) -> None:
-    """tests/dialect_harness.py plus ``pre_objects`` (created before the tables)."""
-    with get_dialect(source).open_backup(source) as reader:
-        assert isinstance(reader, PostgreSQLBackupReader)
-        pre = reader.pre_objects()
-        tables = reader.tables()
-        objects = reader.objects()
-        with get_dialect(target).open_restore(target, uuid.uuid4().hex[:8]) as writer:
-            for obj in pre:
-                writer.create_object(obj)
-            counts: dict[str, int] = {}
-            for n, table in enumerate(tables):
-                if n == fail_after:
-                    raise RuntimeError("simulated failure in the middle of the load")
-                codecs = [c.codec for c in table.columns]
-                enc, dec = encoders(codecs), decoders(codecs)
-                writer.create_table(table)
-                counts[table.name] = 0
-                for chunk in reader.rows(table, chunk_rows):
-                    assert len(chunk) <= chunk_rows
-                    wire = json.dumps([[e(v) for e, v in zip(enc, r, strict=True)] for r in chunk])
-                    rows = [
-                        tuple(d(v) for d, v in zip(dec, r, strict=True)) for r in json.loads(wire)
-                    ]
-                    writer.load_rows(table, rows)
-                    counts[table.name] += len(rows)
-            for obj in objects:
-                writer.create_object(obj)
-            for table in tables:
-                assert writer.row_count(table) == counts[table.name], table.name
-            writer.swap()
+    assert get_dialect(source).name == "postgresql"
+    copy_via_dialect(source, target, chunk_rows=chunk_rows, fail_after=fail_after)
 
 
 def table_hashes(engine: Engine) -> dict[str, tuple[int, str | None]]:
