@@ -32,13 +32,12 @@ from sqlalchemy import Connection, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .dialects import get_dialect
+from .dialects import BOOKKEEPING_TABLES, get_dialect
 from .errors import MigrationError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_VERSION_TABLE = "alembic_version"
-_EXCLUDED_TABLES = frozenset({"sqlite_sequence", "sqlite_stat1"})
 
 MigrationFn = Callable[[str | Sequence[str], MigrationContext], list[Any]]
 
@@ -56,7 +55,7 @@ class AlembicVersion(Base):
 
 def include_object(object: Any, name: str, type_: str, *args: Any, **kwargs: Any) -> bool:  # noqa: A002
     """Function used to exclude tables from the migration scripts (backend bookkeeping)."""
-    return not (type_ == "table" and name in _EXCLUDED_TABLES)
+    return not (type_ == "table" and name in BOOKKEEPING_TABLES)
 
 
 def _escape(value: str) -> str:

@@ -50,13 +50,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple, cast
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, cast
 from urllib.parse import unquote, urlsplit
 
-import smart_open
-from smart_open.compression import compression_wrapper
-
 from .errors import DumpIntegrityError, ZenMigrateError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+
+def _smart_open() -> ModuleType:
+    """smart_open, imported on first use: it costs about half a second of start-up (cloud
+    SDK probing), which commands that never touch a dump should not pay."""
+    import smart_open
+
+    return smart_open
+
+
+def compression_wrapper(stream: IO[bytes], mode: str, compression: str) -> Any:
+    from smart_open.compression import compression_wrapper as wrap
+
+    return wrap(stream, mode, compression)
+
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +240,7 @@ class Backend:
 
     def open_writer(self, key: str) -> Any:
         """A smart_open writer for ``key`` that commits on ``close()``."""
-        return smart_open.open(
+        return _smart_open().open(
             self.location.with_key(key),
             "wb",
             compression="disable",
@@ -252,7 +267,7 @@ class Backend:
 
     def open_reader(self, key: str) -> IO[bytes]:
         params = {k: v for k, v in self.smart_open_params().items() if k != "min_part_size"}
-        stream: IO[bytes] = smart_open.open(
+        stream: IO[bytes] = _smart_open().open(
             self.location.with_key(key), "rb", compression="disable", transport_params=params
         )
         return stream
@@ -282,7 +297,7 @@ class LocalBackend(Backend):
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            with smart_open.open(str(temporary), "wb", compression="disable") as stream:
+            with _smart_open().open(str(temporary), "wb", compression="disable") as stream:
                 yield stream
                 stream.flush()
                 os.fsync(stream.fileno())
@@ -292,7 +307,7 @@ class LocalBackend(Backend):
             temporary.unlink(missing_ok=True)
 
     def open_reader(self, key: str) -> IO[bytes]:
-        stream: IO[bytes] = smart_open.open(key, "rb", compression="disable")
+        stream: IO[bytes] = _smart_open().open(key, "rb", compression="disable")
         return stream
 
     def stat(self, key: str) -> ObjectInfo | None:
@@ -365,7 +380,7 @@ class GCSBackend(Backend):
         # The client reads 40 MiB windows by default; a smaller one bounds memory.
         read_kwargs = {"chunk_size": _GCS_READ_CHUNK, **self.extra.get("blob_open_kwargs", {})}
         params = {"client": self.client, **self.extra, "blob_open_kwargs": read_kwargs}
-        stream: IO[bytes] = smart_open.open(
+        stream: IO[bytes] = _smart_open().open(
             self.location.with_key(key), "rb", compression="disable", transport_params=params
         )
         return stream
@@ -393,7 +408,7 @@ class AzureBackend(Backend):
     def open_writer(self, key: str) -> Any:
         params = self.smart_open_params()
         params["client"] = self._container()
-        return smart_open.open(
+        return _smart_open().open(
             self.location.with_key(key), "wb", compression="disable", transport_params=params
         )
 

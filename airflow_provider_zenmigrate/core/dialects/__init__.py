@@ -18,6 +18,12 @@ _BY_BACKEND: dict[str, DialectOps] = {
 }
 
 
+#: Tables any backend keeps for itself; never part of a user's schema.
+BOOKKEEPING_TABLES: frozenset[str] = frozenset().union(
+    *(ops.internal_tables for ops in _BY_BACKEND.values())
+)
+
+
 def get_dialect(target: URL | Engine) -> DialectOps:
     """Return the operations object for the backend of an URL or engine."""
     url = target.url if isinstance(target, Engine) else target
@@ -31,4 +37,4 @@ def get_dialect(target: URL | Engine) -> DialectOps:
         ) from None
 
 
-__all__ = ["DialectOps", "get_dialect"]
+__all__ = ["BOOKKEEPING_TABLES", "DialectOps", "get_dialect"]
