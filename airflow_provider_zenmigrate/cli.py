@@ -384,7 +384,8 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
             def observe(record: dict[str, Any], line: bytes) -> None:
                 kind = record.get("kind")
                 if kind == "data":
-                    progress.add(len(record["data"]), len(line) + 1)
+                    rows = record["rows"] if "rows" in record else len(record["data"])
+                    progress.add(rows, len(line) + 1)
                 else:
                     if kind == "table":
                         progress.table()

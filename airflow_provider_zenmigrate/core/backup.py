@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from .dialects import get_dialect
 from .dialects.base import BackupReader
 from .dump.codecs import encoders
 from .dump.model import ObjectSpec, TableSpec
-from .dump.records import FORMAT, VERSION, DumpDigest, Record, serialize
+from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serialize
 
 logger = logging.getLogger(__name__)
 
@@ -116,15 +117,37 @@ def object_record(obj: ObjectSpec, phase: str) -> Record:
     }
 
 
+def _rendered_records(
+    rendered: Iterator[list[bytes]], chunk_rows: int
+) -> Iterator[tuple[list[bytes], int]]:
+    """Group rendered rows into data records of at most ``chunk_rows`` rows and about
+    :data:`RECORD_BYTES` bytes; yields (rows, their size)."""
+    pending: list[bytes] = []
+    size = 0
+    for batch in rendered:
+        for row in batch:
+            pending.append(row)
+            size += len(row) + 1
+            if len(pending) >= chunk_rows or size >= RECORD_BYTES:
+                yield pending, size
+                pending, size = [], 0
+    if pending:
+        yield pending, size
+
+
 def iter_backup(
     engine: Engine,
     *,
     version_table: str = "alembic_version",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    materialize: bool = True,
 ) -> Iterator[tuple[Record, bytes]]:
     """Yield every record of a backup of ``engine``'s database with its serialised line.
 
     The last record is the trailer; a consumer that stops early has an incomplete dump.
+    With ``materialize=False`` a data record whose rows the server rendered is yielded as
+    ``{"kind": "data", "table": ..., "rows": <count>}`` beside its full line (for writers,
+    which need only the line); otherwise every record is whole.
     """
     ops = get_dialect(engine)
     digest = DumpDigest()
@@ -157,6 +180,21 @@ def iter_backup(
         progress = ProgressLog("backup", len(tables))
         for table in tables:
             yield emit(table_record(table))
+            rendered = reader.rendered_rows(table, min(chunk_rows, FETCH_ROWS))
+            if rendered is not None:
+                rows_done = 0
+                for rows, _size in _rendered_records(rendered, chunk_rows):
+                    line = data_line(table.name, rows)
+                    digest.add_data_line(line, table.name, len(rows))
+                    rows_done += len(rows)
+                    progress.add(len(rows))
+                    if materialize:
+                        yield json.loads(line), line
+                    else:
+                        yield {"kind": "data", "table": table.name, "rows": len(rows)}, line
+                progress.add(0, table_done=True)
+                logger.debug("table %s: %d rows (rendered by the server)", table.name, rows_done)
+                continue
             names = [c.name for c in table.columns]
             codecs = [c.codec for c in table.columns]
             native = all(c == "native" for c in codecs)

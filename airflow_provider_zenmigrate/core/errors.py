@@ -15,6 +15,10 @@ class MigrationLockTimeout(ZenMigrateError, TimeoutError):
     """Another process held the migration lock for longer than we were willing to wait."""
 
 
+class RestoreInProgressError(ZenMigrateError, RuntimeError):
+    """Another restore of the same database is running; this one changed nothing."""
+
+
 class MigrationError(ZenMigrateError, RuntimeError):
     """A migration script raised; carries the revision that failed so operators can report it."""
 

@@ -152,9 +152,12 @@ class MigrationUtils(BaseModel):
         return MySQLOps().is_missing_database_error(error)
 
     # -- backup ------------------------------------------------------------------------------
-    def _backup_records(self) -> Iterable[tuple[Record, bytes]]:
+    def _backup_records(self, materialize: bool = True) -> Iterable[tuple[Record, bytes]]:
         return iter_backup(
-            self.engine, version_table=self.version_table, chunk_rows=self.chunk_rows
+            self.engine,
+            version_table=self.version_table,
+            chunk_rows=self.chunk_rows,
+            materialize=materialize,
         )
 
     def backup_database_to_storage(self, store_db_info: Callable[[dict[str, Any]], None]) -> None:
@@ -184,14 +187,15 @@ class MigrationUtils(BaseModel):
         at ``dump_file`` only once it is complete; a small manifest written beside it then
         lets :func:`.catalog.list_backups` find it without reading it. Returns what was
         written (the seed returns nothing; callers that ignore the result lose nothing).
-        ``on_record`` sees every record with its line as it is written (for progress).
+        ``on_record`` sees every record with its line as it is written (for progress); a
+        data record may carry only its row count (``rows``) instead of its ``data``.
         """
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
         started = time.monotonic()
         header: Record | None = None
         trailer: Record | None = None
         with open_for_write(dump_file, self.transport_params) as stream:
-            for record, line in self._backup_records():
+            for record, line in self._backup_records(materialize=False):
                 if header is None:
                     header = record
                 trailer = record

@@ -96,9 +96,9 @@ import sys
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 class Reporting(MigrationUtils):
-    def _backup_records(self):
+    def _backup_records(self, **kwargs):
         written = reported = 0
-        for record, line in super()._backup_records():
+        for record, line in super()._backup_records(**kwargs):
             written += len(line) + 1
             if written - reported > 1 << 20:
                 print("progress", written, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
@@ -12,7 +13,9 @@ from typing import Any, ClassVar
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
 
+from ..dump.codecs import decoders
 from ..dump.model import ObjectSpec, TableSpec
+from ..errors import ZenMigrateError
 
 # Tables a backend creates for its own bookkeeping; never part of a user's schema.
 _NO_INTERNAL_TABLES: frozenset[str] = frozenset()
@@ -177,6 +180,17 @@ class BackupReader(ABC):
         grow with the table (server-side cursor or keyset pages, never OFFSET).
         """
 
+    def rendered_rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[bytes]] | None:
+        """The table's rows as the server renders them: each row one JSON object (UTF-8),
+        ``{column: value}`` in ``table.columns`` order, values already in their codec's
+        encoding; ``chunk_rows`` rows at a time at most.
+
+        The server does the per-value work that dominates a backup in Python. ``None`` where
+        the backend (or this table, for one of its types) cannot; the engine then encodes
+        the rows of :meth:`rows` itself.
+        """
+        return None
+
     @abstractmethod
     def objects(self) -> list[ObjectSpec]:
         """Everything else, in the order it must be created after all table data."""
@@ -196,6 +210,17 @@ class RestoreWriter(ABC):
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         """Append rows (Python values as :meth:`BackupReader.rows` gives them)."""
 
+    def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        """Append rows whose values are still in the dump's encoding (each column's codec).
+
+        Backends that load the dump's text forms directly (base64, decimal and date text)
+        override this; by default every value is decoded and :meth:`load_rows` loads it.
+        """
+        decode = decoders([c.codec for c in table.columns])
+        self.load_rows(
+            table, [tuple(d(v) for d, v in zip(decode, row, strict=True)) for row in rows]
+        )
+
     @abstractmethod
     def create_object(self, obj: ObjectSpec) -> None:
         """Create a non-table object in the staging area (same refusal rules)."""
@@ -207,3 +232,23 @@ class RestoreWriter(ABC):
     @abstractmethod
     def swap(self) -> None:
         """Replace the target's contents with the staging area's, as one step if possible."""
+
+
+def decode_base64_columns(
+    table: TableSpec, rows: list[tuple[Any, ...]], indexes: list[int]
+) -> list[tuple[Any, ...]]:
+    """``rows`` with the base64 text of the columns at ``indexes`` decoded (strictly)."""
+    if not indexes or not rows:
+        return rows
+    columns = list(zip(*rows, strict=True))
+    for i in indexes:
+        try:
+            columns[i] = tuple(
+                None if v is None else binascii.a2b_base64(v, strict_mode=True) for v in columns[i]
+            )
+        except (binascii.Error, TypeError, ValueError):
+            raise ZenMigrateError(
+                f"table {table.name!r} column {table.columns[i].name!r}: "
+                "a value is not valid base64"
+            ) from None
+    return list(zip(*columns, strict=True))

@@ -14,7 +14,9 @@ Tested against MariaDB 10.11 only. Known MySQL 8 differences (untested here):
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import logging
 import math
 import re
@@ -29,9 +31,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
-from ..dump.safety import check_statement
+from ..dump.safety import check_references, check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
-from .base import BackupReader, DialectOps, RestoreWriter
+from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_columns
+from .mysql_load import BulkLoader, load_statement, tsv
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,34 @@ _CODEC_BY_TYPE: dict[str, str] = {
     "time": "text",
 }
 
+# Server-side rendering of a value as the JSON its codec writes (see rendered_rows), by
+# DATA_TYPE: (expression over the quoted column {c}, bytes of output per stored byte at most).
+# Strings go through JSON_QUOTE in utf8mb4 (what the driver would decode them to); integers
+# through "+ 0" (ZEROFILL and YEAR's text are not JSON numbers); dates and decimals as their
+# text, DATETIME/TIMESTAMP as Python's isoformat(timespec="microseconds") writes them.
+_JSON_STRING = ("IFNULL(JSON_QUOTE(CONVERT({c} USING utf8mb4)), 'null')", 6)
+_RENDER_BY_TYPE: dict[str, tuple[str, int]] = {
+    **dict.fromkeys(_INTEGER_TYPES, ("IFNULL({c} + 0, 'null')", 1)),
+    **dict.fromkeys(_STRING_TYPES + ("json",), _JSON_STRING),
+    **dict.fromkeys(
+        ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"),
+        ("IFNULL(CONCAT('\"', REPLACE(TO_BASE64({c}), '\n', ''), '\"'), 'null')", 2),
+    ),
+    "decimal": ("IFNULL(CONCAT('\"', {c}, '\"'), 'null')", 1),
+    "numeric": ("IFNULL(CONCAT('\"', {c}, '\"'), 'null')", 1),
+    "date": ("IFNULL(CONCAT('\"', {c}, '\"'), 'null')", 1),
+    "datetime": (
+        "IFNULL(CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '\"'), 'null')",
+        1,
+    ),
+    "timestamp": (
+        "IFNULL(CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '\"'), 'null')",
+        1,
+    ),
+    "time": ("IFNULL(JSON_QUOTE(CAST({c} AS CHAR)), 'null')", 6),
+}
+_UNBOUNDED_TYPES = frozenset(("mediumtext", "longtext", "json", "mediumblob", "longblob"))
+
 # Session of the backup: UTC so TIMESTAMP values are read as stored; no ANSI_QUOTES so
 # SHOW CREATE quotes with backticks.
 _BACKUP_SQL_MODE = "NO_ENGINE_SUBSTITUTION"
@@ -75,6 +106,8 @@ _LOAD_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION
 # Keep one INSERT well below max_allowed_packet.
 _MAX_INSERT_BYTES = 4 * 1024 * 1024
 _LABEL = re.compile(r"[A-Za-z0-9_]{1,40}")
+# Codecs whose dump text the server parses exactly as it is (bytes through FROM_BASE64).
+_LOADABLE_CODECS = frozenset({"native", "text", "decimal", "float", "date", "datetime", "bytes"})
 
 # Triggers, routines and events run with the sql_mode (events also the time_zone) they were
 # created with, which SHOW CREATE reports beside the statement. The backup keeps it in a
@@ -146,8 +179,15 @@ class MySQLOps(DialectOps):
             try:
                 yield
             finally:
-                conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": key})
-                conn.rollback()
+                try:
+                    conn.execute(text("SELECT RELEASE_LOCK(:k)"), {"k": key})
+                    conn.rollback()
+                except Exception as exc:
+                    # The server ended the idle lock session (wait_timeout, KILL) and freed
+                    # the lock with it; the work done under it must not fail for that.
+                    if not getattr(exc, "connection_invalidated", False):
+                        raise
+                    logger.warning("lost the lock session of %r", engine.url.database)
 
     # -- backup and restore --------------------------------------------------------------------
     @contextmanager
@@ -167,18 +207,57 @@ class MySQLOps(DialectOps):
         try:
             with _session(engine) as session:
                 writer = _MySQLRestoreWriter(session, target, staging, trash)
-                writer.start()
-                yield writer
+                try:
+                    writer.start(engine)
+                    yield writer
+                finally:
+                    writer.close()
         finally:
             # Only what this restore created, on a fresh connection: the restore's own may be
             # the thing that broke.
             if writer is not None and writer.created:
                 _drop_side_databases(engine, *writer.created)
+        if writer is not None and writer.swapped:
+            _drop_stale_side_databases(engine, target)
 
 
 def _side_name(kind: str, label: str, target: str) -> str:
     prefix = f"{kind}_{label}_"
     return (prefix + target[: 64 - len(prefix)]).rstrip(" ")
+
+
+def _alive_lock(staging: str) -> str:
+    """The lock a restore's session holds while it lives (GET_LOCK dies with the session)."""
+    return "zenmigrate:alive:" + hashlib.sha256(staging.encode()).hexdigest()[:40]
+
+
+def _drop_stale_side_databases(engine: Engine, target: str) -> None:
+    """Drop what restores of ``target`` killed before their cleanup left behind.
+
+    Called once the target holds a complete restore, so a dead restore's staging database
+    and trash (even the previous tables parked in it) are obsolete. Dead means its session's
+    lock is free; a running restore or copy still holds it. Failures are only logged.
+    """
+    try:
+        with _session(engine) as s:
+            for (name,) in s.query(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME LIKE %s OR SCHEMA_NAME LIKE %s",
+                ("zmstage\\_%", "zmtrash\\_%"),
+            ):
+                kind, _, rest = name.partition("_")
+                labels = [rest[:i] for i, char in enumerate(rest) if char == "_"]
+                label = next((x for x in labels if _side_name(kind, x, target) == name), None)
+                if label is None:
+                    continue  # another target's
+                lock = _alive_lock(_side_name("zmstage", label, target))
+                if s.scalar("SELECT IS_FREE_LOCK(%s)", (lock,)) != 1:
+                    continue  # its restore is running
+                logger.warning("dropping %s, left by a restore of %s that died", name, target)
+                s.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+                s.execute(f"DROP DATABASE IF EXISTS {s.q(name)}")
+    except Exception as exc:  # noqa: BLE001 - the restore itself succeeded
+        logger.warning("could not remove what dead restores of %s left: %s", target, exc)
 
 
 # -- connections ----------------------------------------------------------------------------
@@ -258,6 +337,9 @@ class _MySQLBackupReader(BackupReader):
         # InnoDB reports "table definition has changed" rather than returning mixed rows.
         session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         self.server_version = str(session.scalar("SELECT VERSION()"))
+        self.max_packet = int(session.scalar("SELECT @@max_allowed_packet"))
+        #: CHARACTER_OCTET_LENGTH by (table, column): bounds a rendered row's length.
+        self._octets: dict[tuple[str, str], int | None] = {}
 
     def tables(self) -> list[TableSpec]:
         s = self.s
@@ -273,14 +355,15 @@ class _MySQLBackupReader(BackupReader):
         names = sorted(n for n, k in kinds if k == "BASE TABLE")
         columns: dict[str, list[ColumnSpec]] = {n: [] for n in names}
         generated: dict[str, set[str]] = {n: set() for n in names}
-        for table, column, data_type, column_type, extra in s.query(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+        for table, column, data_type, column_type, extra, octets in s.query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA, "
+            "CHARACTER_OCTET_LENGTH FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
             "ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (self.database,),
         ):
             if table not in columns:
                 continue
+            self._octets[(table, column)] = int(octets) if octets is not None else None
             if re.search(r"\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b", extra or "", re.I):
                 generated[table].add(column)  # recomputed by the server on load
                 continue
@@ -351,6 +434,67 @@ class _MySQLBackupReader(BackupReader):
                 if not chunk:
                     break
                 yield [tuple(row) for row in chunk]
+        finally:
+            cursor.close()
+
+    def rendered_rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[bytes]] | None:
+        """Rows rendered by the server with CONCAT, one JSON object per row.
+
+        Not for tables with FLOAT/DOUBLE (the server's shortest text is not Python's),
+        BIT, spatial or MariaDB's UUID/INET types, nor for a table whose longest row could
+        exceed max_allowed_packet (CONCAT would return NULL).
+        """
+        s = self.s
+        parts: list[str] = []
+        names: list[str] = []
+        bound = 64
+        long_columns: list[tuple[str, int]] = []
+        for column in table.columns:
+            data_type = column.type.split("(")[0].split(" ")[0].lower()
+            render = _RENDER_BY_TYPE.get(data_type)
+            if render is None:
+                return None
+            expr, factor = render
+            names.append(
+                ("," if names else "{") + json.dumps(column.name, ensure_ascii=False) + ":"
+            )
+            parts.append(expr.format(c=s.q(column.name)))
+            octets = self._octets.get((table.name, column.name))
+            bound += 32 + len(names[-1]) * 6
+            if data_type in _UNBOUNDED_TYPES or octets is None and factor > 1:
+                long_columns.append((column.name, factor))  # measured below
+            else:
+                bound += factor * (octets or 32)
+        if not parts:
+            return None
+        if long_columns:
+            lengths = s.query(
+                "SELECT "
+                + ", ".join(f"COALESCE(MAX(LENGTH({s.q(n)})), 0)" for n, _ in long_columns)
+                + f" FROM {s.q(table.name)}"
+            )[0]
+            bound += sum(f * int(n) for (_, f), n in zip(long_columns, lengths, strict=True))
+        if bound >= self.max_packet:
+            return None
+        return self._rendered(table, names, parts, chunk_rows)
+
+    def _rendered(
+        self, table: TableSpec, names: list[str], parts: list[str], chunk_rows: int
+    ) -> Iterator[list[bytes]]:
+        s = self.s
+        # Column names go in as parameters; the expressions' own % are doubled for them.
+        concat = ", ".join(f"%s, {part}" for part in parts)
+        sql = f"SELECT CAST(CONCAT({concat}, '}}') AS BINARY) FROM {s.q(table.name)}"
+        if table.key:
+            sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
+        cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
+        try:
+            cursor.execute(sql, tuple(names))
+            while chunk := cursor.fetchmany(chunk_rows):
+                rows = [row[0] for row in chunk]
+                if None in rows:
+                    raise ZenMigrateError(f"table {table.name!r}: a row did not render")
+                yield rows
         finally:
             cursor.close()
 
@@ -601,6 +745,10 @@ def _prepare(obj_type: str, name: str, statement: str) -> tuple[dict[str, str], 
     if obj_type == "table" and following != "(":
         # SHOW CREATE TABLE always lists the columns; refuse CREATE TABLE ... LIKE / SELECT.
         raise UnsafeDumpError(f"{label}: expected the column list after the name")
+    # References beyond the database, on the tokens MySQL itself sees (" quotes a string
+    # unless ANSI_QUOTES makes it a name).
+    kinds = {"dquote": "double", "double": "single"}
+    check_references([(kinds.get(k, k), t) for k, t in tokens], i + 1, obj_type, label)
     return settings, sql
 
 
@@ -625,8 +773,34 @@ class _MySQLRestoreWriter(RestoreWriter):
         self.swapped = False
         #: Databases this restore created (and drops when it ends).
         self.created: list[str] = []
+        #: LOAD DATA LOCAL on a second connection, where the server allows it.
+        self.bulk: BulkLoader | None = None
+        #: Where a failed swap reconnects to put the target back (see :meth:`_recover`).
+        self.engine: Engine | None = None
+        self._load_sql: dict[str, str] = {}
 
-    def start(self) -> None:
+    def _load_settings(self) -> list[str]:
+        """The loading sessions' settings (the last one exists on MariaDB only)."""
+        q = self.s.q
+        return [
+            f"USE {q(self.staging)}",
+            "SET SESSION time_zone = '+00:00'",
+            f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'",
+            "SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0",
+            "SET SESSION check_constraint_checks = 0",
+        ]
+
+    def settle(self) -> None:
+        """Wait until every chunk handed to the bulk loader is in (raises its error)."""
+        if self.bulk is not None:
+            self.bulk.wait()
+
+    def close(self) -> None:
+        if self.bulk is not None:
+            self.bulk.close()
+
+    def start(self, engine: Engine) -> None:
+        self.engine = engine
         s = self.s
         if s.dbapi.client_flag & CLIENT_MULTI_STATEMENTS:
             # Routine bodies are admitted with semicolons only because one call runs one
@@ -640,21 +814,24 @@ class _MySQLRestoreWriter(RestoreWriter):
         if not row:
             raise ZenMigrateError(f"target database {self.target!r} does not exist")
         self.charset, self.collation = row[0]
+        # Marks the staging and trash databases as in use until this session ends.
+        if s.scalar("SELECT GET_LOCK(%s, 0)", (_alive_lock(self.staging),)) != 1:
+            raise ZenMigrateError(f"restore label of {self.staging!r} is already in use")
         s.dbapi.autocommit(True)
         s.execute(
             f"CREATE DATABASE {s.q(self.staging)} CHARACTER SET {s.q(self.charset)} "
             f"COLLATE {s.q(self.collation)}"
         )
         self.created.append(self.staging)
-        s.execute(f"USE {s.q(self.staging)}")
-        s.execute("SET SESSION time_zone = '+00:00'")
-        s.execute(f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'")
-        s.execute("SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0")
+        settings = self._load_settings()
+        for statement in settings[:-1]:
+            s.execute(statement)
         try:  # MariaDB: rows are loaded as they were, CHECK constraints are not re-run
-            s.execute("SET SESSION check_constraint_checks = 0")
+            s.execute(settings[-1])
         except pymysql.err.MySQLError as exc:  # MySQL has no such variable
             if exc.args[0] != ER_UNKNOWN_SYSTEM_VARIABLE:
                 raise
+        self.bulk = BulkLoader.open(engine, settings)
         packet = int(s.scalar("SELECT @@max_allowed_packet"))
         self.max_insert = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
 
@@ -663,9 +840,34 @@ class _MySQLRestoreWriter(RestoreWriter):
         _settings, sql = _prepare("table", table.name, table.create_stmt)
         self.s.execute_dump(sql)
 
+    def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        if self.bulk is None:
+            super().load_encoded(table, rows)
+            return
+        if not rows:
+            return
+        codecs = [c.codec for c in table.columns]
+        if not set(codecs) <= _LOADABLE_CODECS or any(len(row) != len(codecs) for row in rows):
+            super().load_encoded(table, rows)
+            return
+        # Validated here: the server's FROM_BASE64 would only warn.
+        decode_base64_columns(table, rows, [i for i, c in enumerate(codecs) if c == "bytes"])
+        try:
+            data = tsv(rows).encode("utf-8")
+        except (UnicodeEncodeError, ValueError) as exc:
+            raise ZenMigrateError(
+                f"table {table.name!r}: a value cannot be loaded ({exc})"
+            ) from None
+        statement = self._load_sql.get(table.name)
+        if statement is None:
+            statement = load_statement(self.s.q, self.staging, table)
+            self._load_sql[table.name] = statement
+        self.bulk.submit(table, statement, data)
+
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
+        self.settle()
         s = self.s
         width = len(table.columns)
         if any(len(row) != width for row in rows):
@@ -686,6 +888,7 @@ class _MySQLRestoreWriter(RestoreWriter):
             cur.executemany(sql, rows)
 
     def create_object(self, obj: ObjectSpec) -> None:
+        self.settle()
         if obj.object_type not in _DROP_KINDS:
             raise UnsafeDumpError(f"{obj.object_type} {obj.name!r}: unknown object type")
         settings, sql = _prepare(obj.object_type, obj.name, obj.create_stmt)
@@ -705,6 +908,7 @@ class _MySQLRestoreWriter(RestoreWriter):
             s.execute("SET SESSION time_zone = '+00:00'")
 
     def row_count(self, table: TableSpec) -> int:
+        self.settle()
         s = self.s
         return int(s.scalar(f"SELECT COUNT(*) FROM {s.q(self.staging)}.{s.q(table.name)}"))
 
@@ -770,6 +974,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         """
         if self.swapped:
             raise ZenMigrateError("swap() was already called")
+        self.settle()
         s = self.s
         s.execute(f"USE {s.q(self.target)}")
         try:
@@ -805,16 +1010,42 @@ class _MySQLRestoreWriter(RestoreWriter):
         self.swapped = True
         s.execute(f"DROP DATABASE {s.q(self.trash)}")
 
+    @contextmanager
+    def _live_session(self) -> Iterator[None]:
+        """Run the block on the restore's session, or on a new one if that one is gone."""
+        try:
+            self.s.dbapi.ping(reconnect=False)
+        except Exception:
+            if self.engine is None:
+                raise
+        else:
+            yield
+            return
+        lost = self.s
+        with _session(self.engine) as fresh:
+            fresh.dbapi.autocommit(True)
+            fresh.execute(f"USE {fresh.q(self.staging)}")
+            self.s = fresh
+            try:
+                yield
+            finally:
+                self.s = lost
+
     def _recover(
         self,
         old_objects: list[tuple[ObjectSpec, dict[str, str], str]],
         backward: list[tuple[str, str, str]],
     ) -> None:
-        """Put the target back as it was, as far as possible; errors here are logged."""
+        """Put the target back as it was, as far as possible; errors here are logged.
+
+        The likeliest reason a swap fails is that the server dropped the restore's session
+        (killed, timed out, restarted): then the target is put back on a new one.
+        """
         try:
-            self._drop_objects(self.target)
-            self._rename(backward)
-            self._create_objects(old_objects)
+            with self._live_session():
+                self._drop_objects(self.target)
+                self._rename(backward)
+                self._create_objects(old_objects)
         except Exception:
             logger.exception(
                 "could not fully restore %s after a failed swap; its previous tables may be in %s",

@@ -6,6 +6,8 @@ Backup and restore cover the ``public`` schema of the database: see the section 
 from __future__ import annotations
 
 import heapq
+import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -20,7 +22,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError
-from .base import BackupReader, DialectOps, RestoreWriter
+from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_columns
+
+logger = logging.getLogger(__name__)
 
 INVALID_CATALOG_NAME = "3D000"  # SQLSTATE for "database does not exist"
 _POLL_SECONDS = 0.1
@@ -83,7 +87,14 @@ class PostgreSQLOps(DialectOps):
             try:
                 yield
             finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                try:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                except Exception as exc:
+                    # The session was ended (idle_session_timeout, pg_terminate_backend)
+                    # and its lock with it; the work done under it must not fail for that.
+                    if not getattr(exc, "connection_invalidated", False):
+                        raise
+                    logger.warning("lost the lock session of %r", engine.url.database)
 
     # -- backup and restore --------------------------------------------------------------------
     def open_backup(self, engine: Engine) -> AbstractContextManager[PostgreSQLBackupReader]:
@@ -134,6 +145,11 @@ _CODEC_BY_TYPE_OID: dict[int, str] = {
     701: "float",  # double precision
 }
 
+#: Codecs whose dump values COPY takes as they are (bytes once base64 is decoded).
+_SERVER_PARSED_CODECS = frozenset(
+    {"native", "text", "decimal", "float", "bytes", "date", "time", "datetime"}
+)
+
 # Settings that make the text form of every value exact and independent of the server's
 # configuration, on both sides (SET LOCAL: they end with the transaction).
 _SESSION_SETTINGS = (
@@ -144,6 +160,7 @@ _SESSION_SETTINGS = (
     "SET LOCAL bytea_output = 'hex'",
     "SET LOCAL lc_monetary = 'C'",
     "SET LOCAL client_min_messages = 'warning'",
+    "SET LOCAL standard_conforming_strings = on",
 )
 
 #: Object types created before the tables (see :meth:`PostgreSQLBackupReader.pre_objects`).
@@ -169,6 +186,37 @@ def _q(name: str) -> str:
 
 def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+#: Types whose text form needs no JSON escaping (digits, signs, separators, letters).
+_PLAIN_TEXT_OIDS = frozenset(
+    {1082, 1083, 1114, 1184, 1266, 1186, 2950}  # date, time, timestamp(tz), timetz, interval, uuid
+)
+
+
+def _render(codec: str, type_oid: int) -> str:
+    """SQL that renders column ``{c}`` as its codec's JSON value (NULL for SQL NULL)."""
+    if codec == "bytes":
+        return "'\"' || replace(encode({c}, 'base64'), E'\\n', '') || '\"'"
+    if codec in ("decimal", "float") or codec == "text" and type_oid in _PLAIN_TEXT_OIDS:
+        return "'\"' || {c}::text || '\"'"
+    if codec == "native" and type_oid in (16, 20, 21, 23):  # boolean, integers
+        return "{c}::text"
+    if codec == "native":
+        return "to_json({c})::text"
+    return "to_json({c}::text)::text"
+
+
+#: Bytes of COPY output handed on at a time (wide rows: fewer rows per batch).
+_COPY_BATCH_BYTES = 1024 * 1024
+
+
+def _copy_lines(rows: list[Any]) -> list[bytes]:
+    """Rows of COPY text output (one column each, newline-terminated) as JSON texts."""
+    block = b"".join(rows)
+    if b"\\" in block:
+        block = block.replace(b"\\\\", b"\\")
+    return block.split(b"\n")[:-1]
 
 
 def _driver(raw: Any) -> psycopg.Connection[Any]:
@@ -446,6 +494,41 @@ class PostgreSQLBackupReader(BackupReader):
             cur.execute(f"SELECT {select} FROM ONLY {_q(table.name)}".encode())
             while chunk := cur.fetchmany(chunk_rows):
                 yield [tuple(row) for row in chunk]
+
+    def rendered_rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[bytes]] | None:
+        """Rows rendered by the server as JSON text, streamed with COPY ... TO STDOUT."""
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be at least 1")
+        if not table.columns:
+            return None
+        found = next((t for t in self._load_tables() if t.name == table.name), None)
+        if found is None:
+            return None
+        oids = {c.name: c.type_oid for c in found.columns}
+        parts = []
+        for n, column in enumerate(table.columns):
+            key = json.dumps(column.name, ensure_ascii=False) + ":"
+            value = _render(column.codec, oids.get(column.name, 0)).format(c=_q(column.name))
+            parts.append(f"{_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')")
+        select = " || ".join(parts) + " || '}'"
+        return self._copy_rows(
+            f"COPY (SELECT {select} FROM ONLY {_q(table.name)}) TO STDOUT", chunk_rows
+        )
+
+    def _copy_rows(self, statement: str, chunk_rows: int) -> Iterator[list[bytes]]:
+        # COPY's text format escapes a backslash as two and control characters, which JSON
+        # text never holds raw; so undoing the doubled backslashes gives the JSON back.
+        with self._conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+            pending: list[Any] = []
+            size = 0
+            for data in copy:
+                pending.append(data)
+                size += len(data)
+                if len(pending) >= chunk_rows or size >= _COPY_BATCH_BYTES:
+                    yield _copy_lines(pending)
+                    pending, size = [], 0
+            if pending:
+                yield _copy_lines(pending)
 
     # -- other objects ---------------------------------------------------------------------------
     def pre_objects(self) -> list[ObjectSpec]:
@@ -903,6 +986,16 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             with cur.copy(statement.encode()) as copy:
                 for row in rows:
                     copy.write_row(row)
+
+    def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        codecs = [c.codec for c in table.columns]
+        if not table.columns or not set(codecs) <= _SERVER_PARSED_CODECS:
+            super().load_encoded(table, rows)
+            return
+        # COPY parses the dump's decimal, float and date/time text exactly as the backup
+        # read it; only bytea needs its base64 decoded here.
+        bytes_columns = [i for i, c in enumerate(codecs) if c == "bytes"]
+        self.load_rows(table, decode_base64_columns(table, rows, bytes_columns))
 
     def create_object(self, obj: ObjectSpec) -> None:
         # Routine bodies may hold semicolons (BEGIN ATOMIC ... END); the extended protocol

@@ -25,7 +25,12 @@ Record = dict[str, Any]
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def serialize(record: Record) -> bytes:
+def data_line(table: str, rows: list[bytes]) -> bytes:
+    """A data record's line from its rows' JSON texts (as :func:`json.loads` reads it)."""
+    return b'{"kind":"data","table":' + serialize(table) + b',"data":[' + b",".join(rows) + b"]}"
+
+
+def serialize(record: Any) -> bytes:
     """The canonical line of a record (without the newline): what digests are taken over."""
     return _encoder.encode(record).encode("utf-8")
 
@@ -54,6 +59,14 @@ class DumpDigest:
             # The verifier refuses data of undeclared tables before it gets here.
             self._tables.setdefault(name, hashlib.sha256()).update(line)
             self.rows[name] = self.rows.get(name, 0) + len(record["data"])
+
+    def add_data_line(self, line: bytes, table: str, rows: int) -> None:
+        """Account for a data record built as a line (the backup's rendered rows)."""
+        self._all.update(line)
+        self._all.update(b"\n")
+        self.records += 1
+        self._tables.setdefault(table, hashlib.sha256()).update(line)
+        self.rows[table] = self.rows.get(table, 0) + rows
 
     def table_summary(self) -> dict[str, dict[str, Any]]:
         return {
