@@ -273,10 +273,11 @@ def test_failed_restore_leaves_target_untouched(tmp_path: Path) -> None:
         # A load the server refuses (a value of the wrong type) is no different.
         with get_dialect(target).open_restore(target, "broken") as writer:
             writer.create_table(TableSpec("t", "CREATE TABLE t (id int)", columns=()))
+            spec = TableSpec("t", "", columns=(ColumnSpec("id", "text"),))
+            # The COPY stays open across chunks: the server's refusal comes when it ends.
             with pytest.raises(psycopg.errors.InvalidTextRepresentation):
-                writer.load_rows(
-                    TableSpec("t", "", columns=(ColumnSpec("id", "text"),)), [("not a number",)]
-                )
+                writer.load_rows(spec, [("not a number",)])
+                writer.row_count(spec)
         assert table_hashes(target) == before_hashes
         assert query(target, CATALOG_QUERIES["stray_schemas"]) == []
 

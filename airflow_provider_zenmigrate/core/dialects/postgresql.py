@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -947,6 +947,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self.stage = _STAGE_PREFIX + label
         self.old = _OLD_PREFIX + label
         self.swapped = False
+        self._copy: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
         _execute_one(conn, f"CREATE SCHEMA {_q(self.stage)}")
         for setting in (
             *_SESSION_SETTINGS,
@@ -959,6 +960,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         return f"{_q(self.stage)}.{_q(name)}"
 
     def create_table(self, table: TableSpec) -> None:
+        self.end_copy()
         check_statement(table.create_stmt, "table", table.name)
         _execute_one(self._conn, table.create_stmt)
         owned = table.options.get("owned_sequences") or {}
@@ -976,16 +978,47 @@ class PostgreSQLRestoreWriter(RestoreWriter):
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
             return
-        with self._conn.cursor() as cur:
-            if not table.columns:  # a table with no columns (or only generated ones)
+        if not table.columns:  # a table with no columns (or only generated ones)
+            self.end_copy()
+            with self._conn.cursor() as cur:
                 for _ in rows:
                     cur.execute(f"INSERT INTO {self._table(table.name)} DEFAULT VALUES".encode())
-                return
-            columns = ", ".join(_q(c.name) for c in table.columns)
-            statement = f"COPY {self._table(table.name)} ({columns}) FROM STDIN"
-            with cur.copy(statement.encode()) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            return
+        copy = self._copy_into(table)
+        for row in rows:
+            copy.write_row(row)
+
+    def _copy_into(self, table: TableSpec) -> psycopg.Copy:
+        """The COPY into ``table``, kept open across chunks so the server parses one chunk
+        while the next is decoded; any other statement ends it first (:meth:`end_copy`)."""
+        if self._copy is not None and self._copy[0] == table.name:
+            return self._copy[2]
+        self.end_copy()
+        columns = ", ".join(_q(c.name) for c in table.columns)
+        statement = f"COPY {self._table(table.name)} ({columns}) FROM STDIN"
+        cursor = self._conn.cursor()
+        try:
+            manager = cursor.copy(statement.encode())
+            copy = manager.__enter__()
+        except BaseException:
+            cursor.close()
+            raise
+        self._copy = (table.name, cursor, copy, manager)
+        return copy
+
+    def end_copy(self, failed: BaseException | None = None) -> None:
+        """Finish the open COPY (or abort it, after ``failed``)."""
+        if self._copy is None:
+            return
+        _name, cursor, _copy, manager = self._copy
+        self._copy = None
+        try:
+            if failed is None:
+                manager.__exit__(None, None, None)
+            else:
+                manager.__exit__(type(failed), failed, failed.__traceback__)
+        finally:
+            cursor.close()
 
     def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         codecs = [c.codec for c in table.columns]
@@ -998,6 +1031,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self.load_rows(table, decode_base64_columns(table, rows, bytes_columns))
 
     def create_object(self, obj: ObjectSpec) -> None:
+        self.end_copy()
         # Routine bodies may hold semicolons (BEGIN ATOMIC ... END); the extended protocol
         # runs one statement per call, so nothing can follow the body.
         routine = obj.object_type in ("function", "procedure")
@@ -1019,6 +1053,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             return cur.fetchone() is not None
 
     def row_count(self, table: TableSpec) -> int:
+        self.end_copy()
         with self._conn.cursor() as cur:
             cur.execute(f"SELECT count(*) FROM ONLY {self._table(table.name)}".encode())
             row = cur.fetchone()
@@ -1029,6 +1064,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
 
         The new ``public`` gets the old one's owner, privileges and comment.
         """
+        self.end_copy()
         conn = self._conn
         with conn.cursor() as cur:
             cur.execute(
@@ -1075,4 +1111,11 @@ def _open_restore(engine: Engine, label: str) -> Iterator[PostgreSQLRestoreWrite
         raise ValueError(f"restore label {label!r} must be 1-40 letters, digits or underscores")
     with _transaction_connection(engine, read_only=False) as conn:
         # Leaving without swap() rolls back: the staging schema was never committed.
-        yield PostgreSQLRestoreWriter(conn, label)
+        writer = PostgreSQLRestoreWriter(conn, label)
+        try:
+            yield writer
+        except BaseException as exc:
+            with suppress(Exception):
+                writer.end_copy(exc)
+            raise
+        writer.end_copy()  # a COPY the server refuses raises here, not silently
