@@ -119,6 +119,9 @@ class Alembic:
         self.version_table_schema = version_table_schema
         self.lock_timeout = lock_timeout
         self.on_version_apply = on_version_apply
+        #: The revisions the last upgrade/downgrade/stamp found once it held the lock (another
+        #: runner may have migrated while it waited); ``None`` before the first one.
+        self.revisions_before: list[str] | None = None
         self._dialect = get_dialect(engine)
         self._project_mode = config_file is not None
         if context is not None:
@@ -215,7 +218,7 @@ class Alembic:
             yield
 
     def _migrate(self, direction: str, target: str) -> None:
-        before = self.current_revisions()
+        before = self.revisions_before = self.current_revisions()
         logger.info("%s to %s from %s", direction, target, before or ["base"])
         try:
             if self._project_mode:

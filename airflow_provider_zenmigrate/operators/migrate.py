@@ -69,6 +69,8 @@ class _MigrateOperator(ZenMigrateBaseOperator):
             raise AirflowFailException(
                 f"{self.direction} failed at revision {exc.revision}: {exc.cause}"
             ) from exc
+        if alembic.revisions_before is not None:  # read under the lock, after any wait
+            before = alembic.revisions_before
         after = alembic.current_revisions()
         self.log.info("%s done: %s -> %s", self.direction, before or ["base"], after or ["base"])
         return {"before": before, "after": after, "applied": applied}

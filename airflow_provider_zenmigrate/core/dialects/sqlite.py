@@ -8,6 +8,7 @@ in-memory database, which is all a server-level connection can mean here.
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 import sqlite3
 import time
@@ -40,13 +41,53 @@ def _replace_database(source: Path, target: Path) -> None:
     """Move a finished database file over ``target`` in one rename.
 
     The target's WAL and shared-memory files belong to the old contents: they go first, so
-    the new file is never read together with the old log.
+    the new file is never read together with the old log. Before that, commits still in the
+    old WAL (or a hot journal's rollback) are folded into the old file, so a process killed
+    between the deletions and the rename leaves the old database whole.
     """
     fsync_path(source)
+    if target.exists():
+        try:
+            with closing(sqlite3.connect(target)) as conn:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # hot journal
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            pass  # not a readable database: the restore replaces it all the same
     for suffix in _SIDE_FILES:
         Path(f"{target}{suffix}").unlink(missing_ok=True)
     os.replace(source, target)
     fsync_path(target.parent)
+
+
+def _discard_stale_staging(target: Path) -> None:
+    """Delete the staging files of restores of ``target`` that died before their cleanup.
+
+    A running restore holds an flock on its staging file (see :class:`_SQLiteRestoreWriter`);
+    a file nobody holds is a dead one's.
+    """
+    prefix = f"{target.name}.zm-stage-"
+    for path in target.parent.glob(f"{glob.escape(prefix)}*"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue  # a running restore's
+        finally:
+            os.close(fd)
+
+
+def _in_wal_mode(path: Path) -> bool:
+    """Whether the database file is in WAL mode (header bytes 18 and 19 are 2)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(20)
+    except FileNotFoundError:
+        return False
+    return head[:16] == _HEADER and head[18:20] == b"\x02\x02"
 
 
 def _required_path(url: URL) -> Path:
@@ -293,6 +334,9 @@ class _SQLiteRestoreWriter(RestoreWriter):
     def __init__(self, target: Path, staging: Path) -> None:
         self.target = target
         self.staging = staging
+        # Held until discard(): marks the staging file as in use (_discard_stale_staging).
+        self.lock: int | None = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(self.lock, fcntl.LOCK_EX)
         self.conn: sqlite3.Connection | None = sqlite3.connect(staging, isolation_level=None)
         # The staging file is thrown away on any failure: no journal, no syncs while loading.
         self.conn.execute("PRAGMA journal_mode = OFF")
@@ -335,12 +379,19 @@ class _SQLiteRestoreWriter(RestoreWriter):
             conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq))
         conn.execute("COMMIT")
+        if _in_wal_mode(self.target):
+            # Keep the target's journal mode: in WAL, writers commit while a backup reads.
+            conn.execute("PRAGMA journal_mode = WAL")
         conn.close()
         self.conn = None
         _replace_database(self.staging, self.target)
+        _discard_stale_staging(self.target)
 
     def discard(self) -> None:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
         self.staging.unlink(missing_ok=True)
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
