@@ -71,10 +71,10 @@ def copy_via_dialect(
                 if rendered is not None:
                     names = [c.name for c in table.columns]
                     from_server: list[tuple[Any, ...]] = []
-                    for batch in rendered:
-                        assert len(batch) <= chunk_rows
-                        for text in batch:
-                            row = json.loads(text)
+                    for count, block in rendered:
+                        batch = json.loads(b"[" + block + b"]")
+                        assert len(batch) == count <= chunk_rows, (table.name, count, len(batch), block[:300])
+                        for row in batch:
                             assert list(row) == names, (table.name, list(row))
                             from_server.append(tuple(row[n] for n in names))
                     assert _comparable(table, from_server) == _comparable(table, encoded), (

@@ -118,21 +118,21 @@ def object_record(obj: ObjectSpec, phase: str) -> Record:
 
 
 def _rendered_records(
-    rendered: Iterator[list[bytes]], chunk_rows: int
-) -> Iterator[tuple[list[bytes], int]]:
-    """Group rendered rows into data records of at most ``chunk_rows`` rows and about
-    :data:`RECORD_BYTES` bytes; yields (rows, their size)."""
-    pending: list[bytes] = []
-    size = 0
-    for batch in rendered:
-        for row in batch:
-            pending.append(row)
-            size += len(row) + 1
-            if len(pending) >= chunk_rows or size >= RECORD_BYTES:
-                yield pending, size
-                pending, size = [], 0
-    if pending:
-        yield pending, size
+    rendered: Iterator[tuple[int, bytes]], chunk_rows: int, batch_rows: int
+) -> Iterator[tuple[int, list[bytes]]]:
+    """Group rendered blocks (of at most ``batch_rows`` rows) into data records of at most
+    ``chunk_rows`` rows and about :data:`RECORD_BYTES` bytes: (rows, blocks)."""
+    blocks: list[bytes] = []
+    rows = size = 0
+    for count, block in rendered:
+        blocks.append(block)
+        rows += count
+        size += len(block)
+        if rows + batch_rows > chunk_rows or size >= RECORD_BYTES:
+            yield rows, blocks
+            blocks, rows, size = [], 0, 0
+    if blocks:
+        yield rows, blocks
 
 
 def iter_backup(
@@ -180,18 +180,19 @@ def iter_backup(
         progress = ProgressLog("backup", len(tables))
         for table in tables:
             yield emit(table_record(table))
-            rendered = reader.rendered_rows(table, min(chunk_rows, FETCH_ROWS))
+            batch_rows = min(chunk_rows, FETCH_ROWS)
+            rendered = reader.rendered_rows(table, batch_rows)
             if rendered is not None:
                 rows_done = 0
-                for rows, _size in _rendered_records(rendered, chunk_rows):
-                    line = data_line(table.name, rows)
-                    digest.add_data_line(line, table.name, len(rows))
-                    rows_done += len(rows)
-                    progress.add(len(rows))
+                for count, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
+                    line = data_line(table.name, blocks)
+                    digest.add_data_line(line, table.name, count)
+                    rows_done += count
+                    progress.add(count)
                     if materialize:
                         yield json.loads(line), line
                     else:
-                        yield {"kind": "data", "table": table.name, "rows": len(rows)}, line
+                        yield {"kind": "data", "table": table.name, "rows": count}, line
                 progress.add(0, table_done=True)
                 logger.debug("table %s: %d rows (rendered by the server)", table.name, rows_done)
                 continue

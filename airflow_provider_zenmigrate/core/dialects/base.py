@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
@@ -180,14 +181,16 @@ class BackupReader(ABC):
         grow with the table (server-side cursor or keyset pages, never OFFSET).
         """
 
-    def rendered_rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[bytes]] | None:
-        """The table's rows as the server renders them: each row one JSON object (UTF-8),
-        ``{column: value}`` in ``table.columns`` order, values already in their codec's
-        encoding; ``chunk_rows`` rows at a time at most.
+    def rendered_rows(
+        self, table: TableSpec, chunk_rows: int
+    ) -> Iterator[tuple[int, bytes]] | None:
+        """The table's rows as the server renders them, ``chunk_rows`` rows at a time at most:
+        (row count, the rows' JSON objects joined by commas, UTF-8). Each object is
+        ``{column: value}`` in ``table.columns`` order, values in their codec's encoding.
 
-        The server does the per-value work that dominates a backup in Python. ``None`` where
-        the backend (or this table, for one of its types) cannot; the engine then encodes
-        the rows of :meth:`rows` itself.
+        The server does the per-value work that dominates a backup in Python, and rows are
+        handed on in blocks, never one Python object each. ``None`` where the backend (or this
+        table, for one of its types) cannot; the engine then encodes :meth:`rows` itself.
         """
         return None
 
@@ -234,6 +237,9 @@ class RestoreWriter(ABC):
         """Replace the target's contents with the staging area's, as one step if possible."""
 
 
+_strict_b64 = functools.partial(binascii.a2b_base64, strict_mode=True)
+
+
 def decode_base64_columns(
     table: TableSpec, rows: list[tuple[Any, ...]], indexes: list[int]
 ) -> list[tuple[Any, ...]]:
@@ -242,10 +248,12 @@ def decode_base64_columns(
         return rows
     columns = list(zip(*rows, strict=True))
     for i in indexes:
+        column = columns[i]
         try:
-            columns[i] = tuple(
-                None if v is None else binascii.a2b_base64(v, strict_mode=True) for v in columns[i]
-            )
+            if None in column:
+                columns[i] = tuple(None if v is None else _strict_b64(v) for v in column)
+            else:  # all in C: no Python call per value
+                columns[i] = tuple(map(_strict_b64, column))
         except (binascii.Error, TypeError, ValueError):
             raise ZenMigrateError(
                 f"table {table.name!r} column {table.columns[i].name!r}: "

@@ -437,7 +437,9 @@ class _MySQLBackupReader(BackupReader):
         finally:
             cursor.close()
 
-    def rendered_rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[bytes]] | None:
+    def rendered_rows(
+        self, table: TableSpec, chunk_rows: int
+    ) -> Iterator[tuple[int, bytes]] | None:
         """Rows rendered by the server with CONCAT, one JSON object per row.
 
         Not for tables with FLOAT/DOUBLE (the server's shortest text is not Python's),
@@ -480,7 +482,7 @@ class _MySQLBackupReader(BackupReader):
 
     def _rendered(
         self, table: TableSpec, names: list[str], parts: list[str], chunk_rows: int
-    ) -> Iterator[list[bytes]]:
+    ) -> Iterator[tuple[int, bytes]]:
         s = self.s
         # Column names go in as parameters; the expressions' own % are doubled for them.
         concat = ", ".join(f"%s, {part}" for part in parts)
@@ -494,7 +496,7 @@ class _MySQLBackupReader(BackupReader):
                 rows = [row[0] for row in chunk]
                 if None in rows:
                     raise ZenMigrateError(f"table {table.name!r}: a row did not render")
-                yield rows
+                yield len(rows), b",".join(rows)
         finally:
             cursor.close()
 

@@ -6,11 +6,12 @@ Backup and restore cover the ``public`` schema of the database: see the section 
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -211,12 +212,17 @@ def _render(codec: str, type_oid: int) -> str:
 _COPY_BATCH_BYTES = 1024 * 1024
 
 
-def _copy_lines(rows: list[Any]) -> list[bytes]:
-    """Rows of COPY text output (one column each, newline-terminated) as JSON texts."""
+def _copy_block(rows: list[Any]) -> bytes:
+    """Rows of COPY text output (one column each) as their JSON objects, comma-separated.
+
+    COPY's text format escapes a backslash as two, and control characters, which JSON text
+    never holds raw; so undoing the doubled backslashes gives the JSON back, and the line
+    ends are the only newlines.
+    """
     block = b"".join(rows)
     if b"\\" in block:
         block = block.replace(b"\\\\", b"\\")
-    return block.split(b"\n")[:-1]
+    return block[:-1].replace(b"\n", b",")
 
 
 def _driver(raw: Any) -> psycopg.Connection[Any]:
@@ -305,6 +311,8 @@ class PostgreSQLBackupReader(BackupReader):
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._cursors = 0
+        #: COPY streams handed out; one left open would block the connection's rollback.
+        self._streams: list[Generator[Any, None, None]] = []
         for setting in (*_SESSION_SETTINGS, "SET LOCAL search_path = public"):
             _execute_one(conn, setting)
         self.server_version = str(self._one("SHOW server_version")[0])
@@ -495,7 +503,9 @@ class PostgreSQLBackupReader(BackupReader):
             while chunk := cur.fetchmany(chunk_rows):
                 yield [tuple(row) for row in chunk]
 
-    def rendered_rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[bytes]] | None:
+    def rendered_rows(
+        self, table: TableSpec, chunk_rows: int
+    ) -> Iterator[tuple[int, bytes]] | None:
         """Rows rendered by the server as JSON text, streamed with COPY ... TO STDOUT."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
@@ -511,24 +521,28 @@ class PostgreSQLBackupReader(BackupReader):
             value = _render(column.codec, oids.get(column.name, 0)).format(c=_q(column.name))
             parts.append(f"{_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')")
         select = " || ".join(parts) + " || '}'"
-        return self._copy_rows(
+        stream = self._copy_rows(
             f"COPY (SELECT {select} FROM ONLY {_q(table.name)}) TO STDOUT", chunk_rows
         )
+        self._streams.append(stream)
+        return stream
 
-    def _copy_rows(self, statement: str, chunk_rows: int) -> Iterator[list[bytes]]:
-        # COPY's text format escapes a backslash as two and control characters, which JSON
-        # text never holds raw; so undoing the doubled backslashes gives the JSON back.
+    def close_streams(self) -> None:
+        """Close COPY streams a consumer left unfinished (the server is told to stop)."""
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            stream.close()
+
+    def _copy_rows(
+        self, statement: str, chunk_rows: int
+    ) -> Generator[tuple[int, bytes], None, None]:
         with self._conn.cursor() as cur, cur.copy(statement.encode()) as copy:
-            pending: list[Any] = []
-            size = 0
-            for data in copy:
-                pending.append(data)
-                size += len(data)
-                if len(pending) >= chunk_rows or size >= _COPY_BATCH_BYTES:
-                    yield _copy_lines(pending)
-                    pending, size = [], 0
-            if pending:
-                yield _copy_lines(pending)
+            rows = iter(copy)
+            batch = min(16, chunk_rows)  # until the first rows tell how wide they are
+            while chunk := list(itertools.islice(rows, batch)):
+                size = sum(map(len, chunk))
+                yield len(chunk), _copy_block(chunk)
+                batch = max(1, min(chunk_rows, _COPY_BATCH_BYTES * len(chunk) // max(size, 1)))
 
     # -- other objects ---------------------------------------------------------------------------
     def pre_objects(self) -> list[ObjectSpec]:
@@ -1102,7 +1116,11 @@ class PostgreSQLRestoreWriter(RestoreWriter):
 @contextmanager
 def _open_backup(engine: Engine) -> Iterator[PostgreSQLBackupReader]:
     with _transaction_connection(engine, read_only=True) as conn:
-        yield PostgreSQLBackupReader(conn)
+        reader = PostgreSQLBackupReader(conn)
+        try:
+            yield reader
+        finally:
+            reader.close_streams()
 
 
 @contextmanager

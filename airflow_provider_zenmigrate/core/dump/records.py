@@ -25,9 +25,9 @@ Record = dict[str, Any]
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def data_line(table: str, rows: list[bytes]) -> bytes:
-    """A data record's line from its rows' JSON texts (as :func:`json.loads` reads it)."""
-    return b'{"kind":"data","table":' + serialize(table) + b',"data":[' + b",".join(rows) + b"]}"
+def data_line(table: str, blocks: list[bytes]) -> bytes:
+    """A data record's line from blocks of its rows' JSON objects (comma-separated)."""
+    return b'{"kind":"data","table":' + serialize(table) + b',"data":[' + b",".join(blocks) + b"]}"
 
 
 def serialize(record: Any) -> bytes:
