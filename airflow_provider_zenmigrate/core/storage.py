@@ -192,9 +192,18 @@ def scrub(text: str) -> str:
     return text[:500]
 
 
+# smart_open's last word on a store it could not reach: "<repr of its call> failed after N
+# attempts" (the causes only went to its log).
+_GAVE_UP = re.compile(r"failed after (\d+) attempts$")
+
+
 def _failure(action: str, location: Location, exc: BaseException) -> StorageError:
     kind = StorageNotFoundError if _is_not_found(exc) else StorageError
-    return kind(f"{action} {location.safe} failed: {type(exc).__name__}: {scrub(str(exc))}")
+    text = str(exc)
+    gave_up = _GAVE_UP.search(text) if type(exc) is OSError else None
+    if gave_up:
+        text = f"the store did not answer (smart_open gave up after {gave_up[1]} attempts)"
+    return kind(f"{action} {location.safe} failed: {type(exc).__name__}: {scrub(text)}")
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -482,10 +491,13 @@ def backend_for(uri: str | Location, transport_params: dict[str, Any] | None = N
 
 # -- streaming -------------------------------------------------------------------------------
 class _Sink(io.RawIOBase):
-    """What a compressor writes into: forwards to the upload until the upload is abandoned."""
+    """What the dump (or its compressor) writes into: forwards to the upload until the upload
+    is abandoned, and turns the upload's errors (disk full, store gone) into storage errors
+    that name the location."""
 
-    def __init__(self, target: IO[bytes]) -> None:
+    def __init__(self, target: IO[bytes], location: Location) -> None:
         self.target = target
+        self.location = location
         self.abandoned = False
 
     def writable(self) -> bool:
@@ -494,7 +506,12 @@ class _Sink(io.RawIOBase):
     def write(self, data: Any) -> int:
         size = len(data)
         if not self.abandoned:
-            self.target.write(data)
+            try:
+                self.target.write(data)
+            except ZenMigrateError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every backend has its own types
+                raise _failure("writing", self.location, exc) from None
         return size
 
 
@@ -507,22 +524,24 @@ def open_for_write(uri: str, transport_params: dict[str, Any] | None = None) -> 
         upload = backend.upload(location.key)
         raw = upload.__enter__()
     compression = compression_for(uri)
-    sink = _Sink(raw)
+    sink = _Sink(raw, location)
     stream: IO[bytes] = (
-        raw
+        cast(IO[bytes], sink)
         if compression == "disable"
         else compression_wrapper(cast(IO[bytes], sink), "wb", compression)
     )
     try:
         yield stream
-        if stream is not raw:
-            stream.close()  # the compressor's last frame goes into the upload
+        stream.close()  # the compressor's last frame goes in; closing the sink commits nothing
     except BaseException as exc:
         sink.abandoned = True
-        if stream is not raw:  # closing the raw upload would commit it
-            with suppress(Exception):
-                stream.close()
-        upload.__exit__(type(exc), exc, exc.__traceback__)
+        with suppress(Exception):
+            stream.close()
+        try:
+            upload.__exit__(type(exc), exc, exc.__traceback__)
+        except Exception as cleanup:  # noqa: BLE001 - e.g. a full disk again on close
+            if cleanup is not exc:  # the first error says what went wrong; keep it
+                logger.warning("abandoning %s: %s", location.safe, scrub(str(cleanup)))
         raise
     with translated_errors("publishing", location):
         upload.__exit__(None, None, None)
@@ -545,7 +564,7 @@ def open_for_read(uri: str, transport_params: dict[str, Any] | None = None) -> I
     compression = compression_for(uri)
     with raw:
         if compression == "disable":
-            yield raw
+            yield cast(IO[bytes], _Decompressed(raw, location))
         else:
             with compression_wrapper(raw, "rb", compression) as stream:
                 yield cast(IO[bytes], _Decompressed(stream, location))
@@ -563,7 +582,8 @@ def _decompression_errors() -> tuple[type[BaseException], ...]:
 
 
 class _Decompressed:
-    """A decompressing reader whose codec errors are the engine's integrity errors."""
+    """A (decompressing) reader whose codec errors are the engine's integrity errors and
+    whose transport errors (store gone mid-stream) are storage errors naming the location."""
 
     def __init__(self, stream: IO[bytes], location: Location) -> None:
         self._stream = stream
@@ -581,12 +601,20 @@ class _Decompressed:
             return self._stream.read(size)
         except self._errors as exc:
             raise self._fail(exc) from None
+        except ZenMigrateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every backend has its own types
+            raise _failure("reading", self._location, exc) from None
 
     def readline(self, size: int = -1) -> bytes:
         try:
             return self._stream.readline(size)
         except self._errors as exc:
             raise self._fail(exc) from None
+        except ZenMigrateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every backend has its own types
+            raise _failure("reading", self._location, exc) from None
 
 
 def fsync_path(path: Path) -> None:
