@@ -68,32 +68,41 @@ _CODEC_BY_TYPE: dict[str, str] = {
     "time": "text",
 }
 
-# Server-side rendering of a value as the JSON its codec writes (see rendered_rows), by
-# DATA_TYPE: (expression over the quoted column {c}, bytes of output per stored byte at most).
-# Strings go through JSON_QUOTE in utf8mb4 (what the driver would decode them to); integers
-# through "+ 0" (ZEROFILL and YEAR's text are not JSON numbers); dates and decimals as their
-# text, DATETIME/TIMESTAMP as Python's isoformat(timespec="microseconds") writes them.
-_JSON_STRING = ("IFNULL(JSON_QUOTE(CONVERT({c} USING utf8mb4)), 'null')", 6)
-_RENDER_BY_TYPE: dict[str, tuple[str, int]] = {
-    **dict.fromkeys(_INTEGER_TYPES, ("IFNULL({c} + 0, 'null')", 1)),
-    **dict.fromkeys(_STRING_TYPES + ("json",), _JSON_STRING),
-    **dict.fromkeys(
-        ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"),
-        ("IFNULL(CONCAT('\"', REPLACE(TO_BASE64({c}), '\n', ''), '\"'), 'null')", 2),
-    ),
-    "decimal": ("IFNULL(CONCAT('\"', {c}, '\"'), 'null')", 1),
-    "numeric": ("IFNULL(CONCAT('\"', {c}, '\"'), 'null')", 1),
-    "date": ("IFNULL(CONCAT('\"', {c}, '\"'), 'null')", 1),
-    "datetime": (
-        "IFNULL(CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '\"'), 'null')",
-        1,
-    ),
-    "timestamp": (
-        "IFNULL(CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '\"'), 'null')",
-        1,
-    ),
-    "time": ("IFNULL(JSON_QUOTE(CAST({c} AS CHAR)), 'null')", 6),
-}
+# Server-side rendering of a value as the JSON its codec writes (see rendered_rows).
+_QUOTED = "CONCAT('\"', {c}, '\"')"
+_ISO_DATETIME = "CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '\"')"
+_BASE64 = "CONCAT('\"', REPLACE(TO_BASE64({c}), '\n', ''), '\"')"
+
+
+def _render(column_type: str, charset: str | None, nullable: bool) -> tuple[str, int] | None:
+    """SQL rendering column ``{c}`` as its codec's JSON value, with the most bytes of output
+    per stored byte; None for types whose text differs from what the codec writes.
+
+    Strings go through JSON_QUOTE in utf8mb4 (what the driver decodes them to); integers as
+    they are, or through "+ 0" where their text is no JSON number (ZEROFILL, YEAR); dates and
+    decimals as their text, DATETIME/TIMESTAMP as Python's isoformat(timespec="microseconds").
+    """
+    lowered = column_type.lower()
+    data_type = lowered.split("(")[0].split(" ")[0]
+    factor = 1
+    if data_type in _INTEGER_TYPES:
+        expr = "{c} + 0" if data_type == "year" or "zerofill" in lowered else "{c}"
+    elif data_type in _STRING_TYPES or data_type == "json":
+        source = "{c}" if charset == "utf8mb4" else "CONVERT({c} USING utf8mb4)"
+        expr, factor = f"JSON_QUOTE({source})", 6
+    elif data_type in _BYTES_TYPES and data_type != "bit":
+        expr, factor = _BASE64, 2
+    elif data_type in ("decimal", "numeric", "date"):
+        expr = _QUOTED
+    elif data_type in ("datetime", "timestamp"):
+        expr = _ISO_DATETIME
+    elif data_type == "time":
+        expr, factor = "JSON_QUOTE(CAST({c} AS CHAR))", 6
+    else:
+        return None
+    return (f"IFNULL({expr}, 'null')" if nullable else expr), factor
+
+
 _UNBOUNDED_TYPES = frozenset(("mediumtext", "longtext", "json", "mediumblob", "longblob"))
 
 # Session of the backup: UTC so TIMESTAMP values are read as stored; no ANSI_QUOTES so
@@ -338,8 +347,8 @@ class _MySQLBackupReader(BackupReader):
         session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         self.server_version = str(session.scalar("SELECT VERSION()"))
         self.max_packet = int(session.scalar("SELECT @@max_allowed_packet"))
-        #: CHARACTER_OCTET_LENGTH by (table, column): bounds a rendered row's length.
-        self._octets: dict[tuple[str, str], int | None] = {}
+        #: (CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME, nullable) by (table, column).
+        self._columns: dict[tuple[str, str], tuple[int | None, str | None, bool]] = {}
 
     def tables(self) -> list[TableSpec]:
         s = self.s
@@ -355,15 +364,20 @@ class _MySQLBackupReader(BackupReader):
         names = sorted(n for n, k in kinds if k == "BASE TABLE")
         columns: dict[str, list[ColumnSpec]] = {n: [] for n in names}
         generated: dict[str, set[str]] = {n: set() for n in names}
-        for table, column, data_type, column_type, extra, octets in s.query(
+        for table, column, data_type, column_type, extra, octets, charset, nullable in s.query(
             "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, EXTRA, "
-            "CHARACTER_OCTET_LENGTH FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
+            "CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME, IS_NULLABLE "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s "
             "ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (self.database,),
         ):
             if table not in columns:
                 continue
-            self._octets[(table, column)] = int(octets) if octets is not None else None
+            self._columns[(table, column)] = (
+                int(octets) if octets is not None else None,
+                charset,
+                nullable != "NO",
+            )
             if re.search(r"\b(VIRTUAL|STORED|PERSISTENT) GENERATED\b", extra or "", re.I):
                 generated[table].add(column)  # recomputed by the server on load
                 continue
@@ -453,7 +467,10 @@ class _MySQLBackupReader(BackupReader):
         long_columns: list[tuple[str, int]] = []
         for column in table.columns:
             data_type = column.type.split("(")[0].split(" ")[0].lower()
-            render = _RENDER_BY_TYPE.get(data_type)
+            octets, charset, nullable = self._columns.get(
+                (table.name, column.name), (None, None, True)
+            )
+            render = _render(column.type, charset, nullable)
             if render is None:
                 return None
             expr, factor = render
@@ -461,7 +478,6 @@ class _MySQLBackupReader(BackupReader):
                 ("," if names else "{") + json.dumps(column.name, ensure_ascii=False) + ":"
             )
             parts.append(expr.format(c=s.q(column.name)))
-            octets = self._octets.get((table.name, column.name))
             bound += 32 + len(names[-1]) * 6
             if data_type in _UNBOUNDED_TYPES or octets is None and factor > 1:
                 long_columns.append((column.name, factor))  # measured below
@@ -486,7 +502,9 @@ class _MySQLBackupReader(BackupReader):
         s = self.s
         # Column names go in as parameters; the expressions' own % are doubled for them.
         concat = ", ".join(f"%s, {part}" for part in parts)
-        sql = f"SELECT CAST(CONCAT({concat}, '}}') AS BINARY) FROM {s.q(table.name)}"
+        # utf8mb4 whatever the connection's character set is.
+        row = f"CONVERT(CONCAT({concat}, '}}') USING utf8mb4)"
+        sql = f"SELECT CAST({row} AS BINARY) FROM {s.q(table.name)}"
         if table.key:
             sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
         cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
