@@ -21,8 +21,15 @@ from .records import FORMAT, VERSION, DumpDigest, Record, serialize
 #: (line number, record, the record's raw line or None when it did not come from a line)
 Entry = tuple[int, Record, bytes | None]
 
-#: Longest line accepted; a data record is a bounded chunk, far below this.
+#: Longest line (one record, with its newline) accepted, in bytes; longer ones are refused
+#: with :class:`DumpFormatError`. A line is held whole to be parsed, so this bounds the memory
+#: one record can take (parsed and decoded, a few times this). Data records aim at 4 MiB, but
+#: one holds at least a fetch batch of rows, so tables of wide rows make long lines: the limit
+#: stays generous (see docs/dump-format.md, "Limits"). Read at call time, so it can be lowered.
 MAX_LINE_BYTES = 512 * 1024 * 1024
+#: Lines are read in pieces of at most this size: memory follows the line, not the limit, and
+#: an over-long line is refused holding at most the limit (never twice it, never all of it).
+_PIECE_BYTES = 8 * 1024 * 1024
 _LEGACY_BUFFER = 1024 * 1024
 
 
@@ -112,10 +119,17 @@ class DumpVerifier:
         name = record.get("table")
         if not isinstance(name, str) or not name:
             raise DumpFormatError("table record without a table name", line)
+        if "\x00" in name:  # no server takes it; drivers cut or refuse it in different ways
+            raise DumpFormatError(f"table {name!r}: a name contains a NUL character", line)
         if name in self._columns:
             raise DumpFormatError(f"table {name!r} is declared twice", line)
         if not isinstance(record.get("create_stmt"), str):
             raise DumpFormatError(f"table {name!r} has no create_stmt", line)
+        key, options = record.get("key"), record.get("options")
+        if key is not None and not (isinstance(key, list) and all(isinstance(k, str) for k in key)):
+            raise DumpFormatError(f"table {name!r}: key is not a list of column names", line)
+        if options is not None and not isinstance(options, dict):
+            raise DumpFormatError(f"table {name!r}: options is not an object", line)
         columns = record.get("columns")
         if not isinstance(columns, list) or not columns:
             raise DumpFormatError(f"table {name!r} declares no columns", line)
@@ -123,7 +137,10 @@ class DumpVerifier:
         for column in columns:
             if not isinstance(column, dict) or not isinstance(column.get("name"), str):
                 raise DumpFormatError(f"table {name!r}: malformed column {column!r}", line)
-            if column.get("codec") not in CODECS:
+            if "\x00" in column["name"]:
+                raise DumpFormatError(f"table {name!r}: a column name contains NUL", line)
+            codec = column.get("codec")
+            if not isinstance(codec, str) or codec not in CODECS:
                 raise DumpFormatError(
                     f"table {name!r}: column {column['name']!r} has unknown codec "
                     f"{column.get('codec')!r}",
@@ -136,7 +153,7 @@ class DumpVerifier:
 
     def _check_data(self, line: int, record: Record) -> None:
         name = record.get("table")
-        if name not in self._columns:
+        if not isinstance(name, str) or name not in self._columns:
             raise DumpFormatError(f"data for table {name!r}, which the dump never declared", line)
         rows = record.get("data")
         if not isinstance(rows, list):
@@ -153,6 +170,10 @@ class DumpVerifier:
         for key in ("object_type", "name", "create_stmt"):
             if not isinstance(record.get(key), str):
                 raise DumpFormatError(f"object record without {key}", line)
+        if not isinstance(record.get("table"), str | None):
+            raise DumpFormatError(f"object {record['name']!r}: table is not a name", line)
+        if "\x00" in record["name"]:
+            raise DumpFormatError(f"object {record['name']!r}: the name contains NUL", line)
         if record.get("phase") not in ("pre", "post"):
             raise DumpFormatError(f"object {record['name']!r} has no valid phase", line)
 
@@ -210,66 +231,120 @@ def entries_from_records(records: Iterable[Any]) -> Iterator[Entry]:
         yield number, record, None
 
 
-def entries_from_stream(stream: IO[bytes]) -> Iterator[Entry]:
-    """Parse a dump from a binary stream: JSON Lines, or the seed's (pretty-printed) objects."""
-    first = stream.readline(MAX_LINE_BYTES)
+def entries_from_stream(stream: IO[bytes], max_line_bytes: int | None = None) -> Iterator[Entry]:
+    """Parse a dump from a binary stream: JSON Lines, or the seed's (pretty-printed) objects.
+
+    Every problem is a :class:`DumpError` naming the line: invalid UTF-8 or JSON, nesting too
+    deep for the parser, a line (or a seed's object) longer than ``max_line_bytes``
+    (:data:`MAX_LINE_BYTES` by default), a stream cut inside a line.
+    """
+    limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
+    number = 1
+    first = _read_line(stream, limit, number)
     while first and not first.strip():
-        first = stream.readline(MAX_LINE_BYTES)
+        number += 1
+        first = _read_line(stream, limit, number)
     if not first:
         return
     record: Any = None
-    with contextlib.suppress(ValueError):
-        record = json.loads(first)
+    with contextlib.suppress(ValueError):  # not JSON on its own: the seed's format, maybe
+        record = _loads(first, number)
     if isinstance(record, dict) and "kind" in record:
-        yield from _json_lines(first, stream)
+        yield from _json_lines(first, stream, limit, number)
     else:
-        yield from _concatenated_objects(first, stream)
+        yield from _concatenated_objects(first, stream, limit, number)
 
 
-def _json_lines(first: bytes, stream: IO[bytes]) -> Iterator[Entry]:
-    number = 0
+def _read_line(stream: IO[bytes], limit: int, number: int) -> bytes:
+    """One line with its newline (without it at the end of the stream), read in pieces."""
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        want = min(_PIECE_BYTES, limit + 1 - size)
+        piece = stream.readline(want)
+        size += len(piece)
+        if size > limit:
+            raise DumpFormatError(f"line longer than {limit} bytes (the longest record)", number)
+        pieces.append(piece)
+        if len(piece) < want or piece.endswith(b"\n"):
+            return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _loads(raw: bytes, number: int) -> Any:
+    """``json.loads``; a nesting bomb is a format error, not a ``RecursionError``.
+
+    Raises ``ValueError`` (invalid JSON or UTF-8) or :class:`DumpFormatError` (too deep).
+    """
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise DumpFormatError("JSON nested too deeply", number) from None
+
+
+def _json_lines(first: bytes, stream: IO[bytes], limit: int, number: int) -> Iterator[Entry]:
     line = first
     while line:
-        number += 1
         if not line.endswith(b"\n"):
-            if len(line) >= MAX_LINE_BYTES:
-                raise DumpFormatError(f"line longer than {MAX_LINE_BYTES} bytes", number)
             # The last line of a complete dump ends with a newline; this one was cut.
             raise DumpIntegrityError("the dump is truncated in the middle of a line", number)
         raw = line[:-1]
         try:
-            record = json.loads(raw)
-        except ValueError as exc:
+            record = _loads(raw, number)
+        except DumpFormatError:
+            raise
+        except ValueError as exc:  # UnicodeDecodeError included
             raise DumpFormatError(f"not valid JSON ({exc})", number) from None
         yield number, record, raw
-        line = stream.readline(MAX_LINE_BYTES)
+        number += 1
+        line = _read_line(stream, limit, number)
 
 
-def _concatenated_objects(first: bytes, stream: IO[bytes]) -> Iterator[Entry]:
-    """JSON objects one after another, possibly spread over lines (the seed's writer)."""
+def _decode(text: codecs.IncrementalDecoder, data: bytes, line: int, final: bool) -> str:
+    try:
+        return text.decode(data, final=final)
+    except UnicodeDecodeError as exc:
+        raise DumpFormatError(f"not valid UTF-8 ({exc.reason})", line) from None
+
+
+def _concatenated_objects(
+    first: bytes, stream: IO[bytes], limit: int, number: int
+) -> Iterator[Entry]:
+    """JSON objects one after another, possibly spread over lines (the seed's writer).
+
+    An object that is not complete yet is parsed again only once the buffer has doubled, so
+    the work stays linear in the object's size; one larger than ``limit`` is refused.
+    """
     decoder = json.JSONDecoder()
     text = codecs.getincrementaldecoder("utf-8")()
-    buffer = text.decode(first)
-    line = 1
+    buffer = _decode(text, first, number, final=False)
+    line = number
     eof = False
+    tried = 0  # length of the buffer at the last attempt that found the object incomplete
     while True:
         stripped = buffer.lstrip()
         line += buffer[: len(buffer) - len(stripped)].count("\n")
         buffer = stripped
         if not buffer and eof:
             return
-        try:
-            record, end = decoder.raw_decode(buffer)
-        except ValueError:
-            if eof:
-                raise DumpIntegrityError("the dump ends inside a JSON object", line) from None
-            chunk = stream.read(_LEGACY_BUFFER)
-            if not chunk:
-                eof = True
-            elif len(buffer) > MAX_LINE_BYTES:
-                raise DumpFormatError("a JSON object is too large", line) from None
-            buffer += text.decode(chunk, final=not chunk)
-            continue
-        yield line, record, None
-        line += buffer[:end].count("\n")
-        buffer = buffer[end:]
+        if eof or len(buffer) >= 2 * tried or len(buffer) > limit:
+            try:
+                record, end = decoder.raw_decode(buffer)
+            except RecursionError:
+                raise DumpFormatError("JSON nested too deeply", line) from None
+            except ValueError:
+                if eof:
+                    raise DumpIntegrityError("the dump ends inside a JSON object", line) from None
+                if len(buffer) > limit:
+                    raise DumpFormatError(
+                        f"a JSON object is longer than {limit} bytes", line
+                    ) from None
+                tried = len(buffer)
+            else:
+                yield line, record, None
+                line += buffer[:end].count("\n")
+                buffer = buffer[end:]
+                tried = 0
+                continue
+        chunk = stream.read(_LEGACY_BUFFER)
+        eof = not chunk
+        buffer += _decode(text, chunk, line, final=eof)
