@@ -73,7 +73,12 @@ def copy_via_dialect(
                     from_server: list[tuple[Any, ...]] = []
                     for count, block in rendered:
                         batch = json.loads(b"[" + block + b"]")
-                        assert len(batch) == count <= chunk_rows, (table.name, count, len(batch), block[:300])
+                        assert len(batch) == count <= chunk_rows, (
+                            table.name,
+                            count,
+                            len(batch),
+                            block[:300],
+                        )
                         for row in batch:
                             assert list(row) == names, (table.name, list(row))
                             from_server.append(tuple(row[n] for n in names))
