@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.dialects import mysql_load
-from airflow_provider_zenmigrate.core.dialects.mysql_load import tsv
+from airflow_provider_zenmigrate.core.dialects.text_rows import tsv
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url

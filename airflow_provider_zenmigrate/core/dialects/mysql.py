@@ -34,7 +34,8 @@ from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_references, check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
 from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_columns
-from .mysql_load import BulkLoader, load_statement, tsv
+from .mysql_load import BulkLoader, load_statement
+from .text_rows import tsv
 
 logger = logging.getLogger(__name__)
 

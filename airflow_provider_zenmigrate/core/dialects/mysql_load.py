@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from typing import IO, Any
@@ -33,66 +32,11 @@ from ..errors import ZenMigrateError
 
 logger = logging.getLogger(__name__)
 
-_NULL = "\\N"
-_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\0": "\\0"})
 _FORMAT = (
     "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
 )
 _PROC_FD = "/proc/self/fd"
 ER_UNKNOWN_SYSTEM_VARIABLE = 1193  # MySQL has no check_constraint_checks
-
-
-def _field(value: Any) -> str:
-    """One value as a LOAD DATA field (escaped; NULL as ``\\N``)."""
-    if value is None:
-        return _NULL
-    kind = value.__class__
-    if kind is str:
-        return str(value).translate(_ESCAPES)
-    if kind is int:
-        return str(value)
-    if kind is bool:
-        return "1" if value else "0"
-    if kind is float:
-        return repr(value)
-    raise ValueError(f"a {kind.__name__} value cannot be loaded into a column")
-
-
-def tsv(rows: Sequence[tuple[Any, ...]]) -> str:
-    """The rows as LOAD DATA text, one line per row.
-
-    Most values need no escaping, so the fast path joins them as they are and then checks
-    by counting: exactly one backslash per NULL, ``width - 1`` tabs per row, one newline
-    between rows and no NUL. Any value with a special character breaks a count, and the
-    chunk is then built again with every value escaped.
-    """
-    if not rows:
-        return ""
-    columns = list(zip(*rows, strict=True))
-    nulls = sum(column.count(None) for column in columns)
-    fields = [
-        [
-            _NULL
-            if v is None
-            else v
-            if v.__class__ is str
-            else str(v)
-            if v.__class__ is int
-            else _field(v)
-            for v in column
-        ]
-        for column in columns
-    ]
-    text = "\n".join(map("\t".join, zip(*fields, strict=True)))
-    count = len(rows)
-    if (
-        text.count("\\") != nulls
-        or text.count("\t") != count * (len(columns) - 1)
-        or text.count("\n") != count - 1
-        or "\0" in text
-    ):
-        text = "\n".join(["\t".join([_field(v) for v in row]) for row in rows])
-    return text + "\n"
 
 
 class BulkLoader:

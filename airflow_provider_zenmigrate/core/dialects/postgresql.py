@@ -5,13 +5,14 @@ Backup and restore cover the ``public`` schema of the database: see the section 
 
 from __future__ import annotations
 
+import binascii
 import heapq
 import itertools
 import json
 import logging
 import re
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -22,8 +23,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
-from ..errors import MigrationLockTimeout, UnsafeDumpError
-from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_columns
+from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
+from .base import BackupReader, DialectOps, RestoreWriter
+from .text_rows import Verbatim, tsv_columns
 
 logger = logging.getLogger(__name__)
 
@@ -210,6 +212,12 @@ def _render(codec: str, type_oid: int) -> str:
 
 #: Bytes of COPY output handed on at a time (wide rows: fewer rows per batch).
 _COPY_BATCH_BYTES = 1024 * 1024
+
+
+def _bytea_field(value: str) -> Verbatim:
+    """A dump's base64 (checked strictly) as a bytea in COPY's text form: hex input, its
+    backslash escaped for COPY."""
+    return Verbatim("\\\\x" + binascii.a2b_base64(value, strict_mode=True).hex())
 
 
 def _copy_block(rows: list[Any]) -> bytes:
@@ -1039,10 +1047,29 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         if not table.columns or not set(codecs) <= _SERVER_PARSED_CODECS:
             super().load_encoded(table, rows)
             return
+        if not rows:
+            return
         # COPY parses the dump's decimal, float and date/time text exactly as the backup
-        # read it; only bytea needs its base64 decoded here.
-        bytes_columns = [i for i, c in enumerate(codecs) if c == "bytes"]
-        self.load_rows(table, decode_base64_columns(table, rows, bytes_columns))
+        # read it; only bytea is turned from base64 into COPY's hex form here.
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        verbatim = 0
+        for i, codec in enumerate(codecs):
+            if codec == "bytes":
+                try:
+                    columns[i] = [None if v is None else _bytea_field(v) for v in columns[i]]
+                except (binascii.Error, TypeError, ValueError):
+                    raise ZenMigrateError(
+                        f"table {table.name!r} column {table.columns[i].name!r}: "
+                        "a value is not valid base64"
+                    ) from None
+                verbatim += 2 * (len(rows) - columns[i].count(None))
+        try:
+            data = tsv_columns(columns, verbatim).encode("utf-8")
+        except (UnicodeEncodeError, ValueError) as exc:
+            raise ZenMigrateError(
+                f"table {table.name!r}: a value cannot be loaded ({exc})"
+            ) from None
+        self._copy_into(table).write(data)
 
     def create_object(self, obj: ObjectSpec) -> None:
         self.end_copy()
