@@ -503,8 +503,9 @@ class _MySQLBackupReader(BackupReader):
         s = self.s
         # Column names go in as parameters; the expressions' own % are doubled for them.
         concat = ", ".join(f"%s, {part}" for part in parts)
-        # utf8mb4 whatever the connection's character set is.
-        row = f"CONVERT(CONCAT({concat}, '}}') USING utf8mb4)"
+        row = f"CONCAT({concat}, '}}')"
+        if getattr(s.dbapi, "charset", "") != "utf8mb4":  # the dump is UTF-8 regardless
+            row = f"CONVERT({row} USING utf8mb4)"
         sql = f"SELECT CAST({row} AS BINARY) FROM {s.q(table.name)}"
         if table.key:
             sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
