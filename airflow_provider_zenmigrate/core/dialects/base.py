@@ -7,7 +7,7 @@ import functools
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
@@ -240,23 +240,14 @@ class RestoreWriter(ABC):
 _strict_b64 = functools.partial(binascii.a2b_base64, strict_mode=True)
 
 
-def decode_base64_columns(
-    table: TableSpec, rows: list[tuple[Any, ...]], indexes: list[int]
-) -> list[tuple[Any, ...]]:
-    """``rows`` with the base64 text of the columns at ``indexes`` decoded (strictly)."""
-    if not indexes or not rows:
-        return rows
-    columns = list(zip(*rows, strict=True))
-    for i in indexes:
-        column = columns[i]
-        try:
-            if None in column:
-                columns[i] = tuple(None if v is None else _strict_b64(v) for v in column)
-            else:  # all in C: no Python call per value
-                columns[i] = tuple(map(_strict_b64, column))
-        except (binascii.Error, TypeError, ValueError):
-            raise ZenMigrateError(
-                f"table {table.name!r} column {table.columns[i].name!r}: "
-                "a value is not valid base64"
-            ) from None
-    return list(zip(*columns, strict=True))
+def decode_base64_column(table: TableSpec, index: int, values: Sequence[Any]) -> list[bytes | None]:
+    """The base64 text of column ``index`` decoded strictly; bad input names the column."""
+    try:
+        if None in values:
+            return [None if v is None else _strict_b64(v) for v in values]
+        return list(map(_strict_b64, values))  # all in C: no Python call per value
+    except (binascii.Error, TypeError, ValueError):
+        raise ZenMigrateError(
+            f"table {table.name!r} column {table.columns[index].name!r}: "
+            "a value is not valid base64"
+        ) from None

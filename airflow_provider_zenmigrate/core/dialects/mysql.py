@@ -33,9 +33,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_references, check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
-from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_columns
+from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column
 from .mysql_load import BulkLoader, load_statement
-from .text_rows import tsv
+from .text_rows import BULK_CODECS, bulk_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,11 @@ _ISO_DATETIME = "CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '
 _BASE64 = "CONCAT('\"', REPLACE(TO_BASE64({c}), '\n', ''), '\"')"
 
 
+def _data_type(column_type: str) -> str:
+    """DATA_TYPE from a COLUMN_TYPE ("decimal(12,4) unsigned" -> "decimal")."""
+    return column_type.split("(")[0].split(" ")[0].lower()
+
+
 def _render(column_type: str, charset: str | None, nullable: bool) -> tuple[str, int] | None:
     """SQL rendering column ``{c}`` as its codec's JSON value, with the most bytes of output
     per stored byte; None for types whose text differs from what the codec writes.
@@ -84,7 +89,7 @@ def _render(column_type: str, charset: str | None, nullable: bool) -> tuple[str,
     decimals as their text, DATETIME/TIMESTAMP as Python's isoformat(timespec="microseconds").
     """
     lowered = column_type.lower()
-    data_type = lowered.split("(")[0].split(" ")[0]
+    data_type = _data_type(column_type)
     factor = 1
     if data_type in _INTEGER_TYPES:
         expr = "{c} + 0" if data_type == "year" or "zerofill" in lowered else "{c}"
@@ -116,8 +121,6 @@ _LOAD_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION
 # Keep one INSERT well below max_allowed_packet.
 _MAX_INSERT_BYTES = 4 * 1024 * 1024
 _LABEL = re.compile(r"[A-Za-z0-9_]{1,40}")
-# Codecs whose dump text the server parses exactly as it is (bytes through FROM_BASE64).
-_LOADABLE_CODECS = frozenset({"native", "text", "decimal", "float", "date", "datetime", "bytes"})
 
 # Triggers, routines and events run with the sql_mode (events also the time_zone) they were
 # created with, which SHOW CREATE reports beside the statement. The backup keeps it in a
@@ -429,7 +432,7 @@ class _MySQLBackupReader(BackupReader):
         exprs = []
         for column in table.columns:
             name = s.q(column.name)
-            data_type = column.type.split("(")[0].split(" ")[0].lower()
+            data_type = _data_type(column.type)
             if data_type == "float":
                 exprs.append(f"({name} + 0e0)")  # FLOAT's own text has 6 digits; as DOUBLE: exact
             elif data_type == "time":
@@ -467,7 +470,7 @@ class _MySQLBackupReader(BackupReader):
         bound = 64
         long_columns: list[tuple[str, int]] = []
         for column in table.columns:
-            data_type = column.type.split("(")[0].split(" ")[0].lower()
+            data_type = _data_type(column.type)
             octets, charset, nullable = self._columns.get(
                 (table.name, column.name), (None, None, True)
             )
@@ -869,17 +872,14 @@ class _MySQLRestoreWriter(RestoreWriter):
         if not rows:
             return
         codecs = [c.codec for c in table.columns]
-        if not set(codecs) <= _LOADABLE_CODECS or any(len(row) != len(codecs) for row in rows):
+        if not set(codecs) <= BULK_CODECS or set(map(len, rows)) != {len(codecs)}:
             super().load_encoded(table, rows)
             return
-        # Validated here: the server's FROM_BASE64 would only warn.
-        decode_base64_columns(table, rows, [i for i, c in enumerate(codecs) if c == "bytes"])
-        try:
-            data = tsv(rows).encode("utf-8")
-        except (UnicodeEncodeError, ValueError) as exc:
-            raise ZenMigrateError(
-                f"table {table.name!r}: a value cannot be loaded ({exc})"
-            ) from None
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        for i, codec in enumerate(codecs):
+            if codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
+                decode_base64_column(table, i, columns[i])
+        data = bulk_text(table, columns)
         statement = self._load_sql.get(table.name)
         if statement is None:
             statement = load_statement(self.s.q, self.staging, table)

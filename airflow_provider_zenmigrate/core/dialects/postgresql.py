@@ -5,7 +5,6 @@ Backup and restore cover the ``public`` schema of the database: see the section 
 
 from __future__ import annotations
 
-import binascii
 import heapq
 import itertools
 import json
@@ -23,9 +22,9 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
-from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
-from .base import BackupReader, DialectOps, RestoreWriter
-from .text_rows import Verbatim, tsv_columns
+from ..errors import MigrationLockTimeout, UnsafeDumpError
+from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column
+from .text_rows import BULK_CODECS, Verbatim, bulk_text
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +147,6 @@ _CODEC_BY_TYPE_OID: dict[int, str] = {
     701: "float",  # double precision
 }
 
-#: Codecs whose dump values COPY takes as they are (bytes once base64 is decoded).
-_SERVER_PARSED_CODECS = frozenset(
-    {"native", "text", "decimal", "float", "bytes", "date", "time", "datetime"}
-)
-
 # Settings that make the text form of every value exact and independent of the server's
 # configuration, on both sides (SET LOCAL: they end with the transaction).
 _SESSION_SETTINGS = (
@@ -214,10 +208,9 @@ def _render(codec: str, type_oid: int) -> str:
 _COPY_BATCH_BYTES = 1024 * 1024
 
 
-def _bytea_field(value: str) -> Verbatim:
-    """A dump's base64 (checked strictly) as a bytea in COPY's text form: hex input, its
-    backslash escaped for COPY."""
-    return Verbatim("\\\\x" + binascii.a2b_base64(value, strict_mode=True).hex())
+def _bytea_field(value: bytes) -> Verbatim:
+    """A bytea in COPY's text form: hex input, its backslash escaped for COPY."""
+    return Verbatim("\\\\x" + value.hex())
 
 
 def _copy_block(rows: list[Any]) -> bytes:
@@ -1044,7 +1037,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
 
     def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         codecs = [c.codec for c in table.columns]
-        if not table.columns or not set(codecs) <= _SERVER_PARSED_CODECS:
+        if not table.columns or not set(codecs) <= BULK_CODECS:
             super().load_encoded(table, rows)
             return
         if not rows:
@@ -1055,21 +1048,10 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         verbatim = 0
         for i, codec in enumerate(codecs):
             if codec == "bytes":
-                try:
-                    columns[i] = [None if v is None else _bytea_field(v) for v in columns[i]]
-                except (binascii.Error, TypeError, ValueError):
-                    raise ZenMigrateError(
-                        f"table {table.name!r} column {table.columns[i].name!r}: "
-                        "a value is not valid base64"
-                    ) from None
+                decoded = decode_base64_column(table, i, columns[i])
+                columns[i] = [None if b is None else _bytea_field(b) for b in decoded]
                 verbatim += 2 * (len(rows) - columns[i].count(None))
-        try:
-            data = tsv_columns(columns, verbatim).encode("utf-8")
-        except (UnicodeEncodeError, ValueError) as exc:
-            raise ZenMigrateError(
-                f"table {table.name!r}: a value cannot be loaded ({exc})"
-            ) from None
-        self._copy_into(table).write(data)
+        self._copy_into(table).write(bulk_text(table, columns, verbatim))
 
     def create_object(self, obj: ObjectSpec) -> None:
         self.end_copy()

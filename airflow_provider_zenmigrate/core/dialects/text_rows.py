@@ -11,6 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..dump.model import TableSpec
+from ..errors import ZenMigrateError
+
+#: Codecs whose dump text the servers' bulk loaders parse as it is (bytes once converted).
+BULK_CODECS = frozenset({"native", "text", "decimal", "float", "bytes", "date", "time", "datetime"})
+
 _NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 
@@ -100,3 +106,13 @@ def tsv_columns(columns: list[Sequence[Any]], verbatim_backslashes: int = 0) -> 
         rows = zip(*columns, strict=True)
         text = "\n".join(["\t".join([_field(v) for v in row]) for row in rows])
     return text + "\n"
+
+
+def bulk_text(
+    table: TableSpec, columns: list[Sequence[Any]], verbatim_backslashes: int = 0
+) -> bytes:
+    """:func:`tsv_columns` as UTF-8; a value that cannot be loaded names the table."""
+    try:
+        return tsv_columns(columns, verbatim_backslashes).encode("utf-8")
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise ZenMigrateError(f"table {table.name!r}: a value cannot be loaded ({exc})") from None
