@@ -11,8 +11,8 @@ import datetime as dt
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -356,3 +356,18 @@ def quote(dialect: str, name: str) -> str:
     if dialect == "mysql":
         return "`" + name.replace("`", "``") + "`"
     return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def lazy_worlds(factory: Any, prefix: str) -> Iterator[Callable[[str], World]]:
+    """One world per dialect, made when a test first needs it, all closed at the end."""
+    with ExitStack() as stack:
+        made: dict[str, World] = {}
+
+        def get(dialect: str) -> World:
+            if dialect not in made:
+                folder = factory.mktemp(f"{prefix}-{dialect}")
+                made[dialect] = stack.enter_context(world(dialect, folder))
+            return made[dialect]
+
+        yield get

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import URL
@@ -26,6 +27,7 @@ from tests.conftest import database_url
 from tests.engine_support import populate_library
 from tests.identity import fingerprint
 from tests.reliability._outage import (
+    PausedChild,
     backup_session,
     kill_session,
     paused_child,
@@ -169,15 +171,25 @@ def test_restore_session_killed_mid_load(
         if dialect == "mysql":  # the staging database exists meanwhile (PostgreSQL's
             # staging schema is uncommitted, so invisible from here)
             assert side_objects(dialect, target.url), "no restore in progress"
-        for session in restore_sessions(dialect, name):
-            kill_session(dialect, session)
-        child.resume()
-        outcome = child.outcome()
-        _assert_lost_connection(dialect, outcome, child.log())
+        _kill_restore_sessions(dialect, name, child)
 
+    _assert_untouched_then_rerun(dialect, before, source, target, dump)
+
+
+def _kill_restore_sessions(dialect: str, name: str, child: PausedChild) -> None:
+    """Drop the paused restore's sessions server-side, let it go on, expect the loss."""
+    for session in restore_sessions(dialect, name):
+        kill_session(dialect, session)
+    child.resume()
+    _assert_lost_connection(dialect, child.outcome(), child.log())
+
+
+def _assert_untouched_then_rerun(
+    dialect: str, before: dict[str, Any], source: MigrationUtils, target: MigrationUtils, dump: str
+) -> None:
+    """The target as it was and no staging left; then the same restore succeeds."""
     assert fingerprint(target.url) == before
     assert side_objects(dialect, target.url) == set()
-
     target.restore_database_from_file(dump)  # the rerun
     assert fingerprint(target.url) == fingerprint(source.url)
     assert side_objects(dialect, target.url) == set()
@@ -205,15 +217,6 @@ def test_restore_session_killed_in_swap(
     spec = {"action": "restore", "url": url_text(target.url), "uri": dump, "pause": point}
     with paused_child(spec) as child:
         child.wait_paused()
-        for session in restore_sessions(dialect, name):
-            kill_session(dialect, session)
-        child.resume()
-        outcome = child.outcome()
-        _assert_lost_connection(dialect, outcome, child.log())
+        _kill_restore_sessions(dialect, name, child)
 
-    assert fingerprint(target.url) == before
-    assert side_objects(dialect, target.url) == set()
-
-    target.restore_database_from_file(dump)  # the rerun
-    assert fingerprint(target.url) == fingerprint(source.url)
-    assert side_objects(dialect, target.url) == set()
+    _assert_untouched_then_rerun(dialect, before, source, target, dump)

@@ -29,7 +29,14 @@ from airflow_provider_zenmigrate.core.errors import (
 from airflow_provider_zenmigrate.core.restore import restore_entries
 from airflow_provider_zenmigrate.core.storage import open_for_read
 from tests.conftest import DIALECTS
-from tests.reliability._hostile import LazyStream, Record, World, line_of, sealed, world
+from tests.reliability._hostile import (
+    LazyStream,
+    Record,
+    World,
+    lazy_worlds,
+    line_of,
+    sealed,
+)
 
 ALL = tuple(DIALECTS)
 MY, PG, LITE = ("mysql",), ("postgresql",), ("sqlite",)
@@ -38,19 +45,8 @@ MY, PG, LITE = ("mysql",), ("postgresql",), ("sqlite",)
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], World]]:
     """One world per dialect, made when a test first needs it, shared by the module."""
-    made: dict[str, World] = {}
-    closers: list[Any] = []
-
-    def get(dialect: str) -> World:
-        if dialect not in made:
-            manager = world(dialect, tmp_path_factory.mktemp(f"hostile-{dialect}"))
-            made[dialect] = manager.__enter__()
-            closers.append(manager)
-        return made[dialect]
-
-    yield get
-    for manager in reversed(closers):
-        manager.__exit__(None, None, None)
+    with lazy_worlds(tmp_path_factory, "hostile") as get:
+        yield get
 
 
 # -- forging ----------------------------------------------------------------------------------

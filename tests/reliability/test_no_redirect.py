@@ -19,24 +19,14 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from tests.conftest import DIALECTS
-from tests.reliability._hostile import Record, World, line_of, quote, sealed, world
+from tests.reliability._hostile import Record, World, lazy_worlds, line_of, quote, sealed
 
 
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], World]]:
-    made: dict[str, World] = {}
-    closers: list[Any] = []
-
-    def get(dialect: str) -> World:
-        if dialect not in made:
-            manager = world(dialect, tmp_path_factory.mktemp(f"redirect-{dialect}"))
-            made[dialect] = manager.__enter__()
-            closers.append(manager)
-        return made[dialect]
-
-    yield get
-    for manager in reversed(closers):
-        manager.__exit__(None, None, None)
+    """One world per dialect, made when a test first needs it, shared by the module."""
+    with lazy_worlds(tmp_path_factory, "redirect") as get:
+        yield get
 
 
 def _tables(w: World) -> dict[str, int]:
