@@ -506,12 +506,8 @@ class _Sink(io.RawIOBase):
     def write(self, data: Any) -> int:
         size = len(data)
         if not self.abandoned:
-            try:
+            with translated_errors("writing", self.location):
                 self.target.write(data)
-            except ZenMigrateError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - every backend has its own types
-                raise _failure("writing", self.location, exc) from None
         return size
 
 
@@ -597,24 +593,18 @@ class _Decompressed:
         )
 
     def read(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.read(size)
-        except self._errors as exc:
-            raise self._fail(exc) from None
-        except ZenMigrateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every backend has its own types
-            raise _failure("reading", self._location, exc) from None
+        with translated_errors("reading", self._location):
+            try:
+                return self._stream.read(size)
+            except self._errors as exc:
+                raise self._fail(exc) from None
 
     def readline(self, size: int = -1) -> bytes:
-        try:
-            return self._stream.readline(size)
-        except self._errors as exc:
-            raise self._fail(exc) from None
-        except ZenMigrateError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every backend has its own types
-            raise _failure("reading", self._location, exc) from None
+        with translated_errors("reading", self._location):
+            try:
+                return self._stream.readline(size)
+            except self._errors as exc:
+                raise self._fail(exc) from None
 
 
 def fsync_path(path: Path) -> None:
