@@ -519,6 +519,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
                         utils.engine,
                         observed(entries_from_stream(stream)),
                         allow_unverified=args.allow_unverified,
+                        allow_routines=args.allow_routines,
                     )
             except BaseException as exc:
                 if not interrupted(exc):
@@ -904,6 +905,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unverified",
         action="store_true",
         help="accept a dump without header and trailer (the seed's format)",
+    )
+    p.add_argument(
+        "--allow-routines",
+        action="store_true",
+        help="create the dump's functions, procedures, aggregates and events: their bodies "
+        "are code the server runs, which the safety checks cannot fully read (trusted "
+        "dumps only)",
     )
     p.set_defaults(func=cmd_restore)
 

@@ -66,6 +66,12 @@ with DAG(
         conn_id=CONN,
         storage_conn_id=STORAGE,
         uri="{{ ti.xcom_pull(task_ids='backup')['uri'] }}",
+        # The dump is the one this run has just taken of this very database: its routines
+        # are the database's own, already running there. Refusing them would make the
+        # rollback fail for any database with functions, procedures or events. Set it to
+        # False if your backup store is writable by anyone you would not let run code on
+        # the database.
+        allow_routines=True,
         trigger_rule=TriggerRule.ONE_FAILED,
     )
     fail_run = PythonOperator(task_id="fail_run", python_callable=_fail_run)

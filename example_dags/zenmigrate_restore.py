@@ -21,6 +21,8 @@ with DAG(
             DEFAULT_PARAMS["backup_prefix"] + "/zenmigrate_backup_then_migrate/", type="string"
         ),
         "allow_unverified": Param(False, type="boolean"),
+        # Routines' bodies are code the server runs: allow them for dumps you trust.
+        "allow_routines": Param(False, type="boolean"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -31,4 +33,5 @@ with DAG(
         uri="{{ params.uri }}",
         latest_under="{{ params.latest_under if not params.uri else '' }}",
         allow_unverified="{{ params.allow_unverified }}",
+        allow_routines="{{ params.allow_routines }}",
     )

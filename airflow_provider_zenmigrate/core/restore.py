@@ -17,6 +17,7 @@ from .dialects.base import RestoreWriter
 from .dump.model import ColumnSpec, ObjectSpec, TableSpec
 from .dump.reader import DumpVerifier, Entry
 from .dump.records import Record
+from .dump.safety import check_routine_allowed
 from .errors import (
     DumpError,
     DumpFormatError,
@@ -127,12 +128,18 @@ def restore_lock(engine: Engine) -> Iterator[None]:
 
 
 def restore_entries(
-    engine: Engine, entries: Iterable[Entry], *, allow_unverified: bool = False
+    engine: Engine,
+    entries: Iterable[Entry],
+    *,
+    allow_unverified: bool = False,
+    allow_routines: bool = False,
 ) -> RestoreSummary:
     """Restore a dump into ``engine``'s (existing) database, atomically.
 
     Everything is loaded into a staging area; the target is replaced only once the whole
     stream was read, its trailer verified and the staging row counts match it.
+    ``allow_routines`` trusts the dump's functions, procedures, aggregates and events: their
+    bodies are code the server runs, which the safety checks cannot fully read.
     """
     verifier = DumpVerifier(allow_unverified=allow_unverified)
     label = uuid.uuid4().hex[:8]
@@ -141,6 +148,8 @@ def restore_entries(
         for line, record, raw in entries:
             checked = verifier.check(line, record, raw)
             try:
+                if checked["kind"] == "object":  # refused before anything of it runs
+                    check_routine_allowed(checked["object_type"], checked["name"], allow_routines)
                 loader.apply(checked)
             except DumpError as exc:  # refused by a dialect: name the record's line
                 if exc.line is not None:

@@ -228,41 +228,61 @@ class MigrationUtils(BaseModel):
         self.dialect.copy_database(self.engine, self.create_engine(backup_db_name))
 
     # -- restore -----------------------------------------------------------------------------
-    def _restore(self, entries: Any, allow_unverified: bool) -> RestoreSummary:
+    def _restore(
+        self, entries: Any, allow_unverified: bool, allow_routines: bool
+    ) -> RestoreSummary:
         if not self.database_exists():
             self.create_database()
-        return restore_entries(self.engine, entries, allow_unverified=allow_unverified)
+        return restore_entries(
+            self.engine,
+            entries,
+            allow_unverified=allow_unverified,
+            allow_routines=allow_routines,
+        )
 
     def restore_database_from_storage(
         self,
         load_db_info: Callable[[], Iterable[dict[str, Any]]],
         allow_unverified: bool = False,
+        *,
+        allow_routines: bool = False,
     ) -> RestoreSummary:
         """Restore the database from records yielded by ``load_db_info()``.
 
         The database is replaced atomically once every record was read and verified.
         ``allow_unverified`` accepts dumps without header and trailer (the seed's format).
+        ``allow_routines`` accepts functions, procedures, aggregates and events: their
+        bodies are code the server runs, so pass it only for dumps from a trusted source.
         """
-        return self._restore(entries_from_records(load_db_info()), allow_unverified)
+        return self._restore(entries_from_records(load_db_info()), allow_unverified, allow_routines)
 
     def restore_database_from_memory(
-        self, db_dump: list[dict[str, Any]], allow_unverified: bool = False
+        self,
+        db_dump: list[dict[str, Any]],
+        allow_unverified: bool = False,
+        *,
+        allow_routines: bool = False,
     ) -> RestoreSummary:
-        """Restore the database from an in-memory backup."""
-        return self._restore(entries_from_records(db_dump), allow_unverified)
+        """Restore the database from an in-memory backup (options as for storage)."""
+        return self._restore(entries_from_records(db_dump), allow_unverified, allow_routines)
 
     def restore_database_from_file(
-        self, dump_file: str, allow_unverified: bool = False
+        self,
+        dump_file: str,
+        allow_unverified: bool = False,
+        *,
+        allow_routines: bool = False,
     ) -> RestoreSummary:
         """Restore the database from a backup dump file or object (any URI of
-        :meth:`backup_database_to_file`), verifying it as it streams.
+        :meth:`backup_database_to_file`), verifying it as it streams (options as for
+        :meth:`restore_database_from_storage`).
 
         Raises:
             StorageNotFoundError: If nothing exists at ``dump_file``.
         """
         logger.info("restoring %s from %s", self.safe_url, safe_uri(dump_file))
         with open_for_read(dump_file, self.transport_params) as stream:
-            return self._restore(entries_from_stream(stream), allow_unverified)
+            return self._restore(entries_from_stream(stream), allow_unverified, allow_routines)
 
     def restore_database_from_db(self, backup_db_name: str) -> None:
         """Restore the database from the backup database.

@@ -19,7 +19,10 @@ class RestoreOperator(ZenMigrateBaseOperator):
     Give exactly one source: ``uri`` (typically the backup task's XCom, e.g.
     ``"{{ ti.xcom_pull(task_ids='backup')['uri'] }}"``), ``backup_db_name``, or
     ``latest_under`` (a prefix: the newest complete backup there). Dumps without a header
-    and trailer are refused unless ``allow_unverified=True``. Returns what was restored.
+    and trailer are refused unless ``allow_unverified=True``; dumps with functions,
+    procedures, aggregates or events unless ``allow_routines=True`` (their bodies are code
+    the server runs: trusted dumps only). Both may be templates ("True"/"False"). Returns
+    what was restored.
     """
 
     template_fields: Sequence[str] = (
@@ -28,6 +31,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
         "uri",
         "backup_db_name",
         "latest_under",
+        "allow_unverified",
+        "allow_routines",
     )
     ui_color = "#fcbba1"
     operator_extra_links = (BackupLink(),)
@@ -41,6 +46,7 @@ class RestoreOperator(ZenMigrateBaseOperator):
         latest_under: str | None = None,
         storage_conn_id: str | None = None,
         allow_unverified: bool = False,
+        allow_routines: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
@@ -48,6 +54,7 @@ class RestoreOperator(ZenMigrateBaseOperator):
         self.backup_db_name = backup_db_name
         self.latest_under = latest_under
         self.allow_unverified = allow_unverified
+        self.allow_routines = allow_routines
 
     def execute(self, context: Context) -> dict[str, Any]:
         # Checked after rendering: templates may leave some sources empty.
@@ -57,7 +64,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
                 "RestoreOperator needs exactly one of uri, backup_db_name, latest_under; "
                 f"got {len(given)}"
             )
-        allow_unverified = str(self.allow_unverified).strip().lower() in ("true", "1", "yes")
+        allow_unverified = _flag(self.allow_unverified)
+        allow_routines = _flag(self.allow_routines)
         utils = self.hook.get_migration_utils()
         if self.backup_db_name:
             utils.restore_database_from_db(self.backup_db_name)
@@ -71,7 +79,9 @@ class RestoreOperator(ZenMigrateBaseOperator):
             uri = found[0].uri
         assert uri is not None
         BackupLink.persist(context, uri)
-        summary = utils.restore_database_from_file(uri, allow_unverified=allow_unverified)
+        summary = utils.restore_database_from_file(
+            uri, allow_unverified=allow_unverified, allow_routines=allow_routines
+        )
         self.log.info("restored %d tables, %d rows from %s", len(summary.tables), summary.rows, uri)
         return {
             "source": uri,
@@ -81,3 +91,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
             "verified": summary.verified,
             "revisions": (summary.header or {}).get("revisions", []),
         }
+
+
+def _flag(value: Any) -> bool:
+    """A bool, or a rendered template of one ("True", "false", "1")."""
+    return str(value).strip().lower() in ("true", "1", "yes")

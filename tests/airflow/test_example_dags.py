@@ -220,3 +220,60 @@ def test_nightly_backup_prunes_and_restore_dag_restores_latest(
     assert str(run.state) == "success", _states(run)
     utils.dispose()
     assert fingerprint(utils.url) == expected
+
+
+# A PostgreSQL trigger and its trigger function: a dump of them holds a routine.
+ROUTINE = [
+    "CREATE FUNCTION title_trim() RETURNS trigger LANGUAGE plpgsql "
+    "AS $$ BEGIN NEW.title := btrim(NEW.title); RETURN NEW; END $$",
+    "CREATE TRIGGER title_trim BEFORE INSERT ON book FOR EACH ROW EXECUTE FUNCTION title_trim()",
+]
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"])
+def test_dags_restore_routines_only_when_allowed(
+    airflow_db: Path,
+    utils: MigrationUtils,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The rollback restores the backup it has just taken, routines included; the restore DAG
+    creates a dump's routines only when its run asks for them (a templated parameter)."""
+    _demo_database(utils)
+    with utils.engine.begin() as conn:
+        for statement in ROUTINE:
+            conn.exec_driver_sql(statement)
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_ROUTINES", _connection_json(utils))
+    prefix = str(tmp_path / "backups")
+    before = fingerprint(utils.url)
+    utils.dispose()
+    migrate = _bag().get_dag("zenmigrate_backup_then_migrate")
+    assert migrate is not None
+    conf = {"conn_id": "zm_routines", "backup_prefix": prefix, "script_location": str(FAILING)}
+    run = migrate.test(run_conf=conf)
+    assert _states(run)["restore_on_failure"] == "success", _states(run)
+    utils.dispose()
+    assert fingerprint(utils.url) == before
+
+    (dump,) = (tmp_path / "backups").rglob("*.jsonl.zst")
+    with utils.engine.begin() as conn:
+        conn.execute(text("DELETE FROM book"))
+    utils.dispose()
+    changed = fingerprint(utils.url)
+    restore = _bag().get_dag("zenmigrate_restore")
+    assert restore is not None
+    conf = {"conn_id": "zm_routines", "uri": str(dump), "latest_under": ""}
+    caplog.set_level(logging.INFO)
+    capfd.readouterr()
+    refused = restore.test(run_conf=conf)
+    assert str(refused.state) == "failed", _states(refused)
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert "function 'title_trim'" in output and "allow_routines=True" in output
+    utils.dispose()
+    assert fingerprint(utils.url) == changed
+    allowed = restore.test(run_conf={**conf, "allow_routines": True})
+    assert str(allowed.state) == "success", _states(allowed)
+    utils.dispose()
+    assert fingerprint(utils.url) == before

@@ -281,6 +281,39 @@ def test_passwords_from_environment_and_prompt_never_printed(
     assert unset.returncode == 2
 
 
+# -- routines ----------------------------------------------------------------------------------
+BOOK_COUNT = {
+    "mysql": "CREATE FUNCTION book_count() RETURNS INT READS SQL DATA "
+    "RETURN (SELECT COUNT(*) FROM book)",
+    "postgresql": "CREATE FUNCTION book_count() RETURNS bigint LANGUAGE sql STABLE "
+    "AS $$ SELECT count(*) FROM book $$",
+}
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
+def test_restore_creates_routines_only_with_allow_routines(
+    dialect: str, utils: MigrationUtils, db_url: URL, tmp_path: Path
+) -> None:
+    populate_library(utils)
+    with utils.engine.begin() as conn:
+        conn.exec_driver_sql(BOOK_COUNT[dialect])
+    dump = tmp_path / "library.jsonl"
+    utils.backup_database_to_file(str(dump))
+    original = fingerprint(db_url)
+    with utils.engine.begin() as conn:
+        conn.execute(text("DELETE FROM book WHERE id > 10"))
+    utils.dispose()
+    changed = fingerprint(db_url)
+
+    refused = zm("restore", str(dump), url_text(db_url), "--yes")
+    assert refused.returncode == 1
+    assert_one_error_line(refused, "function 'book_count'", "--allow-routines")
+    assert fingerprint(db_url) == changed
+    restored = zm_json("restore", str(dump), url_text(db_url), "--yes", "--allow-routines")
+    assert restored["tables"]["book"] == 150
+    assert fingerprint(db_url) == original
+
+
 # -- Ctrl-C ------------------------------------------------------------------------------------
 def _fill(url: URL, rows: int) -> None:
     engine = sqlalchemy.create_engine(url, poolclass=NullPool)

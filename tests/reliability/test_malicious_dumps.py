@@ -3,7 +3,9 @@ rules (not by the digest) with an error naming the record and its line, and neit
 restore target nor a victim beside it (another database, schema or file) changes.
 
 The catalogue is the rules of docs/dump-format.md, "What a dump may create", seen from the
-attacker's side; each case runs on every dialect whose SQL it is written in.
+attacker's side; each case runs on every dialect whose SQL it is written in. The lexical rules
+must hold even for a caller who trusts routines, so the cases restore with allow_routines=True,
+except those whose routine only the default refusal of routines can stop.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 import pytest
+import sqlalchemy
+from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dump.reader import MAX_LINE_BYTES, entries_from_stream
 from airflow_provider_zenmigrate.core.dump.records import DumpDigest
@@ -30,12 +34,14 @@ from airflow_provider_zenmigrate.core.restore import restore_entries
 from airflow_provider_zenmigrate.core.storage import open_for_read
 from tests.conftest import DIALECTS
 from tests.reliability._hostile import (
+    ROWS,
     LazyStream,
     Record,
     World,
     lazy_worlds,
     line_of,
     sealed,
+    world,
 )
 
 ALL = tuple(DIALECTS)
@@ -76,7 +82,7 @@ def with_object(
         "phase": phase,
         "object_type": object_type,
         "name": name,
-        "table": "plain" if object_type in ("trigger", "index", "rule") else None,
+        "table": "plain" if object_type in ("trigger", "index", "rule", "constraint") else None,
         "create_stmt": stmt,
     }
     body = [r for r in records if r["kind"] != "trailer"]
@@ -94,6 +100,7 @@ class Case:
     names: str
     record: Callable[[Record], bool]
     error: type[DumpError] = UnsafeDumpError
+    allow_routines: bool = True  # False: a routine the lexical rules cannot see through
 
 
 def table_case(
@@ -120,6 +127,36 @@ def object_case(
         repr(name),
         lambda r: r.get("kind") == "object" and r.get("name") == name,
     )
+
+
+def called_during_load(body: str) -> Case:
+    """A PL/pgSQL function running ``body`` (a write into the victim schema), called by a
+    CHECK constraint on ``plain`` for every row while the restore loads it. Its body is a
+    string no lexical rule reads: only the refusal of routines stops it."""
+
+    def forge(w: World) -> list[Record]:
+        function = (
+            "CREATE FUNCTION f_spy(n int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+            f"{body}; RETURN true; END $$"
+        )
+        records = with_object(w.records, "function", "f_spy", function)
+        check = "ALTER TABLE plain ADD CONSTRAINT c_spy CHECK (f_spy(id))"
+        return with_object(records, "constraint", "c_spy", check)
+
+    return Case(
+        PG,
+        forge,
+        "function 'f_spy'",
+        lambda r: r.get("kind") == "object" and r.get("name") == "f_spy",
+        allow_routines=False,
+    )
+
+
+# How the function writes into the victim: plain SQL, or SQL built at run time.
+ROUTINE_WRITES = {
+    "sql": "INSERT INTO victim.keep VALUES (n)",
+    "execute": "EXECUTE format('INSERT INTO %I.keep VALUES (%s)', 'vic' || 'tim', n)",
+}
 
 
 def v(w: World) -> str:
@@ -448,6 +485,11 @@ CASES: dict[str, Case] = {
     "index-calls-other": object_case(
         PG, "index", "ix_spy", lambda w: "CREATE INDEX ix_spy ON plain ((victim.f(id)))"
     ),
+    # routine bodies the rules cannot read, run during the load: refused as routines
+    **{
+        f"check-calls-function-{how}": called_during_load(body)
+        for how, body in ROUTINE_WRITES.items()
+    },
 }
 PARAMS = [
     pytest.param(name, dialect, id=f"{name}-{dialect}")
@@ -465,13 +507,34 @@ def test_malicious_dump_is_refused(worlds: Callable[[str], World], case: str, di
     path.write_bytes(data)
     before = w.snapshot()
     with pytest.raises(spec.error) as refused:
-        w.target.restore_database_from_file(str(path))
+        w.target.restore_database_from_file(str(path), allow_routines=spec.allow_routines)
     w.target.dispose()
     message = str(refused.value)
     assert spec.names in message, message
     assert refused.value.line == line_of(data, spec.record), message
     assert message.startswith(f"line {refused.value.line}: ")
+    if not spec.allow_routines:
+        assert "allow_routines=True" in message, message
     assert w.snapshot() == before
+
+
+@pytest.mark.parametrize("write", ROUTINE_WRITES)
+def test_allowed_routine_runs_during_the_load(
+    tmp_path_factory: pytest.TempPathFactory, write: str
+) -> None:
+    """The dumps above are real attacks: a caller who allows routines trusts their bodies,
+    and the function does write into the victim while the restore loads the table (which is
+    why routines are refused by default)."""
+    with world("postgresql", tmp_path_factory.mktemp(f"trusted-{write}")) as w:
+        path = w.folder / "trusted.jsonl"
+        path.write_bytes(sealed(CASES[f"check-calls-function-{write}"].forge(w)))
+        w.target.restore_database_from_file(str(path), allow_routines=True)
+        w.target.dispose()
+        engine = sqlalchemy.create_engine(w.target.url, poolclass=NullPool)
+        with engine.connect() as conn:
+            written = conn.exec_driver_sql("SELECT x FROM victim.keep ORDER BY x").scalars().all()
+        engine.dispose()
+        assert written == [*range(1, ROWS + 1), 42]
 
 
 # -- JSON-level bombs ------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Nothing in a statement may reach beyond the database being restored (docs/dump-f
 "What a dump may create"): no reference qualified by another database or schema to a table,
 view, sequence or function; no statement or call that acts on the server, its files or other
 databases; no dynamic SQL. The rules are lexical; :func:`check_references` applies them to
-any dialect's tokens (MySQL's own lexer calls it too).
+any dialect's tokens (MySQL's own lexer calls it too). Routines, whose bodies the rules cannot
+fully read, are created only when the caller allows them (:func:`check_routine_allowed`).
 """
 
 from __future__ import annotations
@@ -113,6 +114,25 @@ def _unquote(kind: str, text: str) -> str:
 
 def _is_name(kind: str) -> bool:
     return kind in ("word", "double", "backtick")
+
+
+#: Object types whose body is code the server runs, during the restore too (a PostgreSQL
+#: function called by a CHECK constraint, a domain, an index or a materialized view) or
+#: later (MySQL events on their schedule). The lexical rules cannot read every body (a
+#: PostgreSQL body is a string to its parser, and PL/pgSQL runs SQL from strings), so a dump
+#: creates them only when its caller trusts it: :func:`check_routine_allowed`.
+ROUTINE_TYPES = frozenset({"function", "procedure", "aggregate", "event"})
+
+
+def check_routine_allowed(object_type: str, name: str, allow_routines: bool) -> None:
+    """Raise :class:`UnsafeDumpError` for a routine unless the caller allowed routines."""
+    if allow_routines or object_type not in ROUTINE_TYPES:
+        return
+    raise UnsafeDumpError(
+        f"{object_type} {name!r}: the dump creates a routine, whose body is code the server "
+        "runs and these checks cannot fully read; restore it only from a source you trust, "
+        "with allow_routines=True (CLI --allow-routines, RestoreOperator(allow_routines=True))"
+    )
 
 
 def check_statement(
