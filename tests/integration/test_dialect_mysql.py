@@ -6,18 +6,22 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pymysql.err
 import pytest
 import sqlalchemy
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
+from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
 from airflow_provider_zenmigrate.core.dialects.mysql import MySQLOps, _MySQLRestoreWriter
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
@@ -374,33 +378,108 @@ def test_failed_load_leaves_target_untouched(make_db: MakeDb, server: Engine, fa
     assert leftovers(server, label) == []
 
 
+# Events are not rehearsed in staging (they could fire there), so this one fails only in the
+# swap, after the rename: its ENDS is before its STARTS.
+_FAILS_IN_SWAP = ObjectSpec(
+    "event",
+    "zm_fails",
+    "CREATE EVENT zm_fails ON SCHEDULE EVERY 1 DAY STARTS '2030-01-02 00:00:00' "
+    "ENDS '2030-01-01 00:00:00' DO SET @zm_x = 1",
+)
+
+
+@pytest.mark.parametrize("path", ["one block", "statement by statement"])
 def test_swap_failure_after_rename_puts_everything_back(
-    make_db: MakeDb, server: Engine, monkeypatch: pytest.MonkeyPatch
+    make_db: MakeDb, server: Engine, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
+    """A restored object fails in the target half-way through their creation, after the
+    rename: the rename is undone and the old objects are back. "one block" is MariaDB's swap
+    (one server statement); "statement by statement" is MySQL's (forced here)."""
     source = make_db()
     load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
     target = _existing_target(make_db)
     before_sums, before_defs = checksums(target), definitions(target)
     before_side = side_databases(server)
-    real = _MySQLRestoreWriter._create_objects
-    calls = []
+    if path == "statement by statement":
+        monkeypatch.setattr(mysql_dialect, "_runs_swap_block", lambda _version: False)
+    real_swap = _MySQLRestoreWriter.swap
 
-    def failing(self: _MySQLRestoreWriter, objects: list[Any]) -> None:
-        calls.append(len(objects))
-        if len(calls) == 1:  # the restored objects: fail half-way through
-            real(self, objects[:2])
-            raise RuntimeError("injected failure after the rename")
-        real(self, objects)  # putting the old objects back
+    def swap(self: _MySQLRestoreWriter) -> None:
+        self.create_object(_FAILS_IN_SWAP)
+        self.objects.insert(2, self.objects.pop())  # fail half-way through
+        real_swap(self)
 
-    monkeypatch.setattr(_MySQLRestoreWriter, "_create_objects", failing)
-    with pytest.raises(RuntimeError, match="injected"):
+    monkeypatch.setattr(_MySQLRestoreWriter, "swap", swap)
+    with pytest.raises(pymysql.err.MySQLError, match="ENDS is either invalid or before STARTS"):
         copy_via_dialect(source, target)
-    assert len(calls) == 2
     assert checksums(target) == before_sums
     assert definitions(target) == before_defs
     assert side_databases(server) == before_side
     # and running it again succeeds
     monkeypatch.undo()
+    copy_via_dialect(source, target)
+    assert_same(source, target)
+
+
+def _rename_waiting_for_a_lock(server: Engine, target: Engine, timeout: float = 30) -> int:
+    """The session whose RENAME TABLE into ``target`` waits for a metadata lock (the
+    processlist shows the block's statement that runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = sql(
+            server,
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s "
+            "AND INFO LIKE 'RENAME TABLE %%' AND STATE = 'Waiting for table metadata lock'",
+            params=(db(target),),
+        )
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.05)
+    pytest.fail("the swap's RENAME TABLE never waited for the lock")
+
+
+def test_swap_block_killed_by_the_server_puts_everything_back(
+    make_db: MakeDb, server: Engine
+) -> None:
+    """MariaDB: the restore's session is killed while the server runs the swap block, after
+    it dropped the target's objects and while its RENAME TABLE waits for a metadata lock (a
+    reader's open transaction). The swap finds that the rename did not happen and puts the
+    old objects back; then the restore runs again."""
+    source = make_db()
+    load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
+    target = _existing_target(make_db)
+    before_sums, before_defs = checksums(target), definitions(target)
+    before_side = side_databases(server)
+    reader = target.raw_connection()
+    failure: list[BaseException] = []
+
+    def restore() -> None:
+        try:
+            copy_via_dialect(source, target)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            failure.append(exc)
+
+    try:
+        cursor = reader.cursor()
+        cursor.execute("START TRANSACTION")
+        cursor.execute("SELECT COUNT(*) FROM emp")  # holds emp's metadata lock
+        cursor.fetchall()
+        worker = threading.Thread(target=restore)
+        worker.start()
+        session = _rename_waiting_for_a_lock(server, target)
+        # the block dropped the objects (SHOW CREATE would queue behind the RENAME's lock)
+        routines = "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %s"
+        assert sql(target, routines, params=(db(target),)) == []
+        sql(server, f"KILL CONNECTION {session}")
+    finally:
+        reader.rollback()
+        reader.close()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert len(failure) == 1 and isinstance(failure[0], pymysql.err.MySQLError), failure
+    assert checksums(target) == before_sums
+    assert definitions(target) == before_defs
+    assert side_databases(server) == before_side
     copy_via_dialect(source, target)
     assert_same(source, target)
 

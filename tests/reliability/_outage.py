@@ -103,9 +103,13 @@ if point == "restore-data":
     wrap(restore_module._Loader, "apply",
          before=lambda self, record: record["kind"] == "data" and nth_time()
          and pause(table=record["table"]))
+elif point == "mysql-before-swap-block":
+    wrap(mysql._MySQLRestoreWriter, "_swap_on_server", before=lambda *a: nth_time() and pause())
 elif point == "mysql-before-rename":
+    mysql._runs_swap_block = lambda version: False  # MySQL's swap, statement by statement
     wrap(mysql._MySQLRestoreWriter, "_rename", before=lambda *a: nth_time() and pause())
 elif point == "mysql-after-rename":
+    mysql._runs_swap_block = lambda version: False
     wrap(mysql._MySQLRestoreWriter, "_create_objects", before=lambda *a: nth_time() and pause())
 elif point.startswith("pg-after:"):
     prefix = point.split(":", 1)[1]
@@ -116,7 +120,7 @@ try:
     if spec["action"] == "backup":
         mu.backup_database_to_file(spec["uri"], on_record=on_record)
     else:
-        mu.restore_database_from_file(spec["uri"])
+        mu.restore_database_from_file(spec["uri"], allow_routines=True)  # the test's own dumps
 except Exception as exc:
     traceback.print_exc()
     emit({"event": "failed", "type": type(exc).__module__ + "." + type(exc).__qualname__,

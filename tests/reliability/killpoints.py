@@ -7,7 +7,10 @@ Events
     ``CreateMultipartUpload`` / ``UploadPart`` / ``CompleteMultipartUpload`` calls, through
     botocore's event hooks), the restore writer's ``create_table`` / ``load_encoded`` /
     ``create_object`` / ``row_count`` / ``swap``, and every statement, commit, fsync, unlink
-    and rename inside and after the swap. Nothing else is changed: the events only count.
+    and rename inside and after the swap. MariaDB's swap block (one statement that the server
+    runs to its end, see ``_MySQLRestoreWriter.swap``) has one more event, ``sent ...``, once
+    its bytes are written to the socket: killed there, the process is gone while the server
+    runs the block. Nothing else is changed: the events only count.
 
 Dry run, then kill runs
     A dry run (no kill) records the trace of events. Kill points are drawn from that trace
@@ -43,7 +46,8 @@ from typing import Any
 # Imported here so the fork server loads them once for every child.
 import boto3
 import psycopg
-import pymysql  # noqa: F401
+import pymysql
+import pymysql.connections
 import smart_open  # noqa: F401
 import smart_open.s3  # noqa: F401
 import sqlalchemy
@@ -160,7 +164,7 @@ def child_main(job: Job) -> None:
             utils.backup_database_to_file(job.uri)
         else:
             _hook_restore(tracer, utils.url.get_backend_name())
-            utils.restore_database_from_file(job.uri)
+            utils.restore_database_from_file(job.uri, allow_routines=True)
             tracer.event("after", "restore returned")
         utils.dispose()
     except BaseException:
@@ -401,11 +405,28 @@ def _sql_of(args: tuple[Any, ...]) -> str:
     return "?"
 
 
+#: How MariaDB's swap block starts (see mysql_dialect._swap_block).
+SWAP_BLOCK = b"BEGIN NOT ATOMIC"
+
+
 def _hook_mysql_swap(tracer: Tracer) -> None:
     session = mysql_dialect._Session
     for method in ("execute", "execute_dump", "query"):
         real = getattr(session, method)
         setattr(session, method, _statement_events(tracer, real, ""))
+    connection = pymysql.connections.Connection
+    real_send = connection._execute_command
+
+    def send(self: Any, command: int, sql: Any) -> Any:
+        """Sends a command; for the swap block, then an event: killed there, the process dies
+        while the server runs (or is about to run) the block it has received."""
+        result = real_send(self, command, sql)
+        data = sql.encode() if isinstance(sql, str) else bytes(sql)
+        if tracer.phase != "load" and data.startswith(SWAP_BLOCK):
+            tracer.event(tracer.phase, "sent " + " ".join(data.decode().split())[:70])
+        return result
+
+    connection._execute_command = send
 
 
 def _hook_pg_swap(tracer: Tracer) -> None:

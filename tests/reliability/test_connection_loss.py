@@ -1,7 +1,8 @@
 """The database connection dropped server-side in the middle of a backup or a restore.
 
 A child process runs the backup or restore and stops at a known point (the 8th data record,
-just before the swap's rename, just after it, before the commit); the test finds the child's
+just before MariaDB's one-statement swap, before and after the rename of MySQL's swap sent
+statement by statement, before the commit); the test finds the child's
 one session in MariaDB's processlist or PostgreSQL's pg_stat_activity, kills it with
 ``KILL CONNECTION`` / ``pg_terminate_backend`` from a second connection, waits until the
 server has really dropped it, and lets the child continue. Then: a clear error, nothing
@@ -190,15 +191,19 @@ def _assert_untouched_then_rerun(
     """The target as it was and no staging left; then the same restore succeeds."""
     assert fingerprint(target.url) == before
     assert side_objects(dialect, target.url) == set()
-    target.restore_database_from_file(dump)  # the rerun
+    target.restore_database_from_file(dump, allow_routines=True)  # the rerun
     assert fingerprint(target.url) == fingerprint(source.url)
     assert side_objects(dialect, target.url) == set()
 
 
 SWAP_POINTS = [
-    # MariaDB: the target's views and triggers were just dropped, the RENAME TABLE is next
+    # MariaDB: the swap's one statement (drop the target's views and triggers, RENAME TABLE,
+    # create the restored ones) is next; the session dies before it reaches the server
+    ("mysql", "mysql-before-swap-block"),
+    # MySQL's swap, statement by statement (forced on MariaDB): the target's views and
+    # triggers were just dropped, the RENAME TABLE is next
     ("mysql", "mysql-before-rename"),
-    # MariaDB: the tables were exchanged, the restored views and triggers are next
+    # MySQL's swap: the tables were exchanged, the restored views and triggers are next
     ("mysql", "mysql-after-rename"),
     # PostgreSQL: public renamed away (uncommitted), the staging schema not yet in its place
     ("postgresql", "pg-after:ALTER SCHEMA public RENAME"),

@@ -7,18 +7,25 @@ over A. Points are drawn per dialect and direction from the dry run's trace (see
 creation (views, triggers, indexes, constraints, functions), 1 at the row-count check, 8
 inside the final swap (MySQL: before and after every statement of it; PostgreSQL: every
 statement of the swap transaction and its COMMIT; SQLite: the staging COMMIT, the fsyncs
-and the os.replace), 1 after the swap.
+and the os.replace), 1 after the swap. On MariaDB the swap's critical part (drop the
+target's views/triggers/routines, one RENAME TABLE, create the restored ones) is one
+statement, an anonymous block: its swap points fall before and after each statement around
+it, before and after the block, and just after the block's bytes were sent.
 
-After each kill: the target is exactly the old database (before the swap) or exactly the
-restored one (after it), compared by the fingerprint of every table and the catalogue; a
-rerun of the restore completes and leaves the restored fingerprint; then no staging
-database, schema or file of the target is left.
+After each kill (and once the server has ended the dead restore's sessions: it finishes the
+statement they sent): the target is exactly the old database (before the swap) or exactly
+the restored one (after it), compared by the fingerprint of every table and the catalogue;
+a rerun of the restore completes and leaves the restored fingerprint; then no staging
+database, schema or file of the target is left. Two more MariaDB cases kill the restore
+just after it sent the block, once with a reader's transaction holding a table's metadata
+lock, so that the block still waits for it after the server noticed the client was gone:
+the target must then be exactly the restored database.
 
-One exception, MySQL's documented swap window: views, triggers and routines cannot move
-between databases, so the swap drops the target's, renames all tables in one RENAME TABLE
-and creates the restored ones. Killed in that window, the tables are exactly one side's but
-some of its objects are missing; the test checks exactly that and reports each case as a
-``MySQLSwapWindow`` warning (a rerun repairs it, which the test also checks).
+One exception remains, MySQL's (not MariaDB's) documented swap window: without anonymous
+blocks, the client sends those steps one by one. Killed between them, the tables are
+exactly one side's but some of its objects are missing; on a MySQL server the test checks
+exactly that and reports each case as a ``MySQLSwapWindow`` warning (a rerun repairs it,
+which the test also checks). Only MariaDB runs here, where any mixture fails the test.
 
 Regressions (each failed before its fix): a killed restore's staging database (MySQL) or
 file (SQLite) stayed forever, and a restore killed beside an SQLite target's hot WAL or
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -36,7 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dump.model import TableSpec
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -48,6 +58,7 @@ from tests.reliability.killpoints import (
     RESTORE_QUOTAS,
     Event,
     Job,
+    Outcome,
     build_dataset,
     dry_run,
     hot_log_child,
@@ -61,7 +72,7 @@ OTHER = {"A": "B", "B": "A"}
 
 
 class MySQLSwapWindow(UserWarning):
-    """A kill inside MySQL's swap window (see the module docstring)."""
+    """A kill inside MySQL's swap window (see the module docstring); never on MariaDB."""
 
 
 def _utils(url: URL) -> MigrationUtils:
@@ -86,7 +97,7 @@ class World:
     def restore(self, which: str) -> None:
         """Restore ``which`` in this process and check the result."""
         with _utils(self.target) as utils:
-            utils.restore_database_from_file(self.dumps[which])
+            utils.restore_database_from_file(self.dumps[which], allow_routines=True)
         assert fingerprint(self.target) == self.expected[which], f"restore of {which} differs"
         self.state = which
 
@@ -107,6 +118,47 @@ class World:
             self.state = new
             assert fingerprint(self.target) == self.expected[new], "the dry run's restore differs"
         return plan(self.traces[new], RESTORE_QUOTAS, f"restore:{self.dialect}:{new}")
+
+    def is_mariadb(self) -> bool:
+        """A MariaDB server (the swap is one anonymous block) rather than MySQL."""
+        if self.dialect != "mysql":
+            return False
+        engine = sqlalchemy.create_engine(self.target, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return "mariadb" in str(conn.exec_driver_sql("SELECT VERSION()").scalar()).lower()
+        finally:
+            engine.dispose()
+
+    def settle(self, timeout: float = 60) -> None:
+        """Wait until the server has ended the killed restore's sessions (MySQL).
+
+        The server runs the statement a dead client sent (MariaDB's swap block) to its end
+        before it drops the session: only then is the target in its final state.
+        """
+        if self.dialect != "mysql":
+            return
+        name = str(self.target.database)
+        engine = sqlalchemy.create_engine(self.target, poolclass=NullPool)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.exec_driver_sql(
+                        "SELECT ID, DB FROM information_schema.PROCESSLIST "
+                        "WHERE ID <> CONNECTION_ID()"
+                    ).all()
+                busy = [
+                    i
+                    for i, db in rows
+                    if db == name or (str(db).startswith("zm") and str(db).endswith(f"_{name}"))
+                ]
+                if not busy:
+                    return
+                assert time.monotonic() < deadline, f"the killed restore's sessions {busy} live on"
+                time.sleep(0.05)
+        finally:
+            engine.dispose()
 
     def side_objects(self) -> set[str]:
         """Databases, schemas and files a restore of the target may create beside it."""
@@ -208,15 +260,20 @@ def test_killed_restore_leaves_old_or_new_and_reruns(
     )
     kill_at(world.context, world.job(new, tmp_path / "report.json", point.index), point)
     world.state = None
+    world.settle()
 
     found = fingerprint(world.target)
     if point.category in ("table", "load", "object", "verify"):
         assert found == world.expected[old], f"{point}: the target changed before the swap"
     elif point.category == "after":
         assert found == world.expected[new], f"{point}: the swap returned, the target is not new"
+    elif point.label.startswith("sent BEGIN NOT ATOMIC"):
+        assert found == world.expected[new], f"{point}: the server has the block, not new"
+        print("  target is exactly new")
     elif found not in (world.expected[old], world.expected[new]):
         sides = [s for s in (old, new) if _in_mysql_swap_window(found, world.expected[s])]
-        assert dialect == "mysql" and sides, f"{point}: the target is a mixture of {old} and {new}"
+        mysql_not_mariadb = dialect == "mysql" and not world.is_mariadb()
+        assert mysql_not_mariadb and sides, f"{point}: the target is a mixture of {old} and {new}"
         missing = sorted(k for k, _ in _objects(world.expected[sides[0]]) - _objects(found))
         side = "old" if sides[0] == old else "new"
         warnings.warn(
@@ -231,6 +288,63 @@ def test_killed_restore_leaves_old_or_new_and_reruns(
     world.restore(new)  # the rerun completes and leaves exactly the restored database
     leftovers = world.side_objects() - world.baseline
     assert not leftovers, f"{point}: left behind after the rerun: {sorted(leftovers)}"
+
+
+@pytest.mark.parametrize("reader", [False, True], ids=["idle", "reader-holds-a-lock"])
+def test_mysql_killed_while_the_server_runs_the_swap_block(
+    worlds: Worlds, tmp_path: Path, reader: bool
+) -> None:
+    """MariaDB: SIGKILL just after the restore sent its swap block. The server has the whole
+    block and runs it to the end: the target is exactly the restored database.
+
+    With ``reader``, another session's open transaction holds the metadata lock of a table
+    the block renames; the block waits for it while its client dies. The server gives up a
+    lock wait about a second after it notices the client is gone, which stopped the block
+    half-way (objects dropped, tables not renamed) before the block retried its lock waits.
+    """
+    world = worlds.get("mysql")
+    if not world.is_mariadb():
+        pytest.skip("MySQL has no anonymous blocks: its swap is sent statement by statement")
+    new, old = "A", "B"
+    world.make(old)
+    job = replace(world.job(new, tmp_path / "report.json", None), kill_on="sent BEGIN NOT ATOMIC")
+    engine = sqlalchemy.create_engine(world.target, poolclass=NullPool)
+    try:
+        holder = engine.raw_connection()
+        try:
+            if reader:
+                cursor = holder.cursor()
+                cursor.execute("START TRANSACTION")
+                cursor.execute("SELECT COUNT(*) FROM account")  # holds its metadata lock
+                cursor.fetchall()
+            outcome = run_child(world.context, job)
+            world.state = None
+            _assert_killed_after_sending_the_block(outcome)
+            if reader:
+                time.sleep(2.5)  # the server checks a waiting session's client every second
+                with engine.connect() as conn:
+                    waiting = conn.exec_driver_sql(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                        "WHERE STATE = 'Waiting for table metadata lock' AND DB = DATABASE()"
+                    ).scalar()
+                assert waiting == 1, "the block stopped waiting for the reader's lock"
+        finally:
+            holder.rollback()
+            holder.close()
+    finally:
+        engine.dispose()
+    world.settle()
+    assert fingerprint(world.target) == world.expected[new], "the server did not finish the block"
+
+    world.restore(new)  # the rerun completes and leaves exactly the restored database
+    leftovers = world.side_objects() - world.baseline
+    assert not leftovers, f"left behind after the rerun: {sorted(leftovers)}"
+
+
+def _assert_killed_after_sending_the_block(outcome: Outcome) -> None:
+    assert outcome.exitcode == -signal.SIGKILL, outcome.report
+    assert outcome.report.get("category") == "swap", outcome.report
+    assert str(outcome.report.get("label")).startswith("sent BEGIN NOT ATOMIC"), outcome.report
 
 
 def test_rerun_removes_what_a_killed_restore_left_but_not_a_running_ones(

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
@@ -790,6 +791,92 @@ _DROP_KINDS = {"view": "VIEW", "trigger": "TRIGGER", "procedure": "PROCEDURE",
                "function": "FUNCTION", "event": "EVENT"}  # fmt: skip
 
 
+def _object_settings(settings: dict[str, str]) -> tuple[str, str]:
+    """The sql_mode and time_zone an object is created with: its own from the dump, else the
+    restore session's (what the object would have got from a plain CREATE in it)."""
+    return settings.get("sql_mode", _LOAD_SQL_MODE), settings.get("time_zone", "+00:00")
+
+
+# -- the swap as one statement (MariaDB) -----------------------------------------------------
+_MARIADB_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)-MariaDB", re.IGNORECASE)
+ER_NO_SUCH_THREAD = 1094
+# A metadata lock the block waits for: ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK.
+_LOCK_WAIT_ERRORS = "1205, 1213"
+
+
+def _runs_swap_block(server_version: str) -> bool:
+    """Whether the server (its handshake version string) runs the swap as one anonymous block.
+
+    MariaDB has ``BEGIN NOT ATOMIC`` since 10.1.1 and ``EXECUTE IMMEDIATE`` since 10.2.3
+    (tested on 10.11 only); MySQL has neither, so it keeps the swap driven by the client.
+    """
+    match = _MARIADB_VERSION.search(server_version)
+    return match is not None and tuple(map(int, match.groups())) >= (10, 2, 3)
+
+
+def _as_sent(statement: str) -> str:
+    """One of our statements as the server receives it from :meth:`_Session.execute`: the
+    driver's %-formatting (no arguments) turns the ``%%`` of quoted names back into ``%``.
+    Needed where the statement travels as data instead."""
+    return statement % ()
+
+
+def _swap_block(with_settings: Sequence[bool]) -> str:
+    """The anonymous block that runs the swap's statements as one server statement.
+
+    Statement ``i`` is read from ``@zm_swap_s<i>``; where ``with_settings[i]``, the session
+    first takes the sql_mode and time_zone in ``@zm_swap_m<i>`` / ``@zm_swap_z<i>``. The
+    block names no object and holds no text from the dump, which reaches the server as data
+    only. A server finishes a statement whose client died, but it gives up a metadata lock
+    wait about a second after noticing the client is gone, which would stop the block half
+    way (objects dropped, tables not renamed): a statement that fails on a lock wait is run
+    again until the session's lock_wait_timeout, counted from the start of the block, is
+    spent (UNIX_TIMESTAMP(SYSDATE()) does not depend on the time zones set in between).
+
+    It is parsed in the restore session's sql_mode (:data:`_LOAD_SQL_MODE`); the only sql_mode
+    that would parse it differently is ORACLE. Its last statement restores the session's
+    time_zone (which outlives the block; the sql_mode set inside it does not).
+    """
+    lines = [
+        "BEGIN NOT ATOMIC",
+        "DECLARE zm_again BOOL DEFAULT FALSE;",
+        "DECLARE zm_until DECIMAL(20, 6)",
+        "  DEFAULT UNIX_TIMESTAMP(SYSDATE(6)) + @@lock_wait_timeout;",
+        f"DECLARE CONTINUE HANDLER FOR {_LOCK_WAIT_ERRORS}",
+        "  IF UNIX_TIMESTAMP(SYSDATE(6)) < zm_until THEN SET zm_again = TRUE;",
+        "  ELSE RESIGNAL; END IF;",
+    ]
+    for i, settings in enumerate(with_settings):
+        if settings:
+            lines.append(f"SET SESSION sql_mode = @zm_swap_m{i}, time_zone = @zm_swap_z{i};")
+        lines.append(
+            f"REPEAT SET zm_again = FALSE; EXECUTE IMMEDIATE @zm_swap_s{i}; UNTIL NOT zm_again "
+            "END REPEAT;"
+        )
+    lines += [f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}', SESSION time_zone = '+00:00';", "END"]
+    return "\n".join(lines)
+
+
+def _end_session(s: _Session, thread_id: int, timeout: float = 60.0) -> None:
+    """Stop whatever the server still runs on session ``thread_id`` and wait until it is gone.
+
+    A client that lost its connection does not stop the server: the statement it sent last
+    (the swap's block, retrying its lock waits) may still be running, and putting the target
+    back beside it would race with it.
+    """
+    try:
+        s.execute("KILL CONNECTION %s", (thread_id,))
+    except pymysql.err.MySQLError as exc:
+        if exc.args[0] != ER_NO_SUCH_THREAD:
+            raise
+    deadline = time.monotonic() + timeout
+    alive = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = %s"
+    while s.scalar(alive, (thread_id,)):
+        if time.monotonic() > deadline:
+            raise ZenMigrateError(f"session {thread_id} of the failed swap does not end")
+        time.sleep(0.05)
+
+
 class _MySQLRestoreWriter(RestoreWriter):
     def __init__(self, session: _Session, target: str, staging: str, trash: str) -> None:
         self.s = session
@@ -921,8 +1008,9 @@ class _MySQLRestoreWriter(RestoreWriter):
 
     def _create(self, settings: dict[str, str], sql: str) -> None:
         s = self.s
-        s.execute("SET SESSION sql_mode = %s", (settings.get("sql_mode", _LOAD_SQL_MODE),))
-        s.execute("SET SESSION time_zone = %s", (settings.get("time_zone", "+00:00"),))
+        sql_mode, time_zone = _object_settings(settings)
+        s.execute("SET SESSION sql_mode = %s", (sql_mode,))
+        s.execute("SET SESSION time_zone = %s", (time_zone,))
         try:
             s.execute_dump(sql)
         finally:
@@ -943,8 +1031,8 @@ class _MySQLRestoreWriter(RestoreWriter):
         )
         return [r[0] for r in rows]
 
-    def _drop_objects(self, database: str) -> None:
-        """Drop every trigger, event, view and routine of ``database``."""
+    def _drop_statements(self, database: str) -> list[str]:
+        """The DROP statements of every trigger, event, view and routine of ``database``."""
         s = self.s
         found = s.query(
             "SELECT 'trigger', TRIGGER_NAME FROM information_schema.TRIGGERS "
@@ -957,23 +1045,29 @@ class _MySQLRestoreWriter(RestoreWriter):
             "WHERE ROUTINE_SCHEMA = %s",
             (database,) * 4,
         )
+        statements = []
         for kind, name in found:
             keyword = _DROP_KINDS.get(kind)
             if keyword is None:
                 raise ZenMigrateError(f"cannot replace {kind} {name!r} in {database!r}")
-            s.execute(f"DROP {keyword} IF EXISTS {s.q(database)}.{s.q(name)}")
+            statements.append(f"DROP {keyword} IF EXISTS {s.q(database)}.{s.q(name)}")
+        return statements
+
+    def _drop_objects(self, database: str) -> None:
+        """Drop every trigger, event, view and routine of ``database``."""
+        for statement in self._drop_statements(database):
+            self.s.execute(statement)
+
+    def _rename_statement(self, moves: list[tuple[str, str, str]]) -> str:
+        """One RENAME TABLE statement: MySQL applies all of its renames or none."""
+        q = self.s.q
+        pairs = (f"{q(src)}.{q(name)} TO {q(dst)}.{q(name)}" for src, name, dst in moves)
+        return "RENAME TABLE " + ", ".join(pairs)
 
     def _rename(self, moves: list[tuple[str, str, str]]) -> None:
-        """One RENAME TABLE statement: MySQL applies all of its renames or none."""
-        if not moves:
-            return
-        s = self.s
-        s.execute(
-            "RENAME TABLE "
-            + ", ".join(
-                f"{s.q(src)}.{s.q(name)} TO {s.q(dst)}.{s.q(name)}" for src, name, dst in moves
-            )
-        )
+        """Run :meth:`_rename_statement` (RENAME TABLE needs at least one move)."""
+        if moves:
+            self.s.execute(self._rename_statement(moves))
 
     def _create_objects(self, objects: list[tuple[ObjectSpec, dict[str, str], str]]) -> None:
         self.s.execute(f"USE {self.s.q(self.target)}")
@@ -987,12 +1081,25 @@ class _MySQLRestoreWriter(RestoreWriter):
         """Replace the target's tables and objects with the staging ones.
 
         The tables move in one RENAME TABLE, which is atomic. Views, triggers, routines and
-        events cannot move between databases, so the target's are dropped just before the
-        rename and the restored ones created just after it: for that short window the
-        target has no views/triggers/routines (a writer touching the old tables in it does
-        not fire triggers). If anything fails after the rename, the renames are reversed and
-        the old objects re-created before the error propagates; if the process dies inside
-        the window, the old tables are kept in the ``zmtrash_<label>_...`` database.
+        events cannot move between databases (and RENAME TABLE refuses a table with
+        triggers), so the target's are dropped just before the rename and the restored ones
+        created just after it, each with its own sql_mode and time_zone.
+
+        On MariaDB those steps are one server statement, an anonymous block
+        (:func:`_swap_block`): once the server has it, it runs to the end even if this
+        process dies, so a SIGKILL leaves the target exactly the old database (the block
+        never reached the server) or exactly the restored one. What remains is a server
+        crash inside the block, or a block stopped by the server (KILL, max_statement_time,
+        lock_wait_timeout spent) after the client died. Other sessions may see the target
+        without its views/triggers/routines while the block runs.
+
+        On MySQL (no anonymous blocks) this process sends the steps one by one: if it dies
+        between them, the target has exactly one side's tables but misses some of its
+        views/triggers/routines, and the old tables may be left in the
+        ``zmtrash_<label>_...`` database. A rerun of the restore repairs the target.
+
+        If a step fails with an error (a CREATE, a lost session), the rename is reversed if it
+        happened and the old objects are re-created before the error propagates.
         """
         if self.swapped:
             raise ZenMigrateError("swap() was already called")
@@ -1016,25 +1123,98 @@ class _MySQLRestoreWriter(RestoreWriter):
         self.created.append(self.trash)
         forward = [(self.target, n, self.trash) for n in old_tables]
         forward += [(self.staging, n, self.target) for n in new_tables]
-        self._drop_objects(self.target)
-        try:
-            self._rename(forward)
-        except BaseException:
-            self._recover(old_objects, [])
-            raise
-        try:
-            self._create_objects(self.objects)
-        except BaseException:
-            backward = [(self.target, n, self.staging) for n in new_tables]
-            backward += [(self.trash, n, self.target) for n in old_tables]
-            self._recover(old_objects, backward)
-            raise
+        backward = [(self.target, n, self.staging) for n in new_tables]
+        backward += [(self.trash, n, self.target) for n in old_tables]
+        if _runs_swap_block(s.dbapi.get_server_info()):
+            try:
+                self._swap_on_server(self._drop_statements(self.target), forward)
+            except BaseException:
+                try:
+                    undo = backward if self._renamed(new_tables) else []
+                except Exception:
+                    logger.exception(
+                        "could not tell whether the failed swap of %s renamed its tables; "
+                        "its previous tables may be in %s",
+                        self.target,
+                        self.trash,
+                    )
+                else:
+                    self._recover(old_objects, undo)
+                raise
+        else:
+            self._drop_objects(self.target)
+            try:
+                self._rename(forward)
+            except BaseException:
+                self._recover(old_objects, [])
+                raise
+            try:
+                self._create_objects(self.objects)
+            except BaseException:
+                self._recover(old_objects, backward)
+                raise
         self.swapped = True
         s.execute(f"DROP DATABASE {s.q(self.trash)}")
 
+    def _swap_on_server(self, drops: list[str], forward: list[tuple[str, str, str]]) -> None:
+        """Drop the target's objects, rename the tables and create the restored objects in
+        one server statement (see :func:`_swap_block`).
+
+        Every statement goes into a user variable of this session first, as a parameter
+        (pymysql escapes it with backslashes, right in :data:`_LOAD_SQL_MODE`, which has no
+        NO_BACKSLASH_ESCAPES); the variables are cleared afterwards. The restored objects'
+        statements name no database: they run with the target as the current one.
+        """
+        s = self.s
+        steps: list[tuple[str, tuple[str, str] | None]] = [(_as_sent(d), None) for d in drops]
+        if forward:
+            steps.append((_as_sent(self._rename_statement(forward)), None))
+        steps += [(sql, _object_settings(settings)) for _obj, settings, sql in self.objects]
+        names: list[str] = []
+        s.execute(f"USE {s.q(self.target)}")
+        try:
+            for i, (statement, settings) in enumerate(steps):
+                values = [statement, *(settings or ())]
+                step_names = [f"@zm_swap_{kind}{i}" for kind in "smz"[: len(values)]]
+                names += step_names
+                s.execute("SET " + ", ".join(f"{n} = %s" for n in step_names), values)
+            try:
+                s.execute(_swap_block([settings is not None for _, settings in steps]))
+            except pymysql.err.MySQLError:
+                raise
+            except BaseException:
+                # Interrupted while the server runs the block (a signal, a task timeout): the
+                # connection is out of step with the server. Closed, it makes the recovery
+                # end the block on a new session before looking (see _live_session).
+                with suppress(Exception):
+                    s.dbapi.close()
+                raise
+        finally:
+            # The block's own last statement did not run if it failed; a lost session took
+            # its variables and settings with it.
+            with suppress(pymysql.err.MySQLError):
+                cleared = ", ".join(f"{n} = NULL" for n in names)
+                s.execute(
+                    f"SET {cleared + ', ' if cleared else ''}"
+                    f"SESSION sql_mode = '{_LOAD_SQL_MODE}', SESSION time_zone = '+00:00'"
+                )
+                s.execute(f"USE {s.q(self.staging)}")
+
+    def _renamed(self, new_tables: list[str]) -> bool:
+        """Whether the swap's RENAME TABLE happened, asked after the block failed.
+
+        The rename is atomic: before it the trash database is empty and staging holds all the
+        new tables, after it the trash holds the old tables and staging none of the new ones.
+        """
+        with self._live_session():
+            if self._table_names(self.trash):
+                return True
+            return bool(new_tables) and not set(new_tables) & set(self._table_names(self.staging))
+
     @contextmanager
     def _live_session(self) -> Iterator[None]:
-        """Run the block on the restore's session, or on a new one if that one is gone."""
+        """Run the block on the restore's session, or on a new one if that one is gone (once
+        the server has ended the lost one, see :func:`_end_session`)."""
         try:
             self.s.dbapi.ping(reconnect=False)
         except Exception:
@@ -1046,6 +1226,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         lost = self.s
         with _session(self.engine) as fresh:
             fresh.dbapi.autocommit(True)
+            _end_session(fresh, lost.dbapi.thread_id())
             fresh.execute(f"USE {fresh.q(self.staging)}")
             self.s = fresh
             try:
