@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from .dialects import get_dialect
-from .dialects.base import BackupReader
+from .dialects.base import BackupReader, RowsNotRendered
 from .dump.codecs import encoders
 from .dump.model import ObjectSpec, TableSpec
 from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serialize
@@ -182,31 +182,39 @@ def iter_backup(
             yield emit(table_record(table))
             batch_rows = min(chunk_rows, FETCH_ROWS)
             rendered = reader.rendered_rows(table, batch_rows)
+            rows_done = 0
             if rendered is not None:
-                rows_done = 0
-                for count, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
-                    line = data_line(table.name, blocks)
-                    digest.add_data_line(line, table.name, count)
-                    rows_done += count
-                    progress.add(count)
-                    if materialize:
-                        yield json.loads(line), line
-                    else:
-                        yield {"kind": "data", "table": table.name, "rows": count}, line
-                progress.add(0, table_done=True)
-                logger.debug("table %s: %d rows (rendered by the server)", table.name, rows_done)
-                continue
+                try:
+                    for count, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
+                        line = data_line(table.name, blocks)
+                        digest.add_data_line(line, table.name, count)
+                        rows_done += count
+                        progress.add(count)
+                        if materialize:
+                            yield json.loads(line), line
+                        else:
+                            yield {"kind": "data", "table": table.name, "rows": count}, line
+                except RowsNotRendered:
+                    logger.info(
+                        "table %s: a row too long for the server to render; rows after the "
+                        "first %d are encoded here",
+                        table.name,
+                        rows_done,
+                    )
+                else:
+                    progress.add(0, table_done=True)
+                    logger.debug("table %s: %d rows (server-rendered)", table.name, rows_done)
+                    continue
             names = [c.name for c in table.columns]
             codecs = [c.codec for c in table.columns]
             native = all(c == "native" for c in codecs)
             encode = encoders(codecs)
-            rows_done = 0
             pending: list[dict[str, Any]] = []
             row_bytes = 0.0  # learnt from the first record of the table
             # Rows are fetched in small batches and grouped into records of at most
             # chunk_rows rows and about RECORD_BYTES bytes, so wide rows (large BLOBs) do
             # not make a record, or the memory it takes, grow with chunk_rows.
-            for batch in reader.rows(table, min(chunk_rows, FETCH_ROWS)):
+            for batch in reader.rows(table, min(chunk_rows, FETCH_ROWS), rows_done):
                 if native:
                     pending.extend(dict(zip(names, row, strict=True)) for row in batch)
                 else:

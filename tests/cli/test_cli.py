@@ -24,7 +24,7 @@ from tests.engine_support import populate_library, server_objects
 from tests.identity import fingerprint
 
 ZENMIGRATE = str(Path(sys.executable).parent / "zenmigrate")
-BIG_ROWS = 150_000
+BIG_ROWS = 400_000  # enough that even the fastest backup (MariaDB) reports progress mid-way
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -348,7 +348,7 @@ def _interrupt_when_progressing(args: list[str], action: str) -> tuple[int, str]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(ZENMIGRATE_PROGRESS_INTERVAL="0.1"),
+        env=_env(ZENMIGRATE_PROGRESS_INTERVAL="0.02"),
     )
     assert process.stderr is not None
     seen: list[str] = []

@@ -158,6 +158,14 @@ class DialectOps(ABC):
                 writer.swap()
 
 
+class RowsNotRendered(Exception):
+    """A server could not render a row (MySQL: longer than max_allowed_packet).
+
+    Raised by :meth:`BackupReader.rendered_rows` once its stream is drained, so the session
+    can go on in the same snapshot; rows already handed on stay valid.
+    """
+
+
 class BackupReader(ABC):
     """One consistent snapshot of a database, read by the backup engine.
 
@@ -173,12 +181,15 @@ class BackupReader(ABC):
         """Every base table, in an order that restores cleanly one after another."""
 
     @abstractmethod
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(
+        self, table: TableSpec, chunk_rows: int, skip: int = 0
+    ) -> Iterator[list[tuple[Any, ...]]]:
         """The table's rows in ``table.columns`` order, ``chunk_rows`` at a time at most.
 
         Values are Python values matching each column's codec (``bytes`` for ``bytes``,
         ``Decimal`` for ``decimal``, ``str`` for ``text``, ...). Streams: memory does not
-        grow with the table (server-side cursor or keyset pages, never OFFSET).
+        grow with the table (a server-side cursor). ``skip`` leaves out the first rows in
+        key order, where :meth:`rendered_rows` stopped; only for a table with a key.
         """
 
     def rendered_rows(
@@ -191,6 +202,8 @@ class BackupReader(ABC):
         The server does the per-value work that dominates a backup in Python, and rows are
         handed on in blocks, never one Python object each. ``None`` where the backend (or this
         table, for one of its types) cannot; the engine then encodes :meth:`rows` itself.
+        Raises :class:`RowsNotRendered` at a row the server could not render; the engine
+        then reads the rest of the table with :meth:`rows`.
         """
         return None
 

@@ -34,8 +34,15 @@ from sqlalchemy.engine import URL, Connection, Engine
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_references, check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
-from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column
+from .base import (
+    BackupReader,
+    DialectOps,
+    RestoreWriter,
+    RowsNotRendered,
+    decode_base64_column,
+)
 from .mysql_load import BulkLoader, load_statement
+from .mysql_wire import single_column
 from .text_rows import BULK_CODECS, bulk_text
 
 logger = logging.getLogger(__name__)
@@ -111,6 +118,8 @@ def _render(column_type: str, charset: str | None, nullable: bool) -> tuple[str,
 
 
 _UNBOUNDED_TYPES = frozenset(("mediumtext", "longtext", "json", "mediumblob", "longblob"))
+# A rendered row must fit one protocol packet (what mysql_wire reads), with its length prefix.
+_ONE_PACKET = 0xFFFFFF - 8
 
 # Session of the backup: UTC so TIMESTAMP values are read as stored; no ANSI_QUOTES so
 # SHOW CREATE quotes with backticks.
@@ -426,7 +435,9 @@ class _MySQLBackupReader(BackupReader):
                     break
         return keys
 
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(
+        self, table: TableSpec, chunk_rows: int, skip: int = 0
+    ) -> Iterator[list[tuple[Any, ...]]]:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
         s = self.s
@@ -445,6 +456,10 @@ class _MySQLBackupReader(BackupReader):
         sql = f"SELECT {', '.join(exprs)} FROM {s.q(table.name)}"
         if table.key:
             sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
+        if skip:
+            if not table.key:
+                raise ValueError(f"table {table.name!r} has no key to skip rows by")
+            sql += f" LIMIT 18446744073709551615 OFFSET {int(skip)}"
         cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
         try:
             cursor.execute(sql, ())
@@ -462,8 +477,10 @@ class _MySQLBackupReader(BackupReader):
         """Rows rendered by the server with CONCAT, one JSON object per row.
 
         Not for tables with FLOAT/DOUBLE (the server's shortest text is not Python's),
-        BIT, spatial or MariaDB's UUID/INET types, nor for a table whose longest row could
-        exceed max_allowed_packet (CONCAT would return NULL).
+        BIT, spatial or MariaDB's UUID/INET types. A row longer than max_allowed_packet
+        renders as NULL: a table with a key stops there (RowsNotRendered) and the engine
+        reads the rest with rows(); one without a key and with unbounded columns is measured
+        first (a scan) and read with rows() if a row could be that long.
         """
         s = self.s
         parts: list[str] = []
@@ -485,19 +502,19 @@ class _MySQLBackupReader(BackupReader):
             parts.append(expr.format(c=s.q(column.name)))
             bound += 32 + len(names[-1]) * 6
             if data_type in _UNBOUNDED_TYPES or octets is None and factor > 1:
-                long_columns.append((column.name, factor))  # measured below
+                long_columns.append((column.name, factor))  # measured below if no key
             else:
                 bound += factor * (octets or 32)
         if not parts:
             return None
-        if long_columns:
+        if long_columns and not table.key:
             lengths = s.query(
                 "SELECT "
                 + ", ".join(f"COALESCE(MAX(LENGTH({s.q(n)})), 0)" for n, _ in long_columns)
                 + f" FROM {s.q(table.name)}"
             )[0]
             bound += sum(f * int(n) for (_, f), n in zip(long_columns, lengths, strict=True))
-        if bound >= self.max_packet:
+        if bound >= min(self.max_packet, _ONE_PACKET):
             return None
         return self._rendered(table, names, parts, chunk_rows)
 
@@ -514,14 +531,19 @@ class _MySQLBackupReader(BackupReader):
         if table.key:
             sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
         cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
+        batches = None
         try:
             cursor.execute(sql, tuple(names))
-            while chunk := cursor.fetchmany(chunk_rows):
-                rows = [row[0] for row in chunk]
-                if None in rows:
-                    raise ZenMigrateError(f"table {table.name!r}: a row did not render")
-                yield len(rows), b",".join(rows)
+            batches = single_column(cursor, chunk_rows)
+            for rows in batches:
+                if None in rows:  # too long for max_allowed_packet
+                    for _ in batches:  # drain the result: the snapshot's session goes on
+                        pass
+                    raise RowsNotRendered(table.name)
+                yield len(rows), b",".join(cast(list[bytes], rows))
         finally:
+            if batches is not None:  # first: stopped early, it closes the connection
+                batches.close()
             cursor.close()
 
     def objects(self) -> list[ObjectSpec]:

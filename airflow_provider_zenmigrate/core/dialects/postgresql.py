@@ -488,7 +488,9 @@ class PostgreSQLBackupReader(BackupReader):
         return " ".join(parts)
 
     # -- rows ----------------------------------------------------------------------------------
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(
+        self, table: TableSpec, chunk_rows: int, skip: int = 0
+    ) -> Iterator[list[tuple[Any, ...]]]:
         """Rows of ``table`` itself (``FROM ONLY``), through a server-side cursor."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
@@ -497,10 +499,15 @@ class PostgreSQLBackupReader(BackupReader):
         select = ", ".join(
             _q(c.name) + ("::text" if c.codec == "text" else "") for c in table.columns
         )
+        sql = f"SELECT {select} FROM ONLY {_q(table.name)}"
+        if skip:
+            if not table.key:
+                raise ValueError(f"table {table.name!r} has no key to skip rows by")
+            sql += f" ORDER BY {', '.join(_q(k) for k in table.key)} OFFSET {int(skip)}"
         self._cursors += 1
         with self._conn.cursor(name=f"zm_rows_{self._cursors}") as cur:
             cur.itersize = chunk_rows
-            cur.execute(f"SELECT {select} FROM ONLY {_q(table.name)}".encode())
+            cur.execute(sql.encode())
             while chunk := cur.fetchmany(chunk_rows):
                 yield [tuple(row) for row in chunk]
 

@@ -1,0 +1,214 @@
+"""The bulk wire reader (core/dialects/mysql_wire.py) against pymysql's own, on the real MariaDB.
+
+It reads packets itself, so it is checked where the protocol changes shape: the length
+prefix's 1/3/4-byte forms, values longer than its buffer, NULL, the end of the result (the
+connection must go on as if pymysql had read it), an error packet mid-result, a lost
+connection, a consumer that stops early, and a row that would span packets. Then the
+backup's use of it: a keyed table with a row too long for the server to render goes on
+with the Python encoders from that row, and restores exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymysql
+import pymysql.cursors
+import pytest
+from pymysql.connections import Connection
+
+from airflow_provider_zenmigrate.core.dialects.mysql_wire import single_column
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.conftest import database_url, server_url
+
+# Value lengths around each length-prefix boundary, and beyond the 1 MiB buffer.
+LENGTHS = [0, 1, 250, 251, 252, 65535, 65536, 65537, (1 << 20) - 5, 1 << 20, 3 << 20]
+
+
+def _connect() -> Connection:
+    url = server_url("mysql")
+    return pymysql.connect(
+        host=url.host, port=url.port or 3306, user=url.username, password="", database="mysql"
+    )
+
+
+@pytest.fixture
+def conn() -> Iterator[Connection]:
+    connection = _connect()
+    yield connection
+    connection.close()
+
+
+def _values(sql: str, setup: str = "SELECT 1") -> list[bytes | None]:
+    """What pymysql itself reads for ``sql``."""
+    with _connect() as other:
+        with other.cursor() as cursor:
+            cursor.execute(setup)
+        with other.cursor(pymysql.cursors.SSCursor) as cursor:
+            cursor.execute(sql)
+            return [row[0] for row in cursor.fetchall()]
+
+
+def _read(conn: Connection, sql: str, batch: int) -> list[list[bytes | None]]:
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    try:
+        cursor.execute(sql)
+        return list(single_column(cursor, batch))
+    finally:
+        cursor.close()
+
+
+def _union(lengths: list[int]) -> str:
+    """One row per length: bytes 0..255 repeated, so every byte value is on the wire."""
+    parts = [
+        f"SELECT {i} AS n, CAST(SUBSTRING(REPEAT(@bytes, {n // 256 + 1}), 1, {n}) AS BINARY) AS v"
+        for i, n in enumerate(lengths)
+    ]
+    parts.append(f"SELECT {len(lengths)}, NULL")
+    return "SELECT v FROM (" + " UNION ALL ".join(parts) + ") AS t ORDER BY n"
+
+
+@pytest.mark.parametrize("batch", [1, 3, 1000])
+def test_reads_what_pymysql_reads(conn: Connection, batch: int) -> None:
+    setup = "SET @bytes = UNHEX('" + "".join(f"{b:02x}" for b in range(256)) + "')"
+    with conn.cursor() as cursor:
+        cursor.execute(setup)
+    sql = _union(LENGTHS)
+    expected = _values(sql, setup)
+    batches = _read(conn, sql, batch)
+    assert [len(b) for b in batches[:-1]] == [batch] * (len(batches) - 1)
+    got = [v for b in batches for v in b]
+    assert got == expected
+    assert [len(v) if v is not None else None for v in got] == [*LENGTHS, None]
+    # The connection goes on: sequence numbers and state are where pymysql expects them.
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 41 + 1")
+        assert cursor.fetchone() == (42,)
+
+
+def test_many_small_rows_and_an_empty_result(conn: Connection) -> None:
+    sql = "SELECT CAST(CONCAT('row-', seq) AS BINARY) FROM seq_1_to_100000"
+    got = [v for b in _read(conn, sql, 4096) for v in b]
+    assert got == _values(sql)
+    assert len(got) == 100_000
+    assert _read(conn, "SELECT 'x' FROM seq_1_to_10 WHERE seq > 10", 10) == []
+    # Regression: a result pymysql had already buffered whole (read with its header) hung
+    # in a read that waited for more.
+    assert _read(conn, "SELECT 'a' FROM seq_1_to_3", 2) == [[b"a", b"a"], [b"a"]]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        assert cursor.fetchone() == (1,)
+
+
+def test_refuses_a_result_that_is_not_one_column(conn: Connection) -> None:
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    cursor.execute("SELECT 1, 2")
+    with pytest.raises(ValueError, match="one-column"):
+        next(single_column(cursor, 10))
+    cursor.close()
+
+
+def _kill_soon(statement: str, thread_id: int) -> threading.Thread:
+    def kill() -> None:
+        time.sleep(0.3)
+        with _connect() as admin, admin.cursor() as cursor:
+            cursor.execute(f"{statement} {thread_id}")
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+# Slow enough that the kill lands mid-result: each row sleeps a little on the server.
+SLOW = "SELECT CONCAT(seq, SLEEP(0.001)) FROM seq_1_to_5000"
+
+
+def test_an_error_packet_mid_result_raises_the_servers_error(
+    conn: Connection,
+) -> None:
+    thread = _kill_soon("KILL QUERY", conn.thread_id())
+    read = 0
+    with pytest.raises(pymysql.err.OperationalError) as caught:
+        for batch in _read_iter(conn, SLOW, 10):
+            read += len(batch)
+    thread.join()
+    assert caught.value.args[0] in (1317, 1927), caught.value  # interrupted / killed
+    assert 0 < read < 5000
+
+
+def test_a_lost_connection_raises_and_closes(conn: Connection) -> None:
+    thread = _kill_soon("KILL CONNECTION", conn.thread_id())
+    with pytest.raises(pymysql.err.OperationalError) as caught:
+        for _ in _read_iter(conn, SLOW, 10):
+            pass
+    thread.join()
+    assert caught.value.args[0] in (2013, 1927), caught.value
+    assert not conn.open
+
+
+def _read_iter(
+    conn: Connection,
+    sql: str,
+    batch: int,
+) -> Iterator[list[bytes | None]]:
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    try:
+        cursor.execute(sql)
+        yield from single_column(cursor, batch)
+    finally:
+        cursor.close()
+
+
+def test_stopping_early_closes_the_connection(conn: Connection) -> None:
+    """The reader buffered bytes pymysql never saw: the connection cannot be reused."""
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    cursor.execute("SELECT CONCAT('row-', seq) FROM seq_1_to_100000")
+    batches = single_column(cursor, 100)
+    assert len(next(batches)) == 100
+    batches.close()
+    cursor.close()
+    assert not conn.open
+
+
+def test_a_row_spanning_packets_is_refused(conn: Connection) -> None:
+    # A 3-byte length prefix plus 0xFFFFFC bytes fills a packet exactly; the row continues.
+    with pytest.raises(pymysql.err.InternalError, match="16 MiB"):
+        _read(conn, "SELECT REPEAT('x', 16777212)", 10)
+    assert not conn.open
+
+
+def test_backup_goes_on_past_a_row_the_server_cannot_render(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A keyed table is not measured before it is rendered: a row longer than
+    max_allowed_packet once rendered (quotes double under JSON escaping) comes back NULL,
+    and the backup reads the rest of the table with the Python encoders, in the same
+    snapshot, from that row on."""
+    made = []
+    for _ in range(2):
+        utils = MigrationUtils(url=database_url("mysql", tmp_path), connect_args={}, engine_args={})
+        utils.create_database()
+        made.append(utils)
+    source, target = made
+    try:
+        with source.engine.begin() as c:
+            c.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, doc LONGTEXT)")
+            c.exec_driver_sql("INSERT INTO t SELECT seq, CONCAT('small ', seq) FROM seq_1_to_4500")
+            c.exec_driver_sql("UPDATE t SET doc = REPEAT('\"', 9000000) WHERE id = 2500")
+        dump = str(tmp_path / "dump.jsonl")
+        with caplog.at_level(logging.INFO):
+            source.backup_database_to_file(dump)
+        assert "too long for the server to render; rows after the first" in caplog.text
+        summary = target.restore_database_from_file(dump)
+        assert summary.tables == {"t": 4500}
+        query = "SELECT id, MD5(doc), LENGTH(doc) FROM t ORDER BY id"
+        with source.engine.connect() as a, target.engine.connect() as b:
+            assert list(a.exec_driver_sql(query)) == list(b.exec_driver_sql(query))
+    finally:
+        for utils in made:
+            utils.drop_database()
+            utils.dispose()
