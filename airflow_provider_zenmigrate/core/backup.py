@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -184,16 +185,19 @@ def iter_backup(
             rendered = reader.rendered_rows(table, batch_rows)
             rows_done = 0
             if rendered is not None:
+                # Closed here, not when collected: a stream left open past the reader's
+                # session (a failed write) would meet the session's cleanup mid-result.
                 try:
-                    for count, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
-                        line = data_line(table.name, blocks)
-                        digest.add_data_line(line, table.name, count)
-                        rows_done += count
-                        progress.add(count)
-                        if materialize:
-                            yield json.loads(line), line
-                        else:
-                            yield {"kind": "data", "table": table.name, "rows": count}, line
+                    with closing(rendered):
+                        for count, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
+                            line = data_line(table.name, blocks)
+                            digest.add_data_line(line, table.name, count)
+                            rows_done += count
+                            progress.add(count)
+                            if materialize:
+                                yield json.loads(line), line
+                            else:
+                                yield {"kind": "data", "table": table.name, "rows": count}, line
                 except RowsNotRendered:
                     logger.info(
                         "table %s: a row too long for the server to render; rows after the "

@@ -7,7 +7,7 @@ import functools
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
@@ -194,7 +194,7 @@ class BackupReader(ABC):
 
     def rendered_rows(
         self, table: TableSpec, chunk_rows: int
-    ) -> Iterator[tuple[int, bytes]] | None:
+    ) -> Generator[tuple[int, bytes], None, None] | None:
         """The table's rows as the server renders them, ``chunk_rows`` rows at a time at most:
         (row count, the rows' JSON objects joined by commas, UTF-8). Each object is
         ``{column: value}`` in ``table.columns`` order, values in their codec's encoding.

@@ -21,7 +21,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any, ClassVar, cast
@@ -473,7 +473,7 @@ class _MySQLBackupReader(BackupReader):
 
     def rendered_rows(
         self, table: TableSpec, chunk_rows: int
-    ) -> Iterator[tuple[int, bytes]] | None:
+    ) -> Generator[tuple[int, bytes], None, None] | None:
         """Rows rendered by the server with CONCAT, one JSON object per row.
 
         Not for tables with FLOAT/DOUBLE (the server's shortest text is not Python's),
@@ -520,7 +520,7 @@ class _MySQLBackupReader(BackupReader):
 
     def _rendered(
         self, table: TableSpec, names: list[str], parts: list[str], chunk_rows: int
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Generator[tuple[int, bytes], None, None]:
         s = self.s
         # Column names go in as parameters; the expressions' own % are doubled for them.
         concat = ", ".join(f"%s, {part}" for part in parts)
