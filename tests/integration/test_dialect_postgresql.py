@@ -6,7 +6,10 @@ value codecs (as a dump does), with the reader's ``pre_objects`` created before 
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +22,9 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
+from airflow_provider_zenmigrate.core.dialects.pg_copy import copy_text_rows
 from airflow_provider_zenmigrate.core.dialects.postgresql import (
+    _RANGE_BLOCKS,
     PostgreSQLRestoreWriter,
     _execute_one,
 )
@@ -364,6 +369,88 @@ def test_backup_is_one_read_only_snapshot(tmp_path: Path) -> None:
             again = [row for chunk in reader.rows(table, 10) for row in chunk]
             assert first == again == [(1,), (2,)]
             assert reader.server_version.split(".")[0].isdigit()
+
+
+def test_large_table_renders_on_two_sessions_in_one_snapshot(tmp_path: Path) -> None:
+    """A table of many heap blocks is rendered in block ranges alternating between the
+    reader's session and a second one in its exported snapshot: the rows are exactly the
+    snapshot's (changes committed after it, to rows of every range, are not seen), each
+    once, and the ranges really ran on two sessions."""
+    with pg_database(tmp_path) as source:
+        run_sql(
+            source,
+            "CREATE TABLE t (id bigint PRIMARY KEY, label text, doc jsonb, raw bytea);"
+            # Backslashes and quotes: JSON escapes them, and text COPY would double them.
+            "INSERT INTO t SELECT i, repeat('x', 150) || i || chr(92) || chr(34) || 'q', "
+            "jsonb_build_object('n', i, 's', 'a' || chr(34) || 'b' || chr(92) || 'c'), "
+            "sha256(i::text::bytea) "
+            "FROM generate_series(1, 40000) i;",
+        )
+        expected = {row[0]: row for row in query(source, "SELECT id, label, doc::text, raw FROM t")}
+        with get_dialect(source).open_backup(source) as reader:
+            [table] = reader.tables()
+            blocks = query(source, "SELECT pg_relation_size('t') / 8192")[0][0]
+            assert blocks > 4 * _RANGE_BLOCKS, blocks
+            run_sql(
+                source,
+                "UPDATE t SET label = 'changed' WHERE id % 997 = 0;"
+                "DELETE FROM t WHERE id % 1009 = 0;"
+                "INSERT INTO t SELECT i, 'new', NULL, NULL FROM generate_series(40001, 41000) i;",
+            )
+            rendered = reader.rendered_rows(table, 1000)
+            assert rendered is not None
+            rows: list[dict[str, Any]] = []
+            for count, block in rendered:
+                batch = json.loads(b"[" + block + b"]")
+                assert len(batch) == count <= 1000
+                if len(rows) == 0:
+                    copying = query(
+                        source,
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND query LIKE 'COPY (SELECT%ctid%'",
+                    )[0][0]
+                    assert copying == 2, copying
+                rows.extend(batch)
+        got = {r["id"]: r for r in rows}
+        assert len(got) == len(rows) == len(expected) == 40000
+        for key, (_, label, doc, raw) in expected.items():
+            row = got[key]
+            assert row["label"] == label
+            assert json.loads(row["doc"]) == json.loads(doc)
+            assert base64.b64decode(row["raw"]) == bytes(raw)
+
+
+def test_abandoned_copy_is_cancelled(tmp_path: Path) -> None:
+    """A consumer that stops mid-table (the backup failed elsewhere) cancels the COPY rather
+    than reading the rest: here the rest would take the server 100 s (1 ms a row), so a
+    close that reads it would hit the test timeout. The session is usable afterwards."""
+    with pg_database(tmp_path) as source, psycopg.connect(libpq_url(source)) as conn:
+        rows = copy_text_rows(
+            conn,
+            "SELECT 'row ' || i || pg_sleep(0.001)::text FROM generate_series(1, 100000) i",
+            batch_rows=10,
+            batch_bytes=1 << 20,
+        )
+        count, block = next(rows)
+        assert count == 10 and block.startswith(b"row 1,row 2,")
+        started = time.monotonic()
+        rows.close()
+        assert time.monotonic() - started < 30
+        conn.rollback()  # the cancelled statement ended the transaction
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_copy_errors_raise_the_servers_error(tmp_path: Path) -> None:
+    with pg_database(tmp_path) as source, psycopg.connect(libpq_url(source)) as conn:
+        rows = copy_text_rows(
+            conn, "SELECT (10 / (5 - i))::text FROM generate_series(1, 10) i", 2, 1 << 20
+        )
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            list(rows)
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            list(copy_text_rows(conn, "SELECT x FROM no_such_table", 2, 1 << 20))
 
 
 def test_extension_in_public_round_trips(tmp_path: Path) -> None:

@@ -6,24 +6,25 @@ Backup and restore cover the ``public`` schema of the database: see the section 
 from __future__ import annotations
 
 import heapq
-import itertools
 import json
 import logging
 import re
 import time
-from collections.abc import Generator, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError
 from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column
+from .pg_copy import copy_text_rows
 from .text_rows import BULK_CODECS, Verbatim, bulk_text
 
 logger = logging.getLogger(__name__)
@@ -206,24 +207,14 @@ def _render(codec: str, type_oid: int) -> str:
 
 #: Bytes of COPY output handed on at a time (wide rows: fewer rows per batch).
 _COPY_BATCH_BYTES = 1024 * 1024
+#: Heap blocks (8 KiB) per range of a table rendered on two sessions: about what a socket
+#: holds, so the session not being read renders its whole range meanwhile.
+_RANGE_BLOCKS = 256
 
 
 def _bytea_field(value: bytes) -> Verbatim:
     """A bytea in COPY's text form: hex input, its backslash escaped for COPY."""
     return Verbatim("\\\\x" + value.hex())
-
-
-def _copy_block(rows: list[Any]) -> bytes:
-    """Rows of COPY text output (one column each) as their JSON objects, comma-separated.
-
-    COPY's text format escapes a backslash as two, and control characters, which JSON text
-    never holds raw; so undoing the doubled backslashes gives the JSON back, and the line
-    ends are the only newlines.
-    """
-    block = b"".join(rows)
-    if b"\\" in block:
-        block = block.replace(b"\\\\", b"\\")
-    return block[:-1].replace(b"\n", b",")
 
 
 def _driver(raw: Any) -> psycopg.Connection[Any]:
@@ -309,14 +300,22 @@ class PostgreSQLBackupReader(BackupReader):
     (and the functions column defaults and checks call) that must exist *before* the tables.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        second: Callable[[], psycopg.Connection[Any]] | None = None,
+    ) -> None:
         self._conn = conn
         self._cursors = 0
         #: COPY streams handed out; one left open would block the connection's rollback.
         self._streams: list[Generator[Any, None, None]] = []
+        #: Opens a second connection (a transaction not yet begun), for parallel rendering.
+        self._open_second = second
+        self._second: psycopg.Connection[Any] | None = None
         for setting in (*_SESSION_SETTINGS, "SET LOCAL search_path = public"):
             _execute_one(conn, setting)
         self.server_version = str(self._one("SHOW server_version")[0])
+        self._server_version_num = int(self._one("SHOW server_version_num")[0])
         self._public = int(self._one("SELECT 'public'::regnamespace::oid")[0])
         names = [r[0] for r in self._all(_SQL_LOCKABLE, (self._public,))]
         if names:  # hold off DDL on what we read for as long as the snapshot lives
@@ -513,7 +512,7 @@ class PostgreSQLBackupReader(BackupReader):
 
     def rendered_rows(
         self, table: TableSpec, chunk_rows: int
-    ) -> Iterator[tuple[int, bytes]] | None:
+    ) -> Generator[tuple[int, bytes], None, None] | None:
         """Rows rendered by the server as JSON text, streamed with COPY ... TO STDOUT."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
@@ -528,29 +527,84 @@ class PostgreSQLBackupReader(BackupReader):
             key = json.dumps(column.name, ensure_ascii=False) + ":"
             value = _render(column.codec, oids.get(column.name, 0)).format(c=_q(column.name))
             parts.append(f"{_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')")
-        select = " || ".join(parts) + " || '}'"
-        stream = self._copy_rows(
-            f"COPY (SELECT {select} FROM ONLY {_q(table.name)}) TO STDOUT", chunk_rows
-        )
+        select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {_q(table.name)}"
+        ranges = self._block_ranges(found.oid)
+        if len(ranges) > 1 and (second := self._second_connection()) is not None:
+            return self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
+        stream = copy_text_rows(self._conn, select, chunk_rows, _COPY_BATCH_BYTES)
         self._streams.append(stream)
         return stream
+
+    # -- rendering on two connections ------------------------------------------------------
+    def _block_ranges(self, oid: int) -> list[str]:
+        """WHERE clauses splitting a table into ranges of :data:`_RANGE_BLOCKS` heap blocks
+        (the last one open-ended: the table may have grown since the snapshot); one range,
+        no clause, for a small table or a server without TID range scans (before 14)."""
+        if self._server_version_num < 140000:
+            return [""]
+        (blocks,) = self._one(
+            "SELECT pg_relation_size(%s) / current_setting('block_size')::int", (oid,)
+        )
+        starts = range(0, int(blocks) - _RANGE_BLOCKS, _RANGE_BLOCKS)
+        if len(starts) < 2:
+            return [""]
+        clauses = [
+            f" WHERE ctid >= '({a},0)'::tid AND ctid < '({a + _RANGE_BLOCKS},0)'::tid"
+            for a in starts
+        ]
+        return [*clauses, f" WHERE ctid >= '({starts[-1] + _RANGE_BLOCKS},0)'::tid"]
+
+    def _second_connection(self) -> psycopg.Connection[Any] | None:
+        """A second session in this transaction's snapshot (pg_export_snapshot), opened on
+        first use; None where there is none to be had (then one session renders)."""
+        if self._second is not None or self._open_second is None:
+            return self._second
+        opener, self._open_second = self._open_second, None
+        if self._one("SELECT pg_is_in_recovery()")[0]:
+            return None  # a standby cannot export snapshots
+        (snapshot,) = self._one("SELECT pg_export_snapshot()")
+        try:
+            second = opener()
+            _execute_one(second, f"SET TRANSACTION SNAPSHOT {_literal(str(snapshot))}")
+            for setting in (*_SESSION_SETTINGS, "SET LOCAL search_path = public"):
+                _execute_one(second, setting)
+        except (psycopg.Error, DBAPIError) as exc:
+            logger.info("rendering on one session: no second one (%s)", type(exc).__name__)
+            return None
+        self._second = second
+        return second
+
+    def _rendered_in_parallel(
+        self,
+        select: str,
+        ranges: list[str],
+        conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],
+        chunk_rows: int,
+    ) -> Generator[tuple[int, bytes], None, None]:
+        """Ranges in order, alternating between the two sessions: while one range is read,
+        the other session's server process renders the next into its socket."""
+
+        def start(i: int) -> tuple[Generator[tuple[int, bytes], None, None], Any]:
+            stream = copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, _COPY_BATCH_BYTES)
+            self._streams.append(stream)
+            return stream, next(stream, None)  # sends the COPY
+
+        current = start(0)
+        for i in range(len(ranges)):
+            following = start(i + 1) if i + 1 < len(ranges) else None
+            stream, first = current
+            if first is not None:
+                yield first
+                yield from stream
+            self._streams.remove(stream)
+            if following is not None:
+                current = following
 
     def close_streams(self) -> None:
         """Close COPY streams a consumer left unfinished (the server is told to stop)."""
         streams, self._streams = self._streams, []
         for stream in streams:
             stream.close()
-
-    def _copy_rows(
-        self, statement: str, chunk_rows: int
-    ) -> Generator[tuple[int, bytes], None, None]:
-        with self._conn.cursor() as cur, cur.copy(statement.encode()) as copy:
-            rows = iter(copy)
-            batch = min(16, chunk_rows)  # until the first rows tell how wide they are
-            while chunk := list(itertools.islice(rows, batch)):
-                size = sum(map(len, chunk))
-                yield len(chunk), _copy_block(chunk)
-                batch = max(1, min(chunk_rows, _COPY_BATCH_BYTES * len(chunk) // max(size, 1)))
 
     # -- other objects ---------------------------------------------------------------------------
     def pre_objects(self) -> list[ObjectSpec]:
@@ -1131,8 +1185,13 @@ class PostgreSQLRestoreWriter(RestoreWriter):
 
 @contextmanager
 def _open_backup(engine: Engine) -> Iterator[PostgreSQLBackupReader]:
-    with _transaction_connection(engine, read_only=True) as conn:
-        reader = PostgreSQLBackupReader(conn)
+    with ExitStack() as stack:
+        conn = stack.enter_context(_transaction_connection(engine, read_only=True))
+
+        def second() -> psycopg.Connection[Any]:
+            return stack.enter_context(_transaction_connection(engine, read_only=True))
+
+        reader = PostgreSQLBackupReader(conn, second)
         try:
             yield reader
         finally:
