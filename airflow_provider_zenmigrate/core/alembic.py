@@ -32,7 +32,7 @@ from sqlalchemy import Connection, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .dialects import BOOKKEEPING_TABLES, get_dialect
+from .dialects import bookkeeping_tables, get_dialect
 from .errors import MigrationError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class AlembicVersion(Base):
 
 def include_object(object: Any, name: str, type_: str, *args: Any, **kwargs: Any) -> bool:  # noqa: A002
     """Function used to exclude tables from the migration scripts (backend bookkeeping)."""
-    return not (type_ == "table" and name in BOOKKEEPING_TABLES)
+    return not (type_ == "table" and name in bookkeeping_tables())
 
 
 def _escape(value: str) -> str:

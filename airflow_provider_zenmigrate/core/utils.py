@@ -21,7 +21,6 @@ from sqlalchemy.pool import NullPool
 from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
 from .catalog import write_manifest
 from .dialects import DialectOps, get_dialect
-from .dialects.mysql import MySQLOps
 from .dump.reader import entries_from_records, entries_from_stream
 from .dump.records import Record
 from .restore import RestoreSummary, restore_entries
@@ -149,7 +148,7 @@ class MigrationUtils(BaseModel):
     @classmethod
     def is_mysql_missing_database_error(cls, error: OperationalError) -> bool:
         """Whether ``error`` is MySQL's "Unknown database" (error 1049)."""
-        return MySQLOps().is_missing_database_error(error)
+        return get_dialect(URL.create("mysql")).is_missing_database_error(error)
 
     # -- backup ------------------------------------------------------------------------------
     def _backup_records(self, materialize: bool = True) -> Iterable[tuple[Record, bytes]]:

@@ -1,27 +1,32 @@
-"""Per-backend behaviour; the engine asks :func:`get_dialect` and never branches on names itself."""
+"""Per-backend behaviour; the engine asks :func:`get_dialect` and never branches on names itself.
+
+A backend's module (and its driver) is imported on first use: a MariaDB backup does not pay
+for importing psycopg, nor a PostgreSQL one for pymysql.
+"""
 
 from __future__ import annotations
+
+import importlib
+from functools import cache
 
 from sqlalchemy.engine import URL, Engine
 
 from ..errors import UnsupportedDatabaseError
 from .base import DialectOps
-from .mysql import MySQLOps
-from .postgresql import PostgreSQLOps
-from .sqlite import SQLiteOps
 
-_BY_BACKEND: dict[str, DialectOps] = {
-    "mysql": MySQLOps(),
-    "mariadb": MySQLOps(),
-    "postgresql": PostgreSQLOps(),
-    "sqlite": SQLiteOps(),
+#: Backend name -> (module in this package, its DialectOps class).
+_BY_BACKEND: dict[str, tuple[str, str]] = {
+    "mysql": ("mysql", "MySQLOps"),
+    "mariadb": ("mysql", "MySQLOps"),
+    "postgresql": ("postgresql", "PostgreSQLOps"),
+    "sqlite": ("sqlite", "SQLiteOps"),
 }
 
 
-#: Tables any backend keeps for itself; never part of a user's schema.
-BOOKKEEPING_TABLES: frozenset[str] = frozenset().union(
-    *(ops.internal_tables for ops in _BY_BACKEND.values())
-)
+@cache
+def _ops(module: str, cls: str) -> DialectOps:
+    ops: DialectOps = getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
+    return ops
 
 
 def get_dialect(target: URL | Engine) -> DialectOps:
@@ -29,7 +34,7 @@ def get_dialect(target: URL | Engine) -> DialectOps:
     url = target.url if isinstance(target, Engine) else target
     backend = url.get_backend_name()
     try:
-        return _BY_BACKEND[backend]
+        return _ops(*_BY_BACKEND[backend])
     except KeyError:
         supported = ", ".join(sorted(_BY_BACKEND))
         raise UnsupportedDatabaseError(
@@ -37,4 +42,10 @@ def get_dialect(target: URL | Engine) -> DialectOps:
         ) from None
 
 
-__all__ = ["BOOKKEEPING_TABLES", "DialectOps", "get_dialect"]
+@cache
+def bookkeeping_tables() -> frozenset[str]:
+    """Tables any backend keeps for itself; never part of a user's schema."""
+    return frozenset().union(*(_ops(*found).internal_tables for found in _BY_BACKEND.values()))
+
+
+__all__ = ["DialectOps", "bookkeeping_tables", "get_dialect"]
