@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import psycopg
 from sqlalchemy import text
@@ -25,7 +25,7 @@ from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError
 from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column
 from .pg_copy import copy_text_rows
-from .text_rows import BULK_CODECS, Verbatim, bulk_text
+from .text_rows import BULK_CODECS, VerbatimColumn, bulk_text
 
 logger = logging.getLogger(__name__)
 
@@ -212,9 +212,11 @@ _COPY_BATCH_BYTES = 1024 * 1024
 _RANGE_BLOCKS = 256
 
 
-def _bytea_field(value: bytes) -> Verbatim:
-    """A bytea in COPY's text form: hex input, its backslash escaped for COPY."""
-    return Verbatim("\\\\x" + value.hex())
+def _bytea_fields(values: list[bytes | None]) -> VerbatimColumn:
+    """Bytea values in COPY's text form: hex input, its backslash escaped for COPY."""
+    if None in values:
+        return VerbatimColumn([None if v is None else "\\\\x" + v.hex() for v in values])
+    return VerbatimColumn(map("\\\\x".__add__, map(bytes.hex, cast(list[bytes], values))))
 
 
 def _driver(raw: Any) -> psycopg.Connection[Any]:
@@ -1109,8 +1111,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         verbatim = 0
         for i, codec in enumerate(codecs):
             if codec == "bytes":
-                decoded = decode_base64_column(table, i, columns[i])
-                columns[i] = [None if b is None else _bytea_field(b) for b in decoded]
+                columns[i] = _bytea_fields(decode_base64_column(table, i, columns[i]))
                 verbatim += 2 * (len(rows) - columns[i].count(None))
         self._copy_into(table).write(bulk_text(table, columns, verbatim))
 

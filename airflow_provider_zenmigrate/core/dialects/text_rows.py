@@ -9,7 +9,7 @@ text as they are), with one pass of C string operations for most chunks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..dump.model import TableSpec
 from ..errors import ZenMigrateError
@@ -21,11 +21,10 @@ _NULL = "\\N"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
 
 
-class Verbatim(str):
-    """A field already in the bulk text form (never escaped again), e.g. ``\\\\x0a`` for
-    a PostgreSQL bytea."""
-
-    __slots__ = ()
+class VerbatimColumn(list[str | None]):
+    """A column whose fields are already in the bulk text form (never escaped again), e.g.
+    ``\\\\x0a`` for a PostgreSQL bytea; None is NULL. Marked as a whole, so building it
+    takes no Python call per value."""
 
 
 def _field(value: Any) -> str:
@@ -35,8 +34,6 @@ def _field(value: Any) -> str:
     kind = value.__class__
     if kind is str:
         return str(value).translate(_ESCAPES)
-    if kind is Verbatim:
-        return str(value)
     if kind is int:
         return str(value)
     if kind is bool:
@@ -53,16 +50,20 @@ _NONE = type(None)
 def _column_fields(column: Sequence[Any]) -> Sequence[str]:
     """A column's values as unescaped fields; by the column's value types, so that the
     usual columns (all text, all integers, all booleans) take no Python call per value."""
+    if isinstance(column, VerbatimColumn):
+        if None in column:
+            return [_NULL if v is None else v for v in column]
+        return cast(list[str], column)
     kinds = set(map(type, column))
     if not isinstance(column, list | tuple):
         column = list(column)
-    if kinds <= {str, Verbatim}:
+    if kinds <= {str}:
         return column
     if kinds == {int}:
         return list(map(str, column))
     if kinds == {bool}:
         return list(map(_BOOL_FIELDS.__getitem__, column))
-    if kinds <= {str, Verbatim, _NONE}:
+    if kinds <= {str, _NONE}:
         return [_NULL if v is None else v for v in column]
     return [
         _NULL
@@ -90,7 +91,8 @@ def tsv_columns(columns: list[Sequence[Any]], verbatim_backslashes: int = 0) -> 
     by counting: one backslash per NULL (plus ``verbatim_backslashes``, those the caller's
     :class:`Verbatim` fields hold), ``width - 1`` tabs per row, one newline between rows,
     no carriage return and no NUL. A value with a special character breaks a count, and the
-    chunk is then built again with every value escaped.
+    chunk is then built again with every value escaped (but those of a
+    :class:`VerbatimColumn`).
     """
     nulls = sum(column.count(None) for column in columns)
     fields = [_column_fields(column) for column in columns]
@@ -103,8 +105,11 @@ def tsv_columns(columns: list[Sequence[Any]], verbatim_backslashes: int = 0) -> 
         or "\r" in text
         or "\0" in text
     ):
-        rows = zip(*columns, strict=True)
-        text = "\n".join(["\t".join([_field(v) for v in row]) for row in rows])
+        fields = [
+            _column_fields(c) if isinstance(c, VerbatimColumn) else [_field(v) for v in c]
+            for c in columns
+        ]
+        text = "\n".join(map("\t".join, zip(*fields, strict=True)))
     return text + "\n"
 
 
