@@ -136,6 +136,18 @@ def _rendered_records(
         yield rows, blocks
 
 
+def _after(batches: Iterator[list[tuple[Any, ...]]], skip: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The batches without their first ``skip`` rows: those a rendered stream that stopped
+    (RowsNotRendered, rare) had already written; read again rather than asked of every
+    dialect as an offset."""
+    for batch in batches:
+        if skip >= len(batch):
+            skip -= len(batch)
+            continue
+        yield batch[skip:] if skip else batch
+        skip = 0
+
+
 def iter_backup(
     engine: Engine,
     *,
@@ -218,7 +230,9 @@ def iter_backup(
             # Rows are fetched in small batches and grouped into records of at most
             # chunk_rows rows and about RECORD_BYTES bytes, so wide rows (large BLOBs) do
             # not make a record, or the memory it takes, grow with chunk_rows.
-            for batch in reader.rows(table, min(chunk_rows, FETCH_ROWS), rows_done):
+            # No name holds the row stream: a consumer that stops early finalises it with the
+            # loop, before the reader's session is cleaned up.
+            for batch in _after(reader.rows(table, min(chunk_rows, FETCH_ROWS)), rows_done):
                 if native:
                     pending.extend(dict(zip(names, row, strict=True)) for row in batch)
                 else:

@@ -181,15 +181,13 @@ class BackupReader(ABC):
         """Every base table, in an order that restores cleanly one after another."""
 
     @abstractmethod
-    def rows(
-        self, table: TableSpec, chunk_rows: int, skip: int = 0
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         """The table's rows in ``table.columns`` order, ``chunk_rows`` at a time at most.
 
         Values are Python values matching each column's codec (``bytes`` for ``bytes``,
-        ``Decimal`` for ``decimal``, ``str`` for ``text``, ...). Streams: memory does not
-        grow with the table (a server-side cursor). ``skip`` leaves out the first rows in
-        key order, where :meth:`rendered_rows` stopped; only for a table with a key.
+        ``Decimal`` for ``decimal``, ``str`` for ``text``, ...), in the order
+        :meth:`rendered_rows` gives them. Streams: memory does not grow with the table (a
+        server-side cursor).
         """
 
     def rendered_rows(
@@ -203,7 +201,7 @@ class BackupReader(ABC):
         handed on in blocks, never one Python object each. ``None`` where the backend (or this
         table, for one of its types) cannot; the engine then encodes :meth:`rows` itself.
         Raises :class:`RowsNotRendered` at a row the server could not render; the engine
-        then reads the rest of the table with :meth:`rows`.
+        then reads the table with :meth:`rows` from that row on.
         """
         return None
 

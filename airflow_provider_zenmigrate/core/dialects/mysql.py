@@ -435,9 +435,7 @@ class _MySQLBackupReader(BackupReader):
                     break
         return keys
 
-    def rows(
-        self, table: TableSpec, chunk_rows: int, skip: int = 0
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
         s = self.s
@@ -456,10 +454,6 @@ class _MySQLBackupReader(BackupReader):
         sql = f"SELECT {', '.join(exprs)} FROM {s.q(table.name)}"
         if table.key:
             sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
-        if skip:
-            if not table.key:
-                raise ValueError(f"table {table.name!r} has no key to skip rows by")
-            sql += f" LIMIT 18446744073709551615 OFFSET {int(skip)}"
         cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
         try:
             cursor.execute(sql, ())

@@ -42,27 +42,25 @@ def copy_text_rows(
     if result is None or result.status != pq.ExecStatus.COPY_OUT:
         _finish(pgconn, encoding, result)
         raise psycopg.InterfaceError("COPY TO STDOUT did not start")
-    state = _Stream()
+    ended = False
     try:
-        yield from _rows(pgconn, state, batch_rows, batch_bytes)
+        rest = yield from _rows(pgconn, batch_rows, batch_bytes)
+        ended = True  # the server said the COPY is over; its result is still to be read
+        if rest is not None:
+            yield rest
     finally:
-        if not state.ended:  # closed early: stop the server, skip what it already sent
+        if not ended:  # closed early: stop the server, skip what it already sent
             conn.cancel_safe()
             with suppress(psycopg.OperationalError):
                 while pgconn.get_copy_data(0)[0] > 0:
                     pass
-        _finish(pgconn, encoding, None, raise_error=state.ended)
-
-
-class _Stream:
-    """Whether the server has said the COPY is over (then its result is still to be read)."""
-
-    ended = False
+        _finish(pgconn, encoding, None, raise_error=ended)
 
 
 def _rows(
-    pgconn: Any, state: _Stream, batch_rows: int, batch_bytes: int
-) -> Generator[tuple[int, bytes], None, None]:
+    pgconn: Any, batch_rows: int, batch_bytes: int
+) -> Generator[tuple[int, bytes], None, tuple[int, bytes] | None]:
+    """Full batches until the COPY ends; returns the last, partial one."""
     get = pgconn.get_copy_data
     rows: list[Any] = []
     size = 0
@@ -88,10 +86,7 @@ def _rows(
             select.select([pgconn.socket], [], [])
             pgconn.consume_input()
         else:  # -1, the end (psycopg raises for -2, a broken connection)
-            state.ended = True
-            if rows:
-                yield len(rows), b",".join(rows)
-            return
+            return (len(rows), b",".join(rows)) if rows else None
         nbytes, data = get(1)
 
 

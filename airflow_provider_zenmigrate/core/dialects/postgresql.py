@@ -489,9 +489,7 @@ class PostgreSQLBackupReader(BackupReader):
         return " ".join(parts)
 
     # -- rows ----------------------------------------------------------------------------------
-    def rows(
-        self, table: TableSpec, chunk_rows: int, skip: int = 0
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         """Rows of ``table`` itself (``FROM ONLY``), through a server-side cursor."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
@@ -500,15 +498,10 @@ class PostgreSQLBackupReader(BackupReader):
         select = ", ".join(
             _q(c.name) + ("::text" if c.codec == "text" else "") for c in table.columns
         )
-        sql = f"SELECT {select} FROM ONLY {_q(table.name)}"
-        if skip:
-            if not table.key:
-                raise ValueError(f"table {table.name!r} has no key to skip rows by")
-            sql += f" ORDER BY {', '.join(_q(k) for k in table.key)} OFFSET {int(skip)}"
         self._cursors += 1
         with self._conn.cursor(name=f"zm_rows_{self._cursors}") as cur:
             cur.itersize = chunk_rows
-            cur.execute(sql.encode())
+            cur.execute(f"SELECT {select} FROM ONLY {_q(table.name)}".encode())
             while chunk := cur.fetchmany(chunk_rows):
                 yield [tuple(row) for row in chunk]
 
@@ -532,8 +525,9 @@ class PostgreSQLBackupReader(BackupReader):
         select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {_q(table.name)}"
         ranges = self._block_ranges(found.oid)
         if len(ranges) > 1 and (second := self._second_connection()) is not None:
-            return self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
-        stream = copy_text_rows(self._conn, select, chunk_rows, _COPY_BATCH_BYTES)
+            stream = self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
+        else:
+            stream = copy_text_rows(self._conn, select, chunk_rows, _COPY_BATCH_BYTES)
         self._streams.append(stream)
         return stream
 
@@ -588,19 +582,23 @@ class PostgreSQLBackupReader(BackupReader):
 
         def start(i: int) -> tuple[Generator[tuple[int, bytes], None, None], Any]:
             stream = copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, _COPY_BATCH_BYTES)
-            self._streams.append(stream)
             return stream, next(stream, None)  # sends the COPY
 
         current = start(0)
-        for i in range(len(ranges)):
-            following = start(i + 1) if i + 1 < len(ranges) else None
-            stream, first = current
-            if first is not None:
-                yield first
-                yield from stream
-            self._streams.remove(stream)
+        following = None
+        try:
+            for i in range(len(ranges)):
+                following = start(i + 1) if i + 1 < len(ranges) else None
+                stream, first = current
+                if first is not None:
+                    yield first
+                    yield from stream
+                if following is not None:
+                    current = following
+        finally:  # closed early: cancel the COPYs still open on either session
+            current[0].close()
             if following is not None:
-                current = following
+                following[0].close()
 
     def close_streams(self) -> None:
         """Close COPY streams a consumer left unfinished (the server is told to stop)."""
@@ -1108,12 +1106,10 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         # COPY parses the dump's decimal, float and date/time text exactly as the backup
         # read it; only bytea is turned from base64 into COPY's hex form here.
         columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
-        verbatim = 0
         for i, codec in enumerate(codecs):
             if codec == "bytes":
                 columns[i] = _bytea_fields(decode_base64_column(table, i, columns[i]))
-                verbatim += 2 * (len(rows) - columns[i].count(None))
-        self._copy_into(table).write(bulk_text(table, columns, verbatim))
+        self._copy_into(table).write(bulk_text(table, columns))
 
     def create_object(self, obj: ObjectSpec) -> None:
         self.end_copy()

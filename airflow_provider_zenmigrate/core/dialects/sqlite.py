@@ -304,18 +304,13 @@ class _SQLiteBackupReader(BackupReader):
             specs.append(TableSpec(name, sql, columns, key, options))
         return specs
 
-    def rows(
-        self, table: TableSpec, chunk_rows: int, skip: int = 0
-    ) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         columns = ", ".join(_quote(c.name) for c in table.columns)
         if table.options.get("without_rowid"):
             order = ", ".join(_quote(k) for k in table.key)
         else:
             order = "_rowid_"
-        cursor = self.conn.execute(
-            f"SELECT {columns} FROM {_quote(table.name)} ORDER BY {order} LIMIT -1 OFFSET ?",
-            (skip,),
-        )
+        cursor = self.conn.execute(f"SELECT {columns} FROM {_quote(table.name)} ORDER BY {order}")
         try:
             while chunk := cursor.fetchmany(chunk_rows):
                 yield chunk

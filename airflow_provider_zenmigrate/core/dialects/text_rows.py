@@ -77,29 +77,30 @@ def _column_fields(column: Sequence[Any]) -> Sequence[str]:
     ]
 
 
-def tsv(rows: Sequence[tuple[Any, ...]], verbatim_backslashes: int = 0) -> str:
+def tsv(rows: Sequence[tuple[Any, ...]]) -> str:
     """The rows as bulk text, one line per row (newline-terminated)."""
     if not rows:
         return ""
-    return tsv_columns(list(zip(*rows, strict=True)), verbatim_backslashes)
+    return tsv_columns(list(zip(*rows, strict=True)))
 
 
-def tsv_columns(columns: list[Sequence[Any]], verbatim_backslashes: int = 0) -> str:
+def tsv_columns(columns: list[Sequence[Any]]) -> str:
     """Columns of equal length as bulk text, one line per row (newline-terminated).
 
     Most values need no escaping, so the fast path joins them as they are and then checks
-    by counting: one backslash per NULL (plus ``verbatim_backslashes``, those the caller's
-    :class:`Verbatim` fields hold), ``width - 1`` tabs per row, one newline between rows,
-    no carriage return and no NUL. A value with a special character breaks a count, and the
-    chunk is then built again with every value escaped (but those of a
-    :class:`VerbatimColumn`).
+    by counting: one backslash per NULL (plus those a :class:`VerbatimColumn` holds), ``width
+    - 1`` tabs per row, one newline between rows, no carriage return and no NUL. A value with
+    a special character breaks a count, and the chunk is then built again with every value
+    escaped (but those of a :class:`VerbatimColumn`).
     """
-    nulls = sum(column.count(None) for column in columns)
+    backslashes = sum(column.count(None) for column in columns) + sum(
+        "".join(filter(None, c)).count("\\") for c in columns if isinstance(c, VerbatimColumn)
+    )
     fields = [_column_fields(column) for column in columns]
     text = "\n".join(map("\t".join, zip(*fields, strict=True)))
     count = len(columns[0])
     if (
-        text.count("\\") != nulls + verbatim_backslashes
+        text.count("\\") != backslashes
         or text.count("\t") != count * (len(columns) - 1)
         or text.count("\n") != count - 1
         or "\r" in text
@@ -113,11 +114,9 @@ def tsv_columns(columns: list[Sequence[Any]], verbatim_backslashes: int = 0) -> 
     return text + "\n"
 
 
-def bulk_text(
-    table: TableSpec, columns: list[Sequence[Any]], verbatim_backslashes: int = 0
-) -> bytes:
+def bulk_text(table: TableSpec, columns: list[Sequence[Any]]) -> bytes:
     """:func:`tsv_columns` as UTF-8; a value that cannot be loaded names the table."""
     try:
-        return tsv_columns(columns, verbatim_backslashes).encode("utf-8")
+        return tsv_columns(columns).encode("utf-8")
     except (UnicodeEncodeError, ValueError) as exc:
         raise ZenMigrateError(f"table {table.name!r}: a value cannot be loaded ({exc})") from None
