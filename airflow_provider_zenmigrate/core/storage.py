@@ -46,7 +46,7 @@ import os
 import re
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -593,16 +593,16 @@ class _Decompressed:
         )
 
     def read(self, size: int = -1) -> bytes:
-        with translated_errors("reading", self._location):
-            try:
-                return self._stream.read(size)
-            except self._errors as exc:
-                raise self._fail(exc) from None
+        return self._checked(self._stream.read, size)
 
     def readline(self, size: int = -1) -> bytes:
+        return self._checked(self._stream.readline, size)
+
+    def _checked(self, method: Callable[[int], bytes], size: int) -> bytes:
+        """A read whose corrupt compression or backend failure names the dump."""
         with translated_errors("reading", self._location):
             try:
-                return self._stream.readline(size)
+                return method(size)
             except self._errors as exc:
                 raise self._fail(exc) from None
 
