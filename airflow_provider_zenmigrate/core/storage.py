@@ -306,7 +306,10 @@ class LocalBackend(Backend):
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
         try:
-            with _smart_open().open(str(temporary), "wb", compression="disable") as stream:
+            # A local file is what smart_open would open with io.open anyway; opening it
+            # directly spares a local backup or restore smart_open's import of every cloud
+            # SDK it can find (about 0.3 s of start-up).
+            with open(temporary, "xb") as stream:
                 yield stream
                 stream.flush()
                 os.fsync(stream.fileno())
@@ -316,8 +319,7 @@ class LocalBackend(Backend):
             temporary.unlink(missing_ok=True)
 
     def open_reader(self, key: str) -> IO[bytes]:
-        stream: IO[bytes] = _smart_open().open(key, "rb", compression="disable")
-        return stream
+        return open(key, "rb")  # noqa: SIM115 - the caller closes it (see upload)
 
     def stat(self, key: str) -> ObjectInfo | None:
         path = Path(key)
