@@ -90,7 +90,8 @@ def copy_via_dialect(
                     )
                     encoded = from_server
                 for start in range(0, len(encoded), chunk_rows):
-                    writer.load_encoded(table, encoded[start : start + chunk_rows])
+                    chunk = encoded[start : start + chunk_rows]
+                    writer.load_encoded(table, list(zip(*chunk, strict=True)))
                 counts[table.name] = len(encoded)
             for obj in reader.objects():
                 writer.create_object(obj)

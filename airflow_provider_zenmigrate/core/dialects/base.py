@@ -224,16 +224,16 @@ class RestoreWriter(ABC):
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         """Append rows (Python values as :meth:`BackupReader.rows` gives them)."""
 
-    def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
-        """Append rows whose values are still in the dump's encoding (each column's codec).
+    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+        """Append rows given column by column (one sequence per column of ``table``, of
+        equal length), values still in the dump's encoding (each column's codec).
 
         Backends that load the dump's text forms directly (base64, decimal and date text)
         override this; by default every value is decoded and :meth:`load_rows` loads it.
         """
         decode = decoders([c.codec for c in table.columns])
-        self.load_rows(
-            table, [tuple(d(v) for d, v in zip(decode, row, strict=True)) for row in rows]
-        )
+        decoded = [list(map(d, column)) for d, column in zip(decode, columns, strict=True)]
+        self.load_rows(table, list(zip(*decoded, strict=True)))
 
     @abstractmethod
     def create_object(self, obj: ObjectSpec) -> None:

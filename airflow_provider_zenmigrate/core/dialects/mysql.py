@@ -983,17 +983,14 @@ class _MySQLRestoreWriter(RestoreWriter):
         _settings, sql = _prepare("table", table.name, table.create_stmt)
         self.s.execute_dump(sql)
 
-    def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
-        if self.bulk is None:
-            super().load_encoded(table, rows)
-            return
-        if not rows:
-            return
+    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
         codecs = [c.codec for c in table.columns]
-        if not set(codecs) <= BULK_CODECS or set(map(len, rows)) != {len(codecs)}:
-            super().load_encoded(table, rows)
+        if self.bulk is None or not set(codecs) <= BULK_CODECS or len(columns) != len(codecs):
+            super().load_encoded(table, columns)
             return
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        if not columns[0]:
+            return
+        columns = list(columns)
         for i, codec in enumerate(codecs):
             if codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
                 decode_base64_column(table, i, columns[i])

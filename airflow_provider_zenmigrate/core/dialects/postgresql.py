@@ -1096,16 +1096,16 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         finally:
             cursor.close()
 
-    def load_encoded(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
         codecs = [c.codec for c in table.columns]
         if not table.columns or not set(codecs) <= BULK_CODECS:
-            super().load_encoded(table, rows)
+            super().load_encoded(table, columns)
             return
-        if not rows:
+        if not columns[0]:
             return
         # COPY parses the dump's decimal, float and date/time text exactly as the backup
         # read it; only bytea is turned from base64 into COPY's hex form here.
-        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        columns = list(columns)
         for i, codec in enumerate(codecs):
             if codec == "bytes":
                 columns[i] = _bytea_fields(decode_base64_column(table, i, columns[i]))

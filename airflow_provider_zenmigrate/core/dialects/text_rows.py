@@ -45,27 +45,35 @@ def _field(value: Any) -> str:
 
 _BOOL_FIELDS = {True: "1", False: "0"}
 _NONE = type(None)
+#: Codecs whose values a dump holds as text (or null): taken as they are, without looking at
+#: each value's type; another type there fails the join and takes the general path.
+_TEXT_CODECS = frozenset({"text", "decimal", "bytes", "date", "time", "datetime"})
+#: The characters the bulk format escapes, as UTF-8 (which no multi-byte sequence contains).
+_SPECIALS = b"\\\t\n\r\0"
 
 
-def _column_fields(column: Sequence[Any]) -> Sequence[str]:
-    """A column's values as unescaped fields; by the column's value types, so that the
-    usual columns (all text, all integers, all booleans) take no Python call per value."""
-    if isinstance(column, VerbatimColumn):
-        if None in column:
-            return [_NULL if v is None else v for v in column]
-        return cast(list[str], column)
+def _column_fields(column: Sequence[Any], text: bool = False) -> tuple[Sequence[str], int]:
+    """A column's values as unescaped fields, and how many are NULL; by the column's value
+    types, so that the usual columns (all text, all integers, all booleans) take no Python
+    call per value. ``text``: the column's codec holds text, so only nulls are looked for."""
+    if isinstance(column, VerbatimColumn) or text:
+        nulls = column.count(None)
+        if nulls:
+            return [_NULL if v is None else v for v in column], nulls
+        return cast(list[str], column), 0
     kinds = set(map(type, column))
     if not isinstance(column, list | tuple):
         column = list(column)
+    nulls = column.count(None) if _NONE in kinds else 0
     if kinds <= {str}:
-        return column
+        return column, 0
     if kinds == {int}:
-        return list(map(str, column))
+        return list(map(str, column)), 0
     if kinds == {bool}:
-        return list(map(_BOOL_FIELDS.__getitem__, column))
+        return list(map(_BOOL_FIELDS.__getitem__, column)), 0
     if kinds <= {str, _NONE}:
-        return [_NULL if v is None else v for v in column]
-    return [
+        return [_NULL if v is None else v for v in column], nulls
+    fields = [
         _NULL
         if v is None
         else v
@@ -75,48 +83,56 @@ def _column_fields(column: Sequence[Any]) -> Sequence[str]:
         else _field(v)
         for v in column
     ]
+    return fields, nulls
 
 
 def tsv(rows: Sequence[tuple[Any, ...]]) -> str:
     """The rows as bulk text, one line per row (newline-terminated)."""
     if not rows:
         return ""
-    return tsv_columns(list(zip(*rows, strict=True)))
+    return tsv_columns(list(zip(*rows, strict=True))).decode("utf-8")
 
 
-def tsv_columns(columns: list[Sequence[Any]]) -> str:
-    """Columns of equal length as bulk text, one line per row (newline-terminated).
+def tsv_columns(columns: list[Sequence[Any]], text: Sequence[bool] = ()) -> bytes:
+    """Columns of equal length as bulk text in UTF-8, one line per row (newline-terminated).
+    ``text[i]`` says column ``i``'s codec holds text (see :func:`_column_fields`).
 
     Most values need no escaping, so the fast path joins them as they are and then checks
-    by counting: one backslash per NULL (plus those a :class:`VerbatimColumn` holds), ``width
-    - 1`` tabs per row, one newline between rows, no carriage return and no NUL. A value with
-    a special character breaks a count, and the chunk is then built again with every value
-    escaped (but those of a :class:`VerbatimColumn`).
+    by counting, in one pass over the bytes, the characters the format escapes: one
+    backslash per NULL (plus those a :class:`VerbatimColumn` holds), ``width - 1`` tabs per
+    row and one newline per row. A value holding any of them adds to the count, and the
+    chunk is then built again with every value escaped (but those of a VerbatimColumn).
     """
-    backslashes = sum(column.count(None) for column in columns) + sum(
-        "".join(filter(None, c)).count("\\") for c in columns if isinstance(c, VerbatimColumn)
-    )
-    fields = [_column_fields(column) for column in columns]
-    text = "\n".join(map("\t".join, zip(*fields, strict=True)))
-    count = len(columns[0])
-    if (
-        text.count("\\") != backslashes
-        or text.count("\t") != count * (len(columns) - 1)
-        or text.count("\n") != count - 1
-        or "\r" in text
-        or "\0" in text
-    ):
-        fields = [
-            _column_fields(c) if isinstance(c, VerbatimColumn) else [_field(v) for v in c]
+    text = list(text) or [False] * len(columns)
+    try:
+        fields, nulls = zip(*map(_column_fields, columns, text), strict=True)
+        data = _joined(fields)
+    except TypeError:  # a value that is not text in a text column
+        pass
+    else:
+        verbatim = sum(
+            "".join(filter(None, c)).count("\\") for c in columns if isinstance(c, VerbatimColumn)
+        )
+        expected = sum(nulls) + verbatim + len(columns[0]) * len(columns)
+        if len(data) - len(data.translate(None, _SPECIALS)) == expected:
+            return data
+    return _joined(
+        [
+            _column_fields(c)[0] if isinstance(c, VerbatimColumn) else [_field(v) for v in c]
             for c in columns
         ]
-        text = "\n".join(map("\t".join, zip(*fields, strict=True)))
-    return text + "\n"
+    )
+
+
+def _joined(fields: Sequence[Sequence[str]]) -> bytes:
+    return "\n".join(map("\t".join, zip(*fields, strict=True))).encode("utf-8") + b"\n"
 
 
 def bulk_text(table: TableSpec, columns: list[Sequence[Any]]) -> bytes:
-    """:func:`tsv_columns` as UTF-8; a value that cannot be loaded names the table."""
+    """:func:`tsv_columns` of a chunk of ``table``; a value that cannot be loaded names the
+    table."""
+    text = [c.codec in _TEXT_CODECS for c in table.columns]
     try:
-        return tsv_columns(columns).encode("utf-8")
+        return tsv_columns(columns, text)
     except (UnicodeEncodeError, ValueError) as exc:
         raise ZenMigrateError(f"table {table.name!r}: a value cannot be loaded ({exc})") from None
