@@ -49,8 +49,8 @@ class _Table:
     created: bool = True
 
     def columns(self, data: list[dict[str, Any]]) -> list[Sequence[Any]]:
-        """The rows' values column by column, in C (no Python call per value): a third
-        of the time of picking row tuples and transposing them."""
+        """The rows' values column by column, in C (no Python call per value): half the
+        time of picking row tuples and transposing them."""
         return [tuple(map(itemgetter(name), data)) for name in self.names]
 
 
