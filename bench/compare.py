@@ -5,7 +5,8 @@ Usage: python -m bench [--rows N] [--runs N] [--datasets abcd] [--dialect mysql|
 For each dataset (see :mod:`bench.datasets`) and each tool, every run times a backup and a
 restore into an empty database, then checks the restored tables against the source
 (``CHECKSUM TABLE`` / ordered md5), so a fast wrong answer cannot win. Every figure is the
-median of ``--runs`` runs, interleaved across the tools. Times are whole-process wall times
+median of ``--runs`` runs, interleaved across the tools, each started on a settled server
+(:func:`settle`). Times are whole-process wall times
 (our interpreter's start-up included); peak RSS is ``ru_maxrss`` of the command (through
 ``/usr/bin/time``; for a pipeline, its largest process), never of a fork of this process.
 The tables and the issue's targets (PASS/MISS) go to stdout and ``build/bench/results.txt``.
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine, make_url
@@ -85,6 +87,45 @@ def timed(command: Command, workdir: Path) -> Sample:
     if proc.stdout and proc.stdout.strip().startswith(b"{"):
         inner = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
     return Sample(seconds, peak_kb / 1024, inner)
+
+
+# -- a quiet server before each command -------------------------------------------------------
+def settle(url: URL, timeout: float = 120.0) -> None:
+    """Let the server finish what the previous command left it (InnoDB flushing dirty pages
+    and purging, PostgreSQL's checkpoint and autovacuum), so that it is not timed as part of
+    the next command: whichever tool ran after a large restore would otherwise pay for it.
+    """
+    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    deadline = time.monotonic() + timeout
+    try:
+        with engine.connect() as conn:
+            if url.get_backend_name() == "mysql":
+                _settle_innodb(conn.exec_driver_sql, deadline)
+            else:
+                conn.exec_driver_sql("CHECKPOINT")
+                busy = (
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+                )
+                while conn.exec_driver_sql(busy).scalar() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+    finally:
+        engine.dispose()
+
+
+def _settle_innodb(sql: Callable[[str], Any], deadline: float) -> None:
+    def status(name: str) -> int:
+        return int(sql(f"SHOW GLOBAL STATUS LIKE '{name}'").one()[1])
+
+    pct = sql("SELECT @@GLOBAL.innodb_max_dirty_pages_pct").scalar()
+    sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")  # flush now, not at leisure
+    try:
+        while time.monotonic() < deadline and (
+            status("Innodb_buffer_pool_pages_dirty") > 100
+            or status("Innodb_history_list_length") > 1000
+        ):
+            time.sleep(0.2)
+    finally:
+        sql(f"SET GLOBAL innodb_max_dirty_pages_pct = {float(pct)}")
 
 
 # -- the tools ----------------------------------------------------------------------------------
@@ -266,6 +307,7 @@ def run_dialect(
                 cell = cells.setdefault((ds.key, tool.name), Cell())
                 out = workdir / tool.output
                 _remove(out)
+                settle(src.url)
                 sample = timed(tool.backup(out), workdir)
                 cell.backup.append(sample)
                 cell.size = cell.size or _size(out)
@@ -274,6 +316,7 @@ def run_dialect(
                 if tool.restore is not None:
                     dst.create_database(drop=True)
                     dst.dispose()
+                    settle(src.url)
                     sample = timed(tool.restore(out), workdir)
                     cell.restore.append(sample)
                     ok = _fingerprint(dst_url) == expected

@@ -68,9 +68,24 @@ def _smart_open() -> ModuleType:
 
 
 def compression_wrapper(stream: IO[bytes], mode: str, compression: str) -> Any:
-    from smart_open.compression import compression_wrapper as wrap
+    """The codec of ``compression`` (a suffix of :data:`COMPRESSIONS`) around a raw stream,
+    buffered as smart_open's own wrapper does; written here so that a local ``.zst`` or
+    ``.gz`` dump does not import smart_open."""
+    if compression == ".gz":
+        import gzip
 
-    return wrap(stream, mode, compression)
+        codec: Any = gzip.open(stream, mode)  # noqa: SIM115 - the caller closes it
+    else:
+        codec = _zstd().open(stream, mode)
+    return io.BufferedWriter(codec) if "w" in mode else io.BufferedReader(codec)
+
+
+def _zstd() -> ModuleType:
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+    return zstd
 
 
 logger = logging.getLogger(__name__)
@@ -572,11 +587,7 @@ def _decompression_errors() -> tuple[type[BaseException], ...]:
     import gzip
     import zlib
 
-    if sys.version_info >= (3, 14):
-        from compression.zstd import ZstdError
-    else:
-        from backports.zstd import ZstdError
-    return (EOFError, gzip.BadGzipFile, zlib.error, ZstdError)
+    return (EOFError, gzip.BadGzipFile, zlib.error, _zstd().ZstdError)
 
 
 class _Decompressed:
