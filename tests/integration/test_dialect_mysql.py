@@ -153,14 +153,16 @@ def leftovers(server: Engine, label_or_part: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def side_databases(server: Engine) -> set[str]:
+def side_databases(server: Engine, target: Engine) -> set[str]:
+    """Staging and trash databases of restores into ``target`` (``zm..._<label>_<target>``);
+    other tests, in this or another worker, restore into other targets meanwhile."""
     rows = sql(
         server,
         "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
         "WHERE SCHEMA_NAME LIKE %s OR SCHEMA_NAME LIKE %s",
         params=("zmstage\\_%", "zmtrash\\_%"),
     )
-    return {r[0] for r in rows}
+    return {r[0] for r in rows if r[0].endswith(f"_{db(target)}")}
 
 
 def assert_same(source: Engine, target: Engine) -> None:
@@ -192,7 +194,7 @@ def test_fidelity_every_type_and_object(make_db: MakeDb, server: Engine) -> None
         params=(every_byte[:4], every_byte, every_byte * 3, every_byte * 1000),
     )
     seed_target(target)
-    before = side_databases(server)
+    before = side_databases(server, target)
 
     with get_dialect(source).open_backup(source) as reader:
         assert "MariaDB" in reader.server_version
@@ -242,7 +244,7 @@ def test_fidelity_every_type_and_object(make_db: MakeDb, server: Engine) -> None
         "event ev_noop",
     } <= set(defs)
     assert "ANSI_QUOTES" in defs["procedure p_count"][0]
-    assert side_databases(server) == before
+    assert side_databases(server, target) == before
     # id 0 survived and the counter is still ahead of max(id)
     sql(target, "INSERT INTO autoinc (note) VALUES ('next')")
     assert sql(target, "SELECT MIN(id), MAX(id) FROM autoinc") == [(0, 1000)]
@@ -400,7 +402,7 @@ def test_swap_failure_after_rename_puts_everything_back(
     load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
     target = _existing_target(make_db)
     before_sums, before_defs = checksums(target), definitions(target)
-    before_side = side_databases(server)
+    before_side = side_databases(server, target)
     if path == "statement by statement":
         monkeypatch.setattr(mysql_dialect, "_runs_swap_block", lambda _version: False)
     real_swap = _MySQLRestoreWriter.swap
@@ -415,7 +417,7 @@ def test_swap_failure_after_rename_puts_everything_back(
         copy_via_dialect(source, target)
     assert checksums(target) == before_sums
     assert definitions(target) == before_defs
-    assert side_databases(server) == before_side
+    assert side_databases(server, target) == before_side
     # and running it again succeeds
     monkeypatch.undo()
     copy_via_dialect(source, target)
@@ -450,7 +452,7 @@ def test_swap_block_killed_by_the_server_puts_everything_back(
     load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
     target = _existing_target(make_db)
     before_sums, before_defs = checksums(target), definitions(target)
-    before_side = side_databases(server)
+    before_side = side_databases(server, target)
     reader = target.raw_connection()
     failure: list[BaseException] = []
 
@@ -480,7 +482,7 @@ def test_swap_block_killed_by_the_server_puts_everything_back(
     assert len(failure) == 1 and isinstance(failure[0], pymysql.err.MySQLError), failure
     assert checksums(target) == before_sums
     assert definitions(target) == before_defs
-    assert side_databases(server) == before_side
+    assert side_databases(server, target) == before_side
     copy_via_dialect(source, target)
     assert_same(source, target)
 
