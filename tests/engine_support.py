@@ -88,3 +88,15 @@ def server_objects(url: URL, folder: Path) -> set[str]:
         return names
     finally:
         engine.dispose()
+
+
+def restore_side_objects(url: URL, folder: Path) -> set[str]:
+    """What a restore into ``url`` can leave beside it, and nothing of other targets: files in
+    an SQLite target's folder, MariaDB databases carrying the target's name
+    (``zmstage_<label>_<target>``, ``zmtrash_...``), the PostgreSQL target's own schemas.
+    Other tests, in this pytest worker or another, restore on the same servers meanwhile."""
+    found = server_objects(url, folder)
+    name = Path(url.database or "").name
+    if url.get_backend_name() == "sqlite":
+        return found - {name}
+    return {n for n in found if n.startswith("schema:") or (name in n and n != name)}

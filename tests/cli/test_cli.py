@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import EXAMPLE_MIGRATIONS, SECRET
-from tests.engine_support import populate_library, server_objects
+from tests.engine_support import populate_library, restore_side_objects
 from tests.identity import fingerprint
 
 ZENMIGRATE = str(Path(sys.executable).parent / "zenmigrate")
@@ -330,16 +330,6 @@ def _fill(url: URL, rows: int) -> None:
     engine.dispose()
 
 
-def _ours(url: URL) -> set[str]:
-    """Files beside an SQLite target; databases and schemas a restore of ``url`` could leave
-    (other tests create databases on the same servers concurrently)."""
-    names = server_objects(url, Path(str(url.database)).parent)
-    if url.get_backend_name() == "sqlite":
-        return names
-    markers = ("zmstage", "zmtrash", "schema:", str(url.database))
-    return {n for n in names if any(m in n for m in markers)}
-
-
 def _interrupt_when_progressing(args: list[str], action: str) -> tuple[int, str]:
     """Run the CLI, send SIGINT once it reports progress (mid-way), return (rc, stderr)."""
     process = subprocess.Popen(
@@ -382,14 +372,15 @@ def test_ctrl_c_publishes_nothing_and_leaves_the_target(
     with sqlalchemy.create_engine(db_url, poolclass=NullPool).begin() as conn:
         conn.execute(text("DELETE FROM big WHERE id > 1000"))
     before = fingerprint(db_url)
-    objects = _ours(db_url)
+    beside = Path(str(db_url.database)).parent  # an SQLite target's folder
+    objects = restore_side_objects(db_url, beside)
     rc, stderr = _interrupt_when_progressing(
         ["restore", str(dest), url_text(db_url), "--yes"], "restore"
     )
     assert rc == 1, stderr
     assert "was left as it was" in stderr
     assert fingerprint(db_url) == before
-    assert _ours(db_url) == objects
+    assert restore_side_objects(db_url, beside) == objects
 
 
 # -- output modes, migrations, retention, Airflow ----------------------------------------------

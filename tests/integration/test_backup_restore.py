@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.errors import (
@@ -23,7 +22,7 @@ from tests.engine_support import (
     populate_library,
     read_lines,
     reseal,
-    server_objects,
+    restore_side_objects,
     write_lines,
 )
 from tests.identity import fingerprint
@@ -50,13 +49,6 @@ def target(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
     finally:
         mu.drop_database()
         mu.dispose()
-
-
-def _leftovers(before: set[str], after: set[str], url: URL) -> set[str]:
-    """New names a restore into ``url`` left: side databases or files carry the target's
-    name, schemas are the target's own; other tests' staging databases do not count."""
-    name = Path(url.database or "").name
-    return {n for n in after - before if name in n or n.startswith("schema:")}
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])
@@ -191,15 +183,14 @@ def test_bad_dumps_are_refused_and_touch_nothing(
     bad = tmp_path / f"{case}.jsonl"
     write_lines(bad, records)
     before = fingerprint(target.url)
-    objects = server_objects(target.url, tmp_path / "target")
+    objects = restore_side_objects(target.url, tmp_path / "target")
     with pytest.raises(error, match=message) as failure:
         target.restore_database_from_file(str(bad))
     assert failure.value.line == line
     if line is not None:
         assert f"line {line}:" in str(failure.value)
     assert fingerprint(target.url) == before
-    after = server_objects(target.url, tmp_path / "target")
-    assert not _leftovers(objects, after, target.url)
+    assert not restore_side_objects(target.url, tmp_path / "target") - objects
 
 
 def test_cut_in_the_middle_of_a_line(
@@ -282,12 +273,12 @@ def test_failed_restore_leaves_target_as_it_was(
             yield record
 
     before = fingerprint(target.url)
-    objects = server_objects(target.url, tmp_path / "target")
+    objects = restore_side_objects(target.url, tmp_path / "target")
     with pytest.raises(Boom):
         target.restore_database_from_storage(load)
     assert fingerprint(target.url) == before
-    assert not _leftovers(objects, server_objects(target.url, tmp_path / "target"), target.url)
+    assert not restore_side_objects(target.url, tmp_path / "target") - objects
 
     target.restore_database_from_storage(lambda: iter(records))  # a rerun succeeds
     assert fingerprint(target.url) == fingerprint(source.url)
-    assert not _leftovers(objects, server_objects(target.url, tmp_path / "target"), target.url)
+    assert not restore_side_objects(target.url, tmp_path / "target") - objects

@@ -27,6 +27,7 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
 from tests.conftest import FIXTURES, SAKILA_DIR, database_url, server_url
 from tests.dialect_harness import copy_via_dialect
+from tests.engine_support import restore_side_objects
 
 MakeDb = Callable[[], Engine]
 
@@ -153,18 +154,6 @@ def leftovers(server: Engine, label_or_part: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def side_databases(server: Engine, target: Engine) -> set[str]:
-    """Staging and trash databases of restores into ``target`` (``zm..._<label>_<target>``);
-    other tests, in this or another worker, restore into other targets meanwhile."""
-    rows = sql(
-        server,
-        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-        "WHERE SCHEMA_NAME LIKE %s OR SCHEMA_NAME LIKE %s",
-        params=("zmstage\\_%", "zmtrash\\_%"),
-    )
-    return {r[0] for r in rows if r[0].endswith(f"_{db(target)}")}
-
-
 def assert_same(source: Engine, target: Engine) -> None:
     assert checksums(target) == checksums(source)
     assert definitions(target) == definitions(source)
@@ -184,7 +173,7 @@ def seed_target(target: Engine) -> None:
 
 
 # -- fidelity ---------------------------------------------------------------------------------
-def test_fidelity_every_type_and_object(make_db: MakeDb, server: Engine) -> None:
+def test_fidelity_every_type_and_object(make_db: MakeDb) -> None:
     source, target = make_db(), make_db()
     load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
     every_byte = bytes(range(256))
@@ -194,7 +183,7 @@ def test_fidelity_every_type_and_object(make_db: MakeDb, server: Engine) -> None
         params=(every_byte[:4], every_byte, every_byte * 3, every_byte * 1000),
     )
     seed_target(target)
-    before = side_databases(server, target)
+    before = restore_side_objects(target.url, Path())
 
     with get_dialect(source).open_backup(source) as reader:
         assert "MariaDB" in reader.server_version
@@ -244,7 +233,7 @@ def test_fidelity_every_type_and_object(make_db: MakeDb, server: Engine) -> None
         "event ev_noop",
     } <= set(defs)
     assert "ANSI_QUOTES" in defs["procedure p_count"][0]
-    assert side_databases(server, target) == before
+    assert restore_side_objects(target.url, Path()) == before
     # id 0 survived and the counter is still ahead of max(id)
     sql(target, "INSERT INTO autoinc (note) VALUES ('next')")
     assert sql(target, "SELECT MIN(id), MAX(id) FROM autoinc") == [(0, 1000)]
@@ -393,7 +382,7 @@ _FAILS_IN_SWAP = ObjectSpec(
 
 @pytest.mark.parametrize("path", ["one block", "statement by statement"])
 def test_swap_failure_after_rename_puts_everything_back(
-    make_db: MakeDb, server: Engine, monkeypatch: pytest.MonkeyPatch, path: str
+    make_db: MakeDb, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
     """A restored object fails in the target half-way through their creation, after the
     rename: the rename is undone and the old objects are back. "one block" is MariaDB's swap
@@ -402,7 +391,7 @@ def test_swap_failure_after_rename_puts_everything_back(
     load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
     target = _existing_target(make_db)
     before_sums, before_defs = checksums(target), definitions(target)
-    before_side = side_databases(server, target)
+    before_side = restore_side_objects(target.url, Path())
     if path == "statement by statement":
         monkeypatch.setattr(mysql_dialect, "_runs_swap_block", lambda _version: False)
     real_swap = _MySQLRestoreWriter.swap
@@ -417,7 +406,7 @@ def test_swap_failure_after_rename_puts_everything_back(
         copy_via_dialect(source, target)
     assert checksums(target) == before_sums
     assert definitions(target) == before_defs
-    assert side_databases(server, target) == before_side
+    assert restore_side_objects(target.url, Path()) == before_side
     # and running it again succeeds
     monkeypatch.undo()
     copy_via_dialect(source, target)
@@ -452,7 +441,7 @@ def test_swap_block_killed_by_the_server_puts_everything_back(
     load_sql_file(source, FIXTURES / "mysql" / "fidelity.sql")
     target = _existing_target(make_db)
     before_sums, before_defs = checksums(target), definitions(target)
-    before_side = side_databases(server, target)
+    before_side = restore_side_objects(target.url, Path())
     reader = target.raw_connection()
     failure: list[BaseException] = []
 
@@ -482,7 +471,7 @@ def test_swap_block_killed_by_the_server_puts_everything_back(
     assert len(failure) == 1 and isinstance(failure[0], pymysql.err.MySQLError), failure
     assert checksums(target) == before_sums
     assert definitions(target) == before_defs
-    assert side_databases(server, target) == before_side
+    assert restore_side_objects(target.url, Path()) == before_side
     copy_via_dialect(source, target)
     assert_same(source, target)
 

@@ -20,7 +20,7 @@ from airflow_provider_zenmigrate.core.dump.safety import ROUTINE_TYPES
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.engine_support import line_of, read_lines, reseal, server_objects
+from tests.engine_support import line_of, read_lines, reseal, restore_side_objects
 from tests.identity import fingerprint
 
 SERVERS = ["mysql", "postgresql"]
@@ -120,21 +120,12 @@ def target(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
         yield utils
 
 
-def _ours(url: URL, tmp_path: Path) -> set[str]:
-    """Databases or schemas a restore into ``url`` could leave behind (other tests share the
-    servers: only names of this target count)."""
-    names = server_objects(url, tmp_path)
-    if url.get_backend_name() == "postgresql":
-        return {n for n in names if n.startswith("schema:")}
-    return {n for n in names if str(url.database) in n}
-
-
 def _refused(
     target: MigrationUtils, tmp_path: Path, restore: Any, object_type: str, name: str, line: int
 ) -> None:
     """``restore()`` raises UnsafeDumpError naming the routine and its line, says how to
     allow it, and leaves the target and the server as they were."""
-    before, leftovers = fingerprint(target.url), _ours(target.url, tmp_path)
+    before, leftovers = fingerprint(target.url), restore_side_objects(target.url, tmp_path)
     with pytest.raises(UnsafeDumpError) as refused:
         restore()
     target.dispose()
@@ -144,7 +135,7 @@ def _refused(
     for how in ("allow_routines=True", "--allow-routines", "RestoreOperator"):
         assert how in message, message
     assert fingerprint(target.url) == before
-    assert _ours(target.url, tmp_path) == leftovers
+    assert restore_side_objects(target.url, tmp_path) == leftovers
 
 
 def test_dump_with_routines_restores_only_when_allowed(

@@ -27,7 +27,7 @@ from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_f
 from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url, unique_name
-from tests.engine_support import reseal, server_objects
+from tests.engine_support import reseal, restore_side_objects
 from tests.identity import fingerprint
 
 Record = dict[str, Any]
@@ -313,18 +313,8 @@ class World:
         return (
             fingerprint(self.target.url),
             self.victim.state(),
-            _ours(self.target.url, self.folder),
+            restore_side_objects(self.target.url, self.folder),
         )
-
-
-def _ours(url: URL, folder: Path) -> set[str]:
-    """Leftovers of restores into ``url`` (other tests use the same servers meanwhile)."""
-    names = server_objects(url, folder)
-    if url.get_backend_name() == "sqlite":
-        return names
-    if url.get_backend_name() == "postgresql":
-        return {n for n in names if n.startswith("schema:")}  # the target's own schemas
-    return {n for n in names if str(url.database) in n}  # zmstage_<label>_<target>, ...
 
 
 @contextmanager

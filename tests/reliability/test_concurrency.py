@@ -24,7 +24,7 @@ from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.dialects.base import DialectOps
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import FIXTURES, database_url, unique_name
-from tests.engine_support import server_objects
+from tests.engine_support import restore_side_objects
 from tests.identity import fingerprint
 from tests.reliability._load import (
     REVISIONS,
@@ -101,16 +101,6 @@ def _make_dumps(dialect: str, folder: Path) -> dict[str, Path]:
     return dumps
 
 
-def _leftovers(url: URL, folder: Path) -> set[str]:
-    """Databases, schemas or files a restore of ``url`` could leave behind (its own only:
-    other tests create and drop databases on the same servers meanwhile)."""
-    name = Path(url.database or "").name
-    found = server_objects(url, folder)
-    if url.get_backend_name() == "sqlite":
-        return found
-    return {n for n in found if n.startswith("schema:") or name in n}
-
-
 def _restore(url: URL, dump: Path) -> dict[str, Any]:
     with MigrationUtils(url=url, connect_args={}, engine_args={}) as mu:
         mu.restore_database_from_file(str(dump))
@@ -128,7 +118,7 @@ def test_two_restores_at_once_give_one_complete_restore(
     try:
         expected = {name: _restore(url, dump) for name, dump in dumps.items()}
         assert len({repr(fp) for fp in expected.values()}) == 3
-        leftovers = _leftovers(url, tmp_path / "target")
+        leftovers = restore_side_objects(url, tmp_path / "target")
         by_dump = {str(dumps["a"]): "a", str(dumps["b"]): "b"}
         contended = 0
         for number in range(1, ROUNDS + 1):
@@ -162,7 +152,7 @@ def test_two_restores_at_once_give_one_complete_restore(
                 first, second = sorted(winners, key=lambda r: float(r["swap"][1]))
                 assert first["swap"][1] <= second["swap"][0], "two swaps overlapped"
             contended += bool(losers)
-            assert _leftovers(url, tmp_path / "target") == leftovers
+            assert restore_side_objects(url, tmp_path / "target") == leftovers
         # The race was real: at least one round had a restore refused while the other ran.
         assert contended >= 1
         # The loser's lock is gone with it: restoring again just works.

@@ -51,7 +51,7 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.dump.model import TableSpec
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url, unique_name
-from tests.engine_support import server_objects
+from tests.engine_support import restore_side_objects, server_objects
 from tests.identity import fingerprint
 from tests.reliability.killpoints import (
     CHUNK_ROWS,
@@ -162,11 +162,7 @@ class World:
 
     def side_objects(self) -> set[str]:
         """Databases, schemas and files a restore of the target may create beside it."""
-        found = server_objects(self.target, self.folder)
-        name = Path(str(self.target.database)).name
-        if self.dialect == "sqlite":
-            return found - {name}
-        return {n for n in found if (name in n and n != name) or n.startswith("schema:")}
+        return restore_side_objects(self.target, self.folder)
 
 
 class Worlds:
