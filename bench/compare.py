@@ -5,7 +5,10 @@ Usage: python -m bench [--rows N] [--runs N] [--datasets abcd] [--dialect mysql|
 For each dataset (see :mod:`bench.datasets`) and each tool, every run times a backup and a
 restore into an empty database, then checks the restored tables against the source
 (``CHECKSUM TABLE`` / ordered md5), so a fast wrong answer cannot win. Every figure is the
-median of ``--runs`` runs, interleaved across the tools, each started on a settled server
+median of ``--runs`` runs. Each dataset has its own source database, generated once, and
+every run goes through all datasets and all tools in turn, so that a ratio (ours / tool,
+(b) / (a)) compares figures taken minutes apart, not one taken before a slow spell of the
+machine with one taken during it. Every command starts on a settled server and disk
 (:func:`settle`). Times are whole-process wall times
 (our interpreter's start-up included); peak RSS is ``ru_maxrss`` of the command (through
 ``/usr/bin/time``; for a pipeline, its largest process), never of a fork of this process.
@@ -40,11 +43,11 @@ from bench import datasets
 from bench.throughput import ROOT, child_env, ours_command
 
 SERVERS = {
-    "mysql": "mysql+pymysql://root@127.0.0.1:3306/zm_bench_src",
-    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/zm_bench_src",
+    "mysql": "mysql+pymysql://root@127.0.0.1:3306/",
+    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/",
 }
 TITLES = {"mysql": "MariaDB", "postgresql": "PostgreSQL"}
-SRC, DST = "zm_bench_src", "zm_bench_dst"
+SRC, DST = "zm_bench_src_{key}", "zm_bench_dst"  # a source database per dataset
 
 
 # -- running and measuring one command --------------------------------------------------------
@@ -95,6 +98,9 @@ def settle(url: URL, timeout: float = 120.0) -> None:
     and purging, PostgreSQL's checkpoint and autovacuum), so that it is not timed as part of
     the next command: whichever tool ran after a large restore would otherwise pay for it.
     """
+    # The previous command's files (mariadb-dump's output is not fsynced) would otherwise
+    # be written back by the kernel while the next command runs.
+    os.sync()
     engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     deadline = time.monotonic() + timeout
     try:
@@ -154,7 +160,9 @@ def _ours(name: str, output: str, src: URL, dst: URL, restore: bool, zst: bool) 
 
 def mysql_tools(src: URL, dst: URL) -> list[Tool]:
     conn = ["-h", "127.0.0.1", "-P", "3306", "-u", "root"]
-    dump = ["mariadb-dump", *conn, "--single-transaction", SRC]
+    source, target = str(src.database), str(dst.database)
+    dump = ["mariadb-dump", *conn, "--single-transaction", source]
+    mydump = ["mydumper", *conn, "-B", source, "-t", "2", "--trx-consistency-only"]
     return [
         _ours("ours", "ours.jsonl", src, dst, restore=True, zst=False),
         _ours("ours .zst", "ours.jsonl.zst", src, dst, restore=False, zst=True),
@@ -162,7 +170,7 @@ def mysql_tools(src: URL, dst: URL) -> list[Tool]:
             "mariadb-dump / mariadb",
             "dump.sql",
             lambda out: Command(dump, stdout=out),
-            lambda out: Command(["mariadb", *conn, DST], stdin=out),
+            lambda out: Command(["mariadb", *conn, target], stdin=out),
         ),
         Tool(
             "mariadb-dump | zstd",
@@ -176,32 +184,31 @@ def mysql_tools(src: URL, dst: URL) -> list[Tool]:
         Tool(
             "mydumper / myloader -t2",
             "mydumper",
-            lambda out: Command(
-                ["mydumper", *conn, "-B", SRC, "-o", str(out), "-t", "2", "--trx-consistency-only"]
-            ),
-            lambda out: Command(["myloader", *conn, "-d", str(out), "-B", DST, "-t", "2", "-o"]),
+            lambda out: Command([*mydump, "-o", str(out)]),
+            lambda out: Command(["myloader", *conn, "-d", str(out), "-B", target, "-t", "2", "-o"]),
         ),
     ]
 
 
 def postgresql_tools(src: URL, dst: URL) -> list[Tool]:
     conn = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+    source, target = str(src.database), str(dst.database)
     return [
         _ours("ours", "ours.jsonl", src, dst, restore=True, zst=False),
         _ours("ours .zst", "ours.jsonl.zst", src, dst, restore=False, zst=True),
         Tool(
             "pg_dump / psql",
             "dump.sql",
-            lambda out: Command(["pg_dump", *conn, "-d", SRC, "-f", str(out)]),
+            lambda out: Command(["pg_dump", *conn, "-d", source, "-f", str(out)]),
             lambda out: Command(
-                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *conn, "-d", DST], stdin=out
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *conn, "-d", target], stdin=out
             ),
         ),
         Tool(
             "pg_dump -Fd -j2 / pg_restore -j2",
             "pgdir",
-            lambda out: Command(["pg_dump", *conn, "-d", SRC, "-Fd", "-j", "2", "-f", str(out)]),
-            lambda out: Command(["pg_restore", *conn, "-d", DST, "-j", "2", str(out)]),
+            lambda out: Command(["pg_dump", *conn, "-d", source, "-Fd", "-j", "2", "-f", str(out)]),
+            lambda out: Command(["pg_restore", *conn, "-d", target, "-j", "2", str(out)]),
         ),
     ]
 
@@ -289,47 +296,59 @@ def log(message: str) -> None:
 def run_dialect(
     dialect: str, sets: list[Dataset], runs: int, workdir: Path
 ) -> tuple[dict[tuple[str, str], Cell], list[Tool], str]:
-    src = MigrationUtils(url=make_url(SERVERS[dialect]), connect_args={}, engine_args={})
-    dst_url = src.url._replace(database=DST)
+    server = make_url(SERVERS[dialect])
+    dst_url = server._replace(database=DST)
     dst = MigrationUtils(url=dst_url, connect_args={}, engine_args={})
-    tools = (mysql_tools if dialect == "mysql" else postgresql_tools)(src.url, dst_url)
+    sources: dict[str, MigrationUtils] = {}
+    expected: dict[str, dict[str, str]] = {}
+    tools: dict[str, list[Tool]] = {}
+    make_tools = mysql_tools if dialect == "mysql" else postgresql_tools
     cells: dict[tuple[str, str], Cell] = {}
-    with src.master_engine.connect() as conn:
-        version = " ".join(str(conn.exec_driver_sql("SELECT version()").scalar()).split()[:2])
-    for ds in sets:
-        log(f"{TITLES[dialect]}: generating {ds.title}")
-        src.create_database(drop=True)
-        ds.create(src.engine)
-        src.dispose()
-        expected = _fingerprint(src.url)
+    try:
+        for ds in sets:
+            log(f"{TITLES[dialect]}: generating {ds.title}")
+            name = SRC.format(key=ds.key)
+            src = MigrationUtils(
+                url=server._replace(database=name), connect_args={}, engine_args={}
+            )
+            sources[ds.key] = src
+            src.create_database(drop=True)
+            ds.create(src.engine)
+            src.dispose()
+            expected[ds.key] = _fingerprint(src.url)
+            tools[ds.key] = make_tools(src.url, dst_url)
+        with dst.master_engine.connect() as conn:
+            version = " ".join(str(conn.exec_driver_sql("SELECT version()").scalar()).split()[:2])
         for run in range(runs):
-            for tool in (t for t in tools if ds.key in t.only):
-                cell = cells.setdefault((ds.key, tool.name), Cell())
-                out = workdir / tool.output
-                _remove(out)
-                settle(src.url)
-                sample = timed(tool.backup(out), workdir)
-                cell.backup.append(sample)
-                cell.size = cell.size or _size(out)
-                line = f"{TITLES[dialect]} {ds.key} run {run + 1}: {tool.name}: backup "
-                line += f"{sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
-                if tool.restore is not None:
-                    dst.create_database(drop=True)
-                    dst.dispose()
-                    settle(src.url)
-                    sample = timed(tool.restore(out), workdir)
-                    cell.restore.append(sample)
-                    ok = _fingerprint(dst_url) == expected
-                    cell.wrong += not ok
-                    line += f", restore {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
-                    line += "" if ok else " CHECKSUM MISMATCH"
-                log(line)
-                _remove(out)
-    dst.drop_database()
-    src.drop_database()
-    src.dispose()
-    dst.dispose()
-    return cells, tools, version
+            for ds in sets:
+                src_url = sources[ds.key].url
+                for tool in (t for t in tools[ds.key] if ds.key in t.only):
+                    cell = cells.setdefault((ds.key, tool.name), Cell())
+                    out = workdir / tool.output
+                    _remove(out)
+                    settle(src_url)
+                    sample = timed(tool.backup(out), workdir)
+                    cell.backup.append(sample)
+                    cell.size = cell.size or _size(out)
+                    line = f"{TITLES[dialect]} {ds.key} run {run + 1}: {tool.name}: backup "
+                    line += f"{sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
+                    if tool.restore is not None:
+                        dst.create_database(drop=True)
+                        dst.dispose()
+                        settle(src_url)
+                        sample = timed(tool.restore(out), workdir)
+                        cell.restore.append(sample)
+                        ok = _fingerprint(dst_url) == expected[ds.key]
+                        cell.wrong += not ok
+                        line += f", restore {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
+                        line += "" if ok else " CHECKSUM MISMATCH"
+                    log(line)
+                    _remove(out)
+    finally:
+        for mu in (*sources.values(), dst):
+            mu.drop_database()
+            mu.dispose()
+    return cells, next(iter(tools.values())), version
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -459,6 +478,24 @@ def targets(dialect: str, sets: list[Dataset], cells: dict[tuple[str, str], Cell
     return found
 
 
+def tool_scaling(tools: list[Tool], cells: dict[tuple[str, str], Cell]) -> list[str]:
+    """Every tool's (b)/(a) time, ours included: what the server's own scaling is on the
+    day, next to the linear-scaling target."""
+    lines = []
+    for what in ("backup", "restore"):
+        shown = []
+        for tool in tools:
+            a, b = cells.get(("a", tool.name)), cells.get(("b", tool.name))
+            if a is None or b is None:
+                continue
+            ta, tb = _median(getattr(a, what), "seconds"), _median(getattr(b, what), "seconds")
+            if ta and tb:
+                shown.append(f"{tool.name} {tb / ta:.2f}x")
+        if shown:
+            lines.append(f"  (b)/(a) {what} time, every tool: {'; '.join(shown)}")
+    return lines
+
+
 def machine() -> str:
     cpu = ""
     with open("/proc/cpuinfo") as info:
@@ -513,6 +550,7 @@ def main(argv: list[str] | None = None) -> None:
                 )
             report.append("Targets (issue 7):")
             report += [t.line() for t in targets(dialect, sets, cells)]
+            report += tool_scaling(tools, cells)
             report.append("")
             print("\n".join(report), flush=True)  # so far, in case a later dialect fails
     report.append(f"total benchmark time {time.monotonic() - started:.0f}s")
