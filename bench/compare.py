@@ -314,6 +314,7 @@ def run_dialect(
             sources[ds.key] = src
             src.create_database(drop=True)
             ds.create(src.engine)
+            datasets.steady(src.engine)
             src.dispose()
             expected[ds.key] = _fingerprint(src.url)
             tools[ds.key] = make_tools(src.url, dst_url)
@@ -339,6 +340,9 @@ def run_dialect(
                         sample = timed(tool.restore(out), workdir)
                         cell.restore.append(sample)
                         ok = _fingerprint(dst_url) == expected[ds.key]
+                        # Gone before the next command: PostgreSQL's autovacuum would
+                        # otherwise read the restored tables while that command runs.
+                        dst.drop_database()
                         cell.wrong += not ok
                         line += f", restore {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
                         line += "" if ok else " CHECKSUM MISMATCH"
