@@ -916,7 +916,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         self.swapped = False
         #: Databases this restore created (and drops when it ends).
         self.created: list[str] = []
-        #: LOAD DATA LOCAL on a second connection, where the server allows it.
+        #: LOAD DATA LOCAL on further connections, where the server allows it.
         self.bulk: BulkLoader | None = None
         #: Where a failed swap reconnects to put the target back (see :meth:`_recover`).
         self.engine: Engine | None = None

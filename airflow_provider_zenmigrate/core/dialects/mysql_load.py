@@ -2,8 +2,12 @@
 
 Why not INSERT: the server parses a tab-separated stream faster than multi-row INSERTs, and
 the values can stay as the dump has them (base64 goes through ``FROM_BASE64``, decimal and
-date/time text as it is), so the client does little more than join strings. One chunk loads
-on a second connection while the next one is prepared.
+date/time text as it is), so the client does little more than join strings. Chunks load on
+``LOADERS`` further connections, one statement in flight on each, while the next chunk is
+prepared: a single LOAD thread spends much of its time waiting for InnoDB to write pages
+and redo, and a second one fills those waits. A table's first chunk loads alone: MariaDB
+loads into an empty table under a table lock it asks for after its intention lock, so two
+first loads at once deadlock.
 
 A LOCAL load behaves as if IGNORE were given (the server cannot stop the client's stream
 midway), so every load reads its warning count and fails on the first warning: a value the
@@ -20,6 +24,7 @@ import logging
 import os
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import suppress
 from typing import IO, Any
 
@@ -37,22 +42,48 @@ _FORMAT = (
 )
 _PROC_FD = "/proc/self/fd"
 ER_UNKNOWN_SYSTEM_VARIABLE = 1193  # MySQL has no check_constraint_checks
+#: Loading connections. Two overlap InnoDB's page and redo waits; more would only compete
+#: with the client for the CPU on small machines.
+LOADERS = 2
 
 
 class BulkLoader:
-    """A second connection that runs LOAD DATA LOCAL, one statement in flight at a time."""
+    """Connections that run LOAD DATA LOCAL, chunks dealt to them in turn, one statement in
+    flight on each."""
 
-    def __init__(self, connection: Any) -> None:
-        self.connection = connection
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zenmigrate-load")
-        self._pending: Future[None] | None = None
+    def __init__(self, connections: list[Any]) -> None:
+        self.connections = connections
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(connections), thread_name_prefix="zenmigrate-load"
+        )
+        self._pending: list[Future[None] | None] = [None] * len(connections)
+        self._next = 0
+        #: The table being loaded, and its first chunk while the second is not queued yet.
+        self._table: str | None = None
+        self._first: Future[None] | None = None
 
     @classmethod
     def open(cls, engine: Engine, settings: list[str]) -> BulkLoader | None:
-        """A loader on a new connection with the LOCAL capability, or None where the server
+        """A loader on new connections with the LOCAL capability, or None where the server
         (``local_infile=OFF``) or the platform (no ``/proc/self/fd``) does not allow it."""
         if not os.path.isdir(_PROC_FD):
             return None
+        connections: list[Any] = []
+        try:
+            for _ in range(LOADERS):
+                connection = cls._connect(engine, settings)
+                if connection is None:
+                    break
+                connections.append(connection)
+        except BaseException:
+            for connection in connections:
+                with suppress(Exception):
+                    connection.close()
+            raise
+        return cls(connections) if connections else None
+
+    @staticmethod
+    def _connect(engine: Engine, settings: list[str]) -> Any:
         raw = engine.raw_connection()
         raw.detach()
         connection: Any = raw.dbapi_connection
@@ -81,11 +112,17 @@ class BulkLoader:
             with suppress(Exception):
                 connection.close()
             raise
-        return cls(connection)
+        return connection
 
     def submit(self, table: TableSpec, statement: str, data: bytes) -> None:
-        """Queue one chunk; raises the previous chunk's error, if it failed."""
-        self.wait()
+        """Queue one chunk on the next connection once its last chunk is in; raises that
+        chunk's error, if it failed."""
+        slot = self._next
+        self._next = (slot + 1) % len(self.connections)
+        self._wait(slot)
+        first = table.name != self._table
+        if not first and self._first is not None:
+            self._first.result()  # the table is not empty before a second load starts
         handle = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _load
         try:
             handle.write(data)
@@ -93,17 +130,28 @@ class BulkLoader:
         except BaseException:
             handle.close()
             raise
-        self._pending = self._pool.submit(self._load, table, statement, handle)
+        future = self._pool.submit(self._load, self.connections[slot], table, statement, handle)
+        self._pending[slot] = future
+        self._table, self._first = table.name, future if first else None
 
     def wait(self) -> None:
-        """Block until the chunk in flight is loaded; raise its error."""
-        pending, self._pending = self._pending, None
+        """Block until every chunk in flight is loaded; raise the oldest chunk's error."""
+        count = len(self.connections)
+        oldest_first = [self._pending[(self._next + i) % count] for i in range(count)]
+        self._pending = [None] * count
+        pending = [future for future in oldest_first if future is not None]
+        futures_wait(pending)  # all of them are done before any error is raised
+        for future in pending:
+            future.result()
+
+    def _wait(self, slot: int) -> None:
+        pending, self._pending[slot] = self._pending[slot], None
         if pending is not None:
             pending.result()
 
-    def _load(self, table: TableSpec, statement: str, handle: IO[bytes]) -> None:
+    @staticmethod
+    def _load(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> None:
         try:
-            connection = self.connection
             with connection.cursor() as cur:
                 connection._local_infile = True
                 try:
@@ -123,12 +171,13 @@ class BulkLoader:
             handle.close()
 
     def close(self) -> None:
-        """Wait for the chunk in flight (its error no longer matters) and disconnect."""
+        """Wait for the chunks in flight (their errors no longer matter) and disconnect."""
         with suppress(Exception):
             self.wait()
         self._pool.shutdown(wait=True)
-        with suppress(Exception):
-            self.connection.close()
+        for connection in self.connections:
+            with suppress(Exception):
+                connection.close()
 
 
 def load_statement(quote: Any, database: str, table: TableSpec) -> str:
