@@ -41,10 +41,11 @@ AWKWARD = [
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
+    """Source and target; backups of 10 rows a chunk, so a few rows make several chunks."""
     made = []
     for _ in range(2):
         url: URL = database_url("mysql", tmp_path)
-        utils = MigrationUtils(url=url, connect_args={}, engine_args={})
+        utils = MigrationUtils(url=url, connect_args={}, engine_args={}, chunk_rows=10)
         utils.create_database()
         made.append(utils)
     yield made[0], made[1]
@@ -56,6 +57,18 @@ def pair(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
 def _rows(utils: MigrationUtils, sql: str) -> list[tuple[Any, ...]]:
     with utils.engine.connect() as conn:
         return [tuple(r) for r in conn.exec_driver_sql(sql)]
+
+
+def _backed_up(
+    source: MigrationUtils, tmp_path: Path, *statements: str
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Runs ``statements`` on the source and backs it up: the dump and its records."""
+    with source.engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    path = tmp_path / "d.jsonl"
+    source.backup_database_to_file(str(path))
+    return path, read_lines(path)
 
 
 def test_tsv_escapes_only_when_needed() -> None:
@@ -128,15 +141,15 @@ def test_a_row_the_server_would_change_fails_the_restore(
 ) -> None:
     """LOCAL loads only warn; every warning must fail the restore, target untouched."""
     source, target = pair
-    with source.engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(5), b VARBINARY(8))")
-        conn.exec_driver_sql("INSERT INTO t VALUES (1, 'a', 'x'), (2, 'b', 'y')")
     with target.engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE keep (id INT PRIMARY KEY)")
         conn.exec_driver_sql("INSERT INTO keep VALUES (7)")
-    path = tmp_path / "d.jsonl"
-    source.backup_database_to_file(str(path))
-    records = read_lines(path)
+    path, records = _backed_up(
+        source,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(5), b VARBINARY(8))",
+        "INSERT INTO t VALUES (1, 'a', 'x'), (2, 'b', 'y')",
+    )
     data = next(r for r in records if r.get("kind") == "data")
     if change == "duplicate":
         data["data"][1]["id"] = 1
@@ -155,57 +168,44 @@ def test_a_row_the_server_would_change_fails_the_restore(
 
 
 @pytest.mark.parametrize("bad_chunk", [0, 1, 6, 9])
-def test_chunks_on_every_loading_connection_are_checked(tmp_path: Path, bad_chunk: int) -> None:
+def test_chunks_on_every_loading_connection_are_checked(
+    pair: tuple[MigrationUtils, MigrationUtils], tmp_path: Path, bad_chunk: int
+) -> None:
     """Chunks are dealt to ``LOADERS`` connections in turn. Without a bad row every chunk is
     in; a bad row in any of them (the first, one on the second connection, the last) fails
     the next restore and leaves the first one's result as it was."""
     assert mysql_load.LOADERS >= 2
-    made = []
-    for _ in range(2):
-        utils = MigrationUtils(
-            url=database_url("mysql", tmp_path), connect_args={}, engine_args={}, chunk_rows=10
-        )
-        utils.create_database()
-        made.append(utils)
-    source, target = made
-    try:
-        with source.engine.begin() as conn:
-            conn.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(8))")
-            conn.exec_driver_sql("INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_100")
-        path = tmp_path / "d.jsonl"
-        source.backup_database_to_file(str(path))
-        records = read_lines(path)
-        chunks = [r for r in records if r.get("kind") == "data"]
-        assert len(chunks) == 10
-        target.restore_database_from_file(str(path))
-        query = "SELECT COUNT(*), SUM(id), GROUP_CONCAT(s ORDER BY id) FROM t"
-        assert _rows(target, query) == _rows(source, query)
+    source, target = pair
+    path, records = _backed_up(
+        source,
+        tmp_path,
+        "CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(8))",
+        "INSERT INTO t SELECT seq, CONCAT('v', seq) FROM seq_1_to_100",
+    )
+    chunks = [r for r in records if r.get("kind") == "data"]
+    assert len(chunks) == 10
+    target.restore_database_from_file(str(path))
+    query = "SELECT COUNT(*), SUM(id), GROUP_CONCAT(s ORDER BY id) FROM t"
+    assert _rows(target, query) == _rows(source, query)
 
-        chunks[bad_chunk]["data"][3]["s"] = "too long for eight"
-        write_lines(path, reseal(records))
-        with pytest.raises(ZenMigrateError, match="Data truncated"):
-            target.restore_database_from_file(str(path))
-        assert _rows(target, query) == _rows(source, query)  # the first restore's, intact
-        assert [r[0] for r in _rows(target, "SHOW TABLES")] == ["t"]
-        assert target.url.database
-        leftovers = _rows(target, "SHOW DATABASES LIKE 'zmstage%%'")
-        assert not [r for r in leftovers if target.url.database in r[0]]
-    finally:
-        for utils in made:
-            utils.drop_database()
-            utils.dispose()
+    chunks[bad_chunk]["data"][3]["s"] = "too long for eight"
+    write_lines(path, reseal(records))
+    with pytest.raises(ZenMigrateError, match="Data truncated"):
+        target.restore_database_from_file(str(path))
+    assert _rows(target, query) == _rows(source, query)  # the first restore's, intact
+    assert [r[0] for r in _rows(target, "SHOW TABLES")] == ["t"]
+    assert target.url.database
+    leftovers = _rows(target, "SHOW DATABASES LIKE 'zmstage%%'")
+    assert not [r for r in leftovers if target.url.database in r[0]]
 
 
 def test_a_tables_first_chunk_is_in_before_its_next_ones_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pair: tuple[MigrationUtils, MigrationUtils], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two first loads into one empty table deadlock on MariaDB (each holds the intention
     lock the other's table lock waits for). Every connection is used, and each table's
     first chunk has finished before any other chunk of that table starts."""
-    source = MigrationUtils(
-        url=database_url("mysql", tmp_path), connect_args={}, engine_args={}, chunk_rows=10
-    )
-    target = MigrationUtils(url=database_url("mysql", tmp_path), connect_args={}, engine_args={})
+    source, target = pair
     loads: list[tuple[str, int, float, float]] = []
     real_load = mysql_load.BulkLoader._load
 
@@ -216,21 +216,14 @@ def test_a_tables_first_chunk_is_in_before_its_next_ones_start(
         finally:
             loads.append((table.name, id(connection), start, time.monotonic()))
 
-    try:
-        for utils in (source, target):
-            utils.create_database()
-        with source.engine.begin() as conn:
-            for name in ("t", "u"):
-                conn.exec_driver_sql(f"CREATE TABLE {name} (id INT PRIMARY KEY, s TEXT)")
-                conn.exec_driver_sql(f"INSERT INTO {name} SELECT seq, seq FROM seq_1_to_60")
-        path = str(tmp_path / "d.jsonl")
-        source.backup_database_to_file(path)
-        monkeypatch.setattr(mysql_load.BulkLoader, "_load", staticmethod(timed_load))
-        target.restore_database_from_file(path)
-    finally:
-        for utils in (source, target):
-            utils.drop_database()
-            utils.dispose()
+    path, _ = _backed_up(
+        source,
+        tmp_path,
+        *[f"CREATE TABLE {name} (id INT PRIMARY KEY, s TEXT)" for name in ("t", "u")],
+        *[f"INSERT INTO {name} SELECT seq, seq FROM seq_1_to_60" for name in ("t", "u")],
+    )
+    monkeypatch.setattr(mysql_load.BulkLoader, "_load", staticmethod(timed_load))
+    target.restore_database_from_file(str(path))
     assert len({connection for _, connection, _, _ in loads}) == mysql_load.LOADERS
     for name in ("t", "u"):
         mine = sorted((start, end) for table, _, start, end in loads if table == name)
