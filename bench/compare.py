@@ -121,9 +121,9 @@ def settle(url: URL, timeout: float = 120.0) -> None:
 
 
 def _quiet_disks(deadline: float, window: float = 0.5, busy: float = 0.05) -> None:
-    """Wait until the disks are less than ``busy`` busy over ``window`` seconds. Files the last
-    command deleted (a dump, a dropped database) keep a disk busy for seconds after sync()
-    returns where the filesystem is mounted with ``discard``, as this machine's is."""
+    """Wait until the disks are less than ``busy`` busy over ``window`` seconds, so that no
+    command starts while the last one's I/O (a dropped database, a deleted dump) still runs.
+    It did not explain the first-command slowdown noted in :func:`run_dialect`."""
 
     def busy_ms() -> int:  # io_ticks: milliseconds with I/O in flight, all disks
         total = 0
@@ -314,71 +314,82 @@ def log(message: str) -> None:
     print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
+@dataclass
+class _Source:
+    """One dataset's source database, its checksums and the tools (all of them) that dump it."""
+
+    utils: MigrationUtils
+    expected: dict[str, str]
+    tools: list[Tool]
+
+
+def _generate(dialect: str, ds: Dataset, dst_url: URL) -> _Source:
+    log(f"{TITLES[dialect]}: generating {ds.title}")
+    url = make_url(SERVERS[dialect])._replace(database=SRC.format(key=ds.key))
+    src = MigrationUtils(url=url, connect_args={}, engine_args={})
+    src.create_database(drop=True)
+    ds.create(src.engine)
+    datasets.steady(src.engine)
+    src.dispose()
+    make_tools = mysql_tools if dialect == "mysql" else postgresql_tools
+    return _Source(src, _fingerprint(src.url), make_tools(src.url, dst_url))
+
+
+def _time_tool(tool: Tool, src: _Source, dst: MigrationUtils, cell: Cell, workdir: Path) -> str:
+    """One backup (and restore, checked) by ``tool``; the log line's figures."""
+    out = workdir / tool.output
+    _remove(out)
+    settle(src.utils.url)
+    sample = timed(tool.backup(out), workdir)
+    cell.backup.append(sample)
+    cell.size = cell.size or _size(out)
+    line = f"backup {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
+    if tool.restore is not None:
+        dst.create_database(drop=True)
+        dst.dispose()
+        settle(src.utils.url)
+        sample = timed(tool.restore(out), workdir)
+        cell.restore.append(sample)
+        ok = _fingerprint(dst.url) == src.expected
+        # Gone before the next command: PostgreSQL's autovacuum would otherwise read the
+        # restored tables while that command runs.
+        dst.drop_database()
+        cell.wrong += not ok
+        line += f", restore {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
+        line += "" if ok else " CHECKSUM MISMATCH"
+    _remove(out)
+    return line
+
+
 def run_dialect(
     dialect: str, sets: list[Dataset], runs: int, workdir: Path
 ) -> tuple[dict[tuple[str, str], Cell], list[Tool], str]:
-    server = make_url(SERVERS[dialect])
-    dst_url = server._replace(database=DST)
+    dst_url = make_url(SERVERS[dialect])._replace(database=DST)
     dst = MigrationUtils(url=dst_url, connect_args={}, engine_args={})
-    sources: dict[str, MigrationUtils] = {}
-    expected: dict[str, dict[str, str]] = {}
-    tools: dict[str, list[Tool]] = {}
-    make_tools = mysql_tools if dialect == "mysql" else postgresql_tools
+    sources: dict[str, _Source] = {}
     cells: dict[tuple[str, str], Cell] = {}
     try:
         for ds in sets:
-            log(f"{TITLES[dialect]}: generating {ds.title}")
-            name = SRC.format(key=ds.key)
-            src = MigrationUtils(
-                url=server._replace(database=name), connect_args={}, engine_args={}
-            )
-            sources[ds.key] = src
-            src.create_database(drop=True)
-            ds.create(src.engine)
-            datasets.steady(src.engine)
-            src.dispose()
-            expected[ds.key] = _fingerprint(src.url)
-            tools[ds.key] = make_tools(src.url, dst_url)
+            sources[ds.key] = _generate(dialect, ds, dst_url)
         with dst.master_engine.connect() as conn:
             version = " ".join(str(conn.exec_driver_sql("SELECT version()").scalar()).split()[:2])
         for run in range(runs):
             for ds in sets:
-                src_url = sources[ds.key].url
-                these = [t for t in tools[ds.key] if ds.key in t.only]
+                src = sources[ds.key]
                 # Each run starts with another tool: the first command after the last
                 # dataset's was seen up to 3x slower (PostgreSQL, ours 4.0 / 7.8 / 11.7 s
                 # when it always came first), whichever tool it was.
+                these = [t for t in src.tools if ds.key in t.only]
                 turn = run % len(these)
                 for tool in these[turn:] + these[:turn]:
                     cell = cells.setdefault((ds.key, tool.name), Cell())
-                    out = workdir / tool.output
-                    _remove(out)
-                    settle(src_url)
-                    sample = timed(tool.backup(out), workdir)
-                    cell.backup.append(sample)
-                    cell.size = cell.size or _size(out)
-                    line = f"{TITLES[dialect]} {ds.key} run {run + 1}: {tool.name}: backup "
-                    line += f"{sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
-                    if tool.restore is not None:
-                        dst.create_database(drop=True)
-                        dst.dispose()
-                        settle(src_url)
-                        sample = timed(tool.restore(out), workdir)
-                        cell.restore.append(sample)
-                        ok = _fingerprint(dst_url) == expected[ds.key]
-                        # Gone before the next command: PostgreSQL's autovacuum would
-                        # otherwise read the restored tables while that command runs.
-                        dst.drop_database()
-                        cell.wrong += not ok
-                        line += f", restore {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
-                        line += "" if ok else " CHECKSUM MISMATCH"
-                    log(line)
-                    _remove(out)
+                    line = _time_tool(tool, src, dst, cell, workdir)
+                    log(f"{TITLES[dialect]} {ds.key} run {run + 1}: {tool.name}: {line}")
     finally:
-        for mu in (*sources.values(), dst):
+        for mu in (*(s.utils for s in sources.values()), dst):
             mu.drop_database()
             mu.dispose()
-    return cells, next(iter(tools.values())), version
+    return cells, next(iter(sources.values())).tools, version
 
 
 # -- reporting ----------------------------------------------------------------------------------
