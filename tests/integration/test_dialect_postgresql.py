@@ -343,6 +343,42 @@ def test_hostile_names_round_trip(tmp_path: Path) -> None:
         assert query(target, 'SELECT count(*) FROM "we""ird tab; DROP"') == [(2,)]
 
 
+def test_keys_of_plain_tables_are_added_after_the_data(tmp_path: Path) -> None:
+    """A plain table's primary, unique and exclusion keys come after its rows (one index
+    build, not one insert per row), before what needs them: a foreign key to a unique key,
+    a view that groups by the primary key. A partitioned table keeps its key inline."""
+    with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
+        run_sql(
+            source,
+            "CREATE TABLE parent (id int PRIMARY KEY, code text UNIQUE, span int4range,"
+            "  EXCLUDE USING gist (span WITH &&));"
+            "CREATE TABLE child (id int PRIMARY KEY, code text REFERENCES parent (code));"
+            "CREATE VIEW by_parent AS SELECT p.id, p.code, count(c.id) AS n"
+            "  FROM parent p LEFT JOIN child c ON c.code = p.code GROUP BY p.id;"
+            "CREATE TABLE part (id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);"
+            "CREATE TABLE part_2024 PARTITION OF part"
+            "  FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"
+            "INSERT INTO parent SELECT i, 'c' || i, int4range(i * 10, i * 10 + 5)"
+            "  FROM generate_series(1, 300) i;"
+            "INSERT INTO child SELECT i, 'c' || (i % 300 + 1) FROM generate_series(1, 500) i;"
+            "INSERT INTO part VALUES (1, '2024-05-01');",
+        )
+        with get_dialect(source).open_backup(source) as reader:
+            tables = {t.name: t for t in reader.tables()}
+            objects = [(o.object_type, o.name) for o in reader.objects()]
+        assert "PRIMARY KEY" not in tables["parent"].create_stmt
+        assert "UNIQUE" not in tables["parent"].create_stmt
+        assert "PRIMARY KEY" in tables["part"].create_stmt
+        keys = ["parent_pkey", "parent_code_key", "parent_span_excl", "child_pkey"]
+        position = {name: i for i, (kind, name) in enumerate(objects)}
+        assert all(("constraint", k) in objects for k in keys), objects
+        assert position["parent_code_key"] < position["child_code_fkey"]
+        assert position["parent_pkey"] < position["by_parent"]
+        copy_pg(source, target, chunk_rows=100)
+        assert_same_database(source, target)
+        assert query(target, "SELECT sum(n) FROM by_parent") == [(500,)]
+
+
 def test_rows_stream_in_chunks(tmp_path: Path) -> None:
     with pg_database(tmp_path) as source:
         run_sql(
