@@ -96,6 +96,7 @@ COMPRESSIONS = (".gz", ".zst")
 DEFAULT_PART_SIZE = 16 * 1024 * 1024
 _GCS_CHUNK = 256 * 1024
 _GCS_READ_CHUNK = 8 * 1024 * 1024
+_LOCAL_READ_BUFFER = 1024 * 1024
 _SCHEMES = {"file": "file", "s3": "s3", "gs": "gs", "gcs": "gs", "azure": "azure"}
 
 
@@ -334,7 +335,9 @@ class LocalBackend(Backend):
             temporary.unlink(missing_ok=True)
 
     def open_reader(self, key: str) -> IO[bytes]:
-        return open(key, "rb")  # noqa: SIM115 - the caller closes it (see upload)
+        # A dump's lines are about 4 MiB: read them in 1 MiB pieces, not the default 8 KiB
+        # (a third of the reading time of a restore).
+        return open(key, "rb", buffering=_LOCAL_READ_BUFFER)  # noqa: SIM115 - the caller closes it
 
     def stat(self, key: str) -> ObjectInfo | None:
         path = Path(key)

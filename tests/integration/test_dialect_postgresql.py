@@ -26,6 +26,7 @@ from airflow_provider_zenmigrate.core.dialects.pg_copy import copy_text_rows
 from airflow_provider_zenmigrate.core.dialects.postgresql import (
     _RANGE_BLOCKS,
     PostgreSQLRestoreWriter,
+    _bytea_fields,
     _execute_one,
 )
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
@@ -341,6 +342,14 @@ def test_hostile_names_round_trip(tmp_path: Path) -> None:
         copy_pg(source, target)
         assert_same_database(source, target)
         assert query(target, 'SELECT count(*) FROM "we""ird tab; DROP"') == [(2,)]
+
+
+@pytest.mark.parametrize("values", [[b"\\", b"", b"\x00\t\n"], [None, b"\\x", None]])
+def test_bytea_fields_count_their_backslashes(values: list[bytes | None]) -> None:
+    """The count the COPY text check relies on instead of scanning the fields."""
+    fields = _bytea_fields(values)
+    assert fields == [None if v is None else "\\\\x" + v.hex() for v in values]
+    assert fields.backslashes == "".join(filter(None, fields)).count("\\")
 
 
 def test_keys_of_plain_tables_are_added_after_the_data(tmp_path: Path) -> None:

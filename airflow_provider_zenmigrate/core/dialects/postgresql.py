@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
@@ -213,10 +213,15 @@ _RANGE_BLOCKS = 256
 
 
 def _bytea_fields(values: list[bytes | None]) -> VerbatimColumn:
-    """Bytea values in COPY's text form: hex input, its backslash escaped for COPY."""
-    if None in values:
-        return VerbatimColumn([None if v is None else "\\\\x" + v.hex() for v in values])
-    return VerbatimColumn(map("\\\\x".__add__, map(bytes.hex, cast(list[bytes], values))))
+    """Bytea values in COPY's text form: hex input, its backslash escaped for COPY (two
+    backslashes a value)."""
+    nulls = values.count(None)
+    fields: Iterable[str | None] = (
+        [None if v is None else "\\\\x" + v.hex() for v in values]
+        if nulls
+        else map("\\\\x".__add__, map(bytes.hex, cast(list[bytes], values)))
+    )
+    return VerbatimColumn(fields, backslashes=2 * (len(values) - nulls))
 
 
 def _driver(raw: Any) -> psycopg.Connection[Any]:

@@ -8,7 +8,7 @@ text as they are), with one pass of C string operations for most chunks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from ..dump.model import TableSpec
@@ -24,7 +24,17 @@ _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "
 class VerbatimColumn(list[str | None]):
     """A column whose fields are already in the bulk text form (never escaped again), e.g.
     ``\\\\x0a`` for a PostgreSQL bytea; None is NULL. Marked as a whole, so building it
-    takes no Python call per value."""
+    takes no Python call per value. ``backslashes``: how many its fields hold in all, when
+    the maker knows it (else they are counted)."""
+
+    def __init__(self, fields: Iterable[str | None], backslashes: int | None = None) -> None:
+        super().__init__(fields)
+        self.backslashes = backslashes
+
+    def count_backslashes(self) -> int:
+        if self.backslashes is None:
+            self.backslashes = "".join(filter(None, self)).count("\\")
+        return self.backslashes
 
 
 def _field(value: Any) -> str:
@@ -110,9 +120,7 @@ def tsv_columns(columns: list[Sequence[Any]], text: Sequence[bool] = ()) -> byte
     except TypeError:  # a value that is not text in a text column
         pass
     else:
-        verbatim = sum(
-            "".join(filter(None, c)).count("\\") for c in columns if isinstance(c, VerbatimColumn)
-        )
+        verbatim = sum(c.count_backslashes() for c in columns if isinstance(c, VerbatimColumn))
         expected = sum(nulls) + verbatim + len(columns[0]) * len(columns)
         if len(data) - len(data.translate(None, _SPECIALS)) == expected:
             return data
