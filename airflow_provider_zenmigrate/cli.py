@@ -437,6 +437,7 @@ def _confirm(question: str) -> bool:
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     from .core.catalog import verify_backup
     from .core.dump.reader import entries_from_stream
+    from .core.dump.typed_data import DecodedRows
     from .core.restore import restore_entries
     from .core.storage import StorageNotFoundError, backend_for, open_for_read
 
@@ -507,7 +508,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
                     if isinstance(record, dict) and record.get("kind") == "table":
                         progress.table()
                     rows = record.get("data") if isinstance(record, dict) else None
-                    progress.add(len(rows) if isinstance(rows, list) else 0, size)
+                    progress.add(len(rows) if isinstance(rows, list | DecodedRows) else 0, size)
                     yield entry
 
             try:
