@@ -70,7 +70,7 @@ class DecodedRows(Sequence[dict[str, Any]]):
         return dict(zip(self.names, msgspec.structs.astuple(row), strict=True))
 
 
-class _Table:
+class _TableDecoder:
     def __init__(self, names: tuple[str, ...]) -> None:
         fields = [f"f{i}" for i in range(len(names))]
         row = msgspec.defstruct(
@@ -93,7 +93,7 @@ class DataDecoders:
     """The decoders of one dump's tables, learnt from its table records as they pass."""
 
     def __init__(self) -> None:
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, _TableDecoder] = {}
 
     def declare(self, record: Any) -> None:
         """Learn a table record's columns; one the verifier will refuse, or whose names
@@ -108,7 +108,7 @@ class DataDecoders:
         if not all(isinstance(n, str) and _UNMATCHABLE.isdisjoint(n) for n in names):
             return
         if len(set(names)) == len(names):
-            self._tables[name] = _Table(tuple(names))
+            self._tables[name] = _TableDecoder(tuple(names))
 
     def decode(self, raw: bytes) -> dict[str, Any] | None:
         """The data record of ``raw``, or None: then parse it generically."""
