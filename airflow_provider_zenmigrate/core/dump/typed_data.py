@@ -48,7 +48,7 @@ class DecodedRows(Sequence[dict[str, Any]]):
         self.names = names
         self._getters = getters
 
-    def columns(self) -> list[tuple[Any, ...]]:
+    def columns(self) -> list[Sequence[Any]]:
         return [tuple(map(getter, self._rows)) for getter in self._getters]
 
     def __len__(self) -> int:
