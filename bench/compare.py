@@ -96,8 +96,8 @@ def timed(command: Command, workdir: Path) -> Sample:
 def settle(url: URL, timeout: float = 120.0) -> None:
     """Let the server and the disks finish what the previous command left them (InnoDB
     flushing dirty pages and purging, PostgreSQL's checkpoint and autovacuum, the kernel's
-    writeback and discards), so that it is not timed as part of the next command: whichever
-    tool ran after a large restore would otherwise pay for it.
+    writeback and the disks' pending I/O), so that it is not timed as part of the next
+    command: whichever tool ran after a large restore would otherwise pay for it.
     """
     # The previous command's files (mariadb-dump's output is not fsynced) would otherwise
     # be written back by the kernel while the next command runs.

@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_from_stream
-from airflow_provider_zenmigrate.core.dump.records import DumpDigest, serialize
+from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.dump.typed_data import DataDecoders, DecodedRows
 from airflow_provider_zenmigrate.core.errors import DumpFormatError
+from tests.reliability._hostile import sealed
 
 NAMES = ["id", "a b; DROP TABLE x", "Ünïcødé", ""]
 
@@ -42,13 +43,8 @@ def data_line(table: str, rows: list[dict[str, Any]]) -> bytes:
 def dump(table: str, columns: list[str], chunks: list[list[dict[str, Any]]]) -> bytes:
     """A sealed v1 dump of one table, its data lines as the backup writes them."""
     header = {"kind": "header", "format": "zenmigrate-dump", "version": 1}
-    lines = [serialize(header), serialize(table_record(table, columns))]
-    lines += [data_line(table, rows) for rows in chunks]
-    digest = DumpDigest()
-    for line in lines:
-        digest.add_line(line, orjson.loads(line))
-    lines.append(serialize(digest.trailer()))
-    return b"".join(line + b"\n" for line in lines)
+    data = [{"kind": "data", "table": table, "data": rows} for rows in chunks]
+    return sealed([header, table_record(table, columns), *data])
 
 
 def read(raw: bytes) -> list[dict[str, Any]]:
