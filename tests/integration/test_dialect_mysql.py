@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +27,7 @@ from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
 from airflow_provider_zenmigrate.core.dialects.mysql import MySQLOps, _MySQLRestoreWriter
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import FIXTURES, SAKILA_DIR, database_url, server_url
 from tests.dialect_harness import copy_via_dialect
 from tests.engine_support import restore_side_objects
@@ -657,3 +660,189 @@ def test_snapshot_is_consistent(make_db: MakeDb) -> None:
         (table,) = reader.tables()
         sql(source, "INSERT INTO a VALUES (2)")  # committed after the snapshot
         assert [r for chunk in reader.rows(table, 10) for r in chunk] == [(1,)]
+
+
+# -- rendering on two sessions ------------------------------------------------------------
+BIG_ROWS = 40_000  # about 10 MB of InnoDB data: several key ranges of _RANGE_BYTES
+
+
+def _big_table(engine: Engine, name: str = "big", rows: int = BIG_ROWS) -> None:
+    sql(
+        engine,
+        f"CREATE TABLE {name} (id INT PRIMARY KEY, amount INT NOT NULL, pad CHAR(200) NOT NULL)",
+        f"INSERT INTO {name} SELECT seq, 1000, REPEAT(CHAR(65 + seq % 26), 200) "
+        f"FROM seq_1_to_{rows}",
+        f"ANALYZE TABLE {name}",  # DATA_LENGTH now, not when InnoDB gets round to it
+    )
+
+
+def _rendered(reader: Any, table: TableSpec) -> list[dict[str, Any]]:
+    rendered = reader.rendered_rows(table, 1000)
+    assert rendered is not None
+    rows: list[dict[str, Any]] = []
+    for count, block in rendered:
+        batch = json.loads(b"[" + block + b"]")
+        assert len(batch) == count <= 1000
+        rows.extend(batch)
+    return rows
+
+
+def _bytes_sent(session: Any) -> int:
+    return int(session.query("SHOW SESSION STATUS LIKE 'Bytes_sent'")[0][1])
+
+
+def test_large_table_renders_on_two_sessions_in_one_snapshot(make_db: MakeDb) -> None:
+    """A large table is rendered in key ranges taken in turn by the reader's session and a
+    second one started in the same snapshot: the rows are exactly the snapshot's (changes
+    committed after it, to rows of every range, are not seen), each once and in key order,
+    and both sessions sent a share of them."""
+    source = make_db()
+    _big_table(source)
+    expected = sql(source, "SELECT id, amount, pad FROM big ORDER BY id")
+    with get_dialect(source).open_backup(source) as reader:
+        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        assert reader.second is not None
+        (table,) = reader.tables()
+        assert len(reader._key_ranges(table)) >= 4
+        sql(
+            source,
+            "UPDATE big SET amount = 0 WHERE id % 997 = 0",
+            "DELETE FROM big WHERE id % 1009 = 0",
+            "INSERT INTO big SELECT seq, 5, 'new' FROM seq_40001_to_41000",
+        )
+        before = (_bytes_sent(reader.s), _bytes_sent(reader.second))
+        rows = _rendered(reader, table)
+        shares = [
+            _bytes_sent(session) - sent
+            for session, sent in zip((reader.s, reader.second), before, strict=True)
+        ]
+    assert [(r["id"], r["amount"], r["pad"]) for r in rows] == expected
+    assert min(shares) > 0.3 * sum(shares), shares
+
+
+def test_two_sessions_read_one_snapshot_while_money_moves(make_db: MakeDb) -> None:
+    """A writer moves amounts between random rows of the large table, one transaction a
+    move, while backups open and render it: every rendering adds up. Without the lock
+    held while the two sessions start, one starts after moves the other missed."""
+    source = make_db()
+    _big_table(source)
+    stop = threading.Event()
+    moves = 0
+
+    def writer() -> None:
+        nonlocal moves
+        raw = source.raw_connection()
+        try:
+            cursor = raw.cursor()
+            while not stop.is_set():
+                a, b = (int.from_bytes(os.urandom(4), "big") % BIG_ROWS + 1 for _ in range(2))
+                cursor.execute("UPDATE big SET amount = amount - 1 WHERE id = %s", (a,))
+                cursor.execute("UPDATE big SET amount = amount + 1 WHERE id = %s", (b,))
+                raw.commit()
+                moves += 1
+        finally:
+            raw.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        for _ in range(10):
+            with get_dialect(source).open_backup(source) as reader:
+                assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+                assert reader.second is not None
+                (table,) = reader.tables()
+                rows = _rendered(reader, table)
+            assert len(rows) == BIG_ROWS
+            assert sum(r["amount"] for r in rows) == BIG_ROWS * 1000, f"after {moves} moves"
+    finally:
+        stop.set()
+        thread.join()
+    assert moves > 100, "the writer hardly moved: nothing was tested"
+
+
+def test_a_writer_holding_the_table_leaves_the_backup_on_one_session(make_db: MakeDb) -> None:
+    """An open transaction that changed the large table keeps the lock from being taken:
+    after _SNAPSHOT_LOCK_WAIT the backup goes on with one session, without the change."""
+    source = make_db()
+    _big_table(source)
+    holder = source.raw_connection()
+    try:
+        holder.cursor().execute("UPDATE big SET amount = 0 WHERE id = 1")  # not committed
+        started = time.monotonic()
+        with get_dialect(source).open_backup(source) as reader:
+            waited = time.monotonic() - started
+            assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+            assert reader.second is None
+            (table,) = reader.tables()
+            rows = _rendered(reader, table)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert mysql_dialect._SNAPSHOT_LOCK_WAIT <= waited < mysql_dialect._SNAPSHOT_LOCK_WAIT + 5
+    assert len(rows) == BIG_ROWS
+    assert rows[0]["amount"] == 1000
+
+
+def test_without_the_lock_privilege_the_backup_renders_on_one_session(
+    make_db: MakeDb, server: Engine
+) -> None:
+    """A user who may read but not LOCK TABLES gets the same backup, on one session."""
+    source = make_db()
+    _big_table(source)
+    user = f"zm_ro_{uuid.uuid4().hex[:8]}"
+    sql(
+        server,
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'",
+        f"GRANT SELECT, SHOW VIEW ON {q(db(source))}.* TO '{user}'@'%'",
+    )
+    reading = sqlalchemy.create_engine(
+        source.url.set(username=user, password=f"pw-{user}"), poolclass=NullPool
+    )
+    try:
+        with get_dialect(reading).open_backup(reading) as reader:
+            assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+            assert reader.second is None
+            (table,) = reader.tables()
+            rows = _rendered(reader, table)
+    finally:
+        reading.dispose()
+        sql(server, f"DROP USER '{user}'@'%'")
+    assert [r["id"] for r in rows] == list(range(1, BIG_ROWS + 1))
+
+
+@pytest.mark.parametrize("where", ["in-the-range-being-read", "in-the-range-rendered-ahead"])
+def test_a_row_too_long_to_render_in_a_split_table(
+    make_db: MakeDb, tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row the server cannot render in a table rendered on two sessions, in the range
+    being read or in the one the other session renders ahead: both sessions are read to
+    the end of their range, the backup reads the rest with the Python encoders, and the
+    next large table is again rendered on both."""
+    source, target = make_db(), make_db()
+    _big_table(source, "big")
+    _big_table(source, "more")
+    sql(source, "ALTER TABLE big ADD doc LONGTEXT, ALGORITHM=INSTANT")
+    with get_dialect(source).open_backup(source) as reader:
+        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        ranges = {t.name: reader._key_ranges(t) for t in reader.tables()}
+    assert len(ranges["big"]) >= 4 and len(ranges["more"]) >= 4, ranges
+    second_range = int(re.findall(r"\d+", ranges["big"][0])[-1])  # its first key
+    # Past the first batch of range 0, or the first row of range 1 (met while it is started).
+    at = 1000 if where == "in-the-range-being-read" else second_range
+    assert second_range > 1000
+    # One row, so InnoDB's statistics (hence the ranges) stay as they were.
+    sql(source, f"UPDATE big SET doc = REPEAT('\"', 9000000) WHERE id = {at}")
+    utils = MigrationUtils(url=source.url, connect_args={}, engine_args={})
+    copy = MigrationUtils(url=target.url, connect_args={}, engine_args={})
+    try:
+        dump = str(tmp_path / "dump.jsonl")
+        with caplog.at_level(logging.DEBUG, logger="airflow_provider_zenmigrate"):
+            utils.backup_database_to_file(dump)
+        assert "table big: a row too long for the server to render" in caplog.text
+        assert "table more: rendered on two sessions" in caplog.text
+        copy.restore_database_from_file(dump)
+        assert checksums(source) == checksums(target)
+    finally:
+        utils.dispose()
+        copy.dispose()

@@ -6,9 +6,9 @@ import binascii
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
@@ -163,6 +163,42 @@ class RowsNotRendered(Exception):
     Raised by :meth:`BackupReader.rendered_rows` once its stream is drained, so the session
     can go on in the same snapshot; rows already handed on stay valid.
     """
+
+
+_Item = TypeVar("_Item")
+_END: Any = object()
+
+
+def in_turn(
+    open_range: Callable[[int], Generator[_Item, None, None]], count: int
+) -> Generator[_Item, None, None]:
+    """The items of ranges ``0 .. count - 1`` in order, each range started before the one
+    before it is read: with two sessions in one snapshot taking the ranges in turn, one
+    server process renders the next range (into its socket) while the client reads this one.
+
+    ``open_range(i)`` returns range ``i``'s stream, which sends its query at its first item.
+    Closed early, it closes the ranges it started.
+    """
+
+    def start(i: int) -> tuple[Generator[_Item, None, None], Any]:
+        stream = open_range(i)
+        return stream, next(stream, _END)
+
+    current = start(0)
+    following = None
+    try:
+        for i in range(count):
+            following = start(i + 1) if i + 1 < count else None
+            stream, first = current
+            if first is not _END:
+                yield first
+                yield from stream
+            if following is not None:
+                current = following
+    finally:
+        current[0].close()
+        if following is not None:
+            following[0].close()
 
 
 class BackupReader(ABC):

@@ -22,14 +22,16 @@ import math
 import re
 import time
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any, ClassVar, cast
 
 import pymysql.cursors
 import pymysql.err
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_references, check_statement
@@ -40,6 +42,7 @@ from .base import (
     RestoreWriter,
     RowsNotRendered,
     decode_base64_column,
+    in_turn,
 )
 from .mysql_load import BulkLoader, load_statement
 from .mysql_wire import single_column
@@ -133,6 +136,13 @@ _ONE_PACKET = 0xFFFFFF - 8
 # Session of the backup: UTC so TIMESTAMP values are read as stored; no ANSI_QUOTES so
 # SHOW CREATE quotes with backticks.
 _BACKUP_SQL_MODE = "NO_ENGINE_SUBSTITUTION"
+# Tables of at least two ranges of this many bytes (DATA_LENGTH, InnoDB's estimate) are
+# rendered on two sessions in turn, a key range at a time; about what the sockets between
+# a server and the client hold, so the server rendering the next range seldom waits.
+_RANGE_BYTES = 2 * 1024 * 1024
+# Seconds the backup waits for writers to let it lock those tables while its two sessions
+# start their snapshots; past that it renders on one session.
+_SNAPSHOT_LOCK_WAIT = 1
 # Session of the restore: strict (a value the server would truncate fails the restore instead
 # of changing silently), zero dates allowed (no NO_ZERO_DATE / NO_ZERO_IN_DATE), an explicit
 # id 0 kept (NO_AUTO_VALUE_ON_ZERO).
@@ -225,8 +235,10 @@ class MySQLOps(DialectOps):
     @contextmanager
     def open_backup(self, engine: Engine) -> Iterator[BackupReader]:
         database = self.database_name(engine.url)
-        with _session(engine) as session:
-            yield _MySQLBackupReader(session, database)
+        with ExitStack() as stack:
+            session = stack.enter_context(_session(engine))
+            second, shared = _start_snapshots(engine, stack, session, database)
+            yield _MySQLBackupReader(session, database, second, shared)
 
     @contextmanager
     def open_restore(self, engine: Engine, label: str) -> Iterator[RestoreWriter]:
@@ -355,19 +367,84 @@ def _drop_side_databases(engine: Engine, *names: str) -> None:
 
 
 # -- reading ----------------------------------------------------------------------------------
+def _prepare_snapshot(session: _Session, database: str) -> None:
+    session.execute(f"USE {session.q(database)}")
+    session.execute("SET SESSION time_zone = '+00:00'")
+    session.execute(f"SET SESSION sql_mode = '{_BACKUP_SQL_MODE}'")
+    # The engine may take a while with each chunk (compressing, uploading).
+    session.execute("SET SESSION net_write_timeout = 3600")
+    session.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+
+def _begin_snapshot(session: _Session) -> None:
+    # DDL is not transactional: a table altered during the backup can still tear it;
+    # InnoDB reports "table definition has changed" rather than returning mixed rows.
+    session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+
+def _start_snapshots(
+    engine: Engine, stack: ExitStack, first: _Session, database: str
+) -> tuple[_Session | None, dict[str, int]]:
+    """Start ``first``'s snapshot and, where the database has tables worth rendering on two
+    sessions, a second session's in the same state of those tables.
+
+    MariaDB cannot hand a snapshot to another session, so a third one holds the tables with
+    ``LOCK TABLES ... READ`` while both start: no change to them can commit in between.
+    That takes the privilege mysqldump's own locking takes, and holds writers of those
+    tables back for the few milliseconds it lasts. Returns the second session and the
+    tables (their DATA_LENGTH), or ``(None, {})``: no such table, no privilege, no
+    connection, or a writer still holding the tables after :data:`_SNAPSHOT_LOCK_WAIT` s.
+    """
+    _prepare_snapshot(first, database)
+    sizes = {
+        str(name): int(size)
+        for name, size in first.query(
+            "SELECT TABLE_NAME, DATA_LENGTH FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE' AND ENGINE = 'InnoDB' "
+            "AND DATA_LENGTH >= %s",
+            (database, 2 * _RANGE_BYTES),
+        )
+    }
+    begun = False
+    if sizes:
+        try:
+            with _session(engine) as locker:
+                locker.dbapi.autocommit(True)  # no InnoDB table locks: only the tables' MDL
+                locker.execute(f"SET SESSION lock_wait_timeout = {_SNAPSHOT_LOCK_WAIT}")
+                locker.execute(
+                    "LOCK TABLES "
+                    + ", ".join(f"{locker.q(database)}.{locker.q(n)} READ" for n in sorted(sizes))
+                )
+                _begin_snapshot(first)
+                begun = True
+                second = stack.enter_context(_session(engine))
+                _prepare_snapshot(second, database)
+                _begin_snapshot(second)
+                locker.execute("UNLOCK TABLES")
+            return second, sizes
+        except (pymysql.err.MySQLError, DBAPIError) as exc:
+            logger.info("rendering on one session: no second one in the snapshot (%s)", exc)
+    if not begun:
+        _begin_snapshot(first)
+    return None, {}
+
+
 class _MySQLBackupReader(BackupReader):
-    def __init__(self, session: _Session, database: str) -> None:
+    """One snapshot transaction (on ``session``); tables in ``shared`` are in the same
+    snapshot on ``second`` too, and large ones are rendered on both in turn."""
+
+    def __init__(
+        self,
+        session: _Session,
+        database: str,
+        second: _Session | None = None,
+        shared: dict[str, int] | None = None,
+    ) -> None:
         self.s = session
         self.database = database
-        session.execute(f"USE {session.q(database)}")
-        session.execute("SET SESSION time_zone = '+00:00'")
-        session.execute(f"SET SESSION sql_mode = '{_BACKUP_SQL_MODE}'")
-        # The engine may take a while with each chunk (compressing, uploading).
-        session.execute("SET SESSION net_write_timeout = 3600")
-        session.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        # DDL is not transactional: a table altered during the backup can still tear it;
-        # InnoDB reports "table definition has changed" rather than returning mixed rows.
-        session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        self.second = second
+        #: DATA_LENGTH of the tables ``second`` sees as ``session`` does.
+        self.shared = shared or {}
         version, max_packet, results_charset = session.query(
             "SELECT VERSION(), @@max_allowed_packet, @@character_set_results"
         )[0]
@@ -536,27 +613,82 @@ class _MySQLBackupReader(BackupReader):
             # The dump is UTF-8 whatever the session's result character set; the cast stops
             # the server converting (it costs about 13% of the rendering, hence only here).
             row = f"CAST(CONVERT({row} USING utf8mb4) AS BINARY)"
-        sql = f"SELECT {row} FROM {s.q(table.name)}"
-        if table.key:
-            sql += " ORDER BY " + ", ".join(s.q(c) for c in table.key)
-        cursor = s.dbapi.cursor(pymysql.cursors.SSCursor)
-        batches = None
-        try:
-            cursor.execute(sql, tuple(names))
-            batches = single_column(cursor, chunk_rows)
-            for rows in batches:
-                if None in rows:  # too long for max_allowed_packet
-                    for _ in batches:  # drain the result: the snapshot's session goes on
-                        pass
-                    raise RowsNotRendered(table.name)
-                yield len(rows), b",".join(cast(list[bytes], rows))
-        finally:
-            if batches is not None:  # first: stopped early, it closes the connection
-                batches.close()
-            cursor.close()
+        select = f"SELECT {row} FROM {s.q(table.name)}"
+        order = " ORDER BY " + ", ".join(s.q(c) for c in table.key) if table.key else ""
+        ranges = self._key_ranges(table)
+        if self.second is None or len(ranges) < 2:
+            return _rendered_stream(s, select + order, names, table.name, chunk_rows)
+        sessions = (s, self.second)
+        logger.debug("table %s: rendered on two sessions, %d key ranges", table.name, len(ranges))
+
+        def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
+            sql = select + ranges[i] + order
+            return _rendered_stream(sessions[i % 2], sql, names, table.name, chunk_rows, True)
+
+        return in_turn(open_range, len(ranges))
+
+    def _key_ranges(self, table: TableSpec) -> list[str]:
+        """WHERE clauses splitting a table both sessions see into ranges of its integer key
+        of about :data:`_RANGE_BYTES` each (the first and last open-ended); one, empty, for
+        a table that is not split."""
+        size = self.shared.get(table.name, 0)
+        if size < 2 * _RANGE_BYTES or len(table.key) != 1:
+            return [""]
+        key = table.key[0]
+        column = next((c for c in table.columns if c.name == key), None)
+        if column is None or _data_type(column.type) not in _INTEGER_TYPES:
+            return [""]
+        name = self.s.q(key)
+        low, high = self.s.query(f"SELECT MIN({name}), MAX({name}) FROM {self.s.q(table.name)}")[0]
+        if low is None:
+            return [""]
+        count = min(size // _RANGE_BYTES, int(high) - int(low) + 1)
+        step = -(-(int(high) - int(low) + 1) // count)
+        cuts = [int(low) + step * i for i in range(1, count) if int(low) + step * i <= int(high)]
+        if not cuts:
+            return [""]
+        return [
+            f" WHERE {name} < {cuts[0]}",
+            *(f" WHERE {name} >= {a} AND {name} < {b}" for a, b in pairwise(cuts)),
+            f" WHERE {name} >= {cuts[-1]}",
+        ]
 
     def objects(self) -> list[ObjectSpec]:
         return _collect_objects(self.s, self.database)
+
+
+def _rendered_stream(
+    session: _Session,
+    sql: str,
+    names: list[str],
+    table: str,
+    chunk_rows: int,
+    drain: bool = False,
+) -> Generator[tuple[int, bytes], None, None]:
+    """(rows, their JSON objects joined by commas) of a rendering query. A row the server
+    could not render (NULL) raises RowsNotRendered once the result is read to its end, so the
+    session goes on. Closed early, the stream is read to its end (``drain``: a key range,
+    and its session renders the next) or its connection is dropped (a whole table, whose
+    rest could take long to read)."""
+    cursor = session.dbapi.cursor(pymysql.cursors.SSCursor)
+    batches = None
+    try:
+        cursor.execute(sql, tuple(names))
+        batches = single_column(cursor, chunk_rows)
+        for rows in batches:
+            if None in rows:  # too long for max_allowed_packet
+                for _ in batches:  # the snapshot's session goes on
+                    pass
+                raise RowsNotRendered(table)
+            yield len(rows), b",".join(cast(list[bytes], rows))
+    finally:
+        if batches is not None:
+            if drain:
+                with suppress(pymysql.err.MySQLError):
+                    for _ in batches:
+                        pass
+            batches.close()  # stopped early, it closes the connection
+        cursor.close()
 
 
 def _settings_comment(**settings: str) -> str:

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError
-from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column
+from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column, in_turn
 from .pg_copy import copy_text_rows
 from .text_rows import BULK_CODECS, VerbatimColumn, bulk_text
 
@@ -582,28 +582,12 @@ class PostgreSQLBackupReader(BackupReader):
         conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],
         chunk_rows: int,
     ) -> Generator[tuple[int, bytes], None, None]:
-        """Ranges in order, alternating between the two sessions: while one range is read,
-        the other session's server process renders the next into its socket."""
+        """Ranges in order, alternating between the two sessions."""
 
-        def start(i: int) -> tuple[Generator[tuple[int, bytes], None, None], Any]:
-            stream = copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, _COPY_BATCH_BYTES)
-            return stream, next(stream, None)  # sends the COPY
+        def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
+            return copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, _COPY_BATCH_BYTES)
 
-        current = start(0)
-        following = None
-        try:
-            for i in range(len(ranges)):
-                following = start(i + 1) if i + 1 < len(ranges) else None
-                stream, first = current
-                if first is not None:
-                    yield first
-                    yield from stream
-                if following is not None:
-                    current = following
-        finally:  # closed early: cancel the COPYs still open on either session
-            current[0].close()
-            if following is not None:
-                following[0].close()
+        return in_turn(open_range, len(ranges))
 
     def close_streams(self) -> None:
         """Close COPY streams a consumer left unfinished (the server is told to stop)."""
