@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -38,6 +39,18 @@ def _comparable(table: TableSpec, rows: list[tuple[Any, ...]]) -> list[str]:
             values.append(value)
         out.append(json.dumps(values))
     return out
+
+
+def rendered_batches(
+    rendered: Iterator[tuple[int, bytes]] | None, chunk_rows: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of a ``rendered_rows`` stream, a decoded batch at a time, each checked
+    against the count it came with and ``chunk_rows``."""
+    assert rendered is not None
+    for count, block in rendered:
+        batch = json.loads(b"[" + block + b"]")
+        assert len(batch) == count <= chunk_rows, (count, len(batch), block[:300])
+        yield batch
 
 
 def copy_via_dialect(
@@ -74,14 +87,7 @@ def copy_via_dialect(
                 if rendered is not None:
                     names = [c.name for c in table.columns]
                     from_server: list[tuple[Any, ...]] = []
-                    for count, block in rendered:
-                        batch = json.loads(b"[" + block + b"]")
-                        assert len(batch) == count <= chunk_rows, (
-                            table.name,
-                            count,
-                            len(batch),
-                            block[:300],
-                        )
+                    for batch in rendered_batches(rendered, chunk_rows):
                         for row in batch:
                             assert list(row) == names, (table.name, list(row))
                             from_server.append(tuple(row[n] for n in names))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import FIXTURES, SAKILA_DIR, database_url, server_url
-from tests.dialect_harness import copy_via_dialect
+from tests.dialect_harness import copy_via_dialect, rendered_batches
 from tests.engine_support import restore_side_objects
 
 MakeDb = Callable[[], Engine]
@@ -677,14 +676,18 @@ def _big_table(engine: Engine, name: str = "big", rows: int = BIG_ROWS) -> None:
 
 
 def _rendered(reader: Any, table: TableSpec) -> list[dict[str, Any]]:
-    rendered = reader.rendered_rows(table, 1000)
-    assert rendered is not None
-    rows: list[dict[str, Any]] = []
-    for count, block in rendered:
-        batch = json.loads(b"[" + block + b"]")
-        assert len(batch) == count <= 1000
-        rows.extend(batch)
-    return rows
+    batches = rendered_batches(reader.rendered_rows(table, 1000), 1000)
+    return [row for batch in batches for row in batch]
+
+
+def _rendered_on_one_session(engine: Engine) -> list[dict[str, Any]]:
+    """The rows of the database's one table, from a backup that could not start a second
+    session in its snapshot."""
+    with get_dialect(engine).open_backup(engine) as reader:
+        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        assert reader.second is None
+        (table,) = reader.tables()
+        return _rendered(reader, table)
 
 
 def _bytes_sent(session: Any) -> int:
@@ -770,12 +773,8 @@ def test_a_writer_holding_the_table_leaves_the_backup_on_one_session(make_db: Ma
     try:
         holder.cursor().execute("UPDATE big SET amount = 0 WHERE id = 1")  # not committed
         started = time.monotonic()
-        with get_dialect(source).open_backup(source) as reader:
-            waited = time.monotonic() - started
-            assert isinstance(reader, mysql_dialect._MySQLBackupReader)
-            assert reader.second is None
-            (table,) = reader.tables()
-            rows = _rendered(reader, table)
+        rows = _rendered_on_one_session(source)
+        waited = time.monotonic() - started
     finally:
         holder.rollback()
         holder.close()
@@ -787,7 +786,7 @@ def test_a_writer_holding_the_table_leaves_the_backup_on_one_session(make_db: Ma
 def test_without_the_lock_privilege_the_backup_renders_on_one_session(
     make_db: MakeDb, server: Engine
 ) -> None:
-    """A user who may read but not LOCK TABLES gets the same backup, on one session."""
+    """A user who may read but not LOCK TABLES gets the same rows, on one session."""
     source = make_db()
     _big_table(source)
     user = f"zm_ro_{uuid.uuid4().hex[:8]}"
@@ -800,11 +799,7 @@ def test_without_the_lock_privilege_the_backup_renders_on_one_session(
         source.url.set(username=user, password=f"pw-{user}"), poolclass=NullPool
     )
     try:
-        with get_dialect(reading).open_backup(reading) as reader:
-            assert isinstance(reader, mysql_dialect._MySQLBackupReader)
-            assert reader.second is None
-            (table,) = reader.tables()
-            rows = _rendered(reader, table)
+        rows = _rendered_on_one_session(reading)
     finally:
         reading.dispose()
         sql(server, f"DROP USER '{user}'@'%'")

@@ -33,7 +33,7 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import SAKILA_DIR, database_url
-from tests.dialect_harness import copy_via_dialect
+from tests.dialect_harness import copy_via_dialect, rendered_batches
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
 
@@ -442,12 +442,8 @@ def test_large_table_renders_on_two_sessions_in_one_snapshot(tmp_path: Path) -> 
                 "DELETE FROM t WHERE id % 1009 = 0;"
                 "INSERT INTO t SELECT i, 'new', NULL, NULL FROM generate_series(40001, 41000) i;",
             )
-            rendered = reader.rendered_rows(table, 1000)
-            assert rendered is not None
             rows: list[dict[str, Any]] = []
-            for count, block in rendered:
-                batch = json.loads(b"[" + block + b"]")
-                assert len(batch) == count <= 1000
+            for batch in rendered_batches(reader.rendered_rows(table, 1000), 1000):
                 if len(rows) == 0:
                     copying = query(
                         source,
