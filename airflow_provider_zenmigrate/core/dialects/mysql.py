@@ -437,14 +437,15 @@ class _MySQLBackupReader(BackupReader):
         self,
         session: _Session,
         database: str,
-        second: _Session | None = None,
-        shared: dict[str, int] | None = None,
+        second: _Session | None,
+        shared: dict[str, int],
     ) -> None:
         self.s = session
         self.database = database
         self.second = second
-        #: DATA_LENGTH of the tables ``second`` sees as ``session`` does.
-        self.shared = shared or {}
+        #: DATA_LENGTH of the tables ``second`` sees as ``session`` does (each of at least
+        #: two ranges: _start_snapshots takes no other).
+        self.shared = shared
         version, max_packet, results_charset = session.query(
             "SELECT VERSION(), @@max_allowed_packet, @@character_set_results"
         )[0]
@@ -631,20 +632,21 @@ class _MySQLBackupReader(BackupReader):
         """WHERE clauses splitting a table both sessions see into ranges of its integer key
         of about :data:`_RANGE_BYTES` each (the first and last open-ended); one, empty, for
         a table that is not split."""
-        size = self.shared.get(table.name, 0)
-        if size < 2 * _RANGE_BYTES or len(table.key) != 1:
+        size = self.shared.get(table.name)
+        if size is None or len(table.key) != 1:
             return [""]
         key = table.key[0]
         column = next((c for c in table.columns if c.name == key), None)
         if column is None or _data_type(column.type) not in _INTEGER_TYPES:
             return [""]
         name = self.s.q(key)
-        low, high = self.s.query(f"SELECT MIN({name}), MAX({name}) FROM {self.s.q(table.name)}")[0]
-        if low is None:
+        bounds = self.s.query(f"SELECT MIN({name}), MAX({name}) FROM {self.s.q(table.name)}")[0]
+        if bounds[0] is None:
             return [""]
-        count = min(size // _RANGE_BYTES, int(high) - int(low) + 1)
-        step = -(-(int(high) - int(low) + 1) // count)
-        cuts = [int(low) + step * i for i in range(1, count) if int(low) + step * i <= int(high)]
+        low, high = int(bounds[0]), int(bounds[1])
+        count = min(size // _RANGE_BYTES, high - low + 1)
+        step = -(-(high - low + 1) // count)
+        cuts = [low + step * i for i in range(1, count) if low + step * i <= high]
         if not cuts:
             return [""]
         return [
