@@ -6,6 +6,7 @@ import binascii
 import hashlib
 import uuid
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar, TypeVar
@@ -170,11 +171,13 @@ _END: Any = object()
 
 
 def in_turn(
-    open_range: Callable[[int], Generator[_Item, None, None]], count: int
+    open_range: Callable[[int], Generator[_Item, None, None]], count: int, ahead: int = 1
 ) -> Generator[_Item, None, None]:
-    """The items of ranges ``0 .. count - 1`` in order, each range started before the one
-    before it is read: with two sessions in one snapshot taking the ranges in turn, one
-    server process renders the next range (into its socket) while the client reads this one.
+    """The items of ranges ``0 .. count - 1`` in order, each range started ``ahead`` ranges
+    before it is read: with ``ahead + 1`` sessions in one snapshot taking the ranges in
+    turn, the other sessions' server processes render the next ranges (into their sockets)
+    while the client reads this one. Range ``i + ahead + 1`` (on range ``i``'s session)
+    starts once range ``i`` is read.
 
     ``open_range(i)`` returns range ``i``'s stream, which sends its query at its first item.
     Closed early, it closes the ranges it started.
@@ -184,21 +187,19 @@ def in_turn(
         stream = open_range(i)
         return stream, next(stream, _END)
 
-    current = start(0)
-    following = None
+    started: deque[tuple[Generator[_Item, None, None], Any]] = deque()
     try:
         for i in range(count):
-            following = start(i + 1) if i + 1 < count else None
-            stream, first = current
+            while len(started) <= ahead and i + len(started) < count:
+                started.append(start(i + len(started)))
+            stream, first = started[0]
             if first is not _END:
                 yield first
                 yield from stream
-            if following is not None:
-                current = following
+            started.popleft()
     finally:
-        current[0].close()
-        if following is not None:
-            following[0].close()
+        for stream, _ in started:
+            stream.close()
 
 
 class BackupReader(ABC):

@@ -137,9 +137,12 @@ _ONE_PACKET = 0xFFFFFF - 8
 # SHOW CREATE quotes with backticks.
 _BACKUP_SQL_MODE = "NO_ENGINE_SUBSTITUTION"
 # Tables of at least two ranges of this many bytes (DATA_LENGTH, InnoDB's estimate) are
-# rendered on two sessions in turn, a key range at a time; about what the sockets between
-# a server and the client hold, so the server rendering the next range seldom waits.
+# rendered on _RENDER_SESSIONS sessions in turn, a key range at a time; about what the
+# sockets between a server and the client hold, so a server rendering ahead seldom waits.
 _RANGE_BYTES = 2 * 1024 * 1024
+# Sessions rendering those tables. A whole backup of 1M rows on two cores, medians of six:
+# 3.22 s with two, 2.88 s with three; four were no better than three.
+_RENDER_SESSIONS = 3
 # Seconds the backup waits for writers to let it lock those tables while its two sessions
 # start their snapshots; past that it renders on one session.
 _SNAPSHOT_LOCK_WAIT = 1
@@ -237,8 +240,8 @@ class MySQLOps(DialectOps):
         database = self.database_name(engine.url)
         with ExitStack() as stack:
             session = stack.enter_context(_session(engine))
-            second, shared = _start_snapshots(engine, stack, session, database)
-            yield _MySQLBackupReader(session, database, second, shared)
+            helpers, shared = _start_snapshots(engine, stack, session, database)
+            yield _MySQLBackupReader(session, database, helpers, shared)
 
     @contextmanager
     def open_restore(self, engine: Engine, label: str) -> Iterator[RestoreWriter]:
@@ -384,15 +387,16 @@ def _begin_snapshot(session: _Session) -> None:
 
 def _start_snapshots(
     engine: Engine, stack: ExitStack, first: _Session, database: str
-) -> tuple[_Session | None, dict[str, int]]:
-    """Start ``first``'s snapshot and, where the database has tables worth rendering on two
-    sessions, a second session's in the same state of those tables.
+) -> tuple[tuple[_Session, ...], dict[str, int]]:
+    """Start ``first``'s snapshot and, where the database has tables worth rendering on
+    several sessions, ``_RENDER_SESSIONS - 1`` more sessions' in the same state of those
+    tables.
 
-    MariaDB cannot hand a snapshot to another session, so a third one holds the tables with
-    ``LOCK TABLES ... READ`` while both start: no change to them can commit in between.
-    That takes the privilege mysqldump's own locking takes, and holds writers of those
-    tables back for the few milliseconds it lasts. Returns the second session and the
-    tables (their DATA_LENGTH), or ``(None, {})``: no such table, no privilege, no
+    MariaDB cannot hand a snapshot to another session, so one more session holds the tables
+    with ``LOCK TABLES ... READ`` while they all start: no change to them can commit in
+    between. That takes the privilege mysqldump's own locking takes, and holds writers of
+    those tables back for the few milliseconds it lasts. Returns the helper sessions and the
+    tables (their DATA_LENGTH), or ``((), {})``: no such table, no privilege, no
     connection, or a writer still holding the tables after :data:`_SNAPSHOT_LOCK_WAIT` s.
     """
     _prepare_snapshot(first, database)
@@ -417,34 +421,37 @@ def _start_snapshots(
                 )
                 _begin_snapshot(first)
                 begun = True
-                second = stack.enter_context(_session(engine))
-                _prepare_snapshot(second, database)
-                _begin_snapshot(second)
+                helpers = []
+                for _ in range(_RENDER_SESSIONS - 1):
+                    helper = stack.enter_context(_session(engine))
+                    _prepare_snapshot(helper, database)
+                    _begin_snapshot(helper)
+                    helpers.append(helper)
                 locker.execute("UNLOCK TABLES")
-            return second, sizes
+            return tuple(helpers), sizes
         except (pymysql.err.MySQLError, DBAPIError) as exc:
-            logger.info("rendering on one session: no second one in the snapshot (%s)", exc)
+            logger.info("rendering on one session: no other one in the snapshot (%s)", exc)
     if not begun:
         _begin_snapshot(first)
-    return None, {}
+    return (), {}
 
 
 class _MySQLBackupReader(BackupReader):
     """One snapshot transaction (on ``session``); tables in ``shared`` are in the same
-    snapshot on ``second`` too, and large ones are rendered on both in turn."""
+    snapshot on the ``helpers`` too, and large ones are rendered on all of them in turn."""
 
     def __init__(
         self,
         session: _Session,
         database: str,
-        second: _Session | None,
+        helpers: tuple[_Session, ...],
         shared: dict[str, int],
     ) -> None:
         self.s = session
         self.database = database
-        self.second = second
-        #: DATA_LENGTH of the tables ``second`` sees as ``session`` does (each of at least
-        #: two ranges: _start_snapshots takes no other).
+        self.helpers = helpers
+        #: DATA_LENGTH of the tables the ``helpers`` see as ``session`` does (each of at
+        #: least two ranges: _start_snapshots takes no other).
         self.shared = shared
         version, max_packet, results_charset = session.query(
             "SELECT VERSION(), @@max_allowed_packet, @@character_set_results"
@@ -617,16 +624,22 @@ class _MySQLBackupReader(BackupReader):
         select = f"SELECT {row} FROM {s.q(table.name)}"
         order = " ORDER BY " + ", ".join(s.q(c) for c in table.key) if table.key else ""
         ranges = self._key_ranges(table)
-        if self.second is None or len(ranges) < 2:
+        if not self.helpers or len(ranges) < 2:
             return _rendered_stream(s, select + order, names, table.name, chunk_rows)
-        sessions = (s, self.second)
-        logger.debug("table %s: rendered on two sessions, %d key ranges", table.name, len(ranges))
+        sessions = (s, *self.helpers)
+        logger.debug(
+            "table %s: rendered on %d sessions, %d key ranges",
+            table.name,
+            len(sessions),
+            len(ranges),
+        )
 
         def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
+            session = sessions[i % len(sessions)]
             sql = select + ranges[i] + order
-            return _rendered_stream(sessions[i % 2], sql, names, table.name, chunk_rows, True)
+            return _rendered_stream(session, sql, names, table.name, chunk_rows, True)
 
-        return in_turn(open_range, len(ranges))
+        return in_turn(open_range, len(ranges), ahead=len(sessions) - 1)
 
     def _key_ranges(self, table: TableSpec) -> list[str]:
         """WHERE clauses splitting a table both sessions see into ranges of its integer key
