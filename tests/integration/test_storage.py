@@ -24,6 +24,7 @@ from airflow_provider_zenmigrate.core.errors import DumpError
 from airflow_provider_zenmigrate.core.storage import (
     StorageError,
     StorageNotFoundError,
+    backend_for,
     open_for_read,
     open_for_write,
     safe_uri,
@@ -89,6 +90,22 @@ def test_failed_backup_publishes_nothing(store: Store) -> None:
     if store.name == "s3":  # aborted, not merely left pending
         assert store.upload_in_progress(uri) is False
     # Azure keeps staged blocks until it collects them (7 days); they never form a blob.
+
+
+def test_a_local_file_goes_to_disk_while_it_is_written(tmp_path: Path) -> None:
+    """A local dump's pages are handed to the disk as it grows, so the fsync that publishes
+    it waits for the last ones only; what is published is what was written."""
+    path = tmp_path / "big.jsonl"
+    block = os.urandom(1 << 20)
+    backend = backend_for(str(path))
+    with backend.upload(str(path)) as stream:
+        for _ in range(80):
+            stream.write(block)
+        stream.flush()
+        handed = stream.raw.handed  # type: ignore[attr-defined]
+    assert handed >= 64 * 1024 * 1024, handed
+    assert path.read_bytes() == block * 80
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left
 
 
 _CHILD = """
