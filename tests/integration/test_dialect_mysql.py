@@ -662,7 +662,14 @@ def test_snapshot_is_consistent(make_db: MakeDb) -> None:
 
 
 # -- rendering on several sessions ---------------------------------------------------------
-BIG_ROWS = 40_000  # about 10 MB of InnoDB data: several key ranges of _RANGE_BYTES
+BIG_ROWS = 40_000  # about 10 MB of InnoDB data: several key ranges of SMALL_RANGE_BYTES
+SMALL_RANGE_BYTES = 2 * 1024 * 1024
+
+
+@pytest.fixture
+def small_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges of 2 MiB, so a table of 10 MB is split as larger ones are by default."""
+    monkeypatch.setattr(mysql_dialect, "_RANGE_BYTES", SMALL_RANGE_BYTES)
 
 
 def _big_table(engine: Engine, name: str = "big", rows: int = BIG_ROWS) -> None:
@@ -694,6 +701,7 @@ def _bytes_sent(session: Any) -> int:
     return int(session.query("SHOW SESSION STATUS LIKE 'Bytes_sent'")[0][1])
 
 
+@pytest.mark.usefixtures("small_ranges")
 def test_large_table_renders_on_several_sessions_in_one_snapshot(make_db: MakeDb) -> None:
     """A large table is rendered in key ranges taken in turn by the reader's session and
     the helpers started in the same snapshot: the rows are exactly the snapshot's (changes
@@ -724,6 +732,27 @@ def test_large_table_renders_on_several_sessions_in_one_snapshot(make_db: MakeDb
     assert min(shares) > 0.5 * sum(shares) / ranges, shares
 
 
+@pytest.mark.usefixtures("small_ranges")
+def test_ranges_left_unread_leave_every_session_usable(make_db: MakeDb) -> None:
+    """A consumer that stops after the first rows closes the ranges it started, some of
+    them only sent: each is read to its end, and every session runs the next query."""
+    source = make_db()
+    _big_table(source)
+    with get_dialect(source).open_backup(source) as reader:
+        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        (table,) = reader.tables()
+        for stop_after in (1, 3):
+            rendered = reader.rendered_rows(table, 1000)
+            assert rendered is not None
+            for _, (count, _block) in zip(range(stop_after), rendered, strict=False):
+                assert count > 0
+            rendered.close()
+            for session in (reader.s, *reader.helpers):
+                assert session.scalar("SELECT COUNT(*) FROM big") == BIG_ROWS
+        assert len(_rendered(reader, table)) == BIG_ROWS
+
+
+@pytest.mark.usefixtures("small_ranges")
 def test_the_sessions_read_one_snapshot_while_money_moves(make_db: MakeDb) -> None:
     """A writer moves amounts between random rows of the large table, one transaction a
     move, while backups open and render it: every rendering adds up. Without the lock
@@ -765,6 +794,7 @@ def test_the_sessions_read_one_snapshot_while_money_moves(make_db: MakeDb) -> No
     assert moves > 100, "the writer hardly moved: nothing was tested"
 
 
+@pytest.mark.usefixtures("small_ranges")
 def test_a_writer_holding_the_table_leaves_the_backup_on_one_session(make_db: MakeDb) -> None:
     """An open transaction that changed the large table keeps the lock from being taken:
     after _SNAPSHOT_LOCK_WAIT the backup goes on with one session, without the change."""
@@ -784,6 +814,7 @@ def test_a_writer_holding_the_table_leaves_the_backup_on_one_session(make_db: Ma
     assert rows[0]["amount"] == 1000
 
 
+@pytest.mark.usefixtures("small_ranges")
 def test_without_the_lock_privilege_the_backup_renders_on_one_session(
     make_db: MakeDb, server: Engine
 ) -> None:
@@ -810,6 +841,7 @@ def test_without_the_lock_privilege_the_backup_renders_on_one_session(
 @pytest.mark.parametrize(
     "where", ["in-the-range-being-read", "in-the-range-rendered-ahead", "two-ranges-ahead"]
 )
+@pytest.mark.usefixtures("small_ranges")
 def test_a_row_too_long_to_render_in_a_split_table(
     make_db: MakeDb, tmp_path: Path, where: str, caplog: pytest.LogCaptureFixture
 ) -> None:

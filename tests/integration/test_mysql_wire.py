@@ -3,7 +3,8 @@
 It reads packets itself, so it is checked where the protocol changes shape: the length
 prefix's 1/3/4-byte forms, values longer than its buffer, NULL, the end of the result (the
 connection must go on as if pymysql had read it), an error packet mid-result, a lost
-connection, a consumer that stops early, and a row that would span packets. Then the
+connection, a consumer that stops early, and a row that would span packets; a query sent
+without waiting for its answer. Then the
 backup's use of it: a keyed table with a row too long for the server to render goes on
 with the Python encoders from that row, and restores exactly.
 """
@@ -21,7 +22,11 @@ import pymysql.cursors
 import pytest
 from pymysql.connections import Connection
 
-from airflow_provider_zenmigrate.core.dialects.mysql_wire import single_column
+from airflow_provider_zenmigrate.core.dialects.mysql_wire import (
+    read_result,
+    send_query,
+    single_column,
+)
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url, server_url
 
@@ -110,6 +115,38 @@ def test_refuses_a_result_that_is_not_one_column(conn: Connection) -> None:
     with pytest.raises(ValueError, match="one-column"):
         next(single_column(cursor, 10))
     cursor.close()
+
+
+def test_a_sent_query_runs_while_the_client_waits_elsewhere() -> None:
+    """Two queries sent without waiting run on the server at once; their results, read
+    afterwards, are what execute() reads, and the connections go on."""
+    sql = "SELECT CAST(CONCAT(%s, seq, SLEEP(seq = 1)) AS BINARY) FROM seq_1_to_3"
+    with _connect() as first, _connect() as second:
+        cursors = [c.cursor(pymysql.cursors.SSCursor) for c in (first, second)]
+        started = time.monotonic()
+        for cursor, tag in zip(cursors, ("a-", "b-"), strict=True):
+            send_query(cursor, sql, (tag,))
+        got = []
+        for cursor in cursors:
+            read_result(cursor)
+            got.append([v for batch in single_column(cursor, 10) for v in batch])
+        elapsed = time.monotonic() - started
+        assert got == [[b"a-10", b"a-20", b"a-30"], [b"b-10", b"b-20", b"b-30"]]
+        assert elapsed < 1.8, f"the second query waited for the first: {elapsed:.2f} s"
+        for c in (first, second):
+            with c.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                assert cursor.fetchone() == (1,)
+
+
+def test_a_sent_query_that_fails_raises_when_its_answer_is_read(conn: Connection) -> None:
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    send_query(cursor, "SELECT no_such_column FROM seq_1_to_3", ())
+    with pytest.raises(pymysql.err.OperationalError, match="no_such_column"):
+        read_result(cursor)
+    with conn.cursor() as plain:
+        plain.execute("SELECT 2")
+        assert plain.fetchone() == (2,)
 
 
 def _kill_soon(statement: str, thread_id: int) -> threading.Thread:

@@ -168,6 +168,9 @@ class RowsNotRendered(Exception):
 
 _Item = TypeVar("_Item")
 _END: Any = object()
+#: What a range's stream may yield first, once its query is on its way: starting the range
+#: then does not wait for the server's first rows.
+SENT: Any = object()
 
 
 def in_turn(
@@ -179,8 +182,10 @@ def in_turn(
     while the client reads this one. Range ``i + ahead + 1`` (on range ``i``'s session)
     starts once range ``i`` is read.
 
-    ``open_range(i)`` returns range ``i``'s stream, which sends its query at its first item.
-    Closed early, it closes the ranges it started.
+    ``open_range(i)`` returns range ``i``'s stream, which sends its query at its first item;
+    a stream whose first item is :data:`SENT` is started without waiting for the server's
+    first rows (with small ranges that wait was most of the time). Closed early, it closes
+    the ranges it started.
     """
 
     def start(i: int) -> tuple[Generator[_Item, None, None], Any]:
@@ -194,7 +199,8 @@ def in_turn(
                 started.append(start(i + len(started)))
             stream, first = started[0]
             if first is not _END:
-                yield first
+                if first is not SENT:
+                    yield first
                 yield from stream
             started.popleft()
     finally:

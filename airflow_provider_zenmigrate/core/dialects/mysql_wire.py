@@ -3,10 +3,13 @@
 pymysql spends about 2 µs of Python on every row (a packet object, length-coded reads, a
 tuple). The rows a backup has the server render are already the bytes it writes, so this
 reads the result's packets from the connection's buffer a megabyte at a time and slices the
-values out, about a quarter of that per row. It relies on pymysql internals (the
-connection's ``_rfile``, ``_next_seq_id`` and ``_force_close``, the unbuffered result's
-state), hence the version bound on pymysql in pyproject.toml; tests/integration/
-test_mysql_wire.py checks it against pymysql's own reading, errors and lost connections.
+values out, about a quarter of that per row. A query can also be sent without waiting for
+its answer (:func:`send_query`, then :func:`read_result`), so a session starts rendering
+while the client reads another's rows. It relies on pymysql internals (the connection's
+``_rfile``, ``_next_seq_id``, ``_force_close``, ``_execute_command`` and
+``_read_query_result``, the cursor's and the unbuffered result's state), hence the version
+bound on pymysql in pyproject.toml; tests/integration/test_mysql_wire.py checks it against
+pymysql's own reading, errors and lost connections.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from pymysql import err
-from pymysql.constants import CR
+from pymysql.constants import COMMAND, CR
 from pymysql.cursors import SSCursor
 from pymysql.protocol import MysqlPacket
 
@@ -25,6 +28,23 @@ _NULL, _TWO, _THREE, _EOF = 0xFB, 0xFC, 0xFD, 0xFE
 _ERROR = 0xFF
 # A payload this long continues in the next packet (a row of 16 MiB or more).
 _FULL_PACKET = 0xFFFFFF
+
+
+def send_query(cursor: SSCursor, sql: str, args: tuple[Any, ...]) -> None:
+    """Send ``cursor``'s query without waiting for the server's answer: the first half of
+    what ``cursor.execute`` does; :func:`read_result` is the second, before anything else is
+    sent on the connection."""
+    conn: Any = cursor.connection
+    query = cursor.mogrify(sql, args)
+    cursor._clear_result()
+    conn._execute_command(COMMAND.COM_QUERY, query.encode(conn.encoding))
+
+
+def read_result(cursor: SSCursor) -> None:
+    """Read the answer to :func:`send_query`'s query, as ``cursor.execute`` would have."""
+    conn: Any = cursor.connection
+    conn._affected_rows = conn._read_query_result(unbuffered=True)
+    cursor._do_get_result()
 
 
 def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | None], None, None]:
