@@ -317,6 +317,7 @@ class Backend:
 
 #: Bytes of a new local file after which its pages are handed to the disk (see _WrittenBehind).
 _WRITE_BEHIND_BYTES = 32 * 1024 * 1024
+_CAN_WRITE_BEHIND = hasattr(os, "posix_fadvise")
 
 
 class _WrittenBehind(io.FileIO):
@@ -334,7 +335,7 @@ class _WrittenBehind(io.FileIO):
     def write(self, data: Any) -> int:
         written = super().write(data) or 0
         self.written += written
-        if self.written - self.handed >= _WRITE_BEHIND_BYTES and hasattr(os, "posix_fadvise"):
+        if _CAN_WRITE_BEHIND and self.written - self.handed >= _WRITE_BEHIND_BYTES:
             os.posix_fadvise(
                 self.fileno(), self.handed, self.written - self.handed, os.POSIX_FADV_DONTNEED
             )

@@ -640,7 +640,7 @@ class _MySQLBackupReader(BackupReader):
         def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
             session = sessions[i % len(sessions)]
             sql = select + ranges[i] + order
-            return _rendered_stream(session, sql, names, table.name, chunk_rows, True)
+            return _rendered_stream(session, sql, names, table.name, chunk_rows, key_range=True)
 
         return in_turn(open_range, len(ranges), ahead=len(sessions) - 1)
 
@@ -681,18 +681,18 @@ def _rendered_stream(
     names: list[str],
     table: str,
     chunk_rows: int,
-    drain: bool = False,
+    key_range: bool = False,
 ) -> Generator[Any, None, None]:
     """(rows, their JSON objects joined by commas) of a rendering query. A row the server
     could not render (NULL) raises RowsNotRendered once the result is read to its end, so the
-    session goes on. Closed early, the stream is read to its end (``drain``: a key range,
-    and its session renders the next) or its connection is dropped (a whole table, whose
-    rest could take long to read). A key range yields SENT first, once its query is sent."""
+    session goes on. A ``key_range`` yields SENT first, once its query is sent, and closed
+    early it is read to its end (its session renders the next range); a whole table closed
+    early has its connection dropped (its rest could take long to read)."""
     cursor = session.dbapi.cursor(pymysql.cursors.SSCursor)
     batches = None
     sent = False
     try:
-        if drain:
+        if key_range:
             send_query(cursor, sql, tuple(names))
             sent = True
             yield SENT
@@ -713,7 +713,7 @@ def _rendered_stream(
                 read_result(cursor)
                 batches = single_column(cursor, chunk_rows)
         if batches is not None:
-            if drain:
+            if key_range:
                 with suppress(pymysql.err.MySQLError):
                     for _ in batches:
                         pass
