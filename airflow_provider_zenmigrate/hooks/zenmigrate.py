@@ -5,13 +5,42 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Connection
+from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import Engine
 
 from ..core.alembic import Alembic
 from ..core.utils import MigrationUtils
 from .database_url import DatabaseSettings, database_settings
 from .storage_params import transport_params
+
+
+class ConnectionNotDefined(AirflowNotFoundException):
+    """An Airflow connection the hook needs is not defined; the message says how to make it."""
+
+
+# What a connection of each role looks like on the command line (placeholders, no secrets).
+_EXAMPLE_URIS = {
+    "database": (
+        "'postgres://USER:PASSWORD@HOST:5432/DATABASE' (or mysql://USER:PASSWORD@HOST:3306/"
+        "DATABASE, or sqlite:////absolute/path/to/file.db)"
+    ),
+    "storage": (
+        "'aws://ACCESS_KEY_ID:SECRET_KEY@/?region_name=REGION' (or a google_cloud_platform "
+        "or wasb connection)"
+    ),
+}
+
+
+def not_defined_message(conn_id: str, role: str) -> str:
+    """Which connection to create and the two usual ways to create it."""
+    return (
+        f"the Airflow connection {conn_id!r} ({role} connection) is not defined. Create it "
+        f"with `airflow connections add {conn_id} --conn-uri {_EXAMPLE_URIS[role]}`, or set "
+        f"the environment variable AIRFLOW_CONN_{conn_id.upper()} to such a URI (or to the "
+        "connection as JSON) where the tasks run, or add it in the UI under Admin > "
+        "Connections; README, Connections, lists the types and extras"
+    )
 
 
 class ZenMigrateHook(BaseHook):
@@ -43,13 +72,19 @@ class ZenMigrateHook(BaseHook):
         self.storage_conn_id = storage_conn_id
         self._utils: MigrationUtils | None = None
 
+    def _connection(self, conn_id: str, role: str) -> Connection:
+        try:
+            return self.get_connection(conn_id)
+        except AirflowNotFoundException as exc:
+            raise ConnectionNotDefined(not_defined_message(conn_id, role)) from exc
+
     def get_settings(self) -> DatabaseSettings:
-        return database_settings(self.get_connection(self.conn_id))
+        return database_settings(self._connection(self.conn_id, "database"))
 
     def get_transport_params(self) -> dict[str, Any] | None:
         if not self.storage_conn_id:
             return None
-        return transport_params(self.get_connection(self.storage_conn_id))
+        return transport_params(self._connection(self.storage_conn_id, "storage"))
 
     def get_migration_utils(self) -> MigrationUtils:
         """The core object for this connection (created once per hook)."""

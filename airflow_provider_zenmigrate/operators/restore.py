@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import Context
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ..core.catalog import list_backups
 from ..links import BackupLink
@@ -16,18 +16,21 @@ from .base import ZenMigrateBaseOperator
 class RestoreOperator(ZenMigrateBaseOperator):
     """Replace the database's contents with a backup, atomically.
 
-    Give exactly one source: ``uri`` (typically the backup task's XCom, e.g.
-    ``"{{ ti.xcom_pull(task_ids='backup')['uri'] }}"``), ``backup_db_name``, or
-    ``latest_under`` (a prefix: the newest complete backup there). Dumps without a header
-    and trailer are refused unless ``allow_unverified=True``; dumps with functions,
-    procedures, aggregates or events unless ``allow_routines=True`` (their bodies are code
-    the server runs: trusted dumps only). Both may be templates ("True"/"False"). Returns
-    what was restored.
+    Give exactly one source: ``backup_task_id`` (the :class:`BackupToStorageOperator` task of
+    this run whose manifest names the backup), ``uri``, ``backup_db_name``, or
+    ``latest_under`` (a prefix: the newest complete backup there). With ``backup_task_id``, a
+    backup task that returned nothing (it failed or never ran) means no backup exists: the
+    task is skipped, touching no connection, instead of failing on a missing URI (the
+    rollback of a run whose backup failed). Dumps without a header and trailer are refused
+    unless ``allow_unverified=True``; dumps with functions, procedures, aggregates or events
+    unless ``allow_routines=True`` (their bodies are code the server runs: trusted dumps
+    only). Both may be templates ("True"/"False"). Returns what was restored.
     """
 
     template_fields: Sequence[str] = (
         "conn_id",
         "storage_conn_id",
+        "backup_task_id",
         "uri",
         "backup_db_name",
         "latest_under",
@@ -41,6 +44,7 @@ class RestoreOperator(ZenMigrateBaseOperator):
         self,
         *,
         conn_id: str,
+        backup_task_id: str | None = None,
         uri: str | None = None,
         backup_db_name: str | None = None,
         latest_under: str | None = None,
@@ -50,6 +54,7 @@ class RestoreOperator(ZenMigrateBaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        self.backup_task_id = backup_task_id
         self.uri = uri
         self.backup_db_name = backup_db_name
         self.latest_under = latest_under
@@ -58,12 +63,15 @@ class RestoreOperator(ZenMigrateBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         # Checked after rendering: templates may leave some sources empty.
-        given = [s for s in (self.uri, self.backup_db_name, self.latest_under) if s]
+        sources = (self.backup_task_id, self.uri, self.backup_db_name, self.latest_under)
+        given = [s for s in sources if s]
         if len(given) != 1:
             raise AirflowFailException(
-                "RestoreOperator needs exactly one of uri, backup_db_name, latest_under; "
-                f"got {len(given)}"
+                "RestoreOperator needs exactly one of backup_task_id, uri, backup_db_name, "
+                f"latest_under; got {len(given)}"
             )
+        if self.backup_task_id:
+            self.uri = self._backup_uri(context, self.backup_task_id)
         allow_unverified = _flag(self.allow_unverified)
         allow_routines = _flag(self.allow_routines)
         utils = self.hook.get_migration_utils()
@@ -91,6 +99,24 @@ class RestoreOperator(ZenMigrateBaseOperator):
             "verified": summary.verified,
             "revisions": (summary.header or {}).get("revisions", []),
         }
+
+    def _backup_uri(self, context: Context, task_id: str) -> str:
+        """The URI the backup task of this run returned; skip the restore without one."""
+        result = context["ti"].xcom_pull(task_ids=task_id)
+        if result is None:
+            self.log.info(
+                "no backup exists: task %r returned none in this run (it failed, was skipped "
+                "or did not run), so there is nothing to restore; the restore is skipped and "
+                "the database is left as it is",
+                task_id,
+            )
+            raise AirflowSkipException(f"no backup: task {task_id!r} returned none in this run")
+        if isinstance(result, dict) and result.get("uri"):
+            return str(result["uri"])
+        raise AirflowFailException(
+            f"task {task_id!r} returned a {type(result).__name__} without a 'uri': "
+            "backup_task_id must name a BackupToStorageOperator task"
+        )
 
 
 def _flag(value: Any) -> bool:

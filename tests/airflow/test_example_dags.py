@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, REPO, SECRET, database_url
+from tests.conftest import EXAMPLE_MIGRATIONS, REPO, SECRET, database_url, unique_name
 from tests.identity import fingerprint
 from tests.object_stores import Store
 
@@ -97,6 +97,7 @@ def test_backup_then_migrate_success_and_failure(
     assert states["upgrade"] == "failed"
     assert states["restore_on_failure"] == "success"
     assert states["fail_run"] == "failed"
+    assert states["fail_run_without_backup"] == "skipped"
     utils.dispose()
     assert fingerprint(utils.url) == before_failure
     assert "upgrade failed at revision 0004" in "".join(capfd.readouterr()) + caplog.text
@@ -106,6 +107,7 @@ def test_backup_then_migrate_success_and_failure(
     assert str(succeeded.state) == "success", states
     assert states["upgrade"] == "success"
     assert states["restore_on_failure"] == "skipped"
+    assert states["fail_run"] == states["fail_run_without_backup"] == "skipped"
     utils.dispose()
     assert Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).current_revisions() == ["0003"]
     backups = sorted((tmp_path / "backups").rglob("*.jsonl.zst"))
@@ -113,7 +115,10 @@ def test_backup_then_migrate_success_and_failure(
 
     nothing = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
     assert str(nothing.state) == "success"
-    assert _states(nothing)["check_pending"] == "skipped"
+    states = _states(nothing)
+    assert states["check_pending"] == "skipped"
+    assert {states[t] for t in ("backup", "upgrade", "restore_on_failure")} == {"skipped"}
+    assert states["fail_run"] == states["fail_run_without_backup"] == "skipped"
     assert len(sorted((tmp_path / "backups").rglob("*.jsonl.zst"))) == 2
 
 
@@ -277,3 +282,122 @@ def test_dags_restore_routines_only_when_allowed(
     assert str(allowed.state) == "success", _states(allowed)
     utils.dispose()
     assert fingerprint(utils.url) == before
+
+
+# -- the rollback never misfires (issue 21, point 6) ------------------------------------------
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])
+def test_backup_fails_nothing_restored_run_fails(
+    airflow_db: Path,
+    utils: MigrationUtils,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No backup: the upgrade never ran, the restore is skipped saying why, the run is red."""
+    caplog.set_level(logging.INFO)
+    _demo_database(utils)
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_NO_BACKUP", _connection_json(utils))
+    blocker = tmp_path / "a_file"  # a regular file: no folder can be made below it
+    blocker.write_text("not a folder")
+    before = fingerprint(utils.url)
+    utils.dispose()
+    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    assert dag is not None
+    capfd.readouterr()
+    run = dag.test(
+        run_conf={
+            "conn_id": "zm_no_backup",
+            "backup_prefix": str(blocker / "backups"),
+            # Were the upgrade to run, 0004 would change the database and fail.
+            "script_location": str(FAILING),
+        }
+    )
+    states = _states(run)
+    assert str(run.state) == "failed", states
+    assert states["check_pending"] == "success"
+    assert states["backup"] == "failed"
+    assert states["upgrade"] == "upstream_failed"
+    assert states["restore_on_failure"] == "skipped"
+    assert states["fail_run"] == "skipped"
+    assert states["fail_run_without_backup"] == "failed"
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert "no backup exists: task 'backup' returned none in this run" in output
+    assert "the upgrade did not run and the database was not touched" in output
+    assert "UndefinedError" not in output and "NoneType" not in output
+    utils.dispose()
+    assert fingerprint(utils.url) == before
+    assert not list(tmp_path.rglob("*.jsonl.zst"))
+
+
+def test_undefined_connection_says_how_to_create_it(
+    airflow_db: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A DAG copied where its connection does not exist fails naming the connection to add."""
+    caplog.set_level(logging.INFO)
+    conn_id = unique_name("zm_undefined")
+    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    assert dag is not None
+    capfd.readouterr()
+    run = dag.test(run_conf={"conn_id": conn_id, "backup_prefix": str(tmp_path / "backups")})
+    states = _states(run)
+    assert str(run.state) == "failed", states
+    assert states["check_pending"] == "failed"
+    assert states["backup"] == states["upgrade"] == "upstream_failed"
+    assert states["restore_on_failure"] == "skipped"  # no backup: not a template error
+    assert states["fail_run_without_backup"] == "failed"
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert f"the Airflow connection '{conn_id}' (database connection) is not defined" in output
+    assert f"airflow connections add {conn_id} --conn-uri 'postgres://" in output
+    assert f"AIRFLOW_CONN_{conn_id.upper()}" in output
+    assert not (tmp_path / "backups").exists()
+
+
+FIRST_FAILS = Path(__file__).resolve().parent / "migrations_first_fails"
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"])
+def test_restore_runs_after_a_first_revision_rolled_back(
+    airflow_db: Path,
+    utils: MigrationUtils,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Revision 1 fails inside its transaction: nothing changed, the restore still runs and
+    succeeds, and the run is red."""
+    caplog.set_level(logging.INFO)
+    with utils.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE note (id integer PRIMARY KEY, body text NOT NULL)"))
+        conn.execute(text("INSERT INTO note VALUES (1, 'kept'), (2, 'also kept')"))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_FIRST_FAILS", _connection_json(utils))
+    before = fingerprint(utils.url)
+    utils.dispose()
+    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    assert dag is not None
+    run = dag.test(
+        run_conf={
+            "conn_id": "zm_first_fails",
+            "backup_prefix": str(tmp_path / "backups"),
+            "script_location": str(FIRST_FAILS),
+        }
+    )
+    states = _states(run)
+    assert str(run.state) == "failed", states
+    assert states["upgrade"] == "failed"
+    assert states["restore_on_failure"] == "success"
+    assert states["fail_run"] == "failed"
+    assert states["fail_run_without_backup"] == "skipped"
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert "upgrade failed at revision 0001" in output
+    assert "restored 1 tables, 2 rows from" in output
+    utils.dispose()
+    assert fingerprint(utils.url) == before
+    assert Alembic(utils.engine, script_location=FIRST_FAILS).current_revisions() == []
+    utils.dispose()

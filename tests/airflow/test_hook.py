@@ -13,7 +13,7 @@ from airflow_provider_zenmigrate.core.catalog import list_backups
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.hooks.database_url import database_settings
 from airflow_provider_zenmigrate.hooks.storage_params import transport_params
-from airflow_provider_zenmigrate.hooks.zenmigrate import ZenMigrateHook
+from airflow_provider_zenmigrate.hooks.zenmigrate import ConnectionNotDefined, ZenMigrateHook
 from tests.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY, make_store
 
 pytest_plugins = ["tests.object_stores"]
@@ -133,6 +133,33 @@ def test_hook_builds_working_utils_and_tests_the_connection(
     )
     ok, message = ZenMigrateHook(conn_id="zm_broken").test_connection()
     assert ok is False and message
+
+
+def test_undefined_connections_say_which_to_create_and_how(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = ZenMigrateHook(conn_id="zm_hook_nowhere")
+    with pytest.raises(ConnectionNotDefined) as caught:
+        missing.get_migration_utils()
+    message = str(caught.value)
+    assert "the Airflow connection 'zm_hook_nowhere' (database connection) is not defined" in (
+        message
+    )
+    assert "airflow connections add zm_hook_nowhere --conn-uri 'postgres://" in message
+    assert "AIRFLOW_CONN_ZM_HOOK_NOWHERE" in message
+    assert missing.test_connection() == (False, f"ConnectionNotDefined: {message}")
+
+    # The database is defined, the storage connection is not.
+    _env_connection(
+        monkeypatch, "zm_hook_db", {"conn_type": "sqlite", "host": str(tmp_path / "x.db")}
+    )
+    no_store = ZenMigrateHook(conn_id="zm_hook_db", storage_conn_id="zm_hook_no_store")
+    with pytest.raises(ConnectionNotDefined) as caught:
+        no_store.get_transport_params()
+    message = str(caught.value)
+    assert "'zm_hook_no_store' (storage connection) is not defined" in message
+    assert "airflow connections add zm_hook_no_store --conn-uri 'aws://" in message
+    assert "AIRFLOW_CONN_ZM_HOOK_NO_STORE" in message
 
 
 @pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])

@@ -43,7 +43,14 @@ pytest_plugins = ["tests.object_stores"]
 DAG_ID = "zenmigrate_backup_then_migrate"
 FAILING = REPO / "example_dags" / "migrations_failing"
 SCREENSHOTS = REPO / "build" / "e2e"
-TASK_IDS = ["check_pending", "backup", "upgrade", "restore_on_failure", "fail_run"]
+TASK_IDS = [
+    "check_pending",
+    "backup",
+    "upgrade",
+    "restore_on_failure",
+    "fail_run",
+    "fail_run_without_backup",
+]
 LIMIT_SECONDS = 600
 RUN_TIMEOUT = 180
 STARTED = time.monotonic()
@@ -182,6 +189,7 @@ def test_succeeding_migration_runs_green_and_keeps_a_verified_backup(scenario: S
         "upgrade": "success",
         "restore_on_failure": "skipped",
         "fail_run": "skipped",
+        "fail_run_without_backup": "skipped",
     }
     assert run.revisions == ["0003"]  # the merge head of example_dags/migrations
     assert run.after != run.before
@@ -206,6 +214,7 @@ def test_failing_migration_is_restored_and_fails_the_run(scenario: Scenario) -> 
         "upgrade": "failed",
         "restore_on_failure": "success",
         "fail_run": "failed",
+        "fail_run_without_backup": "skipped",
     }
     assert run.revisions == ["0003"]
     assert run.after == run.before  # every table's CHECKSUM and DDL as before the run
@@ -307,6 +316,7 @@ def test_ui_shows_the_failed_run_and_the_backup_link(scenario: Scenario) -> None
             "upgrade": "Failed",
             "restore_on_failure": "Success",
             "fail_run": "Failed",
+            "fail_run_without_backup": "Skipped",
         }
         header = page.inner_text("body")
         assert run.run_id in header and DAG_ID in header
