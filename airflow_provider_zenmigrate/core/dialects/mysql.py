@@ -45,6 +45,13 @@ from .base import (
     decode_base64_column,
     in_turn,
 )
+from .mysql_grants import (
+    ROUTINE_KINDS,
+    RoutineGrant,
+    grant_sql_mode,
+    kept_grants,
+    read_routine_grants,
+)
 from .mysql_load import BulkLoader, load_statement
 from .mysql_wire import read_result, send_query, single_column
 from .text_rows import BULK_CODECS, bulk_text
@@ -1082,6 +1089,8 @@ class _MySQLRestoreWriter(RestoreWriter):
         self.bulk: BulkLoader | None = None
         #: Where a failed swap reconnects to put the target back (see :meth:`_recover`).
         self.engine: Engine | None = None
+        #: The grants on the target's routines, read before the swap (see mysql_grants).
+        self.grants: list[RoutineGrant] = []
         self._load_sql: dict[str, str] = {}
 
     def _load_settings(self) -> list[str]:
@@ -1290,6 +1299,12 @@ class _MySQLRestoreWriter(RestoreWriter):
 
         If a step fails with an error (a CREATE, a lost session), the rename is reversed if it
         happened and the old objects are re-created before the error propagates.
+
+        Table, column and database grants name the tables and stay where they are. Grants on
+        routines are revoked by their DROP (see :mod:`.mysql_grants`): they are read first,
+        rehearsed on the staging routines (an account that cannot give them fails here,
+        before the target is touched), and given again on the restored routines of the same
+        name and type right after those are created, inside the same block on MariaDB.
         """
         if self.swapped:
             raise ZenMigrateError("swap() was already called")
@@ -1303,9 +1318,19 @@ class _MySQLRestoreWriter(RestoreWriter):
             ]
         finally:
             s.execute(f"USE {s.q(self.staging)}")
+        old_routines = [
+            (o.object_type, o.name)
+            for o, *_ in old_objects
+            if o.object_type.upper() in ROUTINE_KINDS
+        ]
+        self.grants = read_routine_grants(s, self.target) if old_routines else []
+        grants = kept_grants(self.grants, ((o.object_type, o.name) for o, *_ in self.objects))
         old_tables = self._table_names(self.target)
         new_tables = self._table_names(self.staging)
-        self._drop_objects(self.staging)  # rehearsals; triggers would block the rename
+        try:
+            self._grant(grants, self.staging)
+        finally:  # rehearsals, and the grants given them (their DROP revokes those)
+            self._drop_objects(self.staging)  # triggers would block the rename
         s.execute(
             f"CREATE DATABASE {s.q(self.trash)} CHARACTER SET {s.q(self.charset)} "
             f"COLLATE {s.q(self.collation)}"
@@ -1317,7 +1342,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         backward += [(self.trash, n, self.target) for n in old_tables]
         if _runs_swap_block(s.dbapi.get_server_info()):
             try:
-                self._swap_on_server(self._drop_statements(self.target), forward)
+                self._swap_on_server(self._drop_statements(self.target), forward, grants)
             except BaseException:
                 try:
                     undo = backward if self._renamed(new_tables) else []
@@ -1340,15 +1365,37 @@ class _MySQLRestoreWriter(RestoreWriter):
                 raise
             try:
                 self._create_objects(self.objects)
+                self._grant(grants, self.target)
             except BaseException:
                 self._recover(old_objects, backward)
                 raise
         self.swapped = True
         s.execute(f"DROP DATABASE {s.q(self.trash)}")
 
-    def _swap_on_server(self, drops: list[str], forward: list[tuple[str, str, str]]) -> None:
-        """Drop the target's objects, rename the tables and create the restored objects in
-        one server statement (see :func:`_swap_block`).
+    def _grant_mode(self) -> str:
+        return grant_sql_mode(self.s.dbapi.get_server_info(), _LOAD_SQL_MODE)
+
+    def _grant(self, grants: list[RoutineGrant], database: str) -> None:
+        """Give ``grants`` on the routines of ``database``, in a sql_mode that never creates
+        a missing grantee."""
+        if not grants:
+            return
+        s = self.s
+        s.execute("SET SESSION sql_mode = %s", (self._grant_mode(),))
+        try:
+            for grant in grants:
+                s.execute(grant.statement(s.q, database))
+        finally:
+            s.execute(f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'")
+
+    def _swap_on_server(
+        self,
+        drops: list[str],
+        forward: list[tuple[str, str, str]],
+        grants: list[RoutineGrant],
+    ) -> None:
+        """Drop the target's objects, rename the tables, create the restored objects and give
+        their grants again in one server statement (see :func:`_swap_block`).
 
         Every statement goes into a user variable of this session first, as a parameter
         (pymysql escapes it with backslashes, right in :data:`_LOAD_SQL_MODE`, which has no
@@ -1360,6 +1407,8 @@ class _MySQLRestoreWriter(RestoreWriter):
         if forward:
             steps.append((_as_sent(self._rename_statement(forward)), None))
         steps += [(sql, _object_settings(settings)) for _obj, settings, sql in self.objects]
+        grant_settings = (self._grant_mode(), "+00:00")
+        steps += [(_as_sent(g.statement(s.q, self.target)), grant_settings) for g in grants]
         names: list[str] = []
         s.execute(f"USE {s.q(self.target)}")
         try:
@@ -1439,6 +1488,8 @@ class _MySQLRestoreWriter(RestoreWriter):
                 self._drop_objects(self.target)
                 self._rename(backward)
                 self._create_objects(old_objects)
+                routines = ((o.object_type, o.name) for o, *_ in old_objects)
+                self._grant(kept_grants(self.grants, routines), self.target)
         except Exception:
             logger.exception(
                 "could not fully restore %s after a failed swap; its previous tables may be in %s",
