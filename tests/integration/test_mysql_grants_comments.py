@@ -555,3 +555,43 @@ def test_a_swap_block_killed_by_the_server_gives_the_routine_grants_back(
     assert len(failure) == 1, failure
     assert (fingerprint(url), privileges(server, str(url.database))) == before
     assert what_account_can_do(url, user) == can
+
+
+def test_a_dead_restores_staging_routines_lose_their_grants_with_it(
+    server: URL,
+    make_db: Callable[[], URL],
+    make_account: Callable[..., Account],
+    tmp_path: Path,
+) -> None:
+    """A restore killed between its rehearsed GRANTs and the DROP of the staging routines
+    (here: its staging database made by hand) leaves grants naming that database; the next
+    restore of the target drops the routines before the database (DROP DATABASE alone would
+    leave the grants in mysql.procs_priv: measured)."""
+    url = make_db()
+    build(url)
+    user = make_account()
+    dump = tmp_path / "db.jsonl"
+    backup(url, dump)
+    staging = f"zmstage_dead{uuid.uuid4().hex[:6]}_{url.database}"
+    run(server, f"CREATE DATABASE {q(staging)}")
+    try:
+        run(
+            server,
+            f"CREATE PROCEDURE {q(staging)}.p() SELECT 1",
+            f"GRANT EXECUTE ON PROCEDURE {q(staging)}.p TO {user.name}",
+        )
+        assert privileges(server, staging)["procs_priv"] == [
+            (user.user, "%", "p", "PROCEDURE", "Execute")
+        ]
+
+        restore(url, dump)
+
+        gone = "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
+        assert run(server, gone, params=(staging,)) == [(0,)]
+        assert privileges(server, staging)["procs_priv"] == []
+    finally:
+        run(server, f"DROP DATABASE IF EXISTS {q(staging)}")
+        left = "SELECT COUNT(*) FROM mysql.procs_priv WHERE Db = %s"
+        if run(server, left, params=(staging,)) != [(0,)]:  # the test failed: tidy the server
+            run(server, "DELETE FROM mysql.procs_priv WHERE Db = %s", params=(staging,))
+            run(server, "FLUSH PRIVILEGES")

@@ -311,8 +311,7 @@ def _drop_stale_side_databases(engine: Engine, target: str) -> None:
                 if s.scalar("SELECT IS_FREE_LOCK(%s)", (lock,)) != 1:
                     continue  # its restore is running
                 logger.warning("dropping %s, left by a restore of %s that died", name, target)
-                s.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-                s.execute(f"DROP DATABASE IF EXISTS {s.q(name)}")
+                _drop_side_database(s, name)
     except Exception as exc:  # noqa: BLE001 - the restore itself succeeded
         logger.warning("could not remove what dead restores of %s left: %s", target, exc)
 
@@ -375,8 +374,21 @@ def _drop_side_databases(engine: Engine, *names: str) -> None:
                 # back): keep them so nothing is lost, and say where they are.
                 logger.error("database %s holds the target's previous tables; kept", name)
                 continue
-            session.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
-            session.execute(f"DROP DATABASE IF EXISTS {session.q(name)}")
+            _drop_side_database(session, name)
+
+
+def _drop_side_database(s: _Session, name: str) -> None:
+    """Drop a staging or trash database, its routines first: their DROP revokes the grants
+    a swap's rehearsal gave on them (see mysql_grants), which DROP DATABASE would leave."""
+    for kind, routine in s.query(
+        "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES "
+        "WHERE ROUTINE_SCHEMA = %s",
+        (name,),
+    ):
+        if kind in ROUTINE_KINDS:
+            s.execute(f"DROP {kind} IF EXISTS {s.q(name)}.{s.q(routine)}")
+    s.execute("SET SESSION FOREIGN_KEY_CHECKS = 0")
+    s.execute(f"DROP DATABASE IF EXISTS {s.q(name)}")
 
 
 # -- reading ----------------------------------------------------------------------------------
