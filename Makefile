@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest services clean azurite
+.PHONY: venv demo test lint typecheck pytest services clean azurite apps-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11 (or newer)")'
@@ -22,6 +22,22 @@ $(AZURITE):
 	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite
 
 azurite: $(AZURITE)
+
+# Real applications (MLflow, Optuna, JupyterHub) for tests/apps: their own databases are built,
+# backed up, restored and read back by the apps. A venv of their own, every version pinned in
+# tests/apps/requirements.txt, so their dependencies never meet Airflow's.
+APPS_VENV := build/apps-venv
+APPS_STAMP := $(APPS_VENV)/.installed
+
+$(APPS_STAMP): tests/apps/requirements.txt
+	rm -rf $(APPS_VENV)
+	$(PYTHON) -m venv $(APPS_VENV)
+	$(APPS_VENV)/bin/pip install --quiet --upgrade pip
+	$(APPS_VENV)/bin/pip install --quiet --no-deps -r tests/apps/requirements.txt
+	$(APPS_VENV)/bin/pip check
+	touch $(APPS_STAMP)
+
+apps-venv: $(APPS_STAMP)
 
 venv: $(STAMP)
 
@@ -40,7 +56,7 @@ typecheck: venv
 # name their own databases and count only what they made; PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
 
-pytest: venv azurite
+pytest: venv azurite apps-venv
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
