@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck pytest services clean azurite apps-venv
+.PHONY: venv demo test lint typecheck pytest services clean azurite zenml apps-venv
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed; set PYTHON=python3.11 (or newer)")'
@@ -22,6 +22,23 @@ $(AZURITE):
 	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite
 
 azurite: $(AZURITE)
+
+# ZenML's own file backup engine, for tests/integration/test_zenml_dumps.py (dumps made and
+# restored by ZenML itself). A venv of its own: ZenML pins its own SQLAlchemy, pydantic and
+# click, and nothing of this project imports it. The `local` extra is what its backup engine
+# imports (sqlmodel, SQLAlchemy, pymysql); no other extra. About 15 s to build.
+ZENML_VENV := .zenml-venv
+ZENML_VERSION ?= 0.98.0
+ZENML_STAMP := $(ZENML_VENV)/.installed-$(ZENML_VERSION)
+
+$(ZENML_STAMP):
+	rm -rf $(ZENML_VENV)
+	$(PYTHON) -m venv $(ZENML_VENV)
+	$(ZENML_VENV)/bin/pip install --quiet --upgrade pip
+	$(ZENML_VENV)/bin/pip install --quiet 'zenml[local]==$(ZENML_VERSION)'
+	touch $(ZENML_STAMP)
+
+zenml: $(ZENML_STAMP)
 
 # Real applications (MLflow, Optuna, JupyterHub) for tests/apps: their own databases are built,
 # backed up, restored and read back by the apps. A venv of their own, every version pinned in
@@ -56,7 +73,7 @@ typecheck: venv
 # name their own databases and count only what they made; PYTEST_WORKERS=0 runs serially.
 PYTEST_WORKERS ?= 2
 
-pytest: venv azurite apps-venv
+pytest: venv azurite zenml apps-venv
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test: lint typecheck pytest
@@ -89,4 +106,4 @@ e2e: venv $(CHROMIUM)
 	ZENMIGRATE_E2E=1 ZENMIGRATE_CHROMIUM=$(CHROMIUM) $(BIN)/pytest tests/e2e
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(ZENML_VENV) build .mypy_cache .ruff_cache .pytest_cache

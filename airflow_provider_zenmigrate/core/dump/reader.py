@@ -19,6 +19,7 @@ from typing import IO, Any
 import orjson
 
 from ..errors import DumpFormatError, DumpIntegrityError
+from .legacy import LegacyRecords
 from .model import CODECS
 from .records import FORMAT, VERSION, DumpDigest, Record, serialize
 from .typed_data import DataDecoders, DecodedRows
@@ -47,6 +48,7 @@ class DumpVerifier:
         self.header: Record | None = None
         self.trailer: Record | None = None
         self.legacy = False
+        self._legacy = LegacyRecords()
         self._columns: dict[str, list[str] | None] = {}
         self._count = 0
 
@@ -213,28 +215,9 @@ class DumpVerifier:
             )
         self.trailer = record
 
-    # -- the seed's format -------------------------------------------------------------------
+    # -- the seed's format (ZenML's file dumps) ------------------------------------------------
     def _check_legacy(self, line: int, record: Record) -> Record:
-        name = record.get("table")
-        if not isinstance(name, str) or not name:
-            raise DumpFormatError("record without a table name", line)
-        if "create_stmt" in record:
-            if name in self._columns:
-                raise DumpFormatError(f"table {name!r} is declared twice", line)
-            if not isinstance(record["create_stmt"], str):
-                raise DumpFormatError(f"table {name!r} has no create_stmt", line)
-            self._columns[name] = None
-            return {"kind": "table", "table": name, "create_stmt": record["create_stmt"]}
-        if "data" in record:
-            if name not in self._columns:
-                raise DumpFormatError(
-                    f"data for table {name!r}, which the dump never declared", line
-                )
-            rows = record["data"]
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise DumpFormatError(f"data record of {name!r} has no list of rows", line)
-            return {"kind": "data", "table": name, "data": rows}
-        raise DumpFormatError(f"record of {name!r} has neither create_stmt nor data", line)
+        return self._legacy.check(line, record)
 
 
 def entries_from_records(records: Iterable[Any]) -> Iterator[Entry]:
