@@ -63,9 +63,61 @@ def _mlflow_stores(url: str, workdir: Path) -> tuple[Any, Any]:
     from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
 
-    artifacts = workdir / "mlflow-artifacts"
+    artifacts = workdir.resolve() / "mlflow-artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
     return Tracking(url, artifacts.as_uri()), Registry(url)
+
+
+def _mlflow_trace(tracking: Any, experiment_id: str, n: int) -> None:
+    """One trace (two spans, tags, a human's feedback) as MLflow's tracing logs it."""
+    from mlflow.entities import TraceInfo, TraceState
+    from mlflow.entities.assessment import AssessmentSource, Feedback
+    from mlflow.entities.span import create_mlflow_span
+    from mlflow.entities.trace_location import TraceLocation
+    from mlflow.tracing.utils import generate_mlflow_trace_id_from_otel_trace_id
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer = TracerProvider().get_tracer("zenmigrate-tests")
+    start = T0 + 10_000 * n
+    root = tracer.start_span("answer", start_time=start * 1_000_000)
+    trace_id = generate_mlflow_trace_id_from_otel_trace_id(root.get_span_context().trace_id)
+    info = TraceInfo(
+        trace_id=trace_id,
+        trace_location=TraceLocation.from_experiment_id(experiment_id),
+        request_time=start,
+        state=TraceState.OK if n % 2 else TraceState.ERROR,
+        request_preview='{"question": "ça va ?"}',
+        response_preview="oui",
+        execution_duration=5,
+        trace_metadata={"mlflow.user": "tester"},
+        tags={"n": str(n)},
+    )
+    tracking.start_trace(info)
+    span = create_mlflow_span(root, trace_id, "CHAIN")
+    span.set_inputs({"question": "ça va ?", "n": n})
+    span.set_outputs({"answer": ["oui", 1.5, None]})
+    child = create_mlflow_span(
+        tracer.start_span(
+            "llm", context=trace.set_span_in_context(root), start_time=(start + 1) * 1_000_000
+        ),
+        trace_id,
+        "LLM",
+    )
+    child.set_attribute("model", f"m{n}")
+    child.end(end_time_ns=(start + 3) * 1_000_000)
+    span.end(end_time_ns=(start + 5) * 1_000_000)
+    tracking.log_spans(experiment_id, [span, child])
+    tracking.set_trace_tag(trace_id, "reviewed", "yes")
+    tracking.create_assessment(
+        Feedback(
+            name="quality",
+            value=0.25 * n,
+            trace_id=trace_id,
+            source=AssessmentSource(source_type="HUMAN", source_id="reviewer"),
+            rationale="checked by hand",
+        )
+    )
 
 
 def mlflow_build(url: str, workdir: Path) -> None:
@@ -150,6 +202,8 @@ def mlflow_build(url: str, workdir: Path) -> None:
                         description=f"version {v}",
                     )
                 registry.set_registered_model_alias(name, "champion", "2")
+        for n in range(2):
+            _mlflow_trace(tracking, exp, 2 * e + n)
     gone = tracking.create_experiment("deleted experiment")
     tracking.delete_experiment(gone)
 
@@ -179,6 +233,8 @@ def mlflow_read(url: str, workdir: Path) -> Any:
         for run in runs
     }
     models = tracking.search_logged_models(ids, max_results=1000)
+    trace_infos, _ = tracking.search_traces(ids, max_results=1000)
+    traces = [tracking.get_trace(info.trace_id) for info in trace_infos]
     registered = registry.search_registered_models(max_results=1000)
     versions = registry.search_model_versions(max_results=1000)
     return {
@@ -187,6 +243,9 @@ def mlflow_read(url: str, workdir: Path) -> Any:
         "inputs": {run.info.run_id: run.inputs for run in runs},
         "histories": histories,
         "logged_models": list(models),
+        "traces": [
+            {"info": t.info.to_dict(), "spans": [x.to_dict() for x in t.data.spans]} for t in traces
+        ],
         "registered_models": list(registered),
         "model_versions": list(versions),
         "aliases": {

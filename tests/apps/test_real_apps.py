@@ -66,6 +66,23 @@ def new_database(dialect: str, tmp_path: Path) -> Iterator[Any]:
         utils.dispose()
 
 
+def differences(label: str, actual: dict[str, Any], expected: dict[str, Any]) -> list[str]:
+    """What differs between two fingerprints, item by item, for a failure message that names
+    the objects (pytest's own diff of two large dicts is cut short)."""
+    out = []
+    for key in sorted(set(actual) | set(expected)):
+        got, want = actual.get(key), expected.get(key)
+        if got == want:
+            continue
+        if isinstance(got, list) and isinstance(want, list):
+            lost = [item for item in want if item not in got]
+            extra = [item for item in got if item not in want]
+            out.append(f"{label} {key}: in the source only {lost}; in the restore only {extra}")
+        else:
+            out.append(f"{label} {key}: source {want!r}, restored {got!r}")
+    return out
+
+
 @pytest.mark.parametrize("app", APPS)
 def test_app_database_round_trips(app: str, new_database: Any, tmp_path: Path) -> None:
     source, copy = new_database("src"), new_database("copy")
@@ -77,13 +94,14 @@ def test_app_database_round_trips(app: str, new_database: Any, tmp_path: Path) -
 
     # (a) into a new database
     copy.restore_database_from_file(str(dump), allow_routines=True)
-    assert fingerprint(copy.url) == expected
+    mismatches = differences("new database:", fingerprint(copy.url), expected)
 
     # (b) over the source, after the app changed it
     drive("mutate", app, tmp_path, source.url)
     assert fingerprint(source.url) != expected, f"{app} mutate changed nothing"
     source.restore_database_from_file(str(dump), allow_routines=True)
-    assert fingerprint(source.url) == expected
+    mismatches += differences("over the source:", fingerprint(source.url), expected)
 
     # The app itself reads both restored copies: exactly what it saw before the backup.
     assert drive("read", app, tmp_path, copy.url, source.url) == [seen, seen]
+    assert not mismatches, "\n".join(mismatches)
