@@ -451,14 +451,28 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
             raise StorageNotFoundError(f"backup not found: {source}")
         existing = _user_tables(utils)
         if args.dry_run:
+            # The restore's own rules, with its flags, and the target server's (roles,
+            # extensions; a database still to be created is judged by the server's).
+            target = utils.engine if existing is not None else utils.master_engine
             with _spinner(out, f"verifying {source}"):
-                report = verify_backup(args.source_uri, utils.transport_params)
+                report = verify_backup(
+                    args.source_uri,
+                    utils.transport_params,
+                    allow_unverified=args.allow_unverified,
+                    allow_routines=args.allow_routines,
+                    target=target,
+                )
             header = report.header or {}
             data = {
                 "dry_run": True,
                 "source": report.uri,
                 "verified": report.ok,
+                "unverified": report.unverified,
                 "error": report.error,
+                "error_line": report.error_line,
+                "target_checked": report.target_checked,
+                "roles": report.roles,
+                "extensions": report.extensions,
                 "dump": {
                     "database": header.get("database"),
                     "dialect": header.get("dialect"),
@@ -477,6 +491,9 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
 
             def human() -> None:
                 out.text(str(report))
+                if report.ok and (report.roles or report.extensions):
+                    found = ", ".join([*report.roles, *report.extensions])
+                    out.text(f"the target server has the roles and extensions needed: {found}")
                 if existing:
                     out.text(
                         f"would replace {utils.safe_url}: {len(existing)} tables "
@@ -552,14 +569,27 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+#: What ``verify`` cannot check without a target server.
+VERIFY_TARGET_NOTE = (
+    "dump rules only: the roles and extensions a target server must have are checked by "
+    "restore --dry-run"
+)
+
+
 def cmd_verify(args: argparse.Namespace, out: Output) -> int:
     from .core.catalog import verify_backup
 
     with _spinner(out, f"verifying {safe_uri(args.uri)}"):
-        report = verify_backup(args.uri, _transport(args))
+        report = verify_backup(
+            args.uri,
+            _transport(args),
+            allow_unverified=args.allow_unverified,
+            allow_routines=args.allow_routines,
+        )
     data = {
         "uri": report.uri,
         "verified": report.ok,
+        "unverified": report.unverified,
         "error": report.error,
         "error_line": report.error_line,
         "tables": report.tables,
@@ -567,11 +597,24 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
         "records": report.records,
         "size": report.size,
         "manifest_ok": report.manifest_ok,
+        "target_checked": False,
+        "roles": report.roles,
+        "extensions": report.extensions,
+        "note": VERIFY_TARGET_NOTE,
     }
     if not report.ok:
         out.failed_result(data, lambda: None)
         raise Failure(f"verification failed: {report}")
-    out.result(data, lambda: out.text(str(report)))
+
+    def human() -> None:
+        out.text(str(report))
+        if report.roles or report.extensions:
+            needs = [f"roles {', '.join(report.roles)}"] if report.roles else []
+            needs += [f"extensions {', '.join(report.extensions)}"] if report.extensions else []
+            out.text(f"the dump needs {'; '.join(needs)}")
+        out.text(VERIFY_TARGET_NOTE)
+
+    out.result(data, human)
     return EXIT_OK
 
 
@@ -895,28 +938,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dest_uri", metavar="DEST_URI")
     p.set_defaults(func=cmd_backup)
 
-    p = add("restore", "restore a database from a dump (atomically)", database, storage)
-    p.add_argument("source_uri", metavar="SOURCE_URI")
-    p.add_argument("db_url", nargs="?", metavar="DB_URL")
-    p.add_argument("-y", "--yes", action="store_true", help="replace a non-empty database")
-    p.add_argument(
-        "--dry-run", action="store_true", help="verify the dump, report what would be replaced"
-    )
-    p.add_argument(
+    trust = argparse.ArgumentParser(add_help=False)
+    trust.add_argument(
         "--allow-unverified",
         action="store_true",
         help="accept a dump without header and trailer (the seed's format)",
     )
-    p.add_argument(
+    trust.add_argument(
         "--allow-routines",
         action="store_true",
         help="create the dump's functions, procedures, aggregates and events: their bodies "
         "are code the server runs, which the safety checks cannot fully read (trusted "
         "dumps only)",
     )
+
+    p = add("restore", "restore a database from a dump (atomically)", database, storage, trust)
+    p.add_argument("source_uri", metavar="SOURCE_URI")
+    p.add_argument("db_url", nargs="?", metavar="DB_URL")
+    p.add_argument("-y", "--yes", action="store_true", help="replace a non-empty database")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the dump with every rule the restore applies, and the target server for "
+        "the roles and extensions it needs; report what would be replaced",
+    )
     p.set_defaults(func=cmd_restore)
 
-    p = add("verify", "check a dump end to end without a database", storage)
+    p = add(
+        "verify",
+        "check a dump end to end with every rule a restore applies, without a database "
+        "(the roles and extensions a target needs: restore --dry-run)",
+        storage,
+        trust,
+    )
     p.add_argument("uri", metavar="URI")
     p.set_defaults(func=cmd_verify)
 

@@ -17,8 +17,9 @@ How a complete backup is known cheaply
     database snapshot, not from the store's clock.
 
 :func:`verify_backup` is the expensive, exact check: it streams the whole dump through the
-engine's verifier (trailer, per-table checksums and row counts, overall digest) without a
-database and reports what it found.
+rules a restore applies (:mod:`.preflight`: trailer, per-table checksums and row counts,
+overall digest, routines, each statement's safety; a target server's roles and extensions
+when given one) without running any of it, and reports what it found.
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from .dump.reader import DumpVerifier, entries_from_stream
+from sqlalchemy.engine import Engine
+
+from .dump.model import RestoreOptions
+from .dump.reader import entries_from_stream
 from .dump.records import Record
 from .errors import DumpError
+from .preflight import DumpRules
 from .storage import (
     ObjectInfo,
     StorageError,
@@ -74,7 +79,9 @@ class BackupInfo:
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify_backup` found; ``ok`` only when the trailer matched everything."""
+    """What :func:`verify_backup` found; ``ok`` only when a restore would accept the dump:
+    the trailer matched everything (or the dump has none, and that was allowed) and no rule
+    of the restore refused a record."""
 
     uri: str
     ok: bool = False
@@ -86,11 +93,21 @@ class VerifyReport:
     trailer_ok: bool = False
     size: int | None = None
     manifest_ok: bool | None = None
+    #: The dump has no header or trailer (the seed's format), accepted as unverifiable.
+    unverified: bool = False
+    #: Whether a target server's rules (roles, extensions) were applied.
+    target_checked: bool = False
+    #: Roles the dump's records name and extensions they create.
+    roles: list[str] = field(default_factory=list)
+    extensions: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.ok:
             rows = sum(self.tables.values())
-            return f"{self.uri}: OK, {len(self.tables)} tables, {rows} rows, {self.records} records"
+            found = f"{len(self.tables)} tables, {rows} rows, {self.records} records"
+            if self.unverified:
+                return f"{self.uri}: OK but UNVERIFIED (no header or trailer), {found}"
+            return f"{self.uri}: OK, {found}"
         return f"{self.uri}: FAILED: {self.error}"
 
 
@@ -228,8 +245,23 @@ def prune_backups(
     return doomed
 
 
-def verify_backup(uri: str, transport_params: dict[str, Any] | None = None) -> VerifyReport:
-    """Read the whole dump at ``uri`` and check it as a restore would, without a database.
+def verify_backup(
+    uri: str,
+    transport_params: dict[str, Any] | None = None,
+    *,
+    allow_unverified: bool = False,
+    allow_routines: bool = False,
+    target: Engine | None = None,
+    options: RestoreOptions | None = None,
+) -> VerifyReport:
+    """Read the whole dump at ``uri`` and check it as a restore would, without running it.
+
+    Every rule the restore applies to the dump itself is applied (:mod:`.preflight`), with
+    ``allow_unverified`` and ``allow_routines`` meaning what they mean for the restore.
+    The rules of a target server (its roles and extensions) are applied only when
+    ``target``, the engine of the database a restore would go into, is given (with the
+    restore's ``options``, which decide whether a missing role refuses the dump): a dump
+    verified without one may still lack something on the server it is restored to.
 
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
@@ -237,12 +269,19 @@ def verify_backup(uri: str, transport_params: dict[str, Any] | None = None) -> V
     """
     location = parse_location(uri)
     report = VerifyReport(uri=location.safe)
-    verifier = DumpVerifier()
+    rules = DumpRules(
+        allow_unverified=allow_unverified,
+        allow_routines=allow_routines,
+        target=target,
+        options=options,
+    )
+    verifier = rules.verifier
+    report.target_checked = rules.target_checked
     try:
         with open_for_read(uri, transport_params) as stream:
             for line, record, raw in entries_from_stream(stream):
-                verifier.check(line, record, raw)
-            verifier.finish()
+                rules.check(line, record, raw)
+            rules.finish()
     except DumpError as exc:
         report.error, report.error_line = str(exc), exc.line
     except StorageError:
@@ -253,7 +292,9 @@ def verify_backup(uri: str, transport_params: dict[str, Any] | None = None) -> V
     report.tables = dict(verifier.digest.rows)
     report.records = verifier.digest.records
     report.trailer_ok = verifier.trailer is not None
-    report.ok = report.trailer_ok and report.error is None
+    report.unverified = verifier.legacy
+    report.roles, report.extensions = sorted(rules.roles), sorted(rules.extensions)
+    report.ok = (report.trailer_ok or verifier.legacy) and report.error is None
     backend = backend_for(uri, transport_params)
     with translated_errors("describing", location):
         info = backend.stat(location.key)

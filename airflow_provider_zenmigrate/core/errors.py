@@ -48,3 +48,8 @@ class DumpIntegrityError(DumpError, RuntimeError):
 
 class UnsafeDumpError(DumpError, ValueError):
     """A record asks for something other than creating the object it names."""
+
+
+class MissingRequirementError(DumpError, RuntimeError):
+    """The target server lacks what a record needs (a role, an extension): the restore would
+    fail there, so it is refused before anything of it runs."""

@@ -15,9 +15,8 @@ from sqlalchemy.engine import Engine
 from .dialects import get_dialect
 from .dialects.base import RestoreWriter
 from .dump.model import ColumnSpec, ObjectSpec, TableSpec
-from .dump.reader import DumpVerifier, Entry
+from .dump.reader import Entry
 from .dump.records import Record
-from .dump.safety import check_routine_allowed
 from .dump.typed_data import DecodedRows
 from .errors import (
     DumpError,
@@ -26,6 +25,7 @@ from .errors import (
     MigrationLockTimeout,
     RestoreInProgressError,
 )
+from .preflight import DumpRules
 
 logger = logging.getLogger(__name__)
 
@@ -142,15 +142,17 @@ def restore_entries(
     ``allow_routines`` trusts the dump's functions, procedures, aggregates and events: their
     bodies are code the server runs, which the safety checks cannot fully read.
     """
-    verifier = DumpVerifier(allow_unverified=allow_unverified)
+    # The rules dry runs apply too (see .preflight), checked before anything of a record runs.
+    rules = DumpRules(
+        allow_unverified=allow_unverified, allow_routines=allow_routines, target=engine
+    )
+    verifier = rules.verifier
     label = uuid.uuid4().hex[:8]
     with restore_lock(engine), get_dialect(engine).open_restore(engine, label) as writer:
         loader = _Loader(writer)
         for line, record, raw in entries:
-            checked = verifier.check(line, record, raw)
+            checked = rules.check(line, record, raw)
             try:
-                if checked["kind"] == "object":  # refused before anything of it runs
-                    check_routine_allowed(checked["object_type"], checked["name"], allow_routines)
                 loader.apply(checked)
             except DumpError as exc:  # refused by a dialect: name the record's line
                 if exc.line is not None:
@@ -164,7 +166,7 @@ def restore_entries(
                     f"({type(exc).__name__}: {exc})",
                     line,
                 ) from exc
-        verifier.finish()
+        rules.finish()
         summary = RestoreSummary(header=verifier.header, verified=not verifier.legacy)
         for name, table in loader.tables.items():
             loaded = writer.row_count(table.spec)

@@ -305,13 +305,60 @@ def test_restore_creates_routines_only_with_allow_routines(
     utils.dispose()
     changed = fingerprint(db_url)
 
-    refused = zm("restore", str(dump), url_text(db_url), "--yes")
-    assert refused.returncode == 1
-    assert_one_error_line(refused, "function 'book_count'", "--allow-routines")
+    # The dry runs refuse what the restore refuses, at the same record, with its flags.
+    refused, verify_refused, dry_refused, verified, dry = zm_parallel(
+        ("restore", str(dump), url_text(db_url), "--yes"),
+        ("verify", str(dump)),
+        ("restore", str(dump), url_text(db_url), "--dry-run", "--json"),
+        ("verify", str(dump), "--allow-routines"),
+        ("restore", str(dump), url_text(db_url), "--dry-run", "--allow-routines", "--json"),
+    )
+    for result in (refused, verify_refused, dry_refused):
+        assert result.returncode == 1
+        assert_one_error_line(result, "function 'book_count'", "--allow-routines")
+    line = assert_one_error_line(refused).split(": ", 2)[2].split(":")[0]  # "line N"
+    assert line.startswith("line ") and line in assert_one_error_line(verify_refused)
+    failed = json.loads(dry_refused.stdout)
+    assert failed["verified"] is False and failed["target_checked"] is True
+    assert f"line {failed['error_line']}" == line
+    assert verified.returncode == 0, verified.stderr
+    assert "OK" in verified.stdout and "restore --dry-run" in verified.stdout
+    planned = parsed(dry)
+    assert planned["verified"] is True and planned["target_checked"] is True
     assert fingerprint(db_url) == changed
     restored = zm_json("restore", str(dump), url_text(db_url), "--yes", "--allow-routines")
     assert restored["tables"]["book"] == 150
     assert fingerprint(db_url) == original
+
+
+def test_dry_runs_of_a_seed_dump_need_allow_unverified(tmp_path: Path) -> None:
+    """A dump without header or trailer: ``verify`` and ``restore --dry-run`` refuse it as the
+    restore does, and accept it with --allow-unverified, saying it is unverified."""
+    url = URL.create("sqlite", database=str(tmp_path / "app.db"))
+    make_library(url)
+    dump = tmp_path / "seed.json"
+    records = [
+        {"table": "legacy_t", "create_stmt": "CREATE TABLE legacy_t (id INT PRIMARY KEY)"},
+        {"table": "legacy_t", "data": [{"id": 1}, {"id": 2}]},
+    ]
+    dump.write_text("\n".join(json.dumps(r, indent=2) for r in records) + "\n")
+    before = fingerprint(url)
+    verify, dry, restore, verify_ok, dry_ok = zm_parallel(
+        ("verify", str(dump)),
+        ("restore", str(dump), url_text(url), "--dry-run"),
+        ("restore", str(dump), url_text(url), "--yes"),
+        ("verify", str(dump), "--allow-unverified", "--json"),
+        ("restore", str(dump), url_text(url), "--dry-run", "--allow-unverified"),
+    )
+    for result in (verify, dry, restore):
+        assert result.returncode == 1
+        assert_one_error_line(result, "line 1", "allow_unverified=True")
+    accepted = parsed(verify_ok)
+    assert accepted["verified"] is True and accepted["unverified"] is True
+    assert accepted["target_checked"] is False and "restore --dry-run" in accepted["note"]
+    assert dry_ok.returncode == 0, dry_ok.stderr
+    assert "UNVERIFIED" in dry_ok.stdout and "dry run: nothing was changed" in dry_ok.stdout
+    assert fingerprint(url) == before
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------

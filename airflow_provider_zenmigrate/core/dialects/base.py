@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
@@ -114,6 +114,19 @@ class DialectOps(ABC):
         return {}
 
     # -- backup and restore --------------------------------------------------------------------
+    def missing_requirements(
+        self, engine: Engine, roles: set[str], extensions: set[str]
+    ) -> list[str]:
+        """What a restore into ``engine``'s database needs and the server lacks: one message
+        per role or extension the dump's records name that the restore could not use or
+        create there (empty when nothing is missing). Called by the rule pass of restores
+        and dry runs (:mod:`..preflight`) only for names it has not checked yet.
+
+        Backends whose dumps name neither keep this default: nothing is ever missing, and
+        no connection is made.
+        """
+        return []
+
     def open_backup(self, engine: Engine) -> AbstractContextManager[BackupReader]:
         """A consistent, read-only view of the whole database for one backup."""
         raise NotImplementedError(f"backup is not implemented for {self.name}")
@@ -156,6 +169,19 @@ class DialectOps(ABC):
                             f"{counts[table.name]} read"
                         )
                 writer.swap()
+
+
+class StatementRules(Protocol):
+    """A dialect's checks of a dump record's statement, called by its :class:`RestoreWriter`
+    and by the rule pass of dry runs (:mod:`..preflight`), so both refuse the same records.
+
+    Each raises :class:`~..errors.UnsafeDumpError` naming the record's object; what they
+    return is the writer's business.
+    """
+
+    def check_table_statement(self, table: TableSpec, /) -> object: ...
+
+    def check_object_statement(self, obj: ObjectSpec, /) -> object: ...
 
 
 class RowsNotRendered(Exception):

@@ -998,6 +998,19 @@ def _prepare(obj_type: str, name: str, statement: str) -> tuple[dict[str, str], 
     return settings, sql
 
 
+def check_table_statement(table: TableSpec) -> tuple[dict[str, str], str]:
+    """Every check the restore makes of a table record's statement (the writer and the
+    dry run's rule pass both call this); returns :func:`_prepare`'s settings and SQL."""
+    return _prepare("table", table.name, table.create_stmt)
+
+
+def check_object_statement(obj: ObjectSpec) -> tuple[dict[str, str], str]:
+    """Every check the restore makes of an object record's statement (as above)."""
+    if obj.object_type not in _DROP_KINDS and obj.object_type != "index":
+        raise UnsafeDumpError(f"{obj.object_type} {obj.name!r}: unknown object type")
+    return _prepare(obj.object_type, obj.name, obj.create_stmt)
+
+
 # -- writing ----------------------------------------------------------------------------------
 def _plain_decimals(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
     values = list(row)
@@ -1171,7 +1184,7 @@ class _MySQLRestoreWriter(RestoreWriter):
 
     # -- loading ---------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:
-        _settings, sql = _prepare("table", table.name, table.create_stmt)
+        _settings, sql = check_table_statement(table)
         self.s.execute_dump(sql)
 
     def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
@@ -1217,9 +1230,7 @@ class _MySQLRestoreWriter(RestoreWriter):
 
     def create_object(self, obj: ObjectSpec) -> None:
         self.settle()
-        if obj.object_type not in _DROP_KINDS and obj.object_type != "index":
-            raise UnsafeDumpError(f"{obj.object_type} {obj.name!r}: unknown object type")
-        settings, sql = _prepare(obj.object_type, obj.name, obj.create_stmt)
+        settings, sql = check_object_statement(obj)
         if obj.object_type == "index":  # moves with its table in the swap's RENAME TABLE
             self._create(settings, sql)
             return

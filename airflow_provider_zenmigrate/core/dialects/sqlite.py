@@ -328,6 +328,20 @@ class _SQLiteBackupReader(BackupReader):
         ]
 
 
+def check_table_statement(table: TableSpec) -> None:
+    """Every check the restore makes of a table record's statement (the writer and the
+    dry run's rule pass both call this)."""
+    check_statement(table.create_stmt, "table", table.name)
+
+
+def check_object_statement(obj: ObjectSpec) -> None:
+    """Every check the restore makes of an object record's statement (as above)."""
+    # Trigger bodies hold semicolons; sqlite3 runs one statement per execute() anyway.
+    check_statement(
+        obj.create_stmt, obj.object_type, obj.name, allow_body=obj.object_type == "trigger"
+    )
+
+
 class _SQLiteRestoreWriter(RestoreWriter):
     """Builds the restored database in a staging file beside the target, then renames it."""
 
@@ -350,7 +364,7 @@ class _SQLiteRestoreWriter(RestoreWriter):
         return self.conn
 
     def create_table(self, table: TableSpec) -> None:
-        check_statement(table.create_stmt, "table", table.name)
+        check_table_statement(table)
         self._conn().execute(table.create_stmt)
         if "autoincrement" in table.options:
             self.sequences[table.name] = int(table.options["autoincrement"])
@@ -363,10 +377,7 @@ class _SQLiteRestoreWriter(RestoreWriter):
         )
 
     def create_object(self, obj: ObjectSpec) -> None:
-        # Trigger bodies hold semicolons; sqlite3 runs one statement per execute() anyway.
-        check_statement(
-            obj.create_stmt, obj.object_type, obj.name, allow_body=obj.object_type == "trigger"
-        )
+        check_object_statement(obj)
         self._conn().execute(obj.create_stmt)
 
     def row_count(self, table: TableSpec) -> int:
