@@ -17,7 +17,7 @@ from .. import __version__
 from .dialects import get_dialect
 from .dialects.base import BackupReader, RowsNotRendered
 from .dump.codecs import encoders
-from .dump.model import ObjectSpec, TableSpec
+from .dump.model import BackupScope, ObjectSpec, TableSpec
 from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serialize
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class BackupResult:
             "revision": "+".join(self.revisions) if self.revisions else None,
             "created_at": self.created_at,
             "duration": round(self.seconds, 3),
+            **self.extra,  # PostgreSQL: the schemas held and those left out, with why
         }
 
 
@@ -108,7 +109,7 @@ def table_record(table: TableSpec) -> Record:
 
 
 def object_record(obj: ObjectSpec, phase: str) -> Record:
-    return {
+    record: Record = {
         "kind": "object",
         "phase": phase,
         "object_type": obj.object_type,
@@ -116,6 +117,24 @@ def object_record(obj: ObjectSpec, phase: str) -> Record:
         "table": obj.table,
         "create_stmt": obj.create_stmt,
     }
+    if obj.options:
+        record["options"] = obj.options
+    return record
+
+
+def scope_fields(reader: BackupReader) -> Record:
+    """The header's account of what a dump holds where a database has several schemas:
+    ``schemas`` (restored, and replaced, together), ``excluded_schemas`` (each left out,
+    with why) and ``not_carried`` (objects of kinds no backup carries). Absent for backends
+    without schemas."""
+    schemas = getattr(reader, "schemas", None)
+    if schemas is None:
+        return {}
+    fields = {"schemas": list(schemas), "excluded_schemas": list(getattr(reader, "excluded", []))}
+    missed = getattr(reader, "not_carried", None)
+    if missed:  # objects of kinds no backup carries yet
+        fields["not_carried"] = list(missed)
+    return fields
 
 
 def _rendered_records(
@@ -154,13 +173,15 @@ def iter_backup(
     version_table: str = "alembic_version",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     materialize: bool = True,
+    scope: BackupScope | None = None,
 ) -> Iterator[tuple[Record, bytes]]:
     """Yield every record of a backup of ``engine``'s database with its serialised line.
 
     The last record is the trailer; a consumer that stops early has an incomplete dump.
     With ``materialize=False`` a data record whose rows the server rendered is yielded as
     ``{"kind": "data", "table": ..., "rows": <count>}`` beside its full line (for writers,
-    which need only the line); otherwise every record is whole.
+    which need only the line); otherwise every record is whole. ``scope`` narrows a
+    PostgreSQL backup to some schemas (the header says which were left out).
     """
     ops = get_dialect(engine)
     digest = DumpDigest()
@@ -170,7 +191,7 @@ def iter_backup(
         digest.add_line(line, record)
         return record, line
 
-    with ops.open_backup(engine) as reader:
+    with ops.open_backup(engine, scope) as reader:
         tables = reader.tables()
         pre: list[ObjectSpec] = list(getattr(reader, "pre_objects", list)())
         yield emit(
@@ -184,6 +205,7 @@ def iter_backup(
                 "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
                 "revisions": _revisions(reader, tables, version_table),
                 "version_table": version_table,
+                **scope_fields(reader),
                 "tool": "airflow-provider-zenmigrate",
                 "tool_version": __version__,
             }

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from .dialects import get_dialect
 from .dialects.base import RestoreWriter
-from .dump.model import ColumnSpec, ObjectSpec, TableSpec
+from .dump.model import ColumnSpec, RestoreOptions, TableSpec
 from .dump.reader import Entry
 from .dump.records import Record
 from .dump.typed_data import DecodedRows
@@ -25,7 +25,7 @@ from .errors import (
     MigrationLockTimeout,
     RestoreInProgressError,
 )
-from .preflight import DumpRules
+from .preflight import DumpRules, object_spec
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ class _Table:
         if isinstance(data, DecodedRows) and list(data.names) == self.names:
             return data.columns()
         return [tuple(map(itemgetter(name), data)) for name in self.names]
+
+
+#: The kinds of record a writer applies (after the header, before the trailer).
+_APPLIED = frozenset({"table", "data", "object"})
 
 
 def table_spec(record: Record) -> TableSpec:
@@ -87,14 +91,7 @@ class _Loader:
         elif kind == "data":
             self._load(self.tables[record["table"]], record["data"])
         elif kind == "object":
-            self.writer.create_object(
-                ObjectSpec(
-                    object_type=record["object_type"],
-                    name=record["name"],
-                    create_stmt=record["create_stmt"],
-                    table=record.get("table"),
-                )
-            )
+            self.writer.create_object(object_spec(record))
 
     def _load(self, table: _Table, data: Sequence[dict[str, Any]]) -> None:
         if not data:
@@ -134,6 +131,7 @@ def restore_entries(
     *,
     allow_unverified: bool = False,
     allow_routines: bool = False,
+    options: RestoreOptions | None = None,
 ) -> RestoreSummary:
     """Restore a dump into ``engine``'s (existing) database, atomically.
 
@@ -141,18 +139,25 @@ def restore_entries(
     stream was read, its trailer verified and the staging row counts match it.
     ``allow_routines`` trusts the dump's functions, procedures, aggregates and events: their
     bodies are code the server runs, which the safety checks cannot fully read.
+    ``options`` say how owners, privileges and schemas are treated (PostgreSQL).
     """
     # The rules dry runs apply too (see .preflight), checked before anything of a record runs.
     rules = DumpRules(
-        allow_unverified=allow_unverified, allow_routines=allow_routines, target=engine
+        allow_unverified=allow_unverified,
+        allow_routines=allow_routines,
+        target=engine,
+        options=options,
     )
     verifier = rules.verifier
     label = uuid.uuid4().hex[:8]
-    with restore_lock(engine), get_dialect(engine).open_restore(engine, label) as writer:
+    opened = get_dialect(engine).open_restore(engine, label, options)
+    with restore_lock(engine), opened as writer:
         loader = _Loader(writer)
         for line, record, raw in entries:
             checked = rules.check(line, record, raw)
             try:
+                if checked["kind"] in _APPLIED:
+                    writer.begin(verifier.header)
                 loader.apply(checked)
             except DumpError as exc:  # refused by a dialect: name the record's line
                 if exc.line is not None:
@@ -167,6 +172,7 @@ def restore_entries(
                     line,
                 ) from exc
         rules.finish()
+        writer.begin(verifier.header)
         summary = RestoreSummary(header=verifier.header, verified=not verifier.legacy)
         for name, table in loader.tables.items():
             loaded = writer.row_count(table.spec)

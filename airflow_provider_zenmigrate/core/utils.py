@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
 from .catalog import write_manifest
 from .dialects import DialectOps, get_dialect
+from .dump.model import BackupScope, RestoreOptions
 from .dump.reader import entries_from_records, entries_from_stream
 from .dump.records import Record
 from .restore import RestoreSummary, restore_entries
@@ -52,6 +53,15 @@ class MigrationUtils(BaseModel):
     #: Clients and options for object stores (see :mod:`.storage`): ``client``,
     #: ``min_part_size`` and anything else smart_open takes. Never shown in ``repr``.
     transport_params: dict[str, Any] | None = Field(default=None, repr=False)
+    #: PostgreSQL: the schemas a backup covers (empty: every one but the system schemas, as
+    #: pg_dump) and those it leaves out; a restore refuses a dump holding an excluded one.
+    schemas: list[str] = Field(default_factory=list)
+    exclude_schemas: list[str] = Field(default_factory=list)
+    #: PostgreSQL restores: leave owners to the restoring role, restore no privileges, or
+    #: leave out (with a warning) what names a role the target lacks; see RestoreOptions.
+    no_owner: bool = False
+    no_privileges: bool = False
+    skip_missing_roles: bool = False
 
     _engines: dict[str | None, Engine] = PrivateAttr(default_factory=dict)
 
@@ -157,6 +167,7 @@ class MigrationUtils(BaseModel):
             version_table=self.version_table,
             chunk_rows=self.chunk_rows,
             materialize=materialize,
+            scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
         )
 
     def backup_database_to_storage(self, store_db_info: Callable[[dict[str, Any]], None]) -> None:
@@ -212,6 +223,7 @@ class MigrationUtils(BaseModel):
             revisions=list(header.get("revisions") or []),
             seconds=time.monotonic() - started,
             created_at=str(header.get("created_at", "")),
+            extra={k: header[k] for k in ("schemas", "excluded_schemas") if k in header},
         )
 
     def estimated_rows(self) -> int | None:
@@ -237,6 +249,16 @@ class MigrationUtils(BaseModel):
             entries,
             allow_unverified=allow_unverified,
             allow_routines=allow_routines,
+            options=self.restore_options,
+        )
+
+    @property
+    def restore_options(self) -> RestoreOptions:
+        return RestoreOptions(
+            no_owner=self.no_owner,
+            no_privileges=self.no_privileges,
+            skip_missing_roles=self.skip_missing_roles,
+            exclude_schemas=tuple(self.exclude_schemas),
         )
 
     def restore_database_from_storage(

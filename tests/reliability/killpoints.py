@@ -653,6 +653,22 @@ def build_dataset(url: URL, which: str) -> dict[str, int]:
             conn.exec_driver_sql(_VIEWS[which])
             for statement in _trigger_sql(dialect, which):
                 conn.exec_driver_sql(statement)
+            if dialect == "postgresql":
+                rows["side.pick"] = _side_schema(conn, which, accounts)
     finally:
         engine.dispose()
     return {table: len(data) for table, data in rows.items()}
+
+
+def _side_schema(conn: Any, which: str, accounts: int) -> list[dict[str, Any]]:
+    """PostgreSQL: a second schema whose table refers to ``public``, with its own comment and
+    grant, so a kill shows any mixture of schemas too."""
+    picks = list(range(1, accounts + 1, 3 if which == "A" else 4))
+    conn.exec_driver_sql("CREATE SCHEMA side")
+    conn.exec_driver_sql(
+        "CREATE TABLE side.pick (account_id int PRIMARY KEY REFERENCES public.account (id))"
+    )
+    conn.exec_driver_sql(f"COMMENT ON TABLE side.pick IS 'dataset {which}'")
+    conn.exec_driver_sql(f"GRANT SELECT ON side.pick TO {'PUBLIC' if which == 'A' else 'postgres'}")
+    conn.exec_driver_sql("INSERT INTO side.pick SELECT unnest(%(picks)s::int[])", {"picks": picks})
+    return [{"account_id": p} for p in picks]

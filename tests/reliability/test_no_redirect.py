@@ -215,7 +215,9 @@ def test_names_that_look_like_other_places_are_confined(
     for r in w.records:
         if r["kind"] == "table" and r["table"] == "plain":
             columns = [{**c, "name": column} if c["name"] == "note" else c for c in r["columns"]]
-            options = {k: v for k, v in r["options"].items() if k != "autoincrement"}
+            # Unqualified, so without the schema a PostgreSQL record names (public, then).
+            dropped = ("autoincrement", "schema")
+            options = {k: v for k, v in r["options"].items() if k not in dropped}
             r = {**r, "table": table, "create_stmt": create, "columns": columns, "options": options}
         elif r["kind"] == "data" and r["table"] == "plain":
             rows = [{"id": row["id"], column: row["note"]} for row in r["data"]]

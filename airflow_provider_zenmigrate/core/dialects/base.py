@@ -15,7 +15,7 @@ from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
 
 from ..dump.codecs import decoders
-from ..dump.model import ObjectSpec, TableSpec
+from ..dump.model import BackupScope, ObjectSpec, RestoreOptions, TableSpec
 from ..errors import ZenMigrateError
 
 # Tables a backend creates for its own bookkeeping; never part of a user's schema.
@@ -127,11 +127,27 @@ class DialectOps(ABC):
         """
         return []
 
-    def open_backup(self, engine: Engine) -> AbstractContextManager[BackupReader]:
-        """A consistent, read-only view of the whole database for one backup."""
+    def open_backup(
+        self, engine: Engine, scope: BackupScope | None = None
+    ) -> AbstractContextManager[BackupReader]:
+        """A consistent, read-only view of the whole database for one backup.
+
+        ``scope`` narrows it to some schemas where a database has several (PostgreSQL);
+        backends with one namespace per database refuse a scope that names any.
+        """
         raise NotImplementedError(f"backup is not implemented for {self.name}")
 
-    def open_restore(self, engine: Engine, label: str) -> AbstractContextManager[RestoreWriter]:
+    def refuse_scope(self, scope: BackupScope | None) -> None:
+        """For backends without schemas: a scope naming any is a caller's mistake."""
+        if scope:
+            raise ZenMigrateError(
+                f"schemas / exclude_schemas apply to PostgreSQL; a {self.name} database "
+                "has one namespace, which a backup always covers whole"
+            )
+
+    def open_restore(
+        self, engine: Engine, label: str, options: RestoreOptions | None = None
+    ) -> AbstractContextManager[RestoreWriter]:
         """A staging area beside ``engine``'s database that a dump is loaded into.
 
         ``label`` is a short, identifier-safe string naming this restore (its staging area
@@ -150,6 +166,8 @@ class DialectOps(ABC):
             pre = list(getattr(reader, "pre_objects", list)())
             tables = reader.tables()
             with self.open_restore(target, uuid.uuid4().hex[:8]) as writer:
+                schemas = getattr(reader, "schemas", None)
+                writer.begin(None if schemas is None else {"schemas": schemas})
                 for obj in pre:
                     writer.create_object(obj)
                 counts: dict[str, int] = {}
@@ -280,6 +298,11 @@ class BackupReader(ABC):
 
 class RestoreWriter(ABC):
     """Loads a dump into a staging area, then swaps it in for the target's contents."""
+
+    def begin(self, header: dict[str, Any] | None) -> None:
+        """Called with the dump's header (``None`` where there is none) before the first
+        record is applied; backends whose staging depends on it override this."""
+        return None
 
     @abstractmethod
     def create_table(self, table: TableSpec) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
+from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
 from ..dump.safety import check_references, check_statement
 from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
 from .base import (
@@ -246,7 +246,10 @@ class MySQLOps(DialectOps):
 
     # -- backup and restore --------------------------------------------------------------------
     @contextmanager
-    def open_backup(self, engine: Engine) -> Iterator[BackupReader]:
+    def open_backup(
+        self, engine: Engine, scope: BackupScope | None = None
+    ) -> Iterator[BackupReader]:
+        self.refuse_scope(scope)
         database = self.database_name(engine.url)
         with ExitStack() as stack:
             session = stack.enter_context(_session(engine))
@@ -254,7 +257,9 @@ class MySQLOps(DialectOps):
             yield _MySQLBackupReader(session, database, helpers, shared)
 
     @contextmanager
-    def open_restore(self, engine: Engine, label: str) -> Iterator[RestoreWriter]:
+    def open_restore(
+        self, engine: Engine, label: str, options: RestoreOptions | None = None
+    ) -> Iterator[RestoreWriter]:
         if not _LABEL.fullmatch(label):
             raise ValueError(f"restore label {label!r} must match {_LABEL.pattern}")
         target = self.database_name(engine.url)

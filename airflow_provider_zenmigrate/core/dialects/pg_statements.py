@@ -137,12 +137,8 @@ class PgStatementRules:
         (``object_type`` ``"table"`` for a table's), as two sets: those whose absence it
         skips with ``skip_missing_roles`` (owners, grants) and those it never skips (the roles
         a policy applies to: leaving them out would change who sees which rows)."""
-        from .pg_meta import roles_named  # imports the driver
-
-        if object_type == "policy":
-            strict = roles_named({"roles": options.get("roles") or []})
-        else:
-            strict = set()
+        policy = object_type == "policy"
+        strict = roles_named({"to": options.get("to") or []}) if policy else set()
         if object_type == "default_privileges":
             return (set() if restore.no_privileges else roles_named(options)), strict
         if not set(options) & _META_KEYS:
@@ -154,6 +150,40 @@ class PgStatementRules:
         if restore.no_privileges:
             names = {owner} & names if isinstance(owner, str) else set()
         return names, strict
+
+
+def roles_named(options: dict[str, Any]) -> set[str]:
+    """Every role a record's options name (as owner, grantee, policy or default-ACL role)."""
+    names: set[str] = set()
+    if isinstance(options.get("owner"), str):
+        names.add(options["owner"])
+    if isinstance(options.get("role"), str):
+        names.add(options["role"])
+    for entry in acl_entries(options.get("acl")):
+        names.add(entry[0])
+    for column in (options.get("columns") or {}).values():
+        if isinstance(column, dict):
+            names.update(entry[0] for entry in acl_entries(column.get("acl")))
+    for key in ("roles", "to"):  # what a record lists; a policy's TO roles
+        names.update(r for r in options.get(key) or () if isinstance(r, str))
+    names.discard("PUBLIC")
+    names.discard("public")
+    return names
+
+
+def acl_entries(acl: Any) -> list[tuple[str, str, bool]]:
+    if acl is None:
+        return []
+    if not isinstance(acl, list) or not all(
+        isinstance(e, list)
+        and len(e) == 3
+        and isinstance(e[0], str)
+        and isinstance(e[1], str)
+        and isinstance(e[2], bool)
+        for e in acl
+    ):
+        raise UnsafeDumpError("malformed acl option: expected [[grantee, privilege, grantable]]")
+    return [(e[0], e[1], e[2]) for e in acl]
 
 
 def statement_rules_for(header: dict[str, Any] | None) -> PgStatementRules:

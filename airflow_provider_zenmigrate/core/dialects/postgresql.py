@@ -1,6 +1,7 @@
 """PostgreSQL (psycopg 3).
 
-Backup and restore cover the ``public`` schema of the database: see the section below.
+Backup and restore cover every schema of the database but the system ones (or those a
+:class:`~..dump.model.BackupScope` names): see the section below.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, cast
 
 import psycopg
@@ -20,11 +21,21 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
-from ..dump.safety import check_statement
-from ..errors import MigrationLockTimeout, UnsafeDumpError
+from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
+from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
 from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column, in_turn
 from .pg_copy import copy_text_rows
+from .pg_meta import CatalogMeta, MetaWriter, read_meta
+from .pg_schemas import (
+    OutsideKey,
+    SchemaMeta,
+    existing,
+    meta_statements,
+    not_carried,
+    outside_keys,
+    schema_meta,
+)
+from .pg_statements import QUALIFIED_TYPES, PgStatementRules, roles_named
 from .text_rows import BULK_CODECS, VerbatimColumn, bulk_text
 
 logger = logging.getLogger(__name__)
@@ -65,10 +76,16 @@ class PostgreSQLOps(DialectOps):
     def estimated_rows(self, connection: Connection) -> int | None:
         rows = connection.exec_driver_sql(
             "SELECT SUM(GREATEST(c.reltuples, 0)) FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() "
-            "AND c.relkind IN ('r', 'p')"
+            f"ON n.oid = c.relnamespace WHERE {_USER_SCHEMA} AND c.relkind IN ('r', 'p')"
         ).scalar()
         return int(rows) if rows is not None else None
+
+    def missing_requirements(
+        self, engine: Engine, roles: set[str], extensions: set[str]
+    ) -> list[str]:
+        from .pg_requirements import missing_requirements
+
+        return missing_requirements(engine, roles, extensions)
 
     def is_missing_database_error(self, error: BaseException) -> bool:
         orig = getattr(error, "orig", error)
@@ -100,36 +117,46 @@ class PostgreSQLOps(DialectOps):
                     logger.warning("lost the lock session of %r", engine.url.database)
 
     # -- backup and restore --------------------------------------------------------------------
-    def open_backup(self, engine: Engine) -> AbstractContextManager[PostgreSQLBackupReader]:
-        """A REPEATABLE READ, READ ONLY snapshot of the ``public`` schema.
+    def open_backup(
+        self, engine: Engine, scope: BackupScope | None = None
+    ) -> AbstractContextManager[PostgreSQLBackupReader]:
+        """A REPEATABLE READ, READ ONLY snapshot of the schemas ``scope`` selects.
 
-        The reader also has :meth:`PostgreSQLBackupReader.pre_objects` (types, domains and
-        sequences the tables need), which the engine creates before the first table.
+        The reader also has :meth:`PostgreSQLBackupReader.pre_objects` (schemas, types,
+        domains and sequences the tables need), which the engine creates before the first
+        table, and :attr:`~PostgreSQLBackupReader.excluded` (schemas left out, and why).
         """
-        return _open_backup(engine)
+        return _open_backup(engine, scope or BackupScope())
 
     def open_restore(
-        self, engine: Engine, label: str
+        self, engine: Engine, label: str, options: RestoreOptions | None = None
     ) -> AbstractContextManager[PostgreSQLRestoreWriter]:
-        """Load into the schema ``zm_stage_<label>``; :meth:`~PostgreSQLRestoreWriter.swap`
-        makes it ``public`` in one transaction. Without a swap nothing is ever committed."""
-        return _open_restore(engine, label)
+        """Replace the dump's schemas in one transaction (see
+        :class:`PostgreSQLRestoreWriter`). Without a swap nothing is ever committed."""
+        return _open_restore(engine, label, options)
 
 
 # ---------------------------------------------------------------------------------------------
 # Backup and restore
 # ---------------------------------------------------------------------------------------------
 #
-# Scope: the ``public`` schema of the database. Everything a backup captures lives there, and a
-# restore replaces exactly that schema. Objects in other schemas are neither read nor written
-# (but one that depends on an object in ``public`` is dropped with the old ``public`` on swap).
+# Scope: every schema of the database but the system ones, as pg_dump takes them, narrowed by
+# a BackupScope; the header lists the schemas a dump holds and those left out, with why.
 #
-# DDL comes from the catalogs (``pg_get_*``, ``format_type``), read with ``search_path`` set to
-# ``public`` so that every name in ``public`` is written unqualified; the restore runs the same
-# statements with ``search_path`` set to its staging schema, so they land there.
+# DDL comes from the catalogs (``pg_get_*``, ``format_type``), read with an empty
+# ``search_path`` so that every name outside ``pg_catalog`` is written schema-qualified. A
+# restore runs the same statements in one transaction: it renames each restored schema away,
+# creates it anew, loads it, and drops the old ones at the end; nothing is visible to other
+# sessions before the commit. Dumps written before several schemas were covered (their header
+# lists no schemas) hold ``public`` only, with unqualified names: they are restored with
+# ``search_path`` set to the new ``public``.
 
-_STAGE_PREFIX = "zm_stage_"
 _OLD_PREFIX = "zm_old_"
+#: SQL condition on ``n`` (pg_namespace): a schema a backup covers unless told otherwise.
+_USER_SCHEMA = (
+    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
+    "AND left(n.nspname, 8) <> 'pg_toast' AND left(n.nspname, 7) <> 'pg_temp'"
+)
 _LABEL = re.compile(r"^[A-Za-z0-9_]{1,40}$")
 
 #: Type OIDs read as Python values; every other type travels as the server's text form.
@@ -162,7 +189,7 @@ _SESSION_SETTINGS = (
 )
 
 #: Object types created before the tables (see :meth:`PostgreSQLBackupReader.pre_objects`).
-_PRE_ORDER = {"extension": 0, "type": 1, "domain": 1, "sequence": 2, "function": 3}
+_PRE_ORDER = {"schema": -1, "extension": 0, "type": 1, "domain": 1, "sequence": 2, "function": 3}
 #: Object types created after the data, group by group.
 _POST_ORDER = {
     "function": 0,
@@ -174,12 +201,25 @@ _POST_ORDER = {
     "constraint": 2,
     "trigger": 3,
     "rule": 4,
+    "policy": 5,
+    "default_privileges": 6,
 }
 
 
 def _q(name: str) -> str:
     """Quote an identifier, always."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _qn(schema: str, name: str) -> str:
+    """A schema-qualified name, quoted."""
+    return f"{_q(schema)}.{_q(name)}"
+
+
+def display_name(schema: str, name: str) -> str:
+    """A relation's name in records, trailers and reports: bare in ``public`` (as dumps of one
+    schema always wrote it), ``schema.name`` elsewhere."""
+    return name if schema == "public" else f"{schema}.{name}"
 
 
 def _literal(value: str) -> str:
@@ -281,6 +321,7 @@ class _Column:
 @dataclass
 class _Table:
     oid: int
+    schema: str
     name: str
     kind: str
     persistence: str
@@ -290,6 +331,14 @@ class _Table:
     reloptions: list[str]
     parents: list[str] = field(default_factory=list)
     columns: list[_Column] = field(default_factory=list)
+
+    @property
+    def display(self) -> str:
+        return display_name(self.schema, self.name)
+
+    @property
+    def qname(self) -> str:
+        return _qn(self.schema, self.name)
 
 
 @dataclass
@@ -301,16 +350,18 @@ class _Obj:
 
 
 class PostgreSQLBackupReader(BackupReader):
-    """One REPEATABLE READ, READ ONLY transaction over the ``public`` schema.
+    """One REPEATABLE READ, READ ONLY transaction over the schemas of a :class:`BackupScope`.
 
-    Beyond :class:`BackupReader`, it has :meth:`pre_objects`: the types, domains, sequences
-    (and the functions column defaults and checks call) that must exist *before* the tables.
+    Beyond :class:`BackupReader`, it has :meth:`pre_objects`: the schemas, types, domains,
+    sequences (and the functions column defaults and checks call) that must exist *before*
+    the tables; :attr:`schemas` (what the dump holds) and :attr:`excluded` (what it left out).
     """
 
     def __init__(
         self,
         conn: psycopg.Connection[Any],
         second: Callable[[], psycopg.Connection[Any]] | None = None,
+        scope: BackupScope | None = None,
     ) -> None:
         self._conn = conn
         self._cursors = 0
@@ -319,15 +370,27 @@ class PostgreSQLBackupReader(BackupReader):
         #: Opens a second connection (a transaction not yet begun), for parallel rendering.
         self._open_second = second
         self._second: psycopg.Connection[Any] | None = None
-        for setting in (*_SESSION_SETTINGS, "SET LOCAL search_path = public"):
+        for setting in (*_SESSION_SETTINGS, _READ_SEARCH_PATH):
             _execute_one(conn, setting)
         self.server_version = str(self._one("SHOW server_version")[0])
         self._server_version_num = int(self._one("SHOW server_version_num")[0])
-        self._public = int(self._one("SELECT 'public'::regnamespace::oid")[0])
-        names = [r[0] for r in self._all(_SQL_LOCKABLE, (self._public,))]
+        found = {name: oid for oid, name in self._all(_SQL_SCHEMAS)}
+        picked, self.excluded = select_schemas(sorted(found), scope or BackupScope())
+        #: The schemas this dump holds, by name, and their oids for the catalog queries.
+        self.schemas = picked
+        self._public = [found[n] for n in picked]
+        #: What the database holds that this dump does not carry (named in the header).
+        self.not_carried = not_carried(conn, self._public)
+        if self.not_carried:
+            logger.warning(
+                "not carried by this backup (recorded in its header): %s",
+                "; ".join(f"{o['kind']} {o['name']}" for o in self.not_carried),
+            )
+        names = [_qn(n, r) for n, r in self._all(_SQL_LOCKABLE, (self._public,))]
         if names:  # hold off DDL on what we read for as long as the snapshot lives
-            _execute_one(conn, f"LOCK TABLE {', '.join(map(_q, names))} IN ACCESS SHARE MODE")
+            _execute_one(conn, f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
         self._tables: list[_Table] | None = None
+        self._catalog_meta: CatalogMeta | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _all(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -339,20 +402,46 @@ class PostgreSQLBackupReader(BackupReader):
         rows = self._all(query, params)
         return rows[0]
 
+    def _meta(self) -> CatalogMeta:
+        if self._catalog_meta is None:
+            self._catalog_meta = read_meta(
+                lambda q, p: self._all(q, tuple(p)), self._public, display_name
+            )
+        return self._catalog_meta
+
+    @property
+    def roles(self) -> list[str]:
+        """Every role the dump names (owners, grantees, policies, default privileges)."""
+        meta = self._meta()
+        names: set[str] = set()
+        for options in (*meta.by_key.values(), *meta.schemas.values()):
+            names |= roles_named(options)
+        for _, spec in (*meta.policies, *meta.default_acls):
+            names |= roles_named(spec.options)
+        return sorted(names)
+
+    def _with_meta(self, objs: list[_Obj]) -> list[_Obj]:
+        by_key = self._meta().by_key
+        for o in objs:
+            options = _named_roles({**o.spec.options, **by_key.get(o.key, {})})
+            if options != o.spec.options:
+                o.spec = replace(o.spec, options=options)
+        return objs
+
     # -- tables --------------------------------------------------------------------------------
     def _load_tables(self) -> list[_Table]:
         if self._tables is not None:
             return self._tables
         by_oid: dict[int, _Table] = {}
-        for oid, name, kind, pers, is_part, bound, partkey, relopts in self._all(
+        for oid, schema, name, kind, pers, is_part, bound, partkey, relopts in self._all(
             _SQL_TABLES, (self._public,)
         ):
             by_oid[oid] = _Table(
-                oid, name, kind, pers, is_part, bound, partkey, list(relopts or [])
+                oid, schema, name, kind, pers, is_part, bound, partkey, list(relopts or [])
             )
         for child, parent in self._all(_SQL_INHERITS, (self._public,)):
             if child in by_oid and parent in by_oid:
-                by_oid[child].parents.append(by_oid[parent].name)
+                by_oid[child].parents.append(by_oid[parent].display)
         for row in self._all(_SQL_COLUMNS, (self._public,)):
             table = by_oid.get(row[0])
             if table is not None:
@@ -360,17 +449,23 @@ class PostgreSQLBackupReader(BackupReader):
         # Parents before children; otherwise by name.
         ordered: list[_Table] = []
         done: set[str] = set()
-        by_name = {t.name: t for t in by_oid.values()}
+        by_name = {t.display: t for t in by_oid.values()}
+        if len(by_name) < len(by_oid):
+            raise ZenMigrateError(
+                "two tables have the same name in this dump (a table named "
+                "'schema.name' in public beside the table name in schema 'schema'); "
+                "rename one, or leave one schema out with exclude_schemas"
+            )
 
         def visit(t: _Table, path: frozenset[str]) -> None:
-            if t.name in done or t.name in path:
+            if t.display in done or t.display in path:
                 return
             for parent in t.parents:
-                visit(by_name[parent], path | {t.name})
-            done.add(t.name)
+                visit(by_name[parent], path | {t.display})
+            done.add(t.display)
             ordered.append(t)
 
-        for t in sorted(by_oid.values(), key=lambda t: t.name):
+        for t in sorted(by_oid.values(), key=lambda t: (t.schema != "public", t.display)):
             visit(t, frozenset())
         self._tables = ordered
         return ordered
@@ -382,7 +477,7 @@ class PostgreSQLBackupReader(BackupReader):
         the restore re-attaches the ownership after creating the table.
         """
         tables = self._load_tables()
-        by_name = {t.name: t for t in tables}
+        by_name = {t.display: t for t in tables}
         constraints: dict[int, list[tuple[str, str]]] = {}
         for conrelid, name, definition in self._all(_SQL_INLINE_CONSTRAINTS, (self._public,)):
             constraints.setdefault(conrelid, []).append((name, definition))
@@ -409,23 +504,29 @@ class PostgreSQLBackupReader(BackupReader):
                 for c in t.columns
                 if c.generated == ""
             )
-            options: dict[str, Any] = {}
+            positions = {
+                name: state[-1]
+                for (relid, _num), (name, *state) in identity.items()
+                if relid == t.oid
+            }
+            options: dict[str, Any] = _named_roles(
+                {"schema": t.schema, **self._meta().by_key.get(("pg_class", t.oid), {})}
+            )
             if t.oid in owned:
                 options["owned_sequences"] = owned[t.oid]
-            out.append(TableSpec(t.name, stmt, columns, tuple(keys.get(t.oid, ())), options))
+            if positions:  # where each identity column's sequence stood
+                options["identity_positions"] = positions
+            out.append(TableSpec(t.display, stmt, columns, tuple(keys.get(t.oid, ())), options))
         return out
 
     def _sequence_state(self, seq_oid: int) -> tuple[Any, ...]:
-        """(type, start-with-next-value, increment, min, max, cache, cycle) of a sequence."""
-        seqtype, start, inc, minv, maxv, cache, cycle, relname = self._one(
+        """(type, start, increment, min, max, cache, cycle, [last value, is_called]) of a
+        sequence: created as it was declared, then set where it stood (as pg_dump does)."""
+        seqtype, start, inc, minv, maxv, cache, cycle, schema, relname = self._one(
             _SQL_SEQUENCE, (seq_oid,)
         )
-        last, is_called = self._one(f"SELECT last_value, is_called FROM {_q(relname)}")
-        nxt = last + inc if is_called else last
-        if nxt > maxv or nxt < minv:  # exhausted: wraps (CYCLE) or stays at its end
-            nxt = (minv if inc > 0 else maxv) if cycle else last
-        del start
-        return (seqtype, nxt, inc, minv, maxv, cache, cycle)
+        last, is_called = self._one(f"SELECT last_value, is_called FROM {_qn(schema, relname)}")
+        return (seqtype, start, inc, minv, maxv, cache, cycle, [int(last), bool(is_called)])
 
     def _create_table(
         self,
@@ -434,7 +535,7 @@ class PostgreSQLBackupReader(BackupReader):
         constraints: list[tuple[str, str]],
         identity: dict[tuple[int, int], tuple[Any, ...]],
     ) -> str:
-        head = "CREATE " + ("UNLOGGED " if t.persistence == "u" else "") + "TABLE " + _q(t.name)
+        head = "CREATE " + ("UNLOGGED " if t.persistence == "u" else "") + "TABLE " + t.qname
         cons = [f"CONSTRAINT {_q(n)} {d}" for n, d in constraints]
         if t.is_partition and t.parents:
             parent = {c.name: c for c in by_name[t.parents[0]].columns}
@@ -453,7 +554,7 @@ class PostgreSQLBackupReader(BackupReader):
                 if opts:
                     elems.append(f"{_q(c.name)} WITH OPTIONS {' '.join(opts)}")
             elems += cons
-            stmt = f"{head} PARTITION OF {_q(t.parents[0])}"
+            stmt = f"{head} PARTITION OF {by_name[t.parents[0]].qname}"
             if elems:
                 stmt += " (\n    " + ",\n    ".join(elems) + "\n)"
             stmt += f" {t.bound}"
@@ -461,7 +562,7 @@ class PostgreSQLBackupReader(BackupReader):
             elems = [self._column_def(t, c, identity) for c in t.columns if c.local] + cons
             stmt = head + " (\n    " + ",\n    ".join(elems) + "\n)"
             if t.parents:
-                stmt += " INHERITS (" + ", ".join(map(_q, t.parents)) + ")"
+                stmt += " INHERITS (" + ", ".join(by_name[p].qname for p in t.parents) + ")"
         if t.kind == "p" and t.partkey:
             stmt += f" PARTITION BY {t.partkey}"
         if t.reloptions:
@@ -481,9 +582,10 @@ class PostgreSQLBackupReader(BackupReader):
             if seq is None:
                 parts.append(f"GENERATED {kind} AS IDENTITY")
             else:
-                name, _type, nxt, inc, minv, maxv, cache, cycle = seq
+                name, _type, nxt, inc, minv, maxv, cache, cycle, _position = seq
                 parts.append(
-                    f"GENERATED {kind} AS IDENTITY (SEQUENCE NAME {_q(name)} START WITH {nxt} "
+                    f"GENERATED {kind} AS IDENTITY (SEQUENCE NAME {_qn(t.schema, name)} "
+                    f"START WITH {nxt} "
                     f"INCREMENT BY {inc} MINVALUE {minv} MAXVALUE {maxv} CACHE {cache} "
                     f"{'CYCLE' if cycle else 'NO CYCLE'})"
                 )
@@ -494,6 +596,14 @@ class PostgreSQLBackupReader(BackupReader):
         return " ".join(parts)
 
     # -- rows ----------------------------------------------------------------------------------
+    def _relation(self, table: TableSpec) -> str:
+        """The quoted, qualified name of a table this reader handed out."""
+        found = next((t for t in self._load_tables() if t.display == table.name), None)
+        if found is None:
+            schema = str(table.options.get("schema", "public"))
+            return _qn(schema, table.name.removeprefix(f"{schema}."))
+        return found.qname
+
     def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
         """Rows of ``table`` itself (``FROM ONLY``), through a server-side cursor."""
         if chunk_rows < 1:
@@ -506,7 +616,7 @@ class PostgreSQLBackupReader(BackupReader):
         self._cursors += 1
         with self._conn.cursor(name=f"zm_rows_{self._cursors}") as cur:
             cur.itersize = chunk_rows
-            cur.execute(f"SELECT {select} FROM ONLY {_q(table.name)}".encode())
+            cur.execute(f"SELECT {select} FROM ONLY {self._relation(table)}".encode())
             while chunk := cur.fetchmany(chunk_rows):
                 yield [tuple(row) for row in chunk]
 
@@ -518,7 +628,7 @@ class PostgreSQLBackupReader(BackupReader):
             raise ValueError("chunk_rows must be at least 1")
         if not table.columns:
             return None
-        found = next((t for t in self._load_tables() if t.name == table.name), None)
+        found = next((t for t in self._load_tables() if t.display == table.name), None)
         if found is None:
             return None
         oids = {c.name: c.type_oid for c in found.columns}
@@ -527,7 +637,7 @@ class PostgreSQLBackupReader(BackupReader):
             key = json.dumps(column.name, ensure_ascii=False) + ":"
             value = _render(column.codec, oids.get(column.name, 0)).format(c=_q(column.name))
             parts.append(f"{_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')")
-        select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {_q(table.name)}"
+        select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {found.qname}"
         ranges = self._block_ranges(found.oid)
         if len(ranges) > 1 and (second := self._second_connection()) is not None:
             stream = self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
@@ -567,7 +677,7 @@ class PostgreSQLBackupReader(BackupReader):
         try:
             second = opener()
             _execute_one(second, f"SET TRANSACTION SNAPSHOT {_literal(str(snapshot))}")
-            for setting in (*_SESSION_SETTINGS, "SET LOCAL search_path = public"):
+            for setting in (*_SESSION_SETTINGS, _READ_SEARCH_PATH):
                 _execute_one(second, setting)
         except (psycopg.Error, DBAPIError) as exc:
             logger.info("rendering on one session: no second one (%s)", type(exc).__name__)
@@ -605,22 +715,34 @@ class PostgreSQLBackupReader(BackupReader):
         check constraints call. The engine creates them (``RestoreWriter.create_object``)
         before the first table. Never overlaps :meth:`objects`.
         """
+        meta = self._meta()
         objs: list[_Obj] = []
-        for oid, name in self._all(_SQL_EXTENSIONS, (self._public,)):
-            stmt = f"CREATE EXTENSION IF NOT EXISTS {_q(name)}"
-            objs.append(_Obj(("pg_extension", oid), ObjectSpec("extension", name, stmt)))
+        for oid, name in zip(self._public, self.schemas, strict=True):
+            spec = ObjectSpec(
+                "schema",
+                name,
+                f"CREATE SCHEMA {_q(name)}",
+                options={"schema": name, **meta.schemas[name]},
+            )
+            objs.append(_Obj(("pg_namespace", oid), spec))
+        for oid, schema, name in self._all(_SQL_EXTENSIONS, (self._public,)):
+            stmt = f"CREATE EXTENSION IF NOT EXISTS {_q(name)} WITH SCHEMA {_q(schema)}"
+            spec = ObjectSpec("extension", name, stmt, options={"schema": schema})
+            objs.append(_Obj(("pg_extension", oid), spec))
         objs += self._types()
-        for oid, name in self._all(_SQL_FREE_SEQUENCES, (self._public,)):
-            seqtype, nxt, inc, minv, maxv, cache, cycle = self._sequence_state(oid)
+        for oid, schema, name in self._all(_SQL_FREE_SEQUENCES, (self._public,)):
+            seqtype, nxt, inc, minv, maxv, cache, cycle, position = self._sequence_state(oid)
             stmt = (
-                f"CREATE SEQUENCE {_q(name)} AS {seqtype} START WITH {nxt} INCREMENT BY {inc} "
-                f"MINVALUE {minv} MAXVALUE {maxv} CACHE {cache} "
+                f"CREATE SEQUENCE {_qn(schema, name)} AS {seqtype} START WITH {nxt} "
+                f"INCREMENT BY {inc} MINVALUE {minv} MAXVALUE {maxv} CACHE {cache} "
                 f"{'CYCLE' if cycle else 'NO CYCLE'}"
             )
-            objs.append(_Obj(("pg_class", oid), ObjectSpec("sequence", name, stmt)))
+            spec = _spec("sequence", schema, name, stmt)
+            spec.options["position"] = position
+            objs.append(_Obj(("pg_class", oid), spec))
         pre_funcs = {r[0] for r in self._all(_SQL_PRE_FUNCTIONS, (self._public,))}
         objs += [o for o in self._routines() if o.key[1] in pre_funcs]
-        return self._ordered(objs, _PRE_ORDER)
+        return self._ordered(self._with_meta(objs), _PRE_ORDER)
 
     def objects(self) -> list[ObjectSpec]:
         """Everything created after the data, in an order that restores cleanly.
@@ -632,55 +754,64 @@ class PostgreSQLBackupReader(BackupReader):
         """
         pre_funcs = {r[0] for r in self._all(_SQL_PRE_FUNCTIONS, (self._public,))}
         objs = [o for o in self._routines() if o.key[1] not in pre_funcs]
-        for oid, name, kind, definition, populated, relopts in self._all(
+        for oid, schema, name, kind, definition, populated, relopts in self._all(
             _SQL_VIEWS, (self._public,)
         ):
             body = definition.rstrip().rstrip(";")
             if kind == "m":
-                stmt = f"CREATE MATERIALIZED VIEW {_q(name)} AS\n{body}\n"
+                stmt = f"CREATE MATERIALIZED VIEW {_qn(schema, name)} AS\n{body}\n"
                 stmt += "WITH DATA" if populated else "WITH NO DATA"
-                objs.append(_Obj(("pg_class", oid), ObjectSpec("materialized_view", name, stmt)))
+                spec = _spec("materialized_view", schema, name, stmt)
+                objs.append(_Obj(("pg_class", oid), spec))
             else:
                 opts = [o for o in (relopts or []) if not o.startswith("check_option=")]
                 check = [
                     o.split("=", 1)[1] for o in (relopts or []) if o.startswith("check_option=")
                 ]
-                stmt = f"CREATE VIEW {_q(name)}"
+                stmt = f"CREATE VIEW {_qn(schema, name)}"
                 if opts:
                     stmt += " WITH (" + ", ".join(opts) + ")"
                 stmt += f" AS\n{body}"
                 if check:
                     stmt += f"\nWITH {check[0].upper()} CHECK OPTION"
-                objs.append(_Obj(("pg_class", oid), ObjectSpec("view", name, stmt)))
-        for oid, name, table, definition, unique, quoted in self._all(
+                objs.append(_Obj(("pg_class", oid), _spec("view", schema, name, stmt)))
+        for oid, schema, name, table, definition, unique, quoted in self._all(
             _SQL_INDEXES, (self._public,)
         ):
             only = f"CREATE {'UNIQUE ' if unique else ''}INDEX {quoted} ON ONLY "
             if definition.startswith(only):  # a partitioned table's index: recurse instead
                 definition = only[: -len("ONLY ")] + definition[len(only) :]
-            objs.append(_Obj(("pg_class", oid), ObjectSpec("index", name, definition, table)))
-        for oid, name, table, kind, definition in self._all(_SQL_LATE_CONSTRAINTS, (self._public,)):
+            spec = _member("index", schema, name, table, definition)
+            objs.append(_Obj(("pg_class", oid), spec))
+        for oid, schema, name, table, kind, definition in self._all(
+            _SQL_LATE_CONSTRAINTS, (self._public,)
+        ):
             only = "ONLY " if kind == "r" else ""
-            stmt = f"ALTER TABLE {only}{_q(table)} ADD CONSTRAINT {_q(name)} {definition}"
-            objs.append(_Obj(("pg_constraint", oid), ObjectSpec("constraint", name, stmt, table)))
-        for oid, name, table, definition in self._all(_SQL_TRIGGERS, (self._public,)):
-            objs.append(_Obj(("pg_trigger", oid), ObjectSpec("trigger", name, definition, table)))
-        for oid, name, table, definition in self._all(_SQL_RULES, (self._public,)):
+            stmt = f"ALTER TABLE {only}{_qn(schema, table)} ADD CONSTRAINT {_q(name)} {definition}"
+            spec = _member("constraint", schema, name, table, stmt)
+            objs.append(_Obj(("pg_constraint", oid), spec))
+        for oid, schema, name, table, definition in self._all(_SQL_TRIGGERS, (self._public,)):
+            spec = _member("trigger", schema, name, table, definition)
+            objs.append(_Obj(("pg_trigger", oid), spec))
+        for oid, schema, name, table, definition in self._all(_SQL_RULES, (self._public,)):
             stmt = definition.rstrip().rstrip(";")
-            objs.append(_Obj(("pg_rewrite", oid), ObjectSpec("rule", name, stmt, table)))
-        return self._ordered(objs, _POST_ORDER)
+            objs.append(_Obj(("pg_rewrite", oid), _member("rule", schema, name, table, stmt)))
+        meta = self._meta()
+        objs += [_Obj(key, spec) for key, spec in (*meta.policies, *meta.default_acls)]
+        return self._ordered(self._with_meta(objs), _POST_ORDER)
 
     def _types(self) -> list[_Obj]:
         out: list[_Obj] = []
-        for oid, name, typtype, basetype, notnull, default, collation in self._all(
+        for oid, schema, name, typtype, basetype, notnull, default, collation in self._all(
             _SQL_TYPES, (self._public,)
         ):
+            qname = _qn(schema, name)
             if typtype == "e":
                 labels = [r[0] for r in self._all(_SQL_ENUM_LABELS, (oid,))]
-                stmt = f"CREATE TYPE {_q(name)} AS ENUM (" + ", ".join(map(_literal, labels)) + ")"
-                out.append(_Obj(("pg_type", oid), ObjectSpec("type", name, stmt)))
+                stmt = f"CREATE TYPE {qname} AS ENUM (" + ", ".join(map(_literal, labels)) + ")"
+                out.append(_Obj(("pg_type", oid), _spec("type", schema, name, stmt)))
             elif typtype == "d":
-                stmt = f"CREATE DOMAIN {_q(name)} AS {basetype}"
+                stmt = f"CREATE DOMAIN {qname} AS {basetype}"
                 if collation:
                     stmt += f" COLLATE {collation}"
                 if default is not None:
@@ -689,43 +820,38 @@ class PostgreSQLBackupReader(BackupReader):
                     stmt += " NOT NULL"
                 for cname, cdef in self._all(_SQL_DOMAIN_CONSTRAINTS, (oid,)):
                     stmt += f" CONSTRAINT {_q(cname)} {cdef}"
-                out.append(_Obj(("pg_type", oid), ObjectSpec("domain", name, stmt)))
+                out.append(_Obj(("pg_type", oid), _spec("domain", schema, name, stmt)))
             elif typtype == "c":
                 attrs = [
                     f"{_q(a)} {t}" + (f" COLLATE {coll}" if coll else "")
                     for a, t, coll in self._all(_SQL_COMPOSITE_ATTRS, (oid,))
                 ]
-                stmt = f"CREATE TYPE {_q(name)} AS (" + ", ".join(attrs) + ")"
-                out.append(_Obj(("pg_type", oid), ObjectSpec("type", name, stmt)))
+                stmt = f"CREATE TYPE {qname} AS (" + ", ".join(attrs) + ")"
+                out.append(_Obj(("pg_type", oid), _spec("type", schema, name, stmt)))
             elif typtype == "r":
                 subtype, diff, multirange = self._one(_SQL_RANGE, (oid,))
                 opts = [f"SUBTYPE = {subtype}"]
                 if diff:
                     opts.append(f"SUBTYPE_DIFF = {diff}")
                 if multirange:
-                    opts.append(f"MULTIRANGE_TYPE_NAME = {_q(multirange)}")
-                stmt = f"CREATE TYPE {_q(name)} AS RANGE (" + ", ".join(opts) + ")"
-                out.append(_Obj(("pg_type", oid), ObjectSpec("type", name, stmt)))
+                    opts.append(f"MULTIRANGE_TYPE_NAME = {_qn(schema, multirange)}")
+                stmt = f"CREATE TYPE {qname} AS RANGE (" + ", ".join(opts) + ")"
+                out.append(_Obj(("pg_type", oid), _spec("type", schema, name, stmt)))
         return out
 
     def _routines(self) -> list[_Obj]:
         out: list[_Obj] = []
-        for oid, name, kind, qualified, quoted, definition in self._all(
-            _SQL_ROUTINES, (self._public,)
-        ):
+        for oid, schema, name, kind, definition in self._all(_SQL_ROUTINES, (self._public,)):
             if kind == "a":
-                out.append(_Obj(("pg_proc", oid), self._aggregate(oid, name)))
+                out.append(_Obj(("pg_proc", oid), self._aggregate(oid, schema, name)))
                 continue
-            word = "PROCEDURE" if kind == "p" else "FUNCTION"
-            # pg_get_functiondef always qualifies the routine's own name: drop the schema.
-            head = f"{word} {qualified}("
-            unqualified = f"{word} {quoted}("
-            definition = definition.replace(head, unqualified, 1).rstrip()
+            # pg_get_functiondef qualifies the routine's own name, as the restore wants it.
             otype = "procedure" if kind == "p" else "function"
-            out.append(_Obj(("pg_proc", oid), ObjectSpec(otype, name, definition)))
+            spec = _spec(otype, schema, name, definition.rstrip())
+            out.append(_Obj(("pg_proc", oid), spec))
         return out
 
-    def _aggregate(self, oid: int, name: str) -> ObjectSpec:
+    def _aggregate(self, oid: int, schema: str, name: str) -> ObjectSpec:
         row = self._one(_SQL_AGGREGATE, (oid,))
         args, sfunc, stype, sspace, ffunc, fextra, cfunc, serial, deserial, init, sortop = row
         opts = [f"SFUNC = {sfunc}", f"STYPE = {stype}"]
@@ -745,8 +871,10 @@ class PostgreSQLBackupReader(BackupReader):
             opts.append(f"INITCOND = {_literal(init)}")
         if sortop:
             opts.append(f"SORTOP = {sortop}")
-        stmt = f"CREATE AGGREGATE {_q(name)}({args}) (\n    " + ",\n    ".join(opts) + "\n)"
-        return ObjectSpec("aggregate", name, stmt)
+        stmt = (
+            f"CREATE AGGREGATE {_qn(schema, name)}({args}) (\n    " + ",\n    ".join(opts) + "\n)"
+        )
+        return _spec("aggregate", schema, name, stmt)
 
     def _ordered(self, objs: list[_Obj], groups: dict[str, int]) -> list[ObjectSpec]:
         """Group order first, then dependencies (``pg_depend``) inside a group."""
@@ -777,7 +905,49 @@ class PostgreSQLBackupReader(BackupReader):
         return [objs[i].spec for i in order]
 
 
-# -- catalog queries (all with search_path = public, so names there come out unqualified) ------
+def _named_roles(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with ``roles``: every role they name, for checks of the target."""
+    roles = sorted(roles_named(options))
+    return {**options, "roles": roles} if roles else options
+
+
+def _spec(object_type: str, schema: str, name: str, stmt: str) -> ObjectSpec:
+    """A schema object's record: named as its table would be (:func:`display_name`)."""
+    return ObjectSpec(object_type, display_name(schema, name), stmt, options={"schema": schema})
+
+
+def _member(object_type: str, schema: str, name: str, table: str, stmt: str) -> ObjectSpec:
+    """An object that belongs to a table (index, constraint, trigger, rule): its own name is
+    bare in its statement, the table's is qualified."""
+    return ObjectSpec(
+        object_type, name, stmt, display_name(schema, table), options={"schema": schema}
+    )
+
+
+def select_schemas(found: list[str], scope: BackupScope) -> tuple[list[str], list[dict[str, str]]]:
+    """The schemas a backup takes of those ``found``, and those it leaves out with why."""
+    for option, names in (("schemas", scope.schemas), ("exclude_schemas", scope.exclude_schemas)):
+        missing = sorted(set(names) - set(found))
+        if missing:
+            raise ZenMigrateError(
+                f"{option} names schemas the database does not have: {', '.join(missing)} "
+                f"(it has: {', '.join(found) or 'none'})"
+            )
+    picked: list[str] = []
+    excluded: list[dict[str, str]] = []
+    for name in found:
+        if name in scope.exclude_schemas:
+            excluded.append({"schema": name, "reason": "named by exclude_schemas"})
+        elif scope.schemas and name not in scope.schemas:
+            excluded.append({"schema": name, "reason": "not named by schemas"})
+        else:
+            picked.append(name)
+    return picked, excluded
+
+
+# -- catalog queries (with an empty search_path: every name outside pg_catalog is qualified) ----
+
+_READ_SEARCH_PATH = "SET LOCAL search_path = ''"
 
 
 def _not_member(catalog: str, alias: str) -> str:
@@ -791,29 +961,34 @@ def _not_member(catalog: str, alias: str) -> str:
 def _collation(column_collation: str, type_collation: str) -> str:
     """SQL expression: the COLLATE clause's name when it differs from the type's default."""
     return (
-        f"(SELECT CASE WHEN n.nspname IN ('pg_catalog', 'public') THEN quote_ident(co.collname)"
+        f"(SELECT CASE WHEN n.nspname = 'pg_catalog' THEN quote_ident(co.collname)"
         f" ELSE quote_ident(n.nspname) || '.' || quote_ident(co.collname) END"
         f" FROM pg_collation co JOIN pg_namespace n ON n.oid = co.collnamespace"
         f" WHERE co.oid = {column_collation} AND {column_collation} <> {type_collation})"
     )
 
 
+_SQL_SCHEMAS = f"""
+SELECT n.oid, n.nspname FROM pg_namespace n
+WHERE {_USER_SCHEMA} AND {_not_member("pg_namespace", "n")}
+ORDER BY n.nspname"""
+
 _SQL_LOCKABLE = f"""
-SELECT c.relname FROM pg_class c
-WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') AND {_not_member("pg_class", "c")}
-ORDER BY c.relname"""
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p') AND {_not_member("pg_class", "c")}
+ORDER BY 1, 2"""
 
 _SQL_TABLES = f"""
-SELECT c.oid, c.relname, c.relkind::text, c.relpersistence::text, c.relispartition,
+SELECT c.oid, n.nspname, c.relname, c.relkind::text, c.relpersistence::text, c.relispartition,
        pg_get_expr(c.relpartbound, c.oid),
        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END,
        c.reloptions
-FROM pg_class c
-WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') AND {_not_member("pg_class", "c")}"""
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p') AND {_not_member("pg_class", "c")}"""
 
 _SQL_INHERITS = """
 SELECT i.inhrelid, i.inhparent FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p')
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p')
 ORDER BY i.inhrelid, i.inhseqno"""
 
 _SQL_COLUMNS = f"""
@@ -824,7 +999,7 @@ FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum"""
 
 # The primary key, unique and exclusion constraints of a plain table are added after its
@@ -838,7 +1013,7 @@ _DEFERRED_KEY = "co.contype IN ('p', 'u', 'x') AND c.relkind = 'r' AND NOT c.rel
 _SQL_INLINE_CONSTRAINTS = f"""
 SELECT co.conrelid, co.conname, pg_get_constraintdef(co.oid, true)
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid
-WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') AND co.contype IN ('p', 'u', 'x', 'c')
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p') AND co.contype IN ('p', 'u', 'x', 'c')
   AND co.conislocal AND co.conparentid = 0 AND (co.contype <> 'c' OR co.convalidated)
   AND NOT ({_DEFERRED_KEY})
 ORDER BY co.conrelid, array_position(ARRAY['p', 'u', 'x', 'c'], co.contype::text), co.conname"""
@@ -846,12 +1021,14 @@ ORDER BY co.conrelid, array_position(ARRAY['p', 'u', 'x', 'c'], co.contype::text
 # After the data: deferred keys, foreign keys (so cycles and self-references load; each
 # after the key it references, see _SQL_DEPENDS) and NOT VALID checks.
 _SQL_LATE_CONSTRAINTS = f"""
-SELECT co.oid, co.conname, c.relname, c.relkind::text, pg_get_constraintdef(co.oid, true)
+SELECT co.oid, n.nspname, co.conname, c.relname, c.relkind::text,
+       pg_get_constraintdef(co.oid, true)
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid
-WHERE c.relnamespace = %s AND c.relkind IN ('r', 'p') AND co.conparentid = 0
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p') AND co.conparentid = 0
   AND (co.contype = 'f' OR (co.contype = 'c' AND NOT co.convalidated AND co.conislocal)
        OR ({_DEFERRED_KEY}))
-ORDER BY c.relname, co.conname"""
+ORDER BY n.nspname, c.relname, co.conname"""
 
 _SQL_TABLE_SEQUENCES = """
 SELECT d.refobjid, d.refobjsubid, s.oid, s.relname, d.deptype::text
@@ -860,7 +1037,7 @@ JOIN pg_class s ON s.oid = d.objid
 JOIN pg_class t ON t.oid = d.refobjid
 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 AND s.relkind = 'S'
-  AND t.relnamespace = %s AND s.relnamespace = t.relnamespace
+  AND t.relnamespace = ANY(%s) AND s.relnamespace = t.relnamespace
 ORDER BY s.relname"""
 
 _SQL_PRIMARY_KEYS = """
@@ -869,34 +1046,37 @@ FROM pg_index i
 JOIN pg_class c ON c.oid = i.indrelid
 CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-WHERE i.indisprimary AND c.relnamespace = %s
+WHERE i.indisprimary AND c.relnamespace = ANY(%s)
 ORDER BY i.indrelid, k.ord"""
 
 _SQL_SEQUENCE = """
 SELECT format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
-       s.seqcache, s.seqcycle, c.relname
+       s.seqcache, s.seqcycle, n.nspname, c.relname
 FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE s.seqrelid = %s"""
 
 _SQL_FREE_SEQUENCES = f"""
-SELECT c.oid, c.relname FROM pg_class c
-WHERE c.relnamespace = %s AND c.relkind = 'S' AND {_not_member("pg_class", "c")}
+SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND c.relkind = 'S' AND {_not_member("pg_class", "c")}
   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
                   AND d.objid = c.oid AND d.deptype = 'i')
 ORDER BY c.relname"""
 
 _SQL_EXTENSIONS = """
-SELECT x.oid, x.extname FROM pg_extension x WHERE x.extnamespace = %s ORDER BY x.extname"""
+SELECT x.oid, n.nspname, x.extname FROM pg_extension x JOIN pg_namespace n ON n.oid = x.extnamespace
+WHERE x.extnamespace = ANY(%s) ORDER BY x.extname"""
 
 _BASE_COLLATION = "(SELECT b.typcollation FROM pg_type b WHERE b.oid = t.typbasetype)"
 _SQL_TYPES = f"""
-SELECT t.oid, t.typname, t.typtype::text, format_type(t.typbasetype, t.typtypmod),
+SELECT t.oid, n.nspname, t.typname, t.typtype::text, format_type(t.typbasetype, t.typtypmod),
        t.typnotnull, pg_get_expr(t.typdefaultbin, 0),
        {_collation("t.typcollation", _BASE_COLLATION)}
 FROM pg_type t LEFT JOIN pg_class r ON r.oid = t.typrelid
-WHERE t.typnamespace = %s AND t.typtype IN ('e', 'd', 'c', 'r')
+JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE t.typnamespace = ANY(%s) AND t.typtype IN ('e', 'd', 'c', 'r')
   AND (t.typtype <> 'c' OR r.relkind = 'c') AND {_not_member("pg_type", "t")}
-ORDER BY t.typname"""
+ORDER BY n.nspname, t.typname"""
 
 _SQL_ENUM_LABELS = "SELECT enumlabel FROM pg_enum WHERE enumtypid = %s ORDER BY enumsortorder"
 
@@ -920,14 +1100,13 @@ SELECT format_type(r.rngsubtype, NULL),
 FROM pg_range r WHERE r.rngtypid = %s"""
 
 _SQL_ROUTINES = f"""
-SELECT p.oid, p.proname, p.prokind::text,
-       quote_ident(n.nspname) || '.' || quote_ident(p.proname), quote_ident(p.proname),
+SELECT p.oid, n.nspname, p.proname, p.prokind::text,
        CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END
 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-WHERE p.pronamespace = %s AND {_not_member("pg_proc", "p")}
+WHERE p.pronamespace = ANY(%s) AND {_not_member("pg_proc", "p")}
   AND NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_proc'::regclass
                   AND i.objid = p.oid AND i.deptype = 'i')  -- a range type's constructors
-ORDER BY p.proname, p.oid"""
+ORDER BY n.nspname, p.proname, p.oid"""
 
 _SQL_AGGREGATE = """
 SELECT pg_get_function_arguments(a.aggfnoid), a.aggtransfn::regproc::text,
@@ -946,41 +1125,44 @@ FROM pg_aggregate a WHERE a.aggfnoid = %s"""
 # exist before the tables.
 _SQL_PRE_FUNCTIONS = """
 SELECT DISTINCT d.refobjid FROM pg_depend d JOIN pg_proc p ON p.oid = d.refobjid
-WHERE d.refclassid = 'pg_proc'::regclass AND p.pronamespace = %s
+WHERE d.refclassid = 'pg_proc'::regclass AND p.pronamespace = ANY(%s)
   AND d.classid IN ('pg_attrdef'::regclass, 'pg_constraint'::regclass, 'pg_type'::regclass)
   AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE d.classid = 'pg_constraint'::regclass
                   AND f.oid = d.objid AND f.contype = 'f')"""
 
 _SQL_VIEWS = f"""
-SELECT c.oid, c.relname, c.relkind::text, pg_get_viewdef(c.oid, true), c.relispopulated,
-       c.reloptions
-FROM pg_class c
-WHERE c.relnamespace = %s AND c.relkind IN ('v', 'm') AND {_not_member("pg_class", "c")}
-ORDER BY c.relname"""
+SELECT c.oid, n.nspname, c.relname, c.relkind::text, pg_get_viewdef(c.oid, true),
+       c.relispopulated, c.reloptions
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('v', 'm') AND {_not_member("pg_class", "c")}
+ORDER BY n.nspname, c.relname"""
 
 _SQL_INDEXES = f"""
-SELECT i.indexrelid, ic.relname, t.relname, pg_get_indexdef(i.indexrelid, 0, true),
-       i.indisunique, quote_ident(ic.relname)
+SELECT i.indexrelid, n.nspname, ic.relname, t.relname,
+       pg_get_indexdef(i.indexrelid, 0, true), i.indisunique, quote_ident(ic.relname)
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
-WHERE t.relnamespace = %s AND t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
+JOIN pg_namespace n ON n.oid = t.relnamespace
+WHERE t.relnamespace = ANY(%s) AND t.relkind IN ('r', 'p', 'm') AND NOT ic.relispartition
   AND {_not_member("pg_class", "ic")}
   AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid
                   AND co.conrelid = i.indrelid AND co.contype IN ('p', 'u', 'x'))
-ORDER BY ic.relname"""
+ORDER BY 2, ic.relname"""
 
 _SQL_TRIGGERS = """
-SELECT tg.oid, tg.tgname, c.relname, pg_get_triggerdef(tg.oid, true)
+SELECT tg.oid, n.nspname, tg.tgname, c.relname, pg_get_triggerdef(tg.oid, true)
 FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid
-WHERE c.relnamespace = %s AND NOT tg.tgisinternal AND tg.tgparentid = 0
-ORDER BY c.relname, tg.tgname"""
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND NOT tg.tgisinternal AND tg.tgparentid = 0
+ORDER BY n.nspname, c.relname, tg.tgname"""
 
 _SQL_RULES = """
-SELECT r.oid, r.rulename, c.relname, pg_get_ruledef(r.oid, true)
+SELECT r.oid, n.nspname, r.rulename, c.relname, pg_get_ruledef(r.oid, true)
 FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class
-WHERE c.relnamespace = %s AND r.rulename <> '_RETURN'
-ORDER BY c.relname, r.rulename"""
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relnamespace = ANY(%s) AND r.rulename <> '_RETURN'
+ORDER BY n.nspname, c.relname, r.rulename"""
 
 # Dependencies between objects, with each side mapped to the object we emit: a view's
 # rewrite rule to the view, a row type to its relation, an array type to its element type,
@@ -1013,46 +1195,115 @@ WHERE d.deptype IN ('n', 'a')"""
 
 
 class PostgreSQLRestoreWriter(RestoreWriter):
-    """Loads a dump into the schema ``zm_stage_<label>``, all inside one transaction.
+    """Loads a dump into the target database itself, all inside one transaction.
 
-    Every statement runs with ``search_path`` set to the staging schema (pg_catalog is
-    searched first implicitly, as it was when the backup deparsed the statements), so
-    unqualified names land there. Nothing is committed before :meth:`swap`: a failure, or a
-    killed process, leaves no trace in the target.
+    :meth:`begin` renames every schema the dump restores away (``zm_old_<label>_<n>``) and
+    creates it anew, so the dump's statements run as they were written, schema-qualified
+    (a dump of ``public`` alone, from before, runs with ``search_path`` set to ``public``).
+    Other sessions see the old schemas until :meth:`swap` drops them and commits: a
+    failure, or a killed process, leaves no trace in the target.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any], label: str) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        label: str,
+        options: RestoreOptions | None = None,
+    ) -> None:
         self._conn = conn
-        self.stage = _STAGE_PREFIX + label
+        self._options = options or RestoreOptions()
         self.old = _OLD_PREFIX + label
+        #: Where unqualified names land (a dump of ``public`` alone, from before).
+        self.stage = "public"
         self.swapped = False
         self._copy: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
-        _execute_one(conn, f"CREATE SCHEMA {_q(self.stage)}")
+        self._started = False
+        self._legacy = True
+        self._rules = PgStatementRules(None)
+        #: The schemas this restore replaces.
+        self.schemas: frozenset[str] = frozenset()
+        #: Each replaced schema that existed -> what it was renamed to, until dropped.
+        self._renamed: dict[str, str] = {}
+        self._kept_meta: dict[str, SchemaMeta] = {}
+        self._outside_keys: list[OutsideKey] = []
+        self._meta = MetaWriter(
+            self._rows,
+            lambda statement: _execute_one(conn, statement),
+            no_owner=self._options.no_owner,
+            no_privileges=self._options.no_privileges,
+            skip_missing_roles=self._options.skip_missing_roles,
+        )
         for setting in (
             *_SESSION_SETTINGS,
-            f"SET LOCAL search_path = {_q(self.stage)}",
+            _READ_SEARCH_PATH,
             "SET LOCAL check_function_bodies = off",  # bodies may use what comes later
         ):
             _execute_one(conn, setting)
 
-    def _table(self, name: str) -> str:
-        return f"{_q(self.stage)}.{_q(name)}"
+    def _rows(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._conn.cursor() as cur:
+            cur.execute(query.encode(), tuple(params) or None)
+            return list(cur.fetchall())
 
+    # -- the schemas replaced ----------------------------------------------------------------
+    def begin(self, header: dict[str, Any] | None) -> None:
+        """Replace the schemas the dump's header lists (``public`` for a dump that lists
+        none); everything else follows in them."""
+        if self._started:
+            return
+        self._started = True
+        self._rules = PgStatementRules(header)
+        listed = self._rules.schemas
+        if listed is None:
+            self._replace(["public"])
+            _execute_one(self._conn, "SET LOCAL search_path = public")
+            return
+        excluded = sorted(set(listed) & set(self._options.exclude_schemas))
+        if excluded:
+            raise ZenMigrateError(
+                f"the dump holds schemas the restore was told to leave alone: "
+                f"{', '.join(excluded)}; nothing was changed"
+            )
+        self._legacy = False
+        self.schemas = listed
+        self._replace(sorted(listed))
+        if "public" in listed:  # records that name no schema are in public, unqualified
+            _execute_one(self._conn, "SET LOCAL search_path = public")
+
+    def _replace(self, names: list[str]) -> None:
+        conn = self._conn
+        found = existing(conn, names)
+        self._outside_keys = outside_keys(conn, list(found.values()))
+        for n, name in enumerate(sorted(found)):
+            if self._legacy:
+                self._kept_meta[name] = schema_meta(conn, found[name])
+            self._renamed[name] = f"{self.old}_{n}"
+            _execute_one(conn, f"ALTER SCHEMA {_q(name)} RENAME TO {_q(self._renamed[name])}")
+        for name in names:
+            _execute_one(conn, f"CREATE SCHEMA {_q(name)}")
+
+    def _table(self, table: TableSpec) -> str:
+        self.begin(None)
+        schema = self._rules.schema_of("table", table.name, table.options)
+        return _qn(schema, _bare(schema, table.name))
+
+    # -- loading -----------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:
         self.end_copy()
-        check_statement(table.create_stmt, "table", table.name)
-        _execute_one(self._conn, table.create_stmt)
+        self.begin(None)
+        schema = self._rules.check_table_statement(table)
+        self._require_roles("table", table.name, table.options)
         owned = table.options.get("owned_sequences") or {}
-        if not isinstance(owned, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in owned.items()
-        ):
-            raise UnsafeDumpError(f"table {table.name!r}: malformed owned_sequences option")
+        _execute_one(self._conn, table.create_stmt)
+        self._set_positions(schema, table.options.get("identity_positions") or {})
         for column, sequence in owned.items():
             _execute_one(
                 self._conn,
-                f"ALTER SEQUENCE {self._table(sequence)} OWNED BY "
-                f"{self._table(table.name)}.{_q(column)}",
+                f"ALTER SEQUENCE {_qn(schema, sequence)} OWNED BY "
+                f"{self._table(table)}.{_q(column)}",
             )
+        bare = _bare(schema, table.name)
+        self._meta.add("table", schema, bare, None, table.options, self.schemas)
 
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -1061,7 +1312,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             self.end_copy()
             with self._conn.cursor() as cur:
                 for _ in rows:
-                    cur.execute(f"INSERT INTO {self._table(table.name)} DEFAULT VALUES".encode())
+                    cur.execute(f"INSERT INTO {self._table(table)} DEFAULT VALUES".encode())
             return
         copy = self._copy_into(table)
         for row in rows:
@@ -1074,7 +1325,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             return self._copy[2]
         self.end_copy()
         columns = ", ".join(_q(c.name) for c in table.columns)
-        statement = f"COPY {self._table(table.name)} ({columns}) FROM STDIN"
+        statement = f"COPY {self._table(table)} ({columns}) FROM STDIN"
         cursor = self._conn.cursor()
         try:
             manager = cursor.copy(statement.encode())
@@ -1116,82 +1367,131 @@ class PostgreSQLRestoreWriter(RestoreWriter):
 
     def create_object(self, obj: ObjectSpec) -> None:
         self.end_copy()
-        # Routine bodies may hold semicolons (BEGIN ATOMIC ... END); the extended protocol
-        # runs one statement per call, so nothing can follow the body.
-        routine = obj.object_type in ("function", "procedure")
-        check_statement(obj.create_stmt, obj.object_type, obj.name, allow_body=routine)
-        if obj.object_type == "extension" and self._extension_in_public(obj.name):
-            # An extension exists once per database: move the target's own into staging
-            # (uncommitted until the swap) instead of creating a second one.
-            _execute_one(self._conn, f"ALTER EXTENSION {_q(obj.name)} SET SCHEMA {_q(self.stage)}")
+        kind = obj.object_type
+        self.begin(None)
+        schema = self._rules.check_object_statement(obj)
+        self._require_roles(kind, obj.name, obj.options)
+        if kind in ("schema", "default_privileges"):
+            self._carried(obj)
             return
-        _execute_one(self._conn, obj.create_stmt)
+        if kind == "extension":
+            self._extension(obj.name, schema)
+        else:
+            _execute_one(self._conn, obj.create_stmt)
+        if kind == "sequence" and "position" in obj.options:
+            self._set_positions(schema, {_bare(schema, obj.name): obj.options["position"]})
+        bare = obj.name if kind not in QUALIFIED_TYPES else _bare(schema, obj.name)
+        table = _bare(schema, obj.table) if obj.table else None
+        self._meta.add(kind, schema, bare, table, obj.options, self.schemas)
 
-    def _extension_in_public(self, name: str) -> bool:
+    def _require_roles(self, kind: str, name: str, options: dict[str, Any]) -> None:
+        """Refuse a record naming roles the target lacks, before anything of it runs (the
+        same rule as dry runs: :meth:`PgStatementRules.required_roles`)."""
+        skippable, strict = self._rules.required_roles(kind, options, self._options)
+        label = f"{kind} {name!r}"
+        self._meta.check_roles(skippable, label)
+        if self._meta.check_roles(strict, label, skippable=False):
+            raise ZenMigrateError(
+                f"{label} applies to roles the target lacks; a policy cannot be left out "
+                "without changing who sees which rows. Nothing was changed: create the roles"
+            )
+
+    def _set_positions(self, schema: str, positions: Any) -> None:
+        """Set sequences where they stood: ``{name: [last value, is_called]}`` (dumps written
+        before this carry the next value as START WITH instead)."""
+        if not isinstance(positions, dict):
+            raise UnsafeDumpError("malformed sequence positions")
+        for name, position in positions.items():
+            if not (
+                isinstance(name, str)
+                and isinstance(position, list)
+                and len(position) == 2
+                and isinstance(position[0], int)
+                and isinstance(position[1], bool)
+            ):
+                raise UnsafeDumpError(f"sequence {name!r}: malformed position {position!r}")
+            self._rows("SELECT setval(%s::regclass, %s, %s)", (_qn(schema, name), *position))
+
+    def _carried(self, obj: ObjectSpec) -> None:
+        """A schema's record (the schema itself was created by :meth:`begin`) or a role's
+        default privileges (checked by the rules): applied before the commit."""
+        if obj.object_type == "schema":
+            self._meta.add("schema", obj.name, obj.name, None, obj.options, self.schemas)
+        else:
+            self._meta.add_default_acl(obj.options)
+
+    def _extension(self, name: str, schema: str) -> None:
+        """An extension exists once per database: one the target has is moved into its
+        schema (uncommitted until the swap) instead of being created a second time."""
         with self._conn.cursor() as cur:
             cur.execute(
-                b"SELECT 1 FROM pg_extension WHERE extname = %s"
-                b" AND extnamespace = 'public'::regnamespace",
+                b"SELECT n.nspname FROM pg_extension x JOIN pg_namespace n"
+                b" ON n.oid = x.extnamespace WHERE x.extname = %s",
                 (name,),
             )
-            return cur.fetchone() is not None
+            found = cur.fetchone()
+            if found is None:
+                cur.execute(b"SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,))
+                if cur.fetchone() is None:
+                    raise ZenMigrateError(
+                        f"extension {name!r} is not available on the target server "
+                        "(pg_available_extensions): install its package there first; "
+                        "nothing was changed"
+                    )
+        if found is None:
+            _execute_one(
+                self._conn, f"CREATE EXTENSION IF NOT EXISTS {_q(name)} WITH SCHEMA {_q(schema)}"
+            )
+        elif found[0] != schema:
+            _execute_one(self._conn, f"ALTER EXTENSION {_q(name)} SET SCHEMA {_q(schema)}")
 
     def row_count(self, table: TableSpec) -> int:
         self.end_copy()
         with self._conn.cursor() as cur:
-            cur.execute(f"SELECT count(*) FROM ONLY {self._table(table.name)}".encode())
+            cur.execute(f"SELECT count(*) FROM ONLY {self._table(table)}".encode())
             row = cur.fetchone()
         return int(row[0]) if row else 0
 
     def swap(self) -> None:
-        """Rename ``public`` away, the staging schema to ``public``, drop the old: one commit.
+        """Drop the old schemas and commit: the restored ones replace them at once.
 
-        The new ``public`` gets the old one's owner, privileges and comment.
+        A schema that existed keeps its owner, privileges and comment. Foreign keys from
+        outside into the restored tables are re-created against them (and checked).
         """
         self.end_copy()
+        self.begin(None)
         conn = self._conn
-        with conn.cursor() as cur:
-            cur.execute(
-                b"SELECT quote_ident(nspowner::regrole::text), nspacl::text[],"
-                b" obj_description(oid, 'pg_namespace')"
-                b" FROM pg_namespace WHERE nspname = 'public'"
+        for name, meta in self._kept_meta.items():
+            for statement in meta_statements(name, meta):
+                _execute_one(conn, statement)
+        self._meta.apply()
+        for key in self._outside_keys:
+            _execute_one(conn, f"ALTER TABLE {key.table} DROP CONSTRAINT {_q(key.name)}")
+        for old in self._renamed.values():
+            _execute_one(conn, f"DROP SCHEMA {_q(old)} CASCADE")
+        for key in self._outside_keys:
+            _execute_one(
+                conn, f"ALTER TABLE {key.table} ADD CONSTRAINT {_q(key.name)} {key.definition}"
             )
-            found = cur.fetchone()
-            grants: list[tuple[Any, ...]] = []
-            if found is not None:
-                cur.execute(
-                    b"SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC'"
-                    b" ELSE quote_ident(x.grantee::regrole::text) END,"
-                    b" x.privilege_type, x.is_grantable"
-                    b" FROM pg_namespace n, aclexplode(n.nspacl) x"
-                    b" WHERE n.nspname = 'public' AND x.grantee <> n.nspowner"
-                )
-                grants = list(cur.fetchall())
-        if found is not None:
-            _execute_one(conn, f"ALTER SCHEMA public RENAME TO {_q(self.old)}")
-        _execute_one(conn, f"ALTER SCHEMA {_q(self.stage)} RENAME TO public")
-        if found is not None:
-            owner, _acl, comment = found
-            _execute_one(conn, f"ALTER SCHEMA public OWNER TO {owner}")
-            for grantee, privilege, grantable in grants:
-                option = " WITH GRANT OPTION" if grantable else ""
-                _execute_one(conn, f"GRANT {privilege} ON SCHEMA public TO {grantee}{option}")
-            if comment is not None:
-                _execute_one(conn, f"COMMENT ON SCHEMA public IS {_literal(comment)}")
-            _execute_one(conn, f"DROP SCHEMA {_q(self.old)} CASCADE")
         conn.commit()
         self.swapped = True
 
 
+def _bare(schema: str, name: str) -> str:
+    """A relation's own name from its record's (:func:`display_name`)."""
+    prefix = f"{schema}."
+    return name[len(prefix) :] if schema != "public" and name.startswith(prefix) else name
+
+
 @contextmanager
-def _open_backup(engine: Engine) -> Iterator[PostgreSQLBackupReader]:
+def _open_backup(engine: Engine, scope: BackupScope) -> Iterator[PostgreSQLBackupReader]:
     with ExitStack() as stack:
         conn = stack.enter_context(_transaction_connection(engine, read_only=True))
 
         def second() -> psycopg.Connection[Any]:
             return stack.enter_context(_transaction_connection(engine, read_only=True))
 
-        reader = PostgreSQLBackupReader(conn, second)
+        reader = PostgreSQLBackupReader(conn, second, scope)
         try:
             yield reader
         finally:
@@ -1199,12 +1499,14 @@ def _open_backup(engine: Engine) -> Iterator[PostgreSQLBackupReader]:
 
 
 @contextmanager
-def _open_restore(engine: Engine, label: str) -> Iterator[PostgreSQLRestoreWriter]:
+def _open_restore(
+    engine: Engine, label: str, options: RestoreOptions | None
+) -> Iterator[PostgreSQLRestoreWriter]:
     if not isinstance(label, str) or not _LABEL.match(label):
         raise ValueError(f"restore label {label!r} must be 1-40 letters, digits or underscores")
     with _transaction_connection(engine, read_only=False) as conn:
-        # Leaving without swap() rolls back: the staging schema was never committed.
-        writer = PostgreSQLRestoreWriter(conn, label)
+        # Leaving without swap() rolls back: nothing of the restore was ever committed.
+        writer = PostgreSQLRestoreWriter(conn, label, options)
         try:
             yield writer
         except BaseException as exc:

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
-from ..dump.model import ColumnSpec, ObjectSpec, TableSpec
+from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
 from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout
 from ..storage import fsync_path
@@ -227,7 +227,10 @@ class SQLiteOps(DialectOps):
 
     # -- backup and restore --------------------------------------------------------------------
     @contextmanager
-    def open_backup(self, engine: Engine) -> Iterator[BackupReader]:
+    def open_backup(
+        self, engine: Engine, scope: BackupScope | None = None
+    ) -> Iterator[BackupReader]:
+        self.refuse_scope(scope)
         reader = _SQLiteBackupReader(_required_path(engine.url))
         try:
             yield reader
@@ -235,7 +238,9 @@ class SQLiteOps(DialectOps):
             reader.close()
 
     @contextmanager
-    def open_restore(self, engine: Engine, label: str) -> Iterator[RestoreWriter]:
+    def open_restore(
+        self, engine: Engine, label: str, options: RestoreOptions | None = None
+    ) -> Iterator[RestoreWriter]:
         target = _required_path(engine.url)
         writer = _SQLiteRestoreWriter(target, target.with_name(f"{target.name}.zm-stage-{label}"))
         try:

@@ -58,3 +58,39 @@ class ObjectSpec:
     name: str
     create_stmt: str
     table: str | None = None
+    #: Dialect-specific extras (PostgreSQL: the object's schema, owner, privileges, comment).
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BackupScope:
+    """Which schemas a backup covers, where a database has several (PostgreSQL).
+
+    Empty ``schemas`` means every schema but the system ones, as ``pg_dump`` does;
+    ``exclude_schemas`` then leaves some out. Backends with one namespace per database refuse
+    a scope that names any.
+    """
+
+    schemas: tuple[str, ...] = ()
+    exclude_schemas: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.schemas or self.exclude_schemas)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How a restore treats what a dump says beyond tables and rows.
+
+    - ``no_owner``: every object is left to the restoring role (``pg_restore --no-owner``).
+    - ``no_privileges``: no GRANT or REVOKE is restored (``pg_restore --no-privileges``).
+    - ``skip_missing_roles``: owners and grants naming roles the target lacks are left out,
+      each with a warning; without it such a dump is refused before anything changes.
+    - ``exclude_schemas``: schemas the restore must leave alone; a dump holding one is
+      refused.
+    """
+
+    no_owner: bool = False
+    no_privileges: bool = False
+    skip_missing_roles: bool = False
+    exclude_schemas: tuple[str, ...] = ()

@@ -34,6 +34,7 @@ _KEYWORDS: dict[str, tuple[str, ...]] = {
     "index": ("INDEX",),
     "extension": ("EXTENSION",),
     "rule": ("RULE",),
+    "policy": ("POLICY",),
 }
 # Words allowed between CREATE and the object keyword.
 _MODIFIERS = frozenset(
@@ -136,12 +137,23 @@ def check_routine_allowed(object_type: str, name: str, allow_routines: bool) -> 
 
 
 def check_statement(
-    statement: str, object_type: str, name: str, *, allow_body: bool = False
+    statement: str,
+    object_type: str,
+    name: str,
+    *,
+    allow_body: bool = False,
+    schema: str | None = None,
+    schemas: frozenset[str] = frozenset(),
 ) -> None:
     """Raise :class:`UnsafeDumpError` unless ``statement`` only creates ``name``.
 
     ``allow_body`` admits semicolons inside a routine or trigger body (MySQL BEGIN ... END);
     use it only where the driver runs one statement per call, so nothing can follow.
+
+    ``schema`` is the schema the object is created in when the statement must name it
+    (``schema.name``; PostgreSQL dumps of several schemas), ``None`` when the name must be
+    unqualified. ``schemas`` are the schemas the restore replaces: a reference qualified by
+    one of them stays inside what is restored; any other qualifier is refused as before.
     """
     label = f"{object_type} {name!r}"
     if not isinstance(statement, str) or not statement.strip():
@@ -156,7 +168,7 @@ def check_statement(
         raise UnsafeDumpError(f"{label}: more than one statement")
     words = [(k, t.upper() if k == "word" else t) for k, t in tokens]
     if object_type == "constraint":
-        _check_constraint(words, tokens, name, label)
+        _check_constraint(words, tokens, name, label, schema, schemas)
         return
     keywords = _KEYWORDS.get(object_type)
     if keywords is None:
@@ -176,20 +188,21 @@ def check_statement(
         i += 3
     if object_type == "index" and i < len(words) and words[i] == ("word", "CONCURRENTLY"):
         raise UnsafeDumpError(f"{label}: CONCURRENTLY is not allowed")
-    _expect_name(tokens, i, name, label)
-    _refuse_qualified_targets(words, tokens, i + 1, object_type, label)
+    start = i
+    i = _expect_name(tokens, i, name, label, schema)
+    _refuse_qualified_targets(words, tokens, i + 1, object_type, label, schemas)
     if object_type == "table" and words[i + 1 : i + 2] not in ([("other", "(")], [_PARTITION]):
         # Every dialect's backup writes the column list (or PARTITION OF); CREATE TABLE ... AS
         # SELECT / LIKE / OF would fill or shape the table from elsewhere.
         raise UnsafeDumpError(f"{label}: expected the column list after the name")
-    if object_type == "event" and words[i] == ("word", "TRIGGER"):
+    if object_type == "event" and words[start] == ("word", "TRIGGER"):
         raise UnsafeDumpError(f"{label}: an event trigger acts on the whole database")
     if object_type == "extension" and _unquote(*tokens[i]).lower() in _OUTSIDE_EXTENSIONS:
         raise UnsafeDumpError(f"{label}: this extension reaches beyond the database")
-    check_references(tokens, i + 1, object_type, label)
+    check_references(tokens, i + 1, object_type, label, schemas)
     standard = _standard_tokens(statement)
     if standard is not None and standard != tokens:
-        check_references(standard, 0, object_type, label)
+        check_references(standard, 0, object_type, label, schemas)
 
 
 _PARTITION = ("word", "PARTITION")
@@ -207,7 +220,7 @@ def _standard_tokens(statement: str) -> list[tuple[str, str]] | None:
 
 
 # The table an index, trigger or rule is attached to follows this keyword.
-_TARGET_KEYWORD = {"index": "ON", "trigger": "ON", "rule": "TO"}
+_TARGET_KEYWORD = {"index": "ON", "trigger": "ON", "rule": "TO", "policy": "ON"}
 
 
 def _refuse_qualified_targets(
@@ -216,10 +229,11 @@ def _refuse_qualified_targets(
     start: int,
     object_type: str,
     label: str,
+    schemas: frozenset[str] = frozenset(),
 ) -> None:
-    """Objects are created in a staging area: a schema- or database-qualified target would
-    reach past it into the live database, so the table an index, trigger or rule attaches
-    to, and every table a foreign key references, must be unqualified."""
+    """A schema- or database-qualified target would reach past what is restored into the
+    live database, so the table an index, trigger or rule attaches to, and every table a
+    foreign key references, must be unqualified or qualified by a restored schema."""
     positions = []
     keyword = _TARGET_KEYWORD.get(object_type)
     if keyword is not None and ("word", keyword) in words[start:]:
@@ -228,7 +242,12 @@ def _refuse_qualified_targets(
     for at in positions:
         if at < len(tokens) and tokens[at] == ("word", "ONLY"):
             at += 1
-        if at + 1 < len(tokens) and _is_name(tokens[at][0]) and tokens[at + 1] == ("other", "."):
+        if (
+            at + 1 < len(tokens)
+            and _is_name(tokens[at][0])
+            and tokens[at + 1] == ("other", ".")
+            and _folded(*tokens[at]) not in schemas
+        ):
             raise UnsafeDumpError(
                 f"{label}: refers to {_unquote(*tokens[at])}.… outside the restored database"
             )
@@ -249,18 +268,44 @@ def _is_modifier(words: list[tuple[str, str]], i: int) -> bool:
     return kind in ("backtick", "single", "double") or (kind == "word" and after_sign)
 
 
-def _expect_name(tokens: list[tuple[str, str]], i: int, name: str, label: str) -> None:
+def _folded(kind: str, text: str) -> str:
+    """A name as PostgreSQL resolves it: unquoted words fold to lower case."""
+    return text.lower() if kind == "word" else _unquote(kind, text)
+
+
+def _expect_name(
+    tokens: list[tuple[str, str]], i: int, name: str, label: str, schema: str | None = None
+) -> int:
+    """Check the created name at ``i`` (``schema.name`` when ``schema`` is given); return the
+    index of its last token."""
     if i >= len(tokens) or not _is_name(tokens[i][0]):
         raise UnsafeDumpError(f"{label}: no object name after the keyword")
     found = _unquote(*tokens[i])
-    if i + 1 < len(tokens) and tokens[i + 1] == ("other", "."):
+    qualified = i + 1 < len(tokens) and tokens[i + 1] == ("other", ".")
+    if schema is not None:
+        if not qualified or _folded(*tokens[i]) != schema:
+            raise UnsafeDumpError(f"{label}: statement does not create it in schema {schema!r}")
+        i += 2
+        if i >= len(tokens) or not _is_name(tokens[i][0]):
+            raise UnsafeDumpError(f"{label}: no object name after {found}.")
+        found = _unquote(*tokens[i])
+        if schema != "public" and name.startswith(schema + "."):
+            name = name[len(schema) + 1 :]
+        qualified = i + 1 < len(tokens) and tokens[i + 1] == ("other", ".")
+    if qualified:
         raise UnsafeDumpError(f"{label}: qualified names are not allowed ({found}.…)")
     if found != name and not (tokens[i][0] == "word" and found.lower() == name.lower()):
         raise UnsafeDumpError(f"{label}: statement creates {found!r}, not {name!r}")
+    return i
 
 
 def _check_constraint(
-    words: list[tuple[str, str]], tokens: list[tuple[str, str]], name: str, label: str
+    words: list[tuple[str, str]],
+    tokens: list[tuple[str, str]],
+    name: str,
+    label: str,
+    schema: str | None = None,
+    schemas: frozenset[str] = frozenset(),
 ) -> None:
     # ALTER TABLE [ONLY] <table> ADD CONSTRAINT <name> ...
     if words[:2] != [("word", "ALTER"), ("word", "TABLE")]:
@@ -270,12 +315,18 @@ def _check_constraint(
         i += 1
     if i >= len(tokens) or not _is_name(tokens[i][0]):
         raise UnsafeDumpError(f"{label}: no table name")
+    if schema is not None:  # the table is named schema.table, the constraint itself bare
+        if tokens[i + 1 : i + 2] != [("other", ".")] or _folded(*tokens[i]) != schema:
+            raise UnsafeDumpError(f"{label}: the table is not in schema {schema!r}")
+        i += 2
+        if i >= len(tokens) or not _is_name(tokens[i][0]):
+            raise UnsafeDumpError(f"{label}: no table name")
     i += 1
     if words[i : i + 2] != [("word", "ADD"), ("word", "CONSTRAINT")]:
         raise UnsafeDumpError(f"{label}: statement is not ALTER TABLE ... ADD CONSTRAINT")
     _expect_name(tokens, i + 2, name, label)
-    _refuse_qualified_targets(words, tokens, i + 3, "constraint", label)
-    check_references(tokens, i + 3, "constraint", label)
+    _refuse_qualified_targets(words, tokens, i + 3, "constraint", label, schemas)
+    check_references(tokens, i + 3, "constraint", label, schemas)
 
 
 # -- references beyond the restored database --------------------------------------------------
@@ -360,7 +411,11 @@ _SEQUENCE_CALLS = frozenset({"NEXTVAL", "SETVAL", "CURRVAL", "TO_REGCLASS"})
 
 
 def check_references(
-    tokens: list[tuple[str, str]], start: int, object_type: str, label: str
+    tokens: list[tuple[str, str]],
+    start: int,
+    object_type: str,
+    label: str,
+    schemas: frozenset[str] = frozenset(),
 ) -> None:
     """Raise :class:`UnsafeDumpError` if ``tokens[start:]`` reach beyond the database.
 
@@ -388,15 +443,20 @@ def check_references(
             if object_type == "table":
                 _check_table_option(words, tokens, i, label)
             if text == "SET":
-                _check_search_path(words, tokens, i, label)
+                _check_search_path(words, tokens, i, label, schemas)
             if text == "LANGUAGE" and _unquoted(*following) in _UNTRUSTED_LANGUAGES:
                 raise UnsafeDumpError(f"{label}: LANGUAGE {tokens[i + 1][1]} runs outside SQL")
         elif (kind, text) == ("other", "@") and _word(words, i + 1) in ("GLOBAL", "PERSIST"):
             if i > 0 and words[i - 1] == ("other", "@"):
                 raise UnsafeDumpError(f"{label}: @@{tokens[i + 1][1]} changes the server")
         elif kind == "single":
-            _check_sequence_literal(words, tokens, i, label)
-        if _is_name(kind) and not _after_dot(words, i) and following == ("other", "."):
+            _check_sequence_literal(words, tokens, i, label, schemas)
+        if (
+            _is_name(kind)
+            and not _after_dot(words, i)
+            and following == ("other", ".")
+            and _folded(*tokens[i]) not in schemas
+        ):
             _check_dotted(words, tokens, i, object_type, label)
 
 
@@ -506,7 +566,11 @@ def _check_table_option(
 
 
 def _check_sequence_literal(
-    words: list[tuple[str, str]], tokens: list[tuple[str, str]], i: int, label: str
+    words: list[tuple[str, str]],
+    tokens: list[tuple[str, str]],
+    i: int,
+    label: str,
+    schemas: frozenset[str] = frozenset(),
 ) -> None:
     """PostgreSQL names relations in strings: nextval('s.seq'), 's.t'::regclass."""
     as_regclass = words[i + 1 : i + 3] == [("other", ":"), ("other", ":")] and (
@@ -518,17 +582,34 @@ def _check_sequence_literal(
     value = tokens[i][1]
     body = value[value.index("'") + 1 : -1].replace("''", "'")
     outside_quotes = re.sub(r'"(?:[^"]|"")*"', "", body)
-    if "." in outside_quotes:
+    if "." in outside_quotes and _literal_schema(body) not in schemas:
         raise UnsafeDumpError(f"{label}: refers to {body} in another schema")
 
 
-# What a routine's own search_path may name: the restored schema (``public`` after the swap)
-# and PostgreSQL's implicit ones.
+_NAME_PART = r'"(?:[^"]|"")*"|[A-Za-z_][A-Za-z0-9_$]*'
+_TWO_PART = re.compile(rf"\s*({_NAME_PART})\.(?:{_NAME_PART})\s*")
+
+
+def _literal_schema(body: str) -> str | None:
+    """The schema of a two-part name written in a string (``s.t``, ``"S"."t"``)."""
+    match = _TWO_PART.fullmatch(body)
+    if match is None:
+        return None
+    first = match.group(1)
+    return first[1:-1].replace('""', '"') if first.startswith('"') else first.lower()
+
+
+# What a routine's own search_path may name: the restored schemas (``public`` in a dump of it
+# alone) and PostgreSQL's implicit ones; an empty one (``''``) names nothing.
 _SEARCH_PATH = frozenset({"public", "pg_temp", "pg_catalog", "$user"})
 
 
 def _check_search_path(
-    words: list[tuple[str, str]], tokens: list[tuple[str, str]], i: int, label: str
+    words: list[tuple[str, str]],
+    tokens: list[tuple[str, str]],
+    i: int,
+    label: str,
+    schemas: frozenset[str] = frozenset(),
 ) -> None:
     """``SET [LOCAL|SESSION] search_path TO a, 'b'``: only the restored schema may be named,
     or unqualified names would resolve in another one."""
@@ -550,7 +631,7 @@ def _check_search_path(
             break
         for value in values:
             value = value.strip().strip('"')
-            if value.lower() not in _SEARCH_PATH:
+            if value and value.lower() not in _SEARCH_PATH and value not in schemas:
                 raise UnsafeDumpError(f"{label}: sets search_path to {value!r}")
         if j + 1 < len(words) and words[j + 1] == ("other", ","):
             j += 2
