@@ -311,7 +311,7 @@ def make_utils(args: argparse.Namespace, out: Output, db_url: str | None) -> Any
         out.setup_logging()  # Airflow configured its own (stdout) logging on import
         if base.url.password:
             out.secrets.append(base.url.password)
-        return base
+        return _with_scope(args, base)
     if not db_url:
         raise UsageError("a database URL (or --airflow-conn ID) is required")
     url = parse_db_url(db_url)
@@ -321,13 +321,31 @@ def make_utils(args: argparse.Namespace, out: Output, db_url: str | None) -> Any
     if password is not None:
         out.secrets.append(password)
         url = url.set(password=password)
-    return MigrationUtils(
-        url=url,
-        connect_args={},
-        engine_args={},
-        version_table=args.version_table,
-        transport_params=_transport(args),
+    return _with_scope(
+        args,
+        MigrationUtils(
+            url=url,
+            connect_args={},
+            engine_args={},
+            version_table=args.version_table,
+            transport_params=_transport(args),
+        ),
     )
+
+
+def _exclude_schema(parser: argparse.ArgumentParser, help_: str) -> None:
+    parser.add_argument(
+        "--exclude-schema", action="append", metavar="NAME", dest="exclude_schema", help=help_
+    )
+
+
+def _with_scope(args: argparse.Namespace, utils: Any) -> Any:
+    """The schema and ownership options of ``backup`` / ``restore`` (PostgreSQL)."""
+    utils.schemas = list(getattr(args, "schema", None) or [])
+    utils.exclude_schemas = list(getattr(args, "exclude_schema", None) or [])
+    for option in ("no_owner", "no_privileges", "skip_missing_roles"):
+        setattr(utils, option, bool(getattr(args, option, False)))
+    return utils
 
 
 def _airflow_transport(conn_id: str) -> dict[str, Any] | None:
@@ -461,6 +479,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
                     allow_unverified=args.allow_unverified,
                     allow_routines=args.allow_routines,
                     target=target,
+                    options=utils.restore_options,
                 )
             header = report.header or {}
             data = {
@@ -538,6 +557,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
                         observed(entries_from_stream(stream)),
                         allow_unverified=args.allow_unverified,
                         allow_routines=args.allow_routines,
+                        options=utils.restore_options,
                     )
             except BaseException as exc:
                 if not interrupted(exc):
@@ -685,6 +705,14 @@ def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
             if key in header:
                 console.print(f"{key + ':':16}{header[key]}", highlight=False)
         console.print(f"{'revision:':16}{data['revision'] or 'none'}", highlight=False)
+        if "schemas" in header:
+            console.print(f"{'schemas:':16}{', '.join(header['schemas'])}", highlight=False)
+            left_out = header.get("excluded_schemas") or []
+            shown = "; ".join(f"{e.get('schema')} ({e.get('reason')})" for e in left_out)
+            console.print(f"{'left out:':16}{shown or 'none'}", highlight=False)
+            missed = "; ".join(f"{o['kind']} {o['name']}" for o in header.get("not_carried", []))
+            if missed:
+                console.print(f"{'not carried:':16}{missed}", highlight=False)
         console.print(
             f"{'size:':16}{_size(stored)} stored, {_size(total)} uncompressed",
             highlight=False,
@@ -936,6 +964,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("backup", "back up a database to a file or object", database, storage)
     p.add_argument("db_url", nargs="?", metavar="DB_URL")
     p.add_argument("dest_uri", metavar="DEST_URI")
+    p.add_argument(
+        "--schema",
+        action="append",
+        metavar="NAME",
+        help="PostgreSQL: back up only this schema (repeatable; default: every schema but "
+        "the system ones)",
+    )
+    _exclude_schema(p, "PostgreSQL: leave this schema out (repeatable); the dump says so")
     p.set_defaults(func=cmd_backup)
 
     trust = argparse.ArgumentParser(add_help=False)
@@ -961,6 +997,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the dump with every rule the restore applies, and the target server for "
         "the roles and extensions it needs; report what would be replaced",
+    )
+    _exclude_schema(p, "PostgreSQL: refuse a dump that holds this schema (repeatable)")
+    p.add_argument(
+        "--no-owner",
+        action="store_true",
+        help="PostgreSQL: leave every object to the restoring role (as pg_restore --no-owner)",
+    )
+    p.add_argument(
+        "--no-privileges",
+        action="store_true",
+        help="PostgreSQL: restore no GRANT or REVOKE (as pg_restore --no-privileges)",
+    )
+    p.add_argument(
+        "--skip-missing-roles",
+        action="store_true",
+        help="PostgreSQL: leave out, with a warning, owners and grants naming roles the "
+        "target lacks (by default such a dump is refused before anything changes)",
     )
     p.set_defaults(func=cmd_restore)
 

@@ -9,7 +9,7 @@ from airflow.sdk import Asset, Context
 
 from ..core.catalog import prune_backups
 from ..links import BackupLink
-from .base import ZenMigrateBaseOperator
+from .base import ZenMigrateBaseOperator, names
 
 
 def backups_asset(conn_id: str) -> Asset:
@@ -28,23 +28,45 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
 
     ``uri`` is templated, for example ``s3://backups/{{ dag.dag_id }}/{{ run_id }}.jsonl.zst``;
     ``.gz`` / ``.zst`` suffixes compress. The object appears only once the backup is complete.
-    Returns the manifest (uri, bytes, tables, rows, checksum, revision, duration), pushes the
+    Returns the manifest (uri, bytes, tables, rows, checksum, revision, duration; for
+    PostgreSQL also the schemas it holds and those it left out, with why), pushes the
     "Backup" link and updates the connection's backups Asset.
+
+    :param schemas: PostgreSQL: back up only these schemas (templated; a list or
+        "a, b"); by default every schema but the system ones, as ``pg_dump``.
+    :param exclude_schemas: PostgreSQL: leave these schemas out (templated).
     """
 
-    template_fields: Sequence[str] = ("conn_id", "storage_conn_id", "uri")
+    template_fields: Sequence[str] = (
+        "conn_id",
+        "storage_conn_id",
+        "uri",
+        "schemas",
+        "exclude_schemas",
+    )
     ui_color = "#9ecae1"
     operator_extra_links = (BackupLink(),)
 
     def __init__(
-        self, *, conn_id: str, uri: str, storage_conn_id: str | None = None, **kwargs: Any
+        self,
+        *,
+        conn_id: str,
+        uri: str,
+        storage_conn_id: str | None = None,
+        schemas: list[str] | str | None = None,
+        exclude_schemas: list[str] | str | None = None,
+        **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [backups_asset(conn_id)])
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
         self.uri = uri
+        self.schemas = schemas
+        self.exclude_schemas = exclude_schemas
 
     def execute(self, context: Context) -> dict[str, Any]:
         utils = self.hook.get_migration_utils()
+        utils.schemas = names(self.schemas)
+        utils.exclude_schemas = names(self.exclude_schemas)
         result = utils.backup_database_to_file(self.uri)
         manifest = result.manifest()
         self.log.info(

@@ -10,7 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ..core.catalog import list_backups
 from ..links import BackupLink
-from .base import ZenMigrateBaseOperator
+from .base import ZenMigrateBaseOperator, names
 
 
 class RestoreOperator(ZenMigrateBaseOperator):
@@ -25,6 +25,15 @@ class RestoreOperator(ZenMigrateBaseOperator):
     unless ``allow_unverified=True``; dumps with functions, procedures, aggregates or events
     unless ``allow_routines=True`` (their bodies are code the server runs: trusted dumps
     only). Both may be templates ("True"/"False"). Returns what was restored.
+
+    PostgreSQL only (templated, like ``pg_restore``'s options):
+
+    :param no_owner: leave every object to the restoring role.
+    :param no_privileges: restore no GRANT or REVOKE.
+    :param skip_missing_roles: leave out, with a warning, owners and grants naming roles the
+        target lacks; by default such a dump is refused before anything changes.
+    :param exclude_schemas: schemas the restore must leave alone; a dump holding one is
+        refused.
     """
 
     template_fields: Sequence[str] = (
@@ -36,6 +45,10 @@ class RestoreOperator(ZenMigrateBaseOperator):
         "latest_under",
         "allow_unverified",
         "allow_routines",
+        "no_owner",
+        "no_privileges",
+        "skip_missing_roles",
+        "exclude_schemas",
     )
     ui_color = "#fcbba1"
     operator_extra_links = (BackupLink(),)
@@ -51,6 +64,10 @@ class RestoreOperator(ZenMigrateBaseOperator):
         storage_conn_id: str | None = None,
         allow_unverified: bool = False,
         allow_routines: bool = False,
+        no_owner: bool | str = False,
+        no_privileges: bool | str = False,
+        skip_missing_roles: bool | str = False,
+        exclude_schemas: list[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
@@ -60,6 +77,10 @@ class RestoreOperator(ZenMigrateBaseOperator):
         self.latest_under = latest_under
         self.allow_unverified = allow_unverified
         self.allow_routines = allow_routines
+        self.no_owner = no_owner
+        self.no_privileges = no_privileges
+        self.skip_missing_roles = skip_missing_roles
+        self.exclude_schemas = exclude_schemas
 
     def execute(self, context: Context) -> dict[str, Any]:
         # Checked after rendering: templates may leave some sources empty.
@@ -75,6 +96,10 @@ class RestoreOperator(ZenMigrateBaseOperator):
         allow_unverified = _flag(self.allow_unverified)
         allow_routines = _flag(self.allow_routines)
         utils = self.hook.get_migration_utils()
+        utils.no_owner = _flag(self.no_owner)
+        utils.no_privileges = _flag(self.no_privileges)
+        utils.skip_missing_roles = _flag(self.skip_missing_roles)
+        utils.exclude_schemas = names(self.exclude_schemas)
         if self.backup_db_name:
             utils.restore_database_from_db(self.backup_db_name)
             self.log.info("restored %s from database %r", utils.safe_url, self.backup_db_name)

@@ -1,0 +1,69 @@
+"""The command line's schema options: what a PostgreSQL backup covers, what it left out
+(``inspect`` says so), and the restore's ownership options."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import URL
+
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.cli.test_cli import assert_one_error_line, url_text, zm, zm_json
+from tests.conftest import database_url
+
+
+@pytest.fixture
+def two_schemas(tmp_path: Path) -> Iterator[URL]:
+    url = database_url("postgresql", tmp_path)
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        utils.create_database()
+        libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(
+                b"CREATE SCHEMA app; CREATE SCHEMA audit;"
+                b" CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1), (2);"
+                b" CREATE TABLE audit.log (line text); INSERT INTO audit.log VALUES ('x');"
+            )
+        try:
+            yield url
+        finally:
+            utils.drop_database()
+
+
+def test_backup_says_what_it_left_out_and_inspect_shows_it(
+    two_schemas: URL, tmp_path: Path
+) -> None:
+    dump = str(tmp_path / "app.jsonl")
+    done = zm_json("backup", url_text(two_schemas), dump, "--exclude-schema", "audit")
+    assert done["excluded_schemas"] == [{"schema": "audit", "reason": "named by exclude_schemas"}]
+    assert done["schemas"] == ["app", "public"]
+    shown = zm("inspect", dump)
+    assert shown.returncode == 0, shown.stderr
+    assert "audit (named by exclude_schemas)" in shown.stdout
+    assert "app.t" in shown.stdout and "audit.log" not in shown.stdout
+
+    only = str(tmp_path / "only.jsonl")
+    zm_json("backup", url_text(two_schemas), only, "--schema", "audit")
+    inspected = zm_json("inspect", only)
+    assert inspected["header"]["schemas"] == ["audit"]
+    assert set(inspected["tables"]) == {"audit.log"}
+
+    restored = database_url("postgresql", tmp_path)
+    try:
+        result = zm_json("restore", dump, url_text(restored), "--yes", "--no-owner")
+        assert result["tables"] == {"app.t": 2}
+    finally:
+        MigrationUtils(url=restored, connect_args={}, engine_args={}).drop_database()
+
+
+def test_schema_options_are_refused_where_there_are_no_schemas(tmp_path: Path) -> None:
+    url = database_url("sqlite", tmp_path)
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        utils.create_database()
+    failed = zm("backup", url_text(url), str(tmp_path / "x.jsonl"), "--schema", "app")
+    assert failed.returncode != 0
+    assert_one_error_line(failed, "schemas / exclude_schemas apply to PostgreSQL")
+    assert not (tmp_path / "x.jsonl").exists()
