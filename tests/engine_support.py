@@ -93,10 +93,15 @@ def server_objects(url: URL, folder: Path) -> set[str]:
 def restore_side_objects(url: URL, folder: Path) -> set[str]:
     """What a restore into ``url`` can leave beside it, and nothing of other targets: files in
     an SQLite target's folder, MariaDB databases carrying the target's name
-    (``zmstage_<label>_<target>``, ``zmtrash_...``), the PostgreSQL target's own schemas.
+    (``zmstage_<label>_<target>``, ``zmtrash_...``), the schemas a PostgreSQL restore renames
+    away in the target.
     Other tests, in this pytest worker or another, restore on the same servers meanwhile."""
     found = server_objects(url, folder)
     name = Path(url.database or "").name
     if url.get_backend_name() == "sqlite":
         return found - {name}
-    return {n for n in found if n.startswith("schema:") or (name in n and n != name)}
+    # PostgreSQL: a restore works in the target itself, schemas being what a dump holds;
+    # what one could leave are the old schemas it renames away (zm_old_*) or, before,
+    # staging schemas (zm_stage_*).
+    left = ("schema:zm_old_", "schema:zm_stage_")
+    return {n for n in found if n.startswith(left) or (name in n and n != name)}

@@ -79,6 +79,11 @@ def _shape(app: str, owner: str) -> str:
     COMMENT ON SCHEMA app IS 'what the application reads and writes';
     GRANT USAGE ON SCHEMA app TO {app};
     CREATE TYPE app.mood AS ENUM ('ok', 'sad');
+    COMMENT ON TYPE app.mood IS 'how they feel';
+    REVOKE USAGE ON TYPE app.mood FROM PUBLIC;
+    GRANT USAGE ON TYPE app.mood TO {app};
+    CREATE DOMAIN audit.label AS text CHECK (VALUE <> '');
+    ALTER DOMAIN audit.label OWNER TO {owner};
     CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA audit;
     CREATE TABLE app.customers (
         id serial PRIMARY KEY, name text NOT NULL, mood app.mood, secret text);
@@ -118,6 +123,8 @@ def _shape(app: str, owner: str) -> str:
     GRANT SELECT ON public.customer_names TO {app};
     CREATE MATERIALIZED VIEW audit.daily AS SELECT count(*) AS n FROM audit.events;
     GRANT SELECT ON audit.daily TO {app};
+    COMMENT ON MATERIALIZED VIEW audit.daily IS 'events so far';
+    ALTER FUNCTION audit.log_change() OWNER TO {owner};
     CREATE TABLE public.notes (id int PRIMARY KEY, body text);
     COMMENT ON CONSTRAINT notes_pkey ON public.notes IS 'one note per id';
     INSERT INTO app.customers (name, mood, secret)
@@ -192,7 +199,8 @@ def test_backup_covers_every_schema_and_says_what_it_left_out(
     # Kinds no backup carries yet are named in the header, never dropped without a word.
     _sql(
         production.url,
-        'CREATE COLLATION app.plain FROM "C"; CREATE STATISTICS app.st ON id, name FROM app.customers',
+        'CREATE COLLATION app.plain FROM "C";'
+        " CREATE STATISTICS app.st ON id, name FROM app.customers",
     )
     header = production.backup_database_to_memory()[0]
     assert header["not_carried"] == [

@@ -228,6 +228,9 @@ def sessions(dialect: str, match: Session) -> list[int]:
                 rows = conn.exec_driver_sql(
                     "SELECT pid, datname, COALESCE(query, '') FROM pg_stat_activity "
                     "WHERE pid <> pg_backend_pid() AND datname IS NOT NULL"
+                    # A session back in its pool (the rule pass's look-up of roles and
+                    # extensions) is idle: not one that works.
+                    " AND state IS DISTINCT FROM 'idle'"
                 ).all()
         return sorted(int(i) for i, db, query in rows if match(str(db), str(query)))
     finally:

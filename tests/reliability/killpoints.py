@@ -663,12 +663,15 @@ def build_dataset(url: URL, which: str) -> dict[str, int]:
 def _side_schema(conn: Any, which: str, accounts: int) -> list[dict[str, Any]]:
     """PostgreSQL: a second schema whose table refers to ``public``, with its own comment and
     grant, so a kill shows any mixture of schemas too."""
-    picks = list(range(1, accounts + 1, 3 if which == "A" else 4))
-    conn.exec_driver_sql("CREATE SCHEMA side")
-    conn.exec_driver_sql(
-        "CREATE TABLE side.pick (account_id int PRIMARY KEY REFERENCES public.account (id))"
-    )
-    conn.exec_driver_sql(f"COMMENT ON TABLE side.pick IS 'dataset {which}'")
-    conn.exec_driver_sql(f"GRANT SELECT ON side.pick TO {'PUBLIC' if which == 'A' else 'postgres'}")
-    conn.exec_driver_sql("INSERT INTO side.pick SELECT unnest(%(picks)s::int[])", {"picks": picks})
-    return [{"account_id": p} for p in picks]
+    picks = [{"id": i, "account_id": i % accounts + 1} for i in range(1, accounts * 2)]
+    grantee = "PUBLIC" if which == "A" else "pg_monitor"
+    for statement in (
+        "CREATE SCHEMA side",
+        "CREATE TABLE side.pick (id int PRIMARY KEY,"
+        " account_id int NOT NULL REFERENCES public.account (id))",
+        f"COMMENT ON TABLE side.pick IS 'dataset {which}'",
+        f"GRANT SELECT ON side.pick TO {grantee}",
+    ):
+        conn.exec_driver_sql(statement)
+    conn.execute(sqlalchemy.text("INSERT INTO side.pick VALUES (:id, :account_id)"), picks)
+    return picks

@@ -205,8 +205,10 @@ SWAP_POINTS = [
     ("mysql", "mysql-before-rename"),
     # MySQL's swap: the tables were exchanged, the restored views and triggers are next
     ("mysql", "mysql-after-rename"),
-    # PostgreSQL: public renamed away (uncommitted), the staging schema not yet in its place
-    ("postgresql", "pg-after:ALTER SCHEMA public RENAME"),
+    # PostgreSQL: public renamed away and created anew (uncommitted), nothing loaded yet
+    ("postgresql", 'pg-after:ALTER SCHEMA "public" RENAME'),
+    # PostgreSQL, in the swap: the dump's owners and privileges being given
+    ("postgresql", 'pg-after:ALTER SCHEMA "public" OWNER'),
     # PostgreSQL: everything done but the COMMIT
     ("postgresql", "pg-after:DROP SCHEMA"),
 ]

@@ -357,6 +357,13 @@ def test_rerun_removes_what_a_killed_restore_left_but_not_a_running_ones(
     world.state = None
     dead = world.side_objects() - world.baseline
     assert bool(dead) == (dialect != "postgresql"), dead  # PostgreSQL never committed any
+    if dialect == "postgresql":
+        # Nothing to spare either: a running restore works in the target's schemas inside
+        # its uncommitted transaction, and a second one waits for it (or, through
+        # restore_lock, refuses at once).
+        world.restore("A")
+        assert world.side_objects() == world.baseline
+        return
 
     with _utils(world.target) as utils:
         engine, ops = utils.engine, utils.dialect

@@ -463,15 +463,20 @@ class MetaWriter:
         columns: str,
         current: set[tuple[str, str, bool]],
         desired: set[tuple[str, str, bool]],
+        head: str = "",
     ) -> None:
+        """REVOKE what ``current`` has beyond ``desired``, GRANT what it lacks (``head``
+        starts each statement: ALTER DEFAULT PRIVILEGES ...)."""
+
         def who(grantee: str) -> str:
             return "PUBLIC" if grantee == "PUBLIC" else _q(grantee)
 
+        on = f"{on} {target}".strip()
         for grantee, privilege, _ in sorted(current - desired):
-            self._execute(f"REVOKE {privilege}{columns} ON {on} {target} FROM {who(grantee)}")
+            self._execute(f"{head}REVOKE {privilege}{columns} ON {on} FROM {who(grantee)}")
         for grantee, privilege, grantable in sorted(desired - current):
             option = " WITH GRANT OPTION" if grantable else ""
-            self._execute(f"GRANT {privilege}{columns} ON {on} {target} TO {who(grantee)}{option}")
+            self._execute(f"{head}GRANT {privilege}{columns} ON {on} TO {who(grantee)}{option}")
 
     def _apply_default_acl(self, options: Meta) -> None:
         role, schema, objtype = options["role"], options.get("in_schema"), options["objtype"]
@@ -494,14 +499,5 @@ class MetaWriter:
         else:
             current = set()
         desired = self._desired(options.get("acl"), None, None)
-        head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(role)}{where}"
-        objects = DEFAULT_ACL_OBJECTS[objtype]
-
-        def who(grantee: str) -> str:
-            return "PUBLIC" if grantee == "PUBLIC" else _q(grantee)
-
-        for grantee, privilege, _ in sorted(current - desired):
-            self._execute(f"{head} REVOKE {privilege} ON {objects} FROM {who(grantee)}")
-        for grantee, privilege, grantable in sorted(desired - current):
-            option = " WITH GRANT OPTION" if grantable else ""
-            self._execute(f"{head} GRANT {privilege} ON {objects} TO {who(grantee)}{option}")
+        head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(role)}{where} "
+        self._grant(DEFAULT_ACL_OBJECTS[objtype], "", "", current, desired, head)
