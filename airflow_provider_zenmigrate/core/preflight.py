@@ -149,7 +149,11 @@ class DumpRules:
         try:
             if not isinstance(dialect, str):
                 raise UnsupportedDatabaseError("no dialect")
-            return statement_rules(dialect, header)
+            rules = statement_rules(dialect, header)
+            refuse_excluded = getattr(rules, "refuse_excluded", None)
+            if refuse_excluded is not None:  # a dump holding a schema the restore leaves alone
+                refuse_excluded(self.options.exclude_schemas)
+            return rules
         except UnsupportedDatabaseError:
             raise DumpFormatError(
                 f"the header names dialect {dialect!r}, which this version does not restore",

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL
 
+from airflow_provider_zenmigrate.core.catalog import verify_backup
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url, unique_name
@@ -245,6 +246,11 @@ def test_rollback_over_the_same_database_keeps_grants_owners_and_keys(
     with pytest.raises(ZenMigrateError, match="told to leave alone: app"):
         leave_app.restore_database_from_file(dump, allow_routines=True)
     assert schema_dump(url) == changed
+    # ... and so does its dry run (the same rule).
+    report = verify_backup(
+        dump, allow_routines=True, target=production.engine, options=leave_app.restore_options
+    )
+    assert not report.ok and "told to leave alone: app" in str(report.error)
     production.restore_database_from_file(dump, allow_routines=True)
     after = schema_dump(url)
     # reporting (left alone) is still there, its key now pointing at the restored table.

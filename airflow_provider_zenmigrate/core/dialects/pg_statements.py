@@ -11,11 +11,12 @@ lists none (written before several schemas were covered) holds ``public`` only, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ..dump.safety import check_statement
-from ..errors import UnsafeDumpError
+from ..errors import UnsafeDumpError, ZenMigrateError
 
 #: Object types whose statement may hold semicolons inside its body (BEGIN ATOMIC ... END):
 #: the extended protocol runs one statement per call, so nothing can follow the body.
@@ -55,6 +56,15 @@ class PgStatementRules:
     def __init__(self, header: dict[str, Any] | None) -> None:
         #: The schemas the dump holds; ``None`` for a dump of ``public`` alone, unqualified.
         self.schemas = dump_schemas(header)
+
+    def refuse_excluded(self, exclude_schemas: Iterable[str]) -> None:
+        """A restore told to leave schemas alone refuses a dump that holds one of them."""
+        excluded = sorted(set(self.schemas or ()) & set(exclude_schemas))
+        if excluded:
+            raise ZenMigrateError(
+                "the dump holds schemas the restore was told to leave alone: "
+                f"{', '.join(excluded)}; nothing was changed"
+            )
 
     def schema_of(self, what: str, name: str, options: dict[str, Any]) -> str:
         """The schema a record's object goes into: one the dump lists. A record that names

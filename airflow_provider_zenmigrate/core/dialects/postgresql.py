@@ -1258,12 +1258,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             self._replace(["public"])
             _execute_one(self._conn, "SET LOCAL search_path = public")
             return
-        excluded = sorted(set(listed) & set(self._options.exclude_schemas))
-        if excluded:
-            raise ZenMigrateError(
-                f"the dump holds schemas the restore was told to leave alone: "
-                f"{', '.join(excluded)}; nothing was changed"
-            )
+        self._rules.refuse_excluded(self._options.exclude_schemas)
         self._legacy = False
         self.schemas = listed
         self._replace(sorted(listed))
