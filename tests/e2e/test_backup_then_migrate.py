@@ -289,7 +289,8 @@ def _login(page: Any, airflow: Airflow, url: str) -> None:
 def _ui_task_states(page: Any) -> dict[str, str]:
     """The run page's task instance table: task id -> the state it shows."""
     name = "td[data-testid=table-cell-task_display_name]"
-    page.locator(name, has_text="fail_run").wait_for(timeout=UI_TIMEOUT)
+    # An exact match: fail_run_without_backup contains the name too.
+    page.locator(name, has_text=re.compile(r"^\s*fail_run\s*$")).wait_for(timeout=UI_TIMEOUT)
     states = {}
     for row in page.locator("table tbody tr").all():
         task_id = row.locator(name).inner_text().strip()
