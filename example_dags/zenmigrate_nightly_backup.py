@@ -18,6 +18,8 @@ with DAG(
         "storage_conn_id": Param(DEFAULT_PARAMS["storage_conn_id"], type="string"),
         "backup_prefix": Param(DEFAULT_PARAMS["backup_prefix"], type="string"),
         "keep_last": Param(7, type="integer", minimum=1),
+        # PostgreSQL: schemas to leave out, comma-separated (the dump records which, and why).
+        "exclude_schemas": Param("", type="string"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -26,6 +28,7 @@ with DAG(
         conn_id="{{ params.conn_id }}",
         storage_conn_id="{{ params.storage_conn_id }}",
         uri="{{ params.backup_prefix }}/nightly/{{ run_id | replace(':', '_') }}.jsonl.zst",
+        exclude_schemas="{{ params.exclude_schemas }}",
     )
     prune = PruneBackupsOperator(
         task_id="prune",

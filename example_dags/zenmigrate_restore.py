@@ -23,6 +23,12 @@ with DAG(
         "allow_unverified": Param(False, type="boolean"),
         # Routines' bodies are code the server runs: allow them for dumps you trust.
         "allow_routines": Param(False, type="boolean"),
+        # PostgreSQL, as pg_restore's options: leave objects to the restoring role; leave
+        # out (with a warning) owners and grants naming roles this server lacks; refuse a
+        # dump holding one of these schemas (comma-separated).
+        "no_owner": Param(False, type="boolean"),
+        "skip_missing_roles": Param(False, type="boolean"),
+        "exclude_schemas": Param("", type="string"),
     },
     doc_md=__doc__,
 ) as dag:
@@ -34,4 +40,7 @@ with DAG(
         latest_under="{{ params.latest_under if not params.uri else '' }}",
         allow_unverified="{{ params.allow_unverified }}",
         allow_routines="{{ params.allow_routines }}",
+        no_owner="{{ params.no_owner }}",
+        skip_missing_roles="{{ params.skip_missing_roles }}",
+        exclude_schemas="{{ params.exclude_schemas }}",
     )

@@ -1,0 +1,65 @@
+"""The operators' PostgreSQL schema and ownership arguments, templated from the example DAGs'
+params, in real DAG runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.airflow.test_example_dags import _bag, _connection_json, _states
+from tests.conftest import database_url
+
+
+def test_schema_arguments_are_templated(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = database_url("postgresql", tmp_path)
+    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
+    utils.create_database()
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(
+            b"CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY);"
+            b" INSERT INTO app.t VALUES (1), (2); CREATE SCHEMA scratch;"
+            b" CREATE TABLE scratch.x (id int); INSERT INTO scratch.x VALUES (7)"
+        )
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_SCHEMAS", _connection_json(utils))
+    prefix = str(tmp_path / "backups")
+    nightly, restore = (
+        _bag().get_dag("zenmigrate_nightly_backup"),
+        _bag().get_dag("zenmigrate_restore"),
+    )
+    assert nightly is not None and restore is not None
+    try:
+        conf = {"conn_id": "zm_schemas", "backup_prefix": prefix, "exclude_schemas": "scratch"}
+        assert str(nightly.test(run_conf=conf).state) == "success"
+        (dump,) = sorted((tmp_path / "backups" / "nightly").glob("*.jsonl.zst"))
+        manifest = json.loads(Path(str(dump) + ".manifest.json").read_text())
+        assert manifest["header"]["schemas"] == ["app", "public"]
+        assert manifest["header"]["excluded_schemas"] == [
+            {"schema": "scratch", "reason": "named by exclude_schemas"}
+        ]
+
+        with psycopg.connect(libpq, autocommit=True) as conn:
+            conn.execute(b"INSERT INTO app.t VALUES (3)")
+        run_conf = {"conn_id": "zm_schemas", "uri": str(dump), "latest_under": ""}
+        # Told to leave app alone, the restore refuses the dump that holds it: nothing changes.
+        refused = restore.test(run_conf={**run_conf, "exclude_schemas": "app"})
+        assert _states(refused) == {"restore": "failed"}
+        with psycopg.connect(libpq) as conn:
+            assert conn.execute(b"SELECT count(*) FROM app.t").fetchone() == (3,)
+        restore = _bag().get_dag("zenmigrate_restore")  # a test run renders its tasks in place
+        assert restore is not None
+        restored = restore.test(run_conf={**run_conf, "no_owner": True})
+        assert _states(restored) == {"restore": "success"}
+        with psycopg.connect(libpq) as conn:
+            assert conn.execute(b"SELECT count(*) FROM app.t").fetchone() == (2,)
+            # scratch was not in the dump: left alone.
+            assert conn.execute(b"SELECT id FROM scratch.x").fetchall() == [(7,)]
+    finally:
+        utils.drop_database()
+        utils.dispose()
