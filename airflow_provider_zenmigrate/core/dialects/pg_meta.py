@@ -244,6 +244,10 @@ _LOOKUP = {
 }
 
 
+#: An object's owner and privileges as they stand.
+_State = tuple[str, set[tuple[str, str, bool]]]
+
+
 @dataclass
 class _Pending:
     object_type: str
@@ -363,18 +367,45 @@ class MetaWriter:
         """Schemas and tables first (a table's new owner also owns its serial sequences),
         each object's owner before its privileges (which the owner's change moves), then
         comments and row security; default privileges last."""
-        for item in sorted(self._pending, key=lambda p: p.object_type not in ("schema", "table")):
-            self._apply(item)
+        first = [p for p in self._pending if p.object_type in ("schema", "table")]
+        rest = [p for p in self._pending if p.object_type not in ("schema", "table")]
+        for batch in (first, rest):  # the rest read after the tables' owners moved theirs
+            states = self._states(batch)
+            for n, item in enumerate(batch):
+                self._apply(item, states.get(n, ("", set())))
         for options in self._default_acls:
             self._apply_default_acl(options)
 
-    def _apply(self, item: _Pending) -> None:
+    def _states(self, items: list[_Pending]) -> dict[int, _State]:
+        """The current owner and privileges of each item that has them, by its index: in one
+        query per 500 items (a query each was a tenth of a restore of 200 small tables)."""
+        states: dict[int, _State] = {}
+        looked = [(n, item) for n, item in enumerate(items) if item.lookup]
+        for start in range(0, len(looked), 500):
+            parts = [
+                f"SELECT {n}, pg_get_userbyid(o.owner), {self._acl_sql(item.object_type)}"
+                f" FROM ({item.lookup}) AS o(owner, acl)"
+                for n, item in looked[start : start + 500]
+            ]
+            for n, owner, acl in self._query(" UNION ALL ".join(parts), ()):
+                states[n] = (owner, {tuple(e) for e in acl})
+        missing = [item.target for n, item in looked if n not in states]
+        if missing:
+            raise ZenMigrateError(f"restored objects not found to grant on: {missing}")
+        return states
+
+    @staticmethod
+    def _acl_sql(kind: str) -> str:
+        default = _ACL_DEFAULT_KIND.get(kind, "r")
+        return _exploded(f"coalesce(o.acl, acldefault('{default}', o.owner))")
+
+    def _apply(self, item: _Pending, state: _State) -> None:
         o = item.options
         kind = item.object_type
         owner = o.get("owner")
         if owner is not None and not isinstance(owner, str):
             raise UnsafeDumpError(f"{kind} {item.target}: malformed owner option")
-        current_owner, current = self._current(item.lookup, kind) if item.lookup else ("", set())
+        current_owner, current = state
         if owner and owner != current_owner and not self.no_owner and self._exists(owner):
             self._execute(f"ALTER {_OWNED[kind]} {item.target} OWNER TO {_q(owner)}")
             current_owner, current = self._current(item.lookup, kind)
@@ -418,11 +449,11 @@ class MetaWriter:
             raise UnsafeDumpError(f"comment on {target}: not a string")
         self._execute(f"COMMENT ON {target} IS {_literal(comment)}")
 
-    def _current(self, lookup: str, kind: str) -> tuple[str, set[tuple[str, str, bool]]]:
-        default = _ACL_DEFAULT_KIND.get(kind, "r")
-        acl = _exploded(f"coalesce(o.acl, acldefault('{default}', o.owner))")
+    def _current(self, lookup: str, kind: str) -> _State:
         rows = self._query(
-            f"SELECT pg_get_userbyid(o.owner), {acl} FROM ({lookup}) AS o(owner, acl)", ()
+            f"SELECT pg_get_userbyid(o.owner), {self._acl_sql(kind)}"
+            f" FROM ({lookup}) AS o(owner, acl)",
+            (),
         )
         if not rows:
             raise ZenMigrateError(f"restored object not found to grant on ({lookup})")
