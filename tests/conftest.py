@@ -167,3 +167,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reporter.write_line(message, yellow=True)
     else:
         print(message)
+
+
+def pg_script(url: URL, script: str) -> None:
+    """Run a PostgreSQL script of several statements (autocommit, simple query protocol)."""
+    import psycopg
+
+    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute(script.encode())
+
+
+@pytest.fixture
+def two_schemas(tmp_path: Path) -> Iterator[URL]:
+    """A PostgreSQL database with schemas app (app.t: 1, 2) and scratch (scratch.x: 7)."""
+    url = database_url("postgresql", tmp_path)
+    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
+    utils.create_database()
+    pg_script(
+        url,
+        "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY);"
+        " INSERT INTO app.t VALUES (1), (2); CREATE SCHEMA scratch;"
+        " CREATE TABLE scratch.x (id int); INSERT INTO scratch.x VALUES (7)",
+    )
+    try:
+        yield url
+    finally:
+        utils.drop_database()
+        utils.dispose()

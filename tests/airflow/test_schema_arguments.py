@@ -8,25 +8,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.airflow.test_example_dags import _bag, _connection_json, _states
-from tests.conftest import database_url
+from tests.conftest import pg_script
 
 
 def test_schema_arguments_are_templated(
-    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_db: Path, two_schemas: URL, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = database_url("postgresql", tmp_path)
-    utils = MigrationUtils(url=url, connect_args={}, engine_args={})
-    utils.create_database()
-    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(
-            b"CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY);"
-            b" INSERT INTO app.t VALUES (1), (2); CREATE SCHEMA scratch;"
-            b" CREATE TABLE scratch.x (id int); INSERT INTO scratch.x VALUES (7)"
-        )
+    utils = MigrationUtils(url=two_schemas, connect_args={}, engine_args={})
+    libpq = two_schemas.set(drivername="postgresql").render_as_string(hide_password=False)
     monkeypatch.setenv("AIRFLOW_CONN_ZM_SCHEMAS", _connection_json(utils))
     prefix = str(tmp_path / "backups")
     nightly, restore = (
@@ -44,8 +37,7 @@ def test_schema_arguments_are_templated(
             {"schema": "scratch", "reason": "named by exclude_schemas"}
         ]
 
-        with psycopg.connect(libpq, autocommit=True) as conn:
-            conn.execute(b"INSERT INTO app.t VALUES (3)")
+        pg_script(two_schemas, "INSERT INTO app.t VALUES (3)")
         run_conf = {"conn_id": "zm_schemas", "uri": str(dump), "latest_under": ""}
         # Told to leave app alone, the restore refuses the dump that holds it: nothing changes.
         refused = restore.test(run_conf={**run_conf, "exclude_schemas": "app"})
@@ -61,5 +53,4 @@ def test_schema_arguments_are_templated(
             # scratch was not in the dump: left alone.
             assert conn.execute(b"SELECT id FROM scratch.x").fetchall() == [(7,)]
     finally:
-        utils.drop_database()
         utils.dispose()

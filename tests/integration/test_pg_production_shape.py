@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.catalog import verify_backup
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, unique_name
+from tests.conftest import database_url, pg_script, unique_name
 
 
 def _libpq(url: URL, user: str | None = None) -> str:
@@ -30,11 +30,6 @@ def _libpq(url: URL, user: str | None = None) -> str:
     if user is not None:
         url = url.set(username=user, password=None)
     return url.render_as_string(hide_password=False)
-
-
-def _sql(url: URL, script: str) -> None:
-    with psycopg.connect(_libpq(url), autocommit=True) as conn:
-        conn.execute(script.encode())
 
 
 def _rows(url: URL, sql: str, user: str | None = None) -> list[tuple[Any, ...]]:
@@ -141,15 +136,15 @@ def roles() -> Iterator[tuple[str, str]]:
     """An application role that logs in, and an owner role; cluster-wide, so dropped after."""
     app, owner = unique_name("zm_app"), unique_name("zm_owner")
     admin = database_url("postgresql", Path("."), "postgres")
-    _sql(admin, f"CREATE ROLE {app} LOGIN; CREATE ROLE {owner}")
+    pg_script(admin, f"CREATE ROLE {app} LOGIN; CREATE ROLE {owner}")
     try:
         yield app, owner
     finally:
         for database in _rows(admin, "SELECT datname FROM pg_database WHERE NOT datistemplate"):
             # A role is dropped only once nothing in any database names it.
             with contextlib.suppress(psycopg.Error):
-                _sql(admin.set(database=database[0]), f"DROP OWNED BY {app}, {owner} CASCADE")
-        _sql(admin, f"DROP ROLE IF EXISTS {app}; DROP ROLE IF EXISTS {owner}")
+                pg_script(admin.set(database=database[0]), f"DROP OWNED BY {app}, {owner} CASCADE")
+        pg_script(admin, f"DROP ROLE IF EXISTS {app}; DROP ROLE IF EXISTS {owner}")
 
 
 @pytest.fixture
@@ -157,7 +152,7 @@ def production(tmp_path: Path, roles: tuple[str, str]) -> Iterator[MigrationUtil
     url = database_url("postgresql", tmp_path)
     utils = MigrationUtils(url=url, connect_args={}, engine_args={})
     utils.create_database()
-    _sql(url, _shape(*roles))
+    pg_script(url, _shape(*roles))
     try:
         yield utils
     finally:
@@ -198,7 +193,7 @@ def test_backup_covers_every_schema_and_says_what_it_left_out(
     assert '"excluded_schemas":[{"schema":"audit","reason":"not named by schemas"}' in first
 
     # Kinds no backup carries yet are named in the header, never dropped without a word.
-    _sql(
+    pg_script(
         production.url,
         'CREATE COLLATION app.plain FROM "C";'
         " CREATE STATISTICS app.st ON id, name FROM app.customers",
@@ -232,7 +227,7 @@ def test_rollback_over_the_same_database_keeps_grants_owners_and_keys(
     production.backup_database_to_file(dump)
     # A migration that went wrong: privileges lost, a column dropped, rows changed, and a
     # foreign key from a schema the backup left out.
-    _sql(
+    pg_script(
         url,
         f"""REVOKE ALL ON app.customers FROM {app}; ALTER TABLE app.customers DROP COLUMN secret;
         DELETE FROM public.notes WHERE id > 10; COMMENT ON TABLE app.customers IS NULL;
@@ -257,7 +252,7 @@ def test_rollback_over_the_same_database_keeps_grants_owners_and_keys(
     assert "CREATE TABLE reporting.picks" in after
     assert "REFERENCES app.customers(id)" in after
     assert _rows(url, "SELECT count(*) FROM reporting.picks") == [(2,)]
-    _sql(url, "DROP SCHEMA reporting CASCADE")
+    pg_script(url, "DROP SCHEMA reporting CASCADE")
     assert schema_dump(url) == before_schema
     assert data_digest(url) == before_data
     # The application, as itself, reads what its policy shows it and writes what it may.
@@ -272,7 +267,9 @@ def test_objects_outside_the_restored_schemas_refuse_the_restore(
     url = production.url
     dump = str(tmp_path / "app.jsonl")
     production.model_copy(update={"schemas": ["app"]}).backup_database_to_file(dump)
-    _sql(url, "CREATE SCHEMA reporting; CREATE VIEW reporting.v AS SELECT id FROM app.customers")
+    pg_script(
+        url, "CREATE SCHEMA reporting; CREATE VIEW reporting.v AS SELECT id FROM app.customers"
+    )
     before = schema_dump(url), data_digest(url)
     with pytest.raises(ZenMigrateError, match=r"view reporting\.v") as refused:
         production.restore_database_from_file(dump)
@@ -291,12 +288,12 @@ def test_missing_roles_refuse_or_are_skipped_when_asked(
     admin = database_url("postgresql", tmp_path, "postgres")
     with_policies, without = str(tmp_path / "with.jsonl"), str(tmp_path / "without.jsonl")
     production.backup_database_to_file(with_policies)
-    _sql(
+    pg_script(
         production.url, "DROP POLICY cheerful ON app.customers; DROP POLICY writes ON app.customers"
     )
     production.backup_database_to_file(without)
     # The role is gone from the server (renamed: what the source granted follows it).
-    _sql(admin, f"ALTER ROLE {app} RENAME TO {app}_gone")
+    pg_script(admin, f"ALTER ROLE {app} RENAME TO {app}_gone")
     try:
         lacks = f"role '{app}' does not exist|roles the target server does not have: {app}"
         with pytest.raises(ZenMigrateError, match=lacks):
@@ -325,4 +322,4 @@ def test_missing_roles_refuse_or_are_skipped_when_asked(
         no_owner.restore_database_from_file(without, allow_routines=True)
         assert _rows(other.url, owner_of) == [("postgres",)]
     finally:
-        _sql(admin, f"ALTER ROLE {app}_gone RENAME TO {app}")
+        pg_script(admin, f"ALTER ROLE {app}_gone RENAME TO {app}")
