@@ -67,8 +67,7 @@ def copy_via_dialect(
         tables = reader.tables()
         label = uuid.uuid4().hex[:8]
         with get_dialect(target).open_restore(target, label) as writer:
-            schemas = getattr(reader, "schemas", None)
-            writer.begin(None if schemas is None else {"schemas": schemas})
+            writer.begin(reader.scope() or None)
             for obj in pre:
                 writer.create_object(obj)
             for n, table in enumerate(tables):

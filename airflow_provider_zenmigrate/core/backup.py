@@ -122,21 +122,6 @@ def object_record(obj: ObjectSpec, phase: str) -> Record:
     return record
 
 
-def scope_fields(reader: BackupReader) -> Record:
-    """The header's account of what a dump holds where a database has several schemas:
-    ``schemas`` (restored, and replaced, together), ``excluded_schemas`` (each left out,
-    with why) and ``not_carried`` (objects of kinds no backup carries). Absent for backends
-    without schemas."""
-    schemas = getattr(reader, "schemas", None)
-    if schemas is None:
-        return {}
-    fields = {"schemas": list(schemas), "excluded_schemas": list(getattr(reader, "excluded", []))}
-    missed = getattr(reader, "not_carried", None)
-    if missed:  # objects of kinds no backup carries yet
-        fields["not_carried"] = list(missed)
-    return fields
-
-
 def _rendered_records(
     rendered: Iterator[tuple[int, bytes]], chunk_rows: int, batch_rows: int
 ) -> Iterator[tuple[int, list[bytes]]]:
@@ -205,7 +190,7 @@ def iter_backup(
                 "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
                 "revisions": _revisions(reader, tables, version_table),
                 "version_table": version_table,
-                **scope_fields(reader),
+                **reader.scope(),  # PostgreSQL: schemas held, left out (why), not carried
                 "tool": "airflow-provider-zenmigrate",
                 "tool_version": __version__,
             }

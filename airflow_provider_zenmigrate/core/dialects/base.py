@@ -166,8 +166,7 @@ class DialectOps(ABC):
             pre = list(getattr(reader, "pre_objects", list)())
             tables = reader.tables()
             with self.open_restore(target, uuid.uuid4().hex[:8]) as writer:
-                schemas = getattr(reader, "schemas", None)
-                writer.begin(None if schemas is None else {"schemas": schemas})
+                writer.begin(reader.scope() or None)
                 for obj in pre:
                     writer.create_object(obj)
                 counts: dict[str, int] = {}
@@ -294,6 +293,11 @@ class BackupReader(ABC):
     @abstractmethod
     def objects(self) -> list[ObjectSpec]:
         """Everything else, in the order it must be created after all table data."""
+
+    def scope(self) -> dict[str, Any]:
+        """What the dump holds where a database has several schemas, for its header (and for
+        :meth:`RestoreWriter.begin`); empty for backends without schemas."""
+        return {}
 
 
 class RestoreWriter(ABC):

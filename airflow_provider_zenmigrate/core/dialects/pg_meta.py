@@ -21,6 +21,7 @@ from ..dump.model import ObjectSpec
 from ..errors import UnsafeDumpError, ZenMigrateError
 from .pg_schemas import quote_ident as _q
 from .pg_schemas import quote_literal as _literal
+from .pg_statements import META_KEYS
 from .pg_statements import acl_entries as _entries
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,9 @@ WHERE c.relnamespace = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped"""
 
 _SQL_TYPES = f"""
 SELECT t.oid, pg_get_userbyid(t.typowner), {_acl_json("t.typacl", "acldefault('T', t.typowner)")}
-FROM pg_type t WHERE t.typnamespace = ANY(%s)"""
+FROM pg_type t LEFT JOIN pg_class r ON r.oid = t.typrelid
+WHERE t.typnamespace = ANY(%s) AND t.typtype IN ('e', 'd', 'c', 'r')
+  AND (t.typtype <> 'c' OR r.relkind = 'c')  -- types a dump creates, not tables' row types"""
 
 _SQL_ROUTINES = f"""
 SELECT p.oid, pg_get_userbyid(p.proowner), {_acl_json("p.proacl", "acldefault('f', p.proowner)")},
@@ -93,7 +96,8 @@ _SQL_COMMENTS = """
 SELECT d.classoid::regclass::text, d.objoid, d.objsubid, d.description FROM pg_description d
 WHERE d.classoid IN ('pg_class'::regclass, 'pg_type'::regclass, 'pg_proc'::regclass,
                      'pg_constraint'::regclass, 'pg_trigger'::regclass, 'pg_rewrite'::regclass,
-                     'pg_policy'::regclass, 'pg_extension'::regclass)"""
+                     'pg_policy'::regclass, 'pg_extension'::regclass)
+  AND d.objoid >= 16384  -- FirstNormalObjectId: not the thousands of the system's own"""
 
 _SQL_POLICIES = """
 SELECT p.oid, n.nspname, c.relname, p.polname, p.polpermissive, p.polcmd::text,
@@ -318,8 +322,7 @@ class MetaWriter:
     ) -> None:
         """Note what a restored record carries; ``name`` and ``table`` are bare names."""
         label = f"{object_type} {name!r}"
-        keys = set(options) & {"owner", "acl", "comment", "columns", "rls"}
-        if not keys:
+        if not set(options) & META_KEYS:
             return
         if object_type == "schema":
             target, lookup = (

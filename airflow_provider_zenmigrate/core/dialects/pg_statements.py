@@ -26,7 +26,7 @@ _UNNAMED: Any = object()
 _CARRIED = frozenset({"schema", "default_privileges"})
 #: Options of a record the restore applies (owner, privileges, comment, row security): a
 #: record with none of them names no role the restore looks up (a policy's own aside).
-_META_KEYS = frozenset({"owner", "acl", "comment", "columns", "rls"})
+META_KEYS = frozenset({"owner", "acl", "comment", "columns", "rls"})
 #: Object types whose statement names the object schema-qualified (the others, which belong
 #: to a table, name the table qualified and themselves bare).
 QUALIFIED_TYPES = frozenset(
@@ -151,7 +151,7 @@ class PgStatementRules:
         strict = roles_named({"to": options.get("to") or []}) if policy else set()
         if object_type == "default_privileges":
             return (set() if restore.no_privileges else roles_named(options)), strict
-        if not set(options) & _META_KEYS:
+        if not set(options) & META_KEYS:
             return set(), strict
         names = roles_named(options)
         owner = options.get("owner")
@@ -174,8 +174,7 @@ def roles_named(options: dict[str, Any]) -> set[str]:
     for column in (options.get("columns") or {}).values():
         if isinstance(column, dict):
             names.update(entry[0] for entry in acl_entries(column.get("acl")))
-    for key in ("roles", "to"):  # what a record lists; a policy's TO roles
-        names.update(r for r in options.get(key) or () if isinstance(r, str))
+    names.update(r for r in options.get("to") or () if isinstance(r, str))  # a policy's
     names.discard("PUBLIC")
     names.discard("public")
     return names

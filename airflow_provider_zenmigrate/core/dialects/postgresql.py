@@ -35,7 +35,7 @@ from .pg_schemas import (
     outside_keys,
     schema_meta,
 )
-from .pg_statements import QUALIFIED_TYPES, PgStatementRules, roles_named
+from .pg_statements import QUALIFIED_TYPES, PgStatementRules
 from .text_rows import BULK_CODECS, VerbatimColumn, bulk_text
 
 logger = logging.getLogger(__name__)
@@ -409,23 +409,19 @@ class PostgreSQLBackupReader(BackupReader):
             )
         return self._catalog_meta
 
-    @property
-    def roles(self) -> list[str]:
-        """Every role the dump names (owners, grantees, policies, default privileges)."""
-        meta = self._meta()
-        names: set[str] = set()
-        for options in (*meta.by_key.values(), *meta.schemas.values()):
-            names |= roles_named(options)
-        for _, spec in (*meta.policies, *meta.default_acls):
-            names |= roles_named(spec.options)
-        return sorted(names)
+    def scope(self) -> dict[str, Any]:
+        """The schemas this dump holds, those left out (with why) and the objects of kinds no
+        backup carries, for the header."""
+        fields: dict[str, Any] = {"schemas": self.schemas, "excluded_schemas": self.excluded}
+        if self.not_carried:
+            fields["not_carried"] = self.not_carried
+        return fields
 
     def _with_meta(self, objs: list[_Obj]) -> list[_Obj]:
         by_key = self._meta().by_key
         for o in objs:
-            options = _named_roles({**o.spec.options, **by_key.get(o.key, {})})
-            if options != o.spec.options:
-                o.spec = replace(o.spec, options=options)
+            if by_key.get(o.key):
+                o.spec = replace(o.spec, options={**o.spec.options, **by_key[o.key]})
         return objs
 
     # -- tables --------------------------------------------------------------------------------
@@ -509,9 +505,10 @@ class PostgreSQLBackupReader(BackupReader):
                 for (relid, _num), (name, *state) in identity.items()
                 if relid == t.oid
             }
-            options: dict[str, Any] = _named_roles(
-                {"schema": t.schema, **self._meta().by_key.get(("pg_class", t.oid), {})}
-            )
+            options: dict[str, Any] = {
+                "schema": t.schema,
+                **self._meta().by_key.get(("pg_class", t.oid), {}),
+            }
             if t.oid in owned:
                 options["owned_sequences"] = owned[t.oid]
             if positions:  # where each identity column's sequence stood
@@ -903,12 +900,6 @@ class PostgreSQLBackupReader(BackupReader):
         placed = set(order)
         order += [i for i in range(len(objs)) if i not in placed]  # cycles: group order
         return [objs[i].spec for i in order]
-
-
-def _named_roles(options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` with ``roles``: every role they name, for checks of the target."""
-    roles = sorted(roles_named(options))
-    return {**options, "roles": roles} if roles else options
 
 
 def _spec(object_type: str, schema: str, name: str, stmt: str) -> ObjectSpec:
