@@ -15,10 +15,11 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from .dialects import get_dialect
-from .dialects.base import BackupReader, RowsNotRendered
+from .dialects.base import BackupReader
 from .dump.codecs import encoders
 from .dump.model import BackupScope, ObjectSpec, TableSpec
 from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serialize
+from .errors import RowsNotRendered
 
 logger = logging.getLogger(__name__)
 

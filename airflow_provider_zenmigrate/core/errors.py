@@ -53,3 +53,11 @@ class UnsafeDumpError(DumpError, ValueError):
 class MissingRequirementError(DumpError, RuntimeError):
     """The target server lacks what a record needs (a role, an extension): the restore would
     fail there, so it is refused before anything of it runs."""
+
+
+class RowsNotRendered(ZenMigrateError):
+    """A server could not render a row (MySQL: longer than max_allowed_packet).
+
+    Raised by ``BackupReader.rendered_rows`` once its stream is drained, so the session can
+    go on in the same snapshot; rows already handed on stay valid.
+    """

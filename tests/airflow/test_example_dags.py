@@ -16,12 +16,12 @@ from sqlalchemy import text
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import EXAMPLE_MIGRATIONS, REPO, SECRET, database_url, unique_name
-from tests.identity import fingerprint
-from tests.object_stores import Store
+from tests.support.identity import fingerprint
+from tests.support.object_stores import Store
 
 EXAMPLE_DAGS = REPO / "example_dags"
 FAILING = REPO / "example_dags" / "migrations_failing"
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 DAG_IDS = {"zenmigrate_backup_then_migrate", "zenmigrate_nightly_backup", "zenmigrate_restore"}
 

@@ -14,9 +14,9 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.hooks.database_url import database_settings
 from airflow_provider_zenmigrate.hooks.storage_params import transport_params
 from airflow_provider_zenmigrate.hooks.zenmigrate import ConnectionNotDefined, ZenMigrateHook
-from tests.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY, make_store
+from tests.support.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY, make_store
 
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 
 class Fields:

@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import REPO, database_url, unique_name
-from tests.identity import fingerprint
+from tests.support.identity import fingerprint
 
 APPS_PYTHON = REPO / "build" / "apps-venv" / "bin" / "python"
 DRIVER = Path(__file__).resolve().parent / "app_driver.py"

@@ -34,7 +34,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from tests.conftest import REPO, SERVER_URLS
-from tests.object_stores import free_port
+from tests.support.object_stores import free_port
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 EXAMPLE_DAGS = REPO / "example_dags"

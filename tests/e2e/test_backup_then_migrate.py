@@ -35,10 +35,10 @@ from airflow_provider_zenmigrate.links import console_url
 from tests.conftest import EXAMPLE_MIGRATIONS, REPO, database_url, server_url, unique_name
 from tests.e2e.browser import chromium_page
 from tests.e2e.deployment import USERNAME, Airflow, airflow_deployment
-from tests.identity import fingerprint
-from tests.object_stores import BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, s3_client
+from tests.support.identity import fingerprint
+from tests.support.object_stores import BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, s3_client
 
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 DAG_ID = "zenmigrate_backup_then_migrate"
 FAILING = REPO / "example_dags" / "migrations_failing"

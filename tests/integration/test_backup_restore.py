@@ -17,7 +17,7 @@ from airflow_provider_zenmigrate.core.errors import (
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import EXAMPLE_MIGRATIONS, FIXTURES, database_url
-from tests.engine_support import (
+from tests.support.engine_support import (
     line_of,
     populate_library,
     read_lines,
@@ -25,7 +25,7 @@ from tests.engine_support import (
     restore_side_objects,
     write_lines,
 )
-from tests.identity import fingerprint
+from tests.support.identity import fingerprint
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.integration import test_backup_restore as engine_tests
 
 if TYPE_CHECKING:
-    from tests.object_stores import Store
+    from tests.support.object_stores import Store
 
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 source = engine_tests.source  # the example migrations at head, 50 authors, 150 books
 

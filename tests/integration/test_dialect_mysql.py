@@ -28,8 +28,8 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import FIXTURES, SAKILA_DIR, database_url, server_url
-from tests.dialect_harness import copy_via_dialect, rendered_batches
-from tests.engine_support import restore_side_objects
+from tests.support.dialect_harness import copy_via_dialect, rendered_batches
+from tests.support.engine_support import restore_side_objects
 
 MakeDb = Callable[[], Engine]
 

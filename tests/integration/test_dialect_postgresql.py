@@ -33,7 +33,7 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import SAKILA_DIR, database_url
-from tests.dialect_harness import copy_via_dialect, rendered_batches
+from tests.support.dialect_harness import copy_via_dialect, rendered_batches
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
 

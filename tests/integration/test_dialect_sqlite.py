@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import SAKILA_DIR
-from tests.identity import fingerprint
+from tests.support.identity import fingerprint
 
 FIDELITY_SCHEMA = """
 CREATE TABLE every_value (

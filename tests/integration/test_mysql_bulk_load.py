@@ -21,7 +21,7 @@ from airflow_provider_zenmigrate.core.dialects.text_rows import tsv
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.engine_support import read_lines, reseal, write_lines
+from tests.support.engine_support import read_lines, reseal, write_lines
 
 AWKWARD = [
     "tab\there",

@@ -30,8 +30,8 @@ from airflow_provider_zenmigrate.core.dialects.mysql import _MySQLRestoreWriter
 from airflow_provider_zenmigrate.core.dump.model import ObjectSpec
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.engine_support import read_lines, restore_side_objects
-from tests.identity import fingerprint
+from tests.support.engine_support import read_lines, restore_side_objects
+from tests.support.identity import fingerprint
 
 PASSWORD = "grants-pw-1"
 # Comments with what a quoting or re-encoding step would change: both quotes, backslashes,

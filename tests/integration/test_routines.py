@@ -20,8 +20,8 @@ from airflow_provider_zenmigrate.core.dump.safety import ROUTINE_TYPES
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.engine_support import line_of, read_lines, reseal, restore_side_objects
-from tests.identity import fingerprint
+from tests.support.engine_support import line_of, read_lines, reseal, restore_side_objects
+from tests.support.identity import fingerprint
 
 SERVERS = ["mysql", "postgresql"]
 

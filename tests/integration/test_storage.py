@@ -31,16 +31,16 @@ from airflow_provider_zenmigrate.core.storage import (
 )
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.engine_support import populate_library
-from tests.identity import fingerprint
 from tests.integration import test_backup_restore as engine_tests
 from tests.integration.test_streaming import _FILL_BIG, MAX_GROWTH_MB
-from tests.memory import measure_in_child
+from tests.support.engine_support import populate_library
+from tests.support.identity import fingerprint
+from tests.support.memory import measure_in_child
 
 if TYPE_CHECKING:
-    from tests.object_stores import Store
+    from tests.support.object_stores import Store
 
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 # The engine tests' fixtures: a populated source and a target that already holds data.
 source = engine_tests.source

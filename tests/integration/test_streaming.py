@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.memory import measure_in_child
+from tests.support.memory import measure_in_child
 
 BIG_ROWS = 300_000
 MAX_GROWTH_MB = 150

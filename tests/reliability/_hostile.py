@@ -27,8 +27,8 @@ from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_f
 from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url, unique_name
-from tests.engine_support import reseal, restore_side_objects
-from tests.identity import fingerprint
+from tests.support.engine_support import reseal, restore_side_objects
+from tests.support.identity import fingerprint
 
 Record = dict[str, Any]
 ROWS = 12

@@ -24,8 +24,6 @@ from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.dialects.base import DialectOps
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import FIXTURES, database_url, unique_name
-from tests.engine_support import restore_side_objects
-from tests.identity import fingerprint
 from tests.reliability._load import (
     REVISIONS,
     WorkerPair,
@@ -34,6 +32,8 @@ from tests.reliability._load import (
     upgrade_worker,
     write_migrations,
 )
+from tests.support.engine_support import restore_side_objects
+from tests.support.identity import fingerprint
 
 ROUNDS = 5
 #: Rows of the shared table in the dumps O (the target's start), A and B.

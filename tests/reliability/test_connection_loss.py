@@ -25,8 +25,6 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url
-from tests.engine_support import populate_library
-from tests.identity import fingerprint
 from tests.reliability._outage import (
     PausedChild,
     backup_session,
@@ -37,6 +35,8 @@ from tests.reliability._outage import (
     side_objects,
     url_text,
 )
+from tests.support.engine_support import populate_library
+from tests.support.identity import fingerprint
 
 # What each driver says when the server dropped its session: the user must be able to read
 # from the message alone that the connection was lost, not that the dump or data was bad.

@@ -26,7 +26,6 @@ from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import database_url, unique_name
-from tests.identity import fingerprint
 from tests.reliability.killpoints import (
     BACKUP_QUOTAS,
     CHUNK_ROWS,
@@ -38,24 +37,25 @@ from tests.reliability.killpoints import (
     plan,
     slots,
 )
+from tests.support.identity import fingerprint
 
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 
 def s3_client(endpoint: str) -> Any:
     # Imported late: pytest_plugins registers (and assertion-rewrites) the module first.
-    from tests.object_stores import s3_client
+    from tests.support.object_stores import s3_client
 
     return s3_client(endpoint)
 
 
 def _s3_keys() -> tuple[str, str]:
-    from tests.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY
+    from tests.support.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY
 
     return S3_ACCESS_KEY, S3_SECRET_KEY
 
 
-BUCKET = "zenmigrate-test"  # tests.object_stores.BUCKET, created by the s3_server fixture
+BUCKET = "zenmigrate-test"  # tests.support.object_stores.BUCKET, created by the s3_server fixture
 
 STORES = ["local", "s3"]
 #: Compressed both ways, so the compressor's final frame is part of the publish step too.

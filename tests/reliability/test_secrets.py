@@ -31,12 +31,12 @@ from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.conftest import SECRET, database_url
-from tests.engine_support import populate_library, reseal, write_lines
+from tests.support.engine_support import populate_library, reseal, write_lines
 
 if TYPE_CHECKING:
-    from tests.object_stores import Store
+    from tests.support.object_stores import Store
 
-pytest_plugins = ["tests.object_stores"]
+pytest_plugins = ["tests.support.object_stores"]
 
 ZENMIGRATE = str(Path(sys.executable).parent / "zenmigrate")
 

@@ -201,22 +201,14 @@ class StatementRules(Protocol):
     def check_object_statement(self, obj: ObjectSpec, /) -> object: ...
 
 
-class RowsNotRendered(Exception):
-    """A server could not render a row (MySQL: longer than max_allowed_packet).
-
-    Raised by :meth:`BackupReader.rendered_rows` once its stream is drained, so the session
-    can go on in the same snapshot; rows already handed on stay valid.
-    """
-
-
 _Item = TypeVar("_Item")
 _END: Any = object()
 #: What a range's stream may yield first, once its query is on its way: starting the range
 #: then does not wait for the server's first rows.
-SENT: Any = object()
+QUERY_SENT: Any = object()
 
 
-def in_turn(
+def pipelined_ranges(
     open_range: Callable[[int], Generator[_Item, None, None]], count: int, ahead: int = 1
 ) -> Generator[_Item, None, None]:
     """The items of ranges ``0 .. count - 1`` in order, each range started ``ahead`` ranges
@@ -226,7 +218,7 @@ def in_turn(
     starts once range ``i`` is read.
 
     ``open_range(i)`` returns range ``i``'s stream, which sends its query at its first item;
-    a stream whose first item is :data:`SENT` is started without waiting for the server's
+    a stream whose first item is :data:`QUERY_SENT` is started without waiting for the server's
     first rows (with small ranges that wait was most of the time). Closed early, it closes
     the ranges it started.
     """
@@ -242,7 +234,7 @@ def in_turn(
                 started.append(start(i + len(started)))
             stream, first = started[0]
             if first is not _END:
-                if first is not SENT:
+                if first is not QUERY_SENT:
                     yield first
                 yield from stream
             started.popleft()

@@ -35,15 +35,14 @@ from sqlalchemy.exc import DBAPIError
 
 from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
 from ..dump.safety import check_references, check_statement
-from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
+from ..errors import MigrationLockTimeout, RowsNotRendered, UnsafeDumpError, ZenMigrateError
 from .base import (
-    SENT,
+    QUERY_SENT,
     BackupReader,
     DialectOps,
     RestoreWriter,
-    RowsNotRendered,
     decode_base64_column,
-    in_turn,
+    pipelined_ranges,
 )
 from .mysql_grants import (
     ROUTINE_KINDS,
@@ -666,7 +665,7 @@ class _MySQLBackupReader(BackupReader):
             sql = select + ranges[i] + order
             return _rendered_stream(session, sql, names, table.name, chunk_rows, key_range=True)
 
-        return in_turn(open_range, len(ranges), ahead=len(sessions) - 1)
+        return pipelined_ranges(open_range, len(ranges), ahead=len(sessions) - 1)
 
     def _key_ranges(self, table: TableSpec) -> list[str]:
         """WHERE clauses splitting a table all sessions see into ranges of its integer key
@@ -709,7 +708,7 @@ def _rendered_stream(
 ) -> Generator[Any, None, None]:
     """(rows, their JSON objects joined by commas) of a rendering query. A row the server
     could not render (NULL) raises RowsNotRendered once the result is read to its end, so the
-    session goes on. A ``key_range`` yields SENT first, once its query is sent, and closed
+    session goes on. A ``key_range`` yields QUERY_SENT first, once its query is sent, and closed
     early it is read to its end (its session renders the next range); a whole table closed
     early has its connection dropped (its rest could take long to read)."""
     cursor = session.dbapi.cursor(pymysql.cursors.SSCursor)
@@ -719,7 +718,7 @@ def _rendered_stream(
         if key_range:
             send_query(cursor, sql, tuple(names))
             sent = True
-            yield SENT
+            yield QUERY_SENT
             sent = False
             read_result(cursor)
         else:

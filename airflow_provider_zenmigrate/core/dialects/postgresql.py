@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
 from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
-from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column, in_turn
+from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column, pipelined_ranges
 from .pg_copy import copy_text_rows
 from .pg_meta import CatalogMeta, MetaWriter, read_meta
 from .pg_schemas import (
@@ -694,7 +694,7 @@ class PostgreSQLBackupReader(BackupReader):
         def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
             return copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, _COPY_BATCH_BYTES)
 
-        return in_turn(open_range, len(ranges))
+        return pipelined_ranges(open_range, len(ranges))
 
     def close_streams(self) -> None:
         """Close COPY streams a consumer left unfinished (the server is told to stop)."""
