@@ -22,13 +22,13 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
-from airflow_provider_zenmigrate.core.dialects.pg_copy import copy_text_rows
-from airflow_provider_zenmigrate.core.dialects.postgresql import (
+from airflow_provider_zenmigrate.core.dialects.postgresql.admin import (
     _RANGE_BLOCKS,
     PostgreSQLRestoreWriter,
     _bytea_fields,
     _execute_one,
 )
+from airflow_provider_zenmigrate.core.dialects.postgresql.copy_stream import copy_text_rows
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils

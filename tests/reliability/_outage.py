@@ -77,7 +77,8 @@ def nth_time():
     return seen["n"] == nth
 
 from airflow_provider_zenmigrate.core import restore as restore_module
-from airflow_provider_zenmigrate.core.dialects import mysql, postgresql
+from airflow_provider_zenmigrate.core.dialects import mysql
+from airflow_provider_zenmigrate.core.dialects.postgresql import admin as pg_admin
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 mu = MigrationUtils(url=spec["url"], connect_args={}, engine_args={},
@@ -113,7 +114,7 @@ elif point == "mysql-after-rename":
     wrap(mysql._MySQLRestoreWriter, "_create_objects", before=lambda *a: nth_time() and pause())
 elif point.startswith("pg-after:"):
     prefix = point.split(":", 1)[1]
-    wrap(postgresql, "_execute_one",
+    wrap(pg_admin, "_execute_one",
          after=lambda conn, statement: statement.startswith(prefix) and nth_time() and pause())
 
 try:

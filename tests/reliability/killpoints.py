@@ -56,8 +56,8 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core import utils as utils_module
 from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
-from airflow_provider_zenmigrate.core.dialects import postgresql as pg_dialect
 from airflow_provider_zenmigrate.core.dialects import sqlite as sqlite_dialect
+from airflow_provider_zenmigrate.core.dialects.postgresql import admin as pg_dialect
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 #: Every kill point comes from this seed (with the scenario, dialect and store mixed in).

@@ -19,7 +19,7 @@ from .base import DialectOps, StatementRules
 _BY_BACKEND: dict[str, tuple[str, str]] = {
     "mysql": ("mysql", "MySQLOps"),
     "mariadb": ("mysql", "MySQLOps"),
-    "postgresql": ("postgresql", "PostgreSQLOps"),
+    "postgresql": ("postgresql.admin", "PostgreSQLOps"),
     "sqlite": ("sqlite", "SQLiteOps"),
 }
 
@@ -32,7 +32,7 @@ _BY_BACKEND: dict[str, tuple[str, str]] = {
 _STATEMENT_RULES: dict[str, str] = {
     "mysql": "mysql",
     "mariadb": "mysql",
-    "postgresql": "pg_statements",
+    "postgresql": "postgresql.statements",
     "sqlite": "sqlite",
 }
 

@@ -21,12 +21,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
-from ..errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
-from .base import BackupReader, DialectOps, RestoreWriter, decode_base64_column, pipelined_ranges
-from .pg_copy import copy_text_rows
-from .pg_meta import CatalogMeta, MetaWriter, read_meta
-from .pg_schemas import (
+from ...dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
+from ...errors import MigrationLockTimeout, UnsafeDumpError, ZenMigrateError
+from ..base import BackupReader, DialectOps, RestoreWriter, decode_base64_column, pipelined_ranges
+from ..text_rows import BULK_CODECS, VerbatimColumn, bulk_text
+from .copy_stream import copy_text_rows
+from .meta import CatalogMeta, MetaWriter, read_meta
+from .schemas import (
     OutsideKey,
     SchemaMeta,
     existing,
@@ -35,8 +36,7 @@ from .pg_schemas import (
     outside_keys,
     schema_meta,
 )
-from .pg_statements import QUALIFIED_TYPES, PgStatementRules
-from .text_rows import BULK_CODECS, VerbatimColumn, bulk_text
+from .statements import QUALIFIED_TYPES, PgStatementRules
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class PostgreSQLOps(DialectOps):
     def missing_requirements(
         self, engine: Engine, roles: set[str], extensions: set[str]
     ) -> list[str]:
-        from .pg_requirements import missing_requirements
+        from .requirements import missing_requirements
 
         return missing_requirements(engine, roles, extensions)
 

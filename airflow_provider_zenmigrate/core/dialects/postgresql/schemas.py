@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from ..errors import ZenMigrateError
+from ...errors import ZenMigrateError
 
 
 def quote_ident(name: str) -> str:

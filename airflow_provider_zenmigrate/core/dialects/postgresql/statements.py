@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..dump.model import ObjectSpec, RestoreOptions, TableSpec
-from ..dump.safety import check_statement
-from ..errors import UnsafeDumpError, ZenMigrateError
+from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
+from ...dump.safety import check_statement
+from ...errors import UnsafeDumpError, ZenMigrateError
 
 #: Object types whose statement may hold semicolons inside its body (BEGIN ATOMIC ... END):
 #: the extended protocol runs one statement per call, so nothing can follow the body.

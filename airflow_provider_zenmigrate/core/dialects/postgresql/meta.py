@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..dump.model import ObjectSpec
-from ..errors import UnsafeDumpError, ZenMigrateError
-from .pg_schemas import quote_ident as _q
-from .pg_schemas import quote_literal as _literal
-from .pg_statements import META_KEYS
-from .pg_statements import acl_entries as _entries
+from ...dump.model import ObjectSpec
+from ...errors import UnsafeDumpError, ZenMigrateError
+from .schemas import quote_ident as _q
+from .schemas import quote_literal as _literal
+from .statements import META_KEYS
+from .statements import acl_entries as _entries
 
 logger = logging.getLogger(__name__)
 
