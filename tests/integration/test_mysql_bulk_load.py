@@ -1,4 +1,4 @@
-"""The MySQL restore's LOAD DATA LOCAL path (core/dialects/mysql_load.py), on the real MariaDB.
+"""The MySQL restore's LOAD DATA LOCAL path (core/dialects/mysql/load.py), on the real MariaDB.
 
 The fast path joins values without escaping and checks by counting; these tests feed it the
 characters that matter to LOAD DATA (tab, newline, backslash, NUL, a literal ``\\N``) and
@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import URL
 
-from airflow_provider_zenmigrate.core.dialects import mysql_load
+from airflow_provider_zenmigrate.core.dialects.mysql import load as mysql_load
 from airflow_provider_zenmigrate.core.dialects.text_rows import tsv
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.support.engine_support import read_lines, reseal, write_lines
+from tests.support.servers import database_url
 
 AWKWARD = [
     "tab\there",

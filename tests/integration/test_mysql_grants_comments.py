@@ -25,13 +25,13 @@ import pytest
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
-from airflow_provider_zenmigrate.core.dialects import mysql_grants
 from airflow_provider_zenmigrate.core.dialects.mysql import _MySQLRestoreWriter
+from airflow_provider_zenmigrate.core.dialects.mysql import grants as mysql_grants
 from airflow_provider_zenmigrate.core.dump.model import ObjectSpec
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.support.engine_support import read_lines, restore_side_objects
 from tests.support.identity import fingerprint
+from tests.support.servers import database_url
 
 PASSWORD = "grants-pw-1"
 # Comments with what a quoting or re-encoding step would change: both quotes, backslashes,

@@ -1,4 +1,4 @@
-"""The bulk wire reader (core/dialects/mysql_wire.py) against pymysql's own, on the real MariaDB.
+"""The bulk wire reader (core/dialects/mysql/wire.py) against pymysql's own, on the real MariaDB.
 
 It reads packets itself, so it is checked where the protocol changes shape: the length
 prefix's 1/3/4-byte forms, values longer than its buffer, NULL, the end of the result (the
@@ -22,13 +22,13 @@ import pymysql.cursors
 import pytest
 from pymysql.connections import Connection
 
-from airflow_provider_zenmigrate.core.dialects.mysql_wire import (
+from airflow_provider_zenmigrate.core.dialects.mysql.wire import (
     read_result,
     send_query,
     single_column,
 )
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, server_url
+from tests.support.servers import database_url, server_url
 
 # Value lengths around each length-prefix boundary, and beyond the 1 MiB buffer.
 LENGTHS = [0, 1, 250, 251, 252, 65535, 65536, 65537, (1 << 20) - 5, 1 << 20, 3 << 20]

@@ -32,8 +32,8 @@ import pymysql.err
 from pymysql.constants import CLIENT
 from sqlalchemy.engine import Engine
 
-from ..dump.model import TableSpec
-from ..errors import ZenMigrateError
+from ...dump.model import TableSpec
+from ...errors import ZenMigrateError
 
 logger = logging.getLogger(__name__)
 

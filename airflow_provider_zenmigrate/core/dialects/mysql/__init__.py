@@ -33,10 +33,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
-from ..dump.safety import check_references, check_statement
-from ..errors import MigrationLockTimeout, RowsNotRendered, UnsafeDumpError, ZenMigrateError
-from .base import (
+from ...dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
+from ...errors import MigrationLockTimeout, RowsNotRendered, ZenMigrateError
+from ..base import (
     QUERY_SENT,
     BackupReader,
     DialectOps,
@@ -44,16 +43,26 @@ from .base import (
     decode_base64_column,
     pipelined_ranges,
 )
-from .mysql_grants import (
+from ..text_rows import BULK_CODECS, bulk_text
+from .grants import (
     ROUTINE_KINDS,
     RoutineGrant,
     grant_sql_mode,
     kept_grants,
     read_routine_grants,
 )
-from .mysql_load import BulkLoader, load_statement
-from .mysql_wire import read_result, send_query, single_column
-from .text_rows import BULK_CODECS, bulk_text
+from .load import BulkLoader, load_statement
+from .statements import (
+    DROP_KINDS,
+    LOAD_SQL_MODE,
+    _prepare,
+    _scan,
+    _significant,
+    _unquote,
+    check_object_statement,
+    check_table_statement,
+)
+from .wire import read_result, send_query, single_column
 
 logger = logging.getLogger(__name__)
 
@@ -155,23 +164,9 @@ _RENDER_SESSIONS = 3
 # Seconds the backup waits for writers to let it lock those tables while its sessions
 # start their snapshots; past that it renders on one session.
 _SNAPSHOT_LOCK_WAIT = 1
-# Session of the restore: strict (a value the server would truncate fails the restore instead
-# of changing silently), zero dates allowed (no NO_ZERO_DATE / NO_ZERO_IN_DATE), an explicit
-# id 0 kept (NO_AUTO_VALUE_ON_ZERO).
-_LOAD_SQL_MODE = "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 # Keep one INSERT well below max_allowed_packet.
 _MAX_INSERT_BYTES = 4 * 1024 * 1024
 _LABEL = re.compile(r"[A-Za-z0-9_]{1,40}")
-
-# Triggers, routines and events run with the sql_mode (events also the time_zone) they were
-# created with, which SHOW CREATE reports beside the statement. The backup keeps it in a
-# leading comment of create_stmt, which the restore reads, checks, removes and applies.
-_SETTINGS_COMMENT = re.compile(r"\A\s*/\* zenmigrate: (?P<body>[^*]*) \*/\s*")
-_SETTING = re.compile(r"(?P<key>[a-z_]+)='(?P<value>[^']*)'\s*")
-_SETTING_VALUES = {
-    "sql_mode": re.compile(r"[A-Z0-9_,]*"),
-    "time_zone": re.compile(r"[A-Za-z0-9_+\-:/]*"),
-}
 
 
 class MySQLOps(DialectOps):
@@ -823,198 +818,6 @@ def _view_order(views: dict[str, str]) -> list[str]:
     return order
 
 
-# -- statement checks -----------------------------------------------------------------------
-def _token_pattern(ansi_quotes: bool, backslash_escapes: bool) -> re.Pattern[str]:
-    def quoted(q: str, escapes: bool) -> str:
-        return f"{q}(?:[^{q}\\\\]|\\\\.|{q}{q})*{q}" if escapes else f"{q}(?:[^{q}]|{q}{q})*{q}"
-
-    single = quoted("'", backslash_escapes)
-    double = (
-        "(?P<dquote>" + quoted('"', False) + ")"
-        if ansi_quotes
-        else "(?P<double>" + quoted('"', backslash_escapes) + ")"
-    )
-    return re.compile(
-        rf"""
-        (?P<space>\s+)
-      | (?P<line_comment>(?:\#|--(?=[\s\x00-\x1f]|\Z))[^\n]*)
-      | (?P<version_open>/\*M?!\d*)
-      | (?P<block_comment>/\*.*?\*/)
-      | (?P<version_close>\*/)
-      | (?P<single>{single})
-      | {double}
-      | (?P<backtick>`(?:[^`]|``)*`)
-      | (?P<semicolon>;)
-      | (?P<word>[0-9A-Za-z_$\u0080-\U0010ffff]+)
-      | (?P<other>.)
-        """,
-        re.VERBOSE | re.DOTALL,
-    )
-
-
-_TOKEN_PATTERNS = {
-    (ansi, backslash): _token_pattern(ansi, backslash)
-    for ansi in (False, True)
-    for backslash in (False, True)
-}
-
-
-def _scan(statement: str, sql_mode: str = "") -> list[tuple[str, str]]:
-    """Lex as MySQL does under ``sql_mode`` (ANSI_QUOTES, NO_BACKSLASH_ESCAPES), comments kept."""
-    modes = set(sql_mode.upper().split(","))
-    pattern = _TOKEN_PATTERNS[
-        ("ANSI_QUOTES" in modes or "ANSI" in modes, "NO_BACKSLASH_ESCAPES" not in modes)
-    ]
-    out: list[tuple[str, str]] = []
-    pos, in_version = 0, False
-    while pos < len(statement):
-        match = pattern.match(statement, pos)
-        if match is None:
-            raise UnsafeDumpError(f"unterminated quote or comment at offset {pos}")
-        kind = match.lastgroup or "other"
-        if kind == "version_open":
-            if in_version:
-                raise UnsafeDumpError("nested version comment")
-            in_version = True
-        elif kind == "version_close":
-            if not in_version:
-                kind = "other"
-            in_version = False
-        elif kind == "other" and (match.group() in "'\"`" or statement.startswith("/*", pos)):
-            raise UnsafeDumpError(f"unterminated quote or comment at offset {pos}")
-        out.append((kind, match.group()))
-        pos = match.end()
-    if in_version:
-        raise UnsafeDumpError("unterminated version comment")
-    return out
-
-
-def _significant(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    skip = ("space", "line_comment", "block_comment", "version_open", "version_close")
-    return [t for t in tokens if t[0] not in skip]
-
-
-def _unquote(value: str) -> str:
-    if value[:1] in ("`", '"'):
-        return value[1:-1].replace(value[0] * 2, value[0])
-    return value
-
-
-def _inline_version_comments(statement: str, sql_mode: str) -> str:
-    """Turn ``/*!50100 X */`` into `` X ``: MySQL runs their contents, so we check them."""
-    tokens = _scan(statement, sql_mode)
-    if not any(kind == "version_open" for kind, _ in tokens):
-        return statement
-    return "".join(
-        " " if kind in ("version_open", "version_close") else text_ for kind, text_ in tokens
-    )
-
-
-_HEAD_KEYWORDS = {
-    "table": "TABLE",
-    "view": "VIEW",
-    "trigger": "TRIGGER",
-    "procedure": "PROCEDURE",
-    "function": "FUNCTION",
-    "event": "EVENT",
-    "index": "INDEX",  # only from ZenML's dumps (core/dump/legacy.py); ours keep them in tables
-}
-_HEAD_MODIFIERS = frozenset(
-    {"OR", "REPLACE", "ALGORITHM", "UNDEFINED", "MERGE", "TEMPTABLE", "DEFINER", "SQL",
-     "SECURITY", "INVOKER", "AGGREGATE", "CURRENT_USER", "UNIQUE"}
-)  # fmt: skip
-
-
-def _prepare(obj_type: str, name: str, statement: str) -> tuple[dict[str, str], str]:
-    """Check a statement from a dump; returns the session settings and the SQL to run.
-
-    The shared :func:`check_statement` runs first. It does not lex as MySQL does (``#``
-    comments, backslashes in double quotes, ``/*! ... */`` comments whose contents MySQL
-    executes), so the head of the statement is checked again here with MySQL's rules, on
-    exactly the text that will be executed.
-    """
-    allow_body = obj_type in ("trigger", "procedure", "function", "event")
-    check_statement(statement, obj_type, name, allow_body=allow_body)
-    settings: dict[str, str] = {}
-    match = _SETTINGS_COMMENT.match(statement)
-    if match:
-        body = match.group("body")
-        for setting in _SETTING.finditer(body):
-            key, value = setting.group("key"), setting.group("value")
-            pattern = _SETTING_VALUES.get(key)
-            if pattern is None or not pattern.fullmatch(value):
-                raise UnsafeDumpError(f"{obj_type} {name!r}: bad setting {key}={value!r}")
-            settings[key] = value
-        if _SETTING.sub("", body).strip():
-            raise UnsafeDumpError(f"{obj_type} {name!r}: bad settings comment")
-        statement = statement[match.end() :]
-    sql_mode = settings.get("sql_mode", _LOAD_SQL_MODE)
-    sql = _inline_version_comments(statement, sql_mode)
-    if sql != statement:
-        check_statement(sql, obj_type, name, allow_body=allow_body)
-    label = f"{obj_type} {name!r}"
-    tokens = _significant(_scan(sql, sql_mode))
-    while tokens and tokens[-1][0] == "semicolon":
-        tokens.pop()
-    if not allow_body and any(kind == "semicolon" for kind, _ in tokens):
-        raise UnsafeDumpError(f"{label}: more than one statement")
-    words = [(k, t.upper() if k == "word" else t) for k, t in tokens]
-    keyword = _HEAD_KEYWORDS.get(obj_type)
-    if keyword is None or not words or words[0] != ("word", "CREATE"):
-        raise UnsafeDumpError(f"{label}: not a CREATE this dialect restores")
-    i = 1
-    while i < len(words) and words[i] != ("word", keyword):
-        kind, value = words[i]
-        after_sign = words[i - 1][1] in ("=", "@")
-        if (
-            (kind == "word" and value in _HEAD_MODIFIERS)
-            or (kind == "other" and value in ("=", "@", "(", ")"))
-            or (after_sign and kind in ("word", "single", "backtick", "dquote"))
-        ):
-            i += 1
-        else:
-            raise UnsafeDumpError(f"{label}: unexpected {tokens[i][1]!r} after CREATE")
-    i += 1
-    if words[i : i + 3] == [("word", "IF"), ("word", "NOT"), ("word", "EXISTS")]:
-        i += 3
-    if i >= len(tokens) or tokens[i][0] not in ("word", "backtick", "dquote"):
-        raise UnsafeDumpError(f"{label}: no object name after {keyword}")
-    found = _unquote(tokens[i][1])
-    if found != name and not (tokens[i][0] == "word" and found.lower() == name.lower()):
-        raise UnsafeDumpError(f"{label}: statement creates {found!r}, not {name!r}")
-    following = tokens[i + 1][1] if i + 1 < len(tokens) else ""
-    if following == ".":
-        raise UnsafeDumpError(f"{label}: qualified names are not allowed")
-    if obj_type == "index" and (
-        following.upper() != "ON"
-        or i + 2 >= len(tokens)
-        or tokens[i + 2][0] not in ("word", "backtick", "dquote")
-        or (tokens[i + 3][1] if i + 3 < len(tokens) else "") == "."
-    ):
-        raise UnsafeDumpError(f"{label}: expected ON <unqualified table> after the name")
-    if obj_type == "table" and following != "(":
-        # SHOW CREATE TABLE always lists the columns; refuse CREATE TABLE ... LIKE / SELECT.
-        raise UnsafeDumpError(f"{label}: expected the column list after the name")
-    # References beyond the database, on the tokens MySQL itself sees (" quotes a string
-    # unless ANSI_QUOTES makes it a name).
-    kinds = {"dquote": "double", "double": "single"}
-    check_references([(kinds.get(k, k), t) for k, t in tokens], i + 1, obj_type, label)
-    return settings, sql
-
-
-def check_table_statement(table: TableSpec) -> tuple[dict[str, str], str]:
-    """Every check the restore makes of a table record's statement (the writer and the
-    dry run's rule pass both call this); returns :func:`_prepare`'s settings and SQL."""
-    return _prepare("table", table.name, table.create_stmt)
-
-
-def check_object_statement(obj: ObjectSpec) -> tuple[dict[str, str], str]:
-    """Every check the restore makes of an object record's statement (as above)."""
-    if obj.object_type not in _DROP_KINDS and obj.object_type != "index":
-        raise UnsafeDumpError(f"{obj.object_type} {obj.name!r}: unknown object type")
-    return _prepare(obj.object_type, obj.name, obj.create_stmt)
-
-
 # -- writing ----------------------------------------------------------------------------------
 def _plain_decimals(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
     values = list(row)
@@ -1024,14 +827,10 @@ def _plain_decimals(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]
     return tuple(values)
 
 
-_DROP_KINDS = {"view": "VIEW", "trigger": "TRIGGER", "procedure": "PROCEDURE",
-               "function": "FUNCTION", "event": "EVENT"}  # fmt: skip
-
-
 def _object_settings(settings: dict[str, str]) -> tuple[str, str]:
     """The sql_mode and time_zone an object is created with: its own from the dump, else the
     restore session's (what the object would have got from a plain CREATE in it)."""
-    return settings.get("sql_mode", _LOAD_SQL_MODE), settings.get("time_zone", "+00:00")
+    return settings.get("sql_mode", LOAD_SQL_MODE), settings.get("time_zone", "+00:00")
 
 
 # -- the swap as one statement (MariaDB) -----------------------------------------------------
@@ -1070,7 +869,7 @@ def _swap_block(with_settings: Sequence[bool]) -> str:
     again until the session's lock_wait_timeout, counted from the start of the block, is
     spent (UNIX_TIMESTAMP(SYSDATE()) does not depend on the time zones set in between).
 
-    It is parsed in the restore session's sql_mode (:data:`_LOAD_SQL_MODE`); the only sql_mode
+    It is parsed in the restore session's sql_mode (:data:`LOAD_SQL_MODE`); the only sql_mode
     that would parse it differently is ORACLE. Its last statement restores the session's
     time_zone (which outlives the block; the sql_mode set inside it does not).
     """
@@ -1090,7 +889,7 @@ def _swap_block(with_settings: Sequence[bool]) -> str:
             f"REPEAT SET zm_again = FALSE; EXECUTE IMMEDIATE @zm_swap_s{i}; UNTIL NOT zm_again "
             "END REPEAT;"
         )
-    lines += [f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}', SESSION time_zone = '+00:00';", "END"]
+    lines += [f"SET SESSION sql_mode = '{LOAD_SQL_MODE}', SESSION time_zone = '+00:00';", "END"]
     return "\n".join(lines)
 
 
@@ -1136,7 +935,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         return [
             f"USE {q(self.staging)}",
             "SET SESSION time_zone = '+00:00'",
-            f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'",
+            f"SET SESSION sql_mode = '{LOAD_SQL_MODE}'",
             "SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0",
             "SET SESSION check_constraint_checks = 0",
         ]
@@ -1251,7 +1050,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         try:
             s.execute_dump(sql)
         finally:
-            s.execute(f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'")
+            s.execute(f"SET SESSION sql_mode = '{LOAD_SQL_MODE}'")
             s.execute("SET SESSION time_zone = '+00:00'")
 
     def row_count(self, table: TableSpec) -> int:
@@ -1284,7 +1083,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         )
         statements = []
         for kind, name in found:
-            keyword = _DROP_KINDS.get(kind)
+            keyword = DROP_KINDS.get(kind)
             if keyword is None:
                 raise ZenMigrateError(f"cannot replace {kind} {name!r} in {database!r}")
             statements.append(f"DROP {keyword} IF EXISTS {s.q(database)}.{s.q(name)}")
@@ -1411,7 +1210,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         s.execute(f"DROP DATABASE {s.q(self.trash)}")
 
     def _grant_mode(self) -> str:
-        return grant_sql_mode(self.s.dbapi.get_server_info(), _LOAD_SQL_MODE)
+        return grant_sql_mode(self.s.dbapi.get_server_info(), LOAD_SQL_MODE)
 
     def _grant(self, grants: list[RoutineGrant], database: str) -> None:
         """Give ``grants`` on the routines of ``database``, in a sql_mode that never creates
@@ -1424,7 +1223,7 @@ class _MySQLRestoreWriter(RestoreWriter):
             for grant in grants:
                 s.execute(grant.statement(s.q, database))
         finally:
-            s.execute(f"SET SESSION sql_mode = '{_LOAD_SQL_MODE}'")
+            s.execute(f"SET SESSION sql_mode = '{LOAD_SQL_MODE}'")
 
     def _swap_on_server(
         self,
@@ -1436,7 +1235,7 @@ class _MySQLRestoreWriter(RestoreWriter):
         their grants again in one server statement (see :func:`_swap_block`).
 
         Every statement goes into a user variable of this session first, as a parameter
-        (pymysql escapes it with backslashes, right in :data:`_LOAD_SQL_MODE`, which has no
+        (pymysql escapes it with backslashes, right in :data:`LOAD_SQL_MODE`, which has no
         NO_BACKSLASH_ESCAPES); the variables are cleared afterwards. The restored objects'
         statements name no database: they run with the target as the current one.
         """
@@ -1473,7 +1272,7 @@ class _MySQLRestoreWriter(RestoreWriter):
                 cleared = ", ".join(f"{n} = NULL" for n in names)
                 s.execute(
                     f"SET {cleared + ', ' if cleared else ''}"
-                    f"SESSION sql_mode = '{_LOAD_SQL_MODE}', SESSION time_zone = '+00:00'"
+                    f"SESSION sql_mode = '{LOAD_SQL_MODE}', SESSION time_zone = '+00:00'"
                 )
                 s.execute(f"USE {s.q(self.staging)}")
 
