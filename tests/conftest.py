@@ -1,13 +1,18 @@
-"""Shared fixtures: real MariaDB, PostgreSQL and SQLite databases, one fresh database a test."""
+"""Shared fixtures: real MariaDB, PostgreSQL and SQLite databases, one fresh database a test.
+
+Helpers that tests import (paths, server URLs, database names) live in tests/support/; only
+fixtures and hooks are here. No fixture reaches a server unless a test asks for it, so
+tests/unit runs without one.
+"""
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO, SAKILA_DIR
+
 # Airflow reads its home at import time: the tests get their own metadata database.
 os.environ["AIRFLOW_HOME"] = os.environ.get(
     "ZENMIGRATE_TEST_AIRFLOW_HOME", str(REPO / "build" / "test-airflow")
@@ -19,63 +24,11 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 import pytest
 import sqlalchemy
 from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-EXAMPLE_MIGRATIONS = REPO / "example_dags" / "migrations"
-
-SERVER_URLS = {
-    "mysql": os.environ.get("ZENMIGRATE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
-    "postgresql": os.environ.get(
-        "ZENMIGRATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-    ),
-}
-HOW_TO_START = {
-    "mysql": "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
-    "postgresql": "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-}
-DIALECTS = ["sqlite", "mysql", "postgresql"]
-
-
-def server_url(dialect: str) -> URL:
-    return make_url(SERVER_URLS[dialect])
-
-
-def _check_server(dialect: str) -> None:
-    engine = sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        pytest.fail(
-            f"{dialect} server at {server_url(dialect).render_as_string()} is not answering "
-            f"({exc.__class__.__name__}); start it with: {HOW_TO_START[dialect]} "
-            "(or run .ci/services)",
-            pytrace=False,
-        )
-    finally:
-        engine.dispose()
-
-
-_checked: set[str] = set()
-
-
-def unique_name(prefix: str = "zmt") -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-def database_url(dialect: str, tmp_path: Path, name: str | None = None) -> URL:
-    """URL of a new database (not yet created) on ``dialect``."""
-    name = name or unique_name()
-    if dialect == "sqlite":
-        return URL.create("sqlite", database=str(tmp_path / f"{name}.db"))
-    if dialect not in _checked:
-        _check_server(dialect)
-        _checked.add(dialect)
-    return server_url(dialect)._replace(database=name)
+from tests.support.servers import DIALECTS, SECRET, database_url, pg_script, server_url, unique_name
 
 
 @pytest.fixture(params=DIALECTS)
@@ -106,9 +59,6 @@ def utils(db_url: URL) -> Iterator[MigrationUtils]:
 
 
 # -- a server account with a password, to search logs and errors for leaks ----------------
-SECRET = "Sup3r-S3cret-pw!"
-
-
 @pytest.fixture
 def secret_user(dialect: str) -> Iterator[str]:
     """A server account whose password is SECRET, so leaks can be searched for."""
@@ -139,11 +89,6 @@ def secret_user(dialect: str) -> Iterator[str]:
 
 
 # -- the Sakila fixtures -----------------------------------------------------------------------
-SAKILA_DIR = Path(
-    os.environ.get("ZENMIGRATE_SAKILA_DIR", REPO.parent / "shared" / "fixtures" / "sakila")
-)
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (loudly) the Sakila tests where the fixtures are absent; never in CI."""
     if SAKILA_DIR.is_dir():
@@ -167,15 +112,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reporter.write_line(message, yellow=True)
     else:
         print(message)
-
-
-def pg_script(url: URL, script: str) -> None:
-    """Run a PostgreSQL script of several statements (autocommit, simple query protocol)."""
-    import psycopg
-
-    libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq, autocommit=True) as conn:
-        conn.execute(script.encode())
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, REPO, SECRET, database_url, unique_name
 from tests.support.identity import fingerprint
 from tests.support.object_stores import Store
+from tests.support.paths import EXAMPLE_MIGRATIONS, REPO
+from tests.support.servers import SECRET, database_url, unique_name
 
 EXAMPLE_DAGS = REPO / "example_dags"
 FAILING = REPO / "example_dags" / "migrations_failing"

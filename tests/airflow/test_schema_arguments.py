@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.airflow.test_example_dags import _bag, _connection_json, _states
-from tests.conftest import pg_script
+from tests.support.servers import pg_script
 
 
 def test_schema_arguments_are_templated(

@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import REPO, database_url, unique_name
 from tests.support.identity import fingerprint
+from tests.support.paths import REPO
+from tests.support.servers import database_url, unique_name
 
 APPS_PYTHON = REPO / "build" / "apps-venv" / "bin" / "python"
 DRIVER = Path(__file__).resolve().parent / "app_driver.py"

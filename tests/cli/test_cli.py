@@ -19,9 +19,10 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, SECRET
 from tests.support.engine_support import populate_library, restore_side_objects
 from tests.support.identity import fingerprint
+from tests.support.paths import EXAMPLE_MIGRATIONS
+from tests.support.servers import SECRET
 
 ZENMIGRATE = str(Path(sys.executable).parent / "zenmigrate")
 BIG_ROWS = 400_000  # enough that even the fastest backup (MariaDB) reports progress mid-way

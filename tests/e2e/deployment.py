@@ -33,8 +33,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from tests.conftest import REPO, SERVER_URLS
 from tests.support.object_stores import free_port
+from tests.support.paths import REPO
+from tests.support.servers import SERVER_URLS
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 EXAMPLE_DAGS = REPO / "example_dags"

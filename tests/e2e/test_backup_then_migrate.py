@@ -32,11 +32,12 @@ from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.catalog import verify_backup
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.links import console_url
-from tests.conftest import EXAMPLE_MIGRATIONS, REPO, database_url, server_url, unique_name
 from tests.e2e.browser import chromium_page
 from tests.e2e.deployment import USERNAME, Airflow, airflow_deployment
 from tests.support.identity import fingerprint
 from tests.support.object_stores import BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, s3_client
+from tests.support.paths import EXAMPLE_MIGRATIONS, REPO
+from tests.support.servers import database_url, server_url, unique_name
 
 pytest_plugins = ["tests.support.object_stores"]
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import SECRET, database_url, server_url, unique_name
+from tests.support.servers import SECRET, database_url, server_url, unique_name
 
 HOSTILE_NAMES = ["a`b", 'x"; DROP DATABASE {victim}; --']
 

@@ -17,7 +17,7 @@ from airflow_provider_zenmigrate.core.alembic import Alembic, AlembicVersion, in
 from airflow_provider_zenmigrate.core.dialects import get_dialect
 from airflow_provider_zenmigrate.core.errors import MigrationError, MigrationLockTimeout
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, FIXTURES
+from tests.support.paths import EXAMPLE_MIGRATIONS, FIXTURES
 
 
 def tables(utils: MigrationUtils) -> set[str]:

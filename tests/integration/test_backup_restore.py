@@ -16,7 +16,6 @@ from airflow_provider_zenmigrate.core.errors import (
 )
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, FIXTURES, database_url
 from tests.support.engine_support import (
     line_of,
     populate_library,
@@ -26,6 +25,8 @@ from tests.support.engine_support import (
     write_lines,
 )
 from tests.support.identity import fingerprint
+from tests.support.paths import EXAMPLE_MIGRATIONS, FIXTURES
+from tests.support.servers import database_url
 
 
 @pytest.fixture

@@ -27,9 +27,10 @@ from airflow_provider_zenmigrate.core.dialects.mysql import MySQLOps, _MySQLRest
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import FIXTURES, SAKILA_DIR, database_url, server_url
 from tests.support.dialect_harness import copy_via_dialect, rendered_batches
 from tests.support.engine_support import restore_side_objects
+from tests.support.paths import FIXTURES, SAKILA_DIR
+from tests.support.servers import database_url, server_url
 
 MakeDb = Callable[[], Engine]
 

@@ -32,8 +32,9 @@ from airflow_provider_zenmigrate.core.dialects.postgresql.copy_stream import cop
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import SAKILA_DIR, database_url
 from tests.support.dialect_harness import copy_via_dialect, rendered_batches
+from tests.support.paths import SAKILA_DIR
+from tests.support.servers import database_url
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
 

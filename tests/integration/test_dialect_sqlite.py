@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import SAKILA_DIR
 from tests.support.identity import fingerprint
+from tests.support.paths import SAKILA_DIR
 
 FIDELITY_SCHEMA = """
 CREATE TABLE every_value (

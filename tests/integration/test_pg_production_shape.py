@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.catalog import verify_backup
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, pg_script, unique_name
+from tests.support.servers import database_url, pg_script, unique_name
 
 
 def _libpq(url: URL, user: str | None = None) -> str:

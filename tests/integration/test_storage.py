@@ -30,12 +30,12 @@ from airflow_provider_zenmigrate.core.storage import (
     safe_uri,
 )
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.integration import test_backup_restore as engine_tests
 from tests.integration.test_streaming import _FILL_BIG, MAX_GROWTH_MB
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
 from tests.support.memory import measure_in_child
+from tests.support.servers import database_url
 
 if TYPE_CHECKING:
     from tests.support.object_stores import Store

@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.support.memory import measure_in_child
+from tests.support.servers import database_url
 
 BIG_ROWS = 300_000
 MAX_GROWTH_MB = 150

@@ -27,7 +27,8 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.errors import DumpFormatError, UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import FIXTURES, REPO, database_url, unique_name
+from tests.support.paths import FIXTURES, REPO
+from tests.support.servers import database_url, unique_name
 
 ZENML_PYTHON = REPO / ".zenml-venv" / "bin" / "python"
 ENGINE_SCRIPT = FIXTURES / "zenml" / "zenml_engine.py"

@@ -26,9 +26,9 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_from_stream
 from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, unique_name
 from tests.support.engine_support import reseal, restore_side_objects
 from tests.support.identity import fingerprint
+from tests.support.servers import database_url, unique_name
 
 Record = dict[str, Any]
 ROWS = 12

@@ -34,8 +34,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import REPO, server_url
 from tests.support.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY, free_port
+from tests.support.paths import REPO
+from tests.support.servers import server_url
 
 SEED = 20260408
 WAIT = 60.0  # seconds any single step may take before the test fails instead of hanging

@@ -23,7 +23,6 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.dialects.base import DialectOps
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import FIXTURES, database_url, unique_name
 from tests.reliability._load import (
     REVISIONS,
     WorkerPair,
@@ -34,6 +33,8 @@ from tests.reliability._load import (
 )
 from tests.support.engine_support import restore_side_objects
 from tests.support.identity import fingerprint
+from tests.support.paths import FIXTURES
+from tests.support.servers import database_url, unique_name
 
 ROUNDS = 5
 #: Rows of the shared table in the dumps O (the target's start), A and B.

@@ -24,7 +24,6 @@ from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.reliability._outage import (
     PausedChild,
     backup_session,
@@ -37,6 +36,7 @@ from tests.reliability._outage import (
 )
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
+from tests.support.servers import database_url
 
 # What each driver says when the server dropped its session: the user must be able to read
 # from the message alone that the connection was lost, not that the dump or data was bad.

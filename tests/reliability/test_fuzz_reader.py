@@ -36,7 +36,6 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_from_stream
 from airflow_provider_zenmigrate.core.errors import DumpError, DumpFormatError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import DIALECTS
 from tests.reliability._hostile import (
     Record,
     real_dump,
@@ -46,6 +45,7 @@ from tests.reliability._hostile import (
     to_bytes,
 )
 from tests.support.identity import fingerprint
+from tests.support.servers import DIALECTS
 
 READER_EXAMPLES = int(os.environ.get("ZENMIGRATE_FUZZ_READER_EXAMPLES", "22000"))
 RESTORE_EXAMPLES = int(os.environ.get("ZENMIGRATE_FUZZ_RESTORE_EXAMPLES", "5000"))

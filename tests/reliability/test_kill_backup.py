@@ -25,7 +25,6 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, unique_name
 from tests.reliability.killpoints import (
     BACKUP_QUOTAS,
     CHUNK_ROWS,
@@ -38,6 +37,7 @@ from tests.reliability.killpoints import (
     slots,
 )
 from tests.support.identity import fingerprint
+from tests.support.servers import database_url, unique_name
 
 pytest_plugins = ["tests.support.object_stores"]
 

@@ -50,7 +50,6 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dump.model import TableSpec
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url, unique_name
 from tests.reliability.killpoints import (
     CHUNK_ROWS,
     RESTORE_QUOTAS,
@@ -67,6 +66,7 @@ from tests.reliability.killpoints import (
 )
 from tests.support.engine_support import restore_side_objects, server_objects
 from tests.support.identity import fingerprint
+from tests.support.servers import database_url, unique_name
 
 OTHER = {"A": "B", "B": "A"}
 

@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.reliability._load import bank_engine, check_bank, create_bank, running_writers
+from tests.support.servers import database_url
 
 CHUNK_ROWS = 40  # 30 data records for the items, 4 per account table, more for the ledger
 #: Transactions the writers must commit before each table is read, and every few records.

@@ -32,7 +32,6 @@ from airflow_provider_zenmigrate.core.errors import (
 )
 from airflow_provider_zenmigrate.core.restore import restore_entries
 from airflow_provider_zenmigrate.core.storage import open_for_read
-from tests.conftest import DIALECTS
 from tests.reliability._hostile import (
     ROWS,
     LazyStream,
@@ -43,6 +42,7 @@ from tests.reliability._hostile import (
     sealed,
     world,
 )
+from tests.support.servers import DIALECTS
 
 ALL = tuple(DIALECTS)
 MY, PG, LITE = ("mysql",), ("postgresql",), ("sqlite",)

@@ -25,11 +25,11 @@ import smart_open.s3
 
 from airflow_provider_zenmigrate.core.storage import StorageError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import database_url
 from tests.reliability._outage import BUCKET, WAIT, MotoServer, fill_big, moto, side_objects
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
 from tests.support.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.support.servers import database_url
 
 PART = 5 * 1024 * 1024  # S3's smallest part (smart_open raises anything smaller to it)
 UPLOAD_ROWS = 10_600  # x ~1 KiB: a dump of about 11 MB, so part 2 goes out mid-stream

@@ -14,7 +14,8 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.dump.records import DumpDigest, serialize
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.conftest import EXAMPLE_MIGRATIONS, server_url
+from tests.support.paths import EXAMPLE_MIGRATIONS
+from tests.support.servers import server_url
 
 Record = dict[str, Any]
 

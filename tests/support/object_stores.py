@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_zenmigrate.core.storage import backend_for, parse_location
-from tests.conftest import REPO
+from tests.support.paths import REPO
 
 BACKENDS = ["local", "s3", "gcs", "azure"]
 BUCKET = "zenmigrate-test"
