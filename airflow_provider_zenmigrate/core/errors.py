@@ -61,3 +61,11 @@ class RowsNotRendered(ZenMigrateError):
     Raised by ``BackupReader.rendered_rows`` once its stream is drained, so the session can
     go on in the same snapshot; rows already handed on stay valid.
     """
+
+
+class StorageError(ZenMigrateError, OSError):
+    """A storage operation failed; the message names the location without credentials."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """The dump location does not exist."""
