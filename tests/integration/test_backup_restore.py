@@ -18,7 +18,6 @@ from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.engine_support import (
     line_of,
-    populate_library,
     read_lines,
     reseal,
     restore_side_objects,
@@ -26,30 +25,6 @@ from tests.support.engine_support import (
 )
 from tests.support.identity import fingerprint
 from tests.support.paths import EXAMPLE_MIGRATIONS, FIXTURES
-from tests.support.servers import database_url
-
-
-@pytest.fixture
-def source(utils: MigrationUtils) -> MigrationUtils:
-    populate_library(utils)
-    return utils
-
-
-@pytest.fixture
-def target(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
-    """A second database that already holds other data (a restore must replace it)."""
-    url = database_url(dialect, tmp_path / "target" if dialect == "sqlite" else tmp_path)
-    (tmp_path / "target").mkdir(exist_ok=True)
-    mu = MigrationUtils(url=url, connect_args={}, engine_args={})
-    mu.create_database()
-    with mu.engine.begin() as conn:
-        conn.exec_driver_sql("CREATE TABLE previous_contents (id INTEGER PRIMARY KEY)")
-        conn.exec_driver_sql("INSERT INTO previous_contents (id) VALUES (1), (2)")
-    try:
-        yield mu
-    finally:
-        mu.drop_database()
-        mu.dispose()
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".jsonl.zst"])

@@ -10,14 +10,11 @@ import pytest
 from airflow_provider_zenmigrate.core.catalog import list_backups, prune_backups, verify_backup
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.integration import test_backup_restore as engine_tests
 
 if TYPE_CHECKING:
     from tests.support.object_stores import Store
 
 pytest_plugins = ["tests.support.object_stores"]
-
-source = engine_tests.source  # the example migrations at head, 50 authors, 150 books
 
 
 def _backups(source: MigrationUtils, store: Store, count: int) -> list[str]:

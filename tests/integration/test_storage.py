@@ -30,21 +30,15 @@ from airflow_provider_zenmigrate.core.storage import (
     safe_uri,
 )
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.integration import test_backup_restore as engine_tests
-from tests.integration.test_streaming import _FILL_BIG, MAX_GROWTH_MB
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
-from tests.support.memory import measure_in_child
+from tests.support.memory import FILL_BIG, MAX_GROWTH_MB, measure_in_child
 from tests.support.servers import database_url
 
 if TYPE_CHECKING:
     from tests.support.object_stores import Store
 
 pytest_plugins = ["tests.support.object_stores"]
-
-# The engine tests' fixtures: a populated source and a target that already holds data.
-source = engine_tests.source
-target = engine_tests.target
 
 PART_SIZE = 5 * 1024 * 1024
 KILL_ROWS = 80_000
@@ -132,7 +126,7 @@ print("done", flush=True)
 def _fill_big(mu: MigrationUtils, dialect: str, rows: int) -> None:
     with mu.engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE big (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
-        conn.exec_driver_sql(_FILL_BIG[dialect].format(n=rows))
+        conn.exec_driver_sql(FILL_BIG[dialect].format(n=rows))
 
 
 def test_killed_backup_leaves_no_object(

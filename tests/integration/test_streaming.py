@@ -9,19 +9,10 @@ from pathlib import Path
 from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.memory import measure_in_child
+from tests.support.memory import FILL_BIG, MAX_GROWTH_MB, measure_in_child
 from tests.support.servers import database_url
 
 BIG_ROWS = 300_000
-MAX_GROWTH_MB = 150
-
-_FILL_BIG = {
-    "sqlite": "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) "
-    "INSERT INTO big (id, payload) SELECT i, hex(randomblob(512)) FROM s",
-    "mysql": "INSERT INTO big (id, payload) SELECT seq, REPEAT(MD5(seq), 32) FROM seq_1_to_{n}",
-    "postgresql": "INSERT INTO big (id, payload) "
-    "SELECT i, repeat(md5(i::text), 32) FROM generate_series(1, {n}) i",
-}
 
 
 def test_memory_stays_bounded_for_a_large_table(
@@ -29,7 +20,7 @@ def test_memory_stays_bounded_for_a_large_table(
 ) -> None:
     with utils.engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE big (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
-        conn.exec_driver_sql(_FILL_BIG[dialect].format(n=BIG_ROWS))
+        conn.exec_driver_sql(FILL_BIG[dialect].format(n=BIG_ROWS))
     dump = tmp_path / "big.jsonl.zst"
     url = utils.url.render_as_string(hide_password=False)
     growth, seconds, base = measure_in_child("backup", url, str(dump))
@@ -105,7 +96,7 @@ def test_backup_is_one_consistent_snapshot(
             )
         # Between the two account tables in backup order, and slow enough to read.
         conn.exec_driver_sql("CREATE TABLE m_filler (id INTEGER PRIMARY KEY, payload TEXT)")
-        conn.exec_driver_sql(_FILL_BIG[dialect].replace("big", "m_filler").format(n=100_000))
+        conn.exec_driver_sql(FILL_BIG[dialect].replace("big", "m_filler").format(n=100_000))
     total = 2 * ACCOUNTS * START
     stop = threading.Event()
     moves = 0

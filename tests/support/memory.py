@@ -14,6 +14,18 @@ from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
+#: How much a backup or restore of a large table may grow the peak RSS, in MB: memory must
+#: follow the chunk size, not the table.
+MAX_GROWTH_MB = 150
+#: SQL that fills a table ``big (id, payload)`` with ``{n}`` rows of about 1 KiB, per dialect.
+FILL_BIG = {
+    "sqlite": "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {n}) "
+    "INSERT INTO big (id, payload) SELECT i, hex(randomblob(512)) FROM s",
+    "mysql": "INSERT INTO big (id, payload) SELECT seq, REPEAT(MD5(seq), 32) FROM seq_1_to_{n}",
+    "postgresql": "INSERT INTO big (id, payload) "
+    "SELECT i, repeat(md5(i::text), 32) FROM generate_series(1, {n}) i",
+}
+
 
 def _status_mb(field: str) -> float:
     with open("/proc/self/status") as status:
