@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy
@@ -19,62 +17,21 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.support.command_line import (
+    ZENMIGRATE,
+    assert_one_error_line,
+    child_env,
+    parsed,
+    zm,
+    zm_json,
+    zm_parallel,
+)
 from tests.support.engine_support import populate_library, restore_side_objects
 from tests.support.identity import fingerprint
 from tests.support.paths import EXAMPLE_MIGRATIONS
-from tests.support.servers import SECRET
+from tests.support.servers import SECRET, url_text
 
-ZENMIGRATE = str(Path(sys.executable).parent / "zenmigrate")
 BIG_ROWS = 400_000  # enough that even the fastest backup (MariaDB) reports progress mid-way
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZENMIGRATE_PASSWORD")}
-    env.update(extra)
-    return env
-
-
-def zm(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [ZENMIGRATE, *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=_env(**env),
-        timeout=120,
-        check=False,
-    )
-
-
-def zm_parallel(
-    *commands: tuple[str, ...], stdin: str = "", **env: str
-) -> list[subprocess.CompletedProcess[str]]:
-    """Run independent invocations at once (each one pays the interpreter's start-up)."""
-    processes = [
-        subprocess.Popen(
-            [ZENMIGRATE, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=_env(**env),
-        )
-        for args in commands
-    ]
-    results = []
-    for args, process in zip(commands, processes, strict=True):
-        out, err = process.communicate(stdin, timeout=120)
-        results.append(
-            subprocess.CompletedProcess([ZENMIGRATE, *args], process.returncode, out, err)
-        )
-    return results
-
-
-def parsed(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert data["ok"] is True
-    return dict(data)
 
 
 def make_library(url: URL) -> None:
@@ -83,27 +40,6 @@ def make_library(url: URL) -> None:
         if not utils.database_exists():
             utils.create_database()
         Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).upgrade()
-
-
-def zm_json(*args: str, **env: str) -> dict[str, Any]:
-    result = zm(*args, "--json", **env)
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
-    assert data["ok"] is True
-    return dict(data)
-
-
-def url_text(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
-
-
-def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> str:
-    errors = [line for line in result.stderr.splitlines() if line.startswith("zenmigrate: error:")]
-    assert len(errors) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
 
 
 # -- the whole round trip on every dialect ----------------------------------------------------
@@ -386,7 +322,7 @@ def _interrupt_when_progressing(args: list[str], action: str) -> tuple[int, str]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=_env(ZENMIGRATE_PROGRESS_INTERVAL="0.02"),
+        env=child_env(ZENMIGRATE_PROGRESS_INTERVAL="0.02"),
     )
     assert process.stderr is not None
     seen: list[str] = []

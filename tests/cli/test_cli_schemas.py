@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.cli.test_cli import assert_one_error_line, url_text, zm, zm_json
-from tests.support.servers import database_url
+from tests.support.command_line import assert_one_error_line, zm, zm_json
+from tests.support.servers import database_url, url_text
 
 
 def test_backup_says_what_it_left_out_and_inspect_shows_it(

@@ -203,10 +203,6 @@ def paused_child(spec: dict[str, Any], env: dict[str, str] | None = None) -> Ite
         child.close()
 
 
-def url_text(url: URL) -> str:
-    return url.render_as_string(hide_password=False)
-
-
 # -- database sessions, found and killed server-side -----------------------------------------
 def _admin(dialect: str) -> sqlalchemy.Engine:
     return sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)

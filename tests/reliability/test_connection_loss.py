@@ -32,11 +32,10 @@ from tests.reliability._outage import (
     restore_sessions,
     sessions,
     side_objects,
-    url_text,
 )
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
-from tests.support.servers import database_url
+from tests.support.servers import database_url, url_text
 
 # What each driver says when the server dropped its session: the user must be able to read
 # from the message alone that the connection was lost, not that the dump or data was bad.

@@ -23,10 +23,11 @@ from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.storage import StorageError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.reliability._outage import fill, fill_big, free_bytes, small_filesystem, url_text
+from tests.reliability._outage import fill, fill_big, free_bytes, small_filesystem
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
 from tests.support.paths import REPO
+from tests.support.servers import url_text
 
 BIG_ROWS = 200  # x 1 KiB of hex: about 210 KB as JSON Lines, 110 KB gzipped
 ROOM = 32 * 1024  # what the filler leaves free: a few pages, far less than the dump
