@@ -69,3 +69,13 @@ class StorageError(ZenMigrateError, OSError):
 
 class StorageNotFoundError(StorageError, FileNotFoundError):
     """The dump location does not exist."""
+
+
+class CommandUsageError(ZenMigrateError, ValueError):
+    """The ``zenmigrate`` command line is wrong: a missing or contradictory argument, a URL
+    that names no database (exit code 2)."""
+
+
+class CommandFailed(ZenMigrateError, RuntimeError):
+    """A ``zenmigrate`` command stopped for a reason its message already explains: a refused
+    confirmation, an interrupt, a dump that would not restore (exit code 1)."""
