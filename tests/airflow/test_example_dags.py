@@ -4,33 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk import BaseHook
 from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.support.example_dags import (
+    connection_json,
+    example_dag_bag,
+    task_states,
+)
 from tests.support.identity import fingerprint
 from tests.support.object_stores import Store
 from tests.support.paths import EXAMPLE_MIGRATIONS, REPO
 from tests.support.servers import SECRET, database_url, unique_name
 
-EXAMPLE_DAGS = REPO / "example_dags"
 FAILING = REPO / "example_dags" / "migrations_failing"
 pytest_plugins = ["tests.support.object_stores"]
 
 DAG_IDS = {"zenmigrate_backup_then_migrate", "zenmigrate_nightly_backup", "zenmigrate_restore"}
-
-
-def _bag() -> DagBag:
-    if str(EXAMPLE_DAGS) not in sys.path:
-        sys.path.insert(0, str(EXAMPLE_DAGS))
-    return DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
 
 
 def test_dags_import_without_touching_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,7 +37,7 @@ def test_dags_import_without_touching_a_connection(monkeypatch: pytest.MonkeyPat
         raise AssertionError(f"connection {conn_id!r} read while parsing")
 
     monkeypatch.setattr(BaseHook, "get_connection", classmethod(refuse))
-    bag = _bag()
+    bag = example_dag_bag()
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == DAG_IDS
     assert touched == []
@@ -55,26 +51,6 @@ def _demo_database(utils: MigrationUtils) -> None:
         conn.execute(text("INSERT INTO book (id, author_id, title) VALUES (1, 1, 'Notes')"))
 
 
-def _connection_json(utils: MigrationUtils) -> str:
-    url = utils.url
-    if url.get_backend_name() == "sqlite":
-        return json.dumps({"conn_type": "sqlite", "host": url.database})
-    return json.dumps(
-        {
-            "conn_type": "mysql" if url.get_backend_name() == "mysql" else "postgres",
-            "host": url.host,
-            "port": url.port,
-            "login": url.username,
-            "password": url.password,
-            "schema": url.database,
-        }
-    )
-
-
-def _states(run: Any) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
 def test_backup_then_migrate_success_and_failure(
     airflow_db: Path,
     utils: MigrationUtils,
@@ -85,15 +61,15 @@ def test_backup_then_migrate_success_and_failure(
 ) -> None:
     caplog.set_level(logging.INFO)
     _demo_database(utils)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_TARGET", _connection_json(utils))
-    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_TARGET", connection_json(utils))
+    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert dag is not None
     conf = {"conn_id": "zm_target", "backup_prefix": str(tmp_path / "backups")}
 
     before_failure = fingerprint(utils.url)
     utils.dispose()
     failed = dag.test(run_conf={**conf, "script_location": str(FAILING)})
-    states = _states(failed)
+    states = task_states(failed)
     assert str(failed.state) == "failed", states
     assert states["upgrade"] == "failed"
     assert states["restore_on_failure"] == "success"
@@ -104,7 +80,7 @@ def test_backup_then_migrate_success_and_failure(
     assert "upgrade failed at revision 0004" in "".join(capfd.readouterr()) + caplog.text
 
     succeeded = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
-    states = _states(succeeded)
+    states = task_states(succeeded)
     assert str(succeeded.state) == "success", states
     assert states["upgrade"] == "success"
     assert states["restore_on_failure"] == "skipped"
@@ -116,7 +92,7 @@ def test_backup_then_migrate_success_and_failure(
 
     nothing = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
     assert str(nothing.state) == "success"
-    states = _states(nothing)
+    states = task_states(nothing)
     assert states["check_pending"] == "skipped"
     assert {states[t] for t in ("backup", "upgrade", "restore_on_failure")} == {"skipped"}
     assert states["fail_run"] == states["fail_run_without_backup"] == "skipped"
@@ -150,7 +126,7 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
     utils = MigrationUtils(url=url, connect_args={}, engine_args={})
     try:
         _demo_database(utils)
-        monkeypatch.setenv("AIRFLOW_CONN_ZM_SECRET_DB", _connection_json(utils))
+        monkeypatch.setenv("AIRFLOW_CONN_ZM_SECRET_DB", connection_json(utils))
         assert s3_store.client is not None
         endpoint = s3_store.client.meta.endpoint_url
         monkeypatch.setenv(
@@ -164,7 +140,7 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
                 }
             ),
         )
-        dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+        dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
         assert dag is not None
         prefix = s3_store.prefix.rstrip("/")
         before = fingerprint(utils.url)
@@ -177,7 +153,7 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
                 "script_location": str(FAILING),
             }
         )
-        states = _states(run)
+        states = task_states(run)
         assert str(run.state) == "failed", states
         assert states["restore_on_failure"] == "success"
         utils.dispose()
@@ -203,9 +179,9 @@ def test_nightly_backup_prunes_and_restore_dag_restores_latest(
     airflow_db: Path, utils: MigrationUtils, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _demo_database(utils)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_NIGHTLY", _connection_json(utils))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_NIGHTLY", connection_json(utils))
     prefix = str(tmp_path / "backups")
-    nightly = _bag().get_dag("zenmigrate_nightly_backup")
+    nightly = example_dag_bag().get_dag("zenmigrate_nightly_backup")
     assert nightly is not None
     conf = {"conn_id": "zm_nightly", "backup_prefix": prefix, "keep_last": 2}
     for _ in range(3):
@@ -218,12 +194,12 @@ def test_nightly_backup_prunes_and_restore_dag_restores_latest(
         conn.execute(text("DELETE FROM book"))
         conn.execute(text("UPDATE author SET name = 'changed'"))
     utils.dispose()
-    restore = _bag().get_dag("zenmigrate_restore")
+    restore = example_dag_bag().get_dag("zenmigrate_restore")
     assert restore is not None
     run = restore.test(
         run_conf={"conn_id": "zm_nightly", "uri": "", "latest_under": prefix + "/nightly/"}
     )
-    assert str(run.state) == "success", _states(run)
+    assert str(run.state) == "success", task_states(run)
     utils.dispose()
     assert fingerprint(utils.url) == expected
 
@@ -251,15 +227,15 @@ def test_dags_restore_routines_only_when_allowed(
     with utils.engine.begin() as conn:
         for statement in ROUTINE:
             conn.exec_driver_sql(statement)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_ROUTINES", _connection_json(utils))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_ROUTINES", connection_json(utils))
     prefix = str(tmp_path / "backups")
     before = fingerprint(utils.url)
     utils.dispose()
-    migrate = _bag().get_dag("zenmigrate_backup_then_migrate")
+    migrate = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert migrate is not None
     conf = {"conn_id": "zm_routines", "backup_prefix": prefix, "script_location": str(FAILING)}
     run = migrate.test(run_conf=conf)
-    assert _states(run)["restore_on_failure"] == "success", _states(run)
+    assert task_states(run)["restore_on_failure"] == "success", task_states(run)
     utils.dispose()
     assert fingerprint(utils.url) == before
 
@@ -268,19 +244,19 @@ def test_dags_restore_routines_only_when_allowed(
         conn.execute(text("DELETE FROM book"))
     utils.dispose()
     changed = fingerprint(utils.url)
-    restore = _bag().get_dag("zenmigrate_restore")
+    restore = example_dag_bag().get_dag("zenmigrate_restore")
     assert restore is not None
     conf = {"conn_id": "zm_routines", "uri": str(dump), "latest_under": ""}
     caplog.set_level(logging.INFO)
     capfd.readouterr()
     refused = restore.test(run_conf=conf)
-    assert str(refused.state) == "failed", _states(refused)
+    assert str(refused.state) == "failed", task_states(refused)
     output = "".join(capfd.readouterr()) + caplog.text
     assert "function 'title_trim'" in output and "allow_routines=True" in output
     utils.dispose()
     assert fingerprint(utils.url) == changed
     allowed = restore.test(run_conf={**conf, "allow_routines": True})
-    assert str(allowed.state) == "success", _states(allowed)
+    assert str(allowed.state) == "success", task_states(allowed)
     utils.dispose()
     assert fingerprint(utils.url) == before
 
@@ -300,12 +276,12 @@ def test_backup_fails_nothing_restored_run_fails(
     """No backup: the upgrade never ran, the restore is skipped saying why, the run is red."""
     caplog.set_level(logging.INFO)
     _demo_database(utils)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_NO_BACKUP", _connection_json(utils))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_NO_BACKUP", connection_json(utils))
     blocker = tmp_path / "a_file"  # a regular file: no folder can be made below it
     blocker.write_text("not a folder")
     before = fingerprint(utils.url)
     utils.dispose()
-    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert dag is not None
     capfd.readouterr()
     run = dag.test(
@@ -316,7 +292,7 @@ def test_backup_fails_nothing_restored_run_fails(
             "script_location": str(FAILING),
         }
     )
-    states = _states(run)
+    states = task_states(run)
     assert str(run.state) == "failed", states
     assert states["check_pending"] == "success"
     assert states["backup"] == "failed"
@@ -342,11 +318,11 @@ def test_undefined_connection_says_how_to_create_it(
     """A DAG copied where its connection does not exist fails naming the connection to add."""
     caplog.set_level(logging.INFO)
     conn_id = unique_name("zm_undefined")
-    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert dag is not None
     capfd.readouterr()
     run = dag.test(run_conf={"conn_id": conn_id, "backup_prefix": str(tmp_path / "backups")})
-    states = _states(run)
+    states = task_states(run)
     assert str(run.state) == "failed", states
     assert states["check_pending"] == "failed"
     assert states["backup"] == states["upgrade"] == "upstream_failed"
@@ -377,10 +353,10 @@ def test_restore_runs_after_a_first_revision_rolled_back(
     with utils.engine.begin() as conn:
         conn.execute(text("CREATE TABLE note (id integer PRIMARY KEY, body text NOT NULL)"))
         conn.execute(text("INSERT INTO note VALUES (1, 'kept'), (2, 'also kept')"))
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_FIRST_FAILS", _connection_json(utils))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_FIRST_FAILS", connection_json(utils))
     before = fingerprint(utils.url)
     utils.dispose()
-    dag = _bag().get_dag("zenmigrate_backup_then_migrate")
+    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert dag is not None
     run = dag.test(
         run_conf={
@@ -389,7 +365,7 @@ def test_restore_runs_after_a_first_revision_rolled_back(
             "script_location": str(FIRST_FAILS),
         }
     )
-    states = _states(run)
+    states = task_states(run)
     assert str(run.state) == "failed", states
     assert states["upgrade"] == "failed"
     assert states["restore_on_failure"] == "success"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.airflow.test_example_dags import _bag, _connection_json, _states
+from tests.support.example_dags import connection_json, example_dag_bag, task_states
 from tests.support.servers import pg_script
 
 
@@ -20,11 +20,11 @@ def test_schema_arguments_are_templated(
 ) -> None:
     utils = MigrationUtils(url=two_schemas, connect_args={}, engine_args={})
     libpq = two_schemas.set(drivername="postgresql").render_as_string(hide_password=False)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_SCHEMAS", _connection_json(utils))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_SCHEMAS", connection_json(utils))
     prefix = str(tmp_path / "backups")
     nightly, restore = (
-        _bag().get_dag("zenmigrate_nightly_backup"),
-        _bag().get_dag("zenmigrate_restore"),
+        example_dag_bag().get_dag("zenmigrate_nightly_backup"),
+        example_dag_bag().get_dag("zenmigrate_restore"),
     )
     assert nightly is not None and restore is not None
     try:
@@ -41,13 +41,15 @@ def test_schema_arguments_are_templated(
         run_conf = {"conn_id": "zm_schemas", "uri": str(dump), "latest_under": ""}
         # Told to leave app alone, the restore refuses the dump that holds it: nothing changes.
         refused = restore.test(run_conf={**run_conf, "exclude_schemas": "app"})
-        assert _states(refused) == {"restore": "failed"}
+        assert task_states(refused) == {"restore": "failed"}
         with psycopg.connect(libpq) as conn:
             assert conn.execute(b"SELECT count(*) FROM app.t").fetchone() == (3,)
-        restore = _bag().get_dag("zenmigrate_restore")  # a test run renders its tasks in place
+        restore = example_dag_bag().get_dag(
+            "zenmigrate_restore"
+        )  # a test run renders its tasks in place
         assert restore is not None
         restored = restore.test(run_conf={**run_conf, "no_owner": True})
-        assert _states(restored) == {"restore": "success"}
+        assert task_states(restored) == {"restore": "success"}
         with psycopg.connect(libpq) as conn:
             assert conn.execute(b"SELECT count(*) FROM app.t").fetchone() == (2,)
             # scratch was not in the dump: left alone.
