@@ -307,6 +307,62 @@ def test_no_secret_in_logs_or_errors(
         assert not leaks, f"{name} leaked: {leaks[:3]}"
 
 
+# -- without the cloud SDKs ------------------------------------------------------------------
+# A child process in which the SDKs cannot be imported, as where the package was installed
+# without its [s3], [gcs] or [azure] extra (None in sys.modules makes an import fail).
+_WITHOUT_SDKS = """
+import sys
+for name in ("boto3", "botocore", "google.cloud.storage", "azure.storage.blob"):
+    sys.modules[name] = None
+from airflow_provider_zenmigrate.core.catalog import list_backups
+from airflow_provider_zenmigrate.core.storage import StorageError
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
+
+folder = sys.argv[1]
+mu = MigrationUtils(url=f"sqlite:///{folder}/app.db", connect_args={}, engine_args={})
+with mu.engine.begin() as conn:
+    conn.exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.exec_driver_sql("INSERT INTO t VALUES (1, 'local files need no SDK')")
+mu.backup_database_to_file(f"{folder}/app.jsonl.zst")
+print("restored", mu.restore_database_from_file(f"{folder}/app.jsonl.zst").tables)
+for uri in sys.argv[2:]:
+    for action in (mu.backup_database_to_file, list_backups):
+        try:
+            action(uri)
+        except StorageError as error:
+            print("refused", error)
+mu.dispose()
+"""
+
+
+def test_a_store_without_its_sdk_names_the_extra(tmp_path: Path) -> None:
+    uris = {
+        "s3": "s3://KEY:SECRET@bucket/app/1.jsonl",
+        "gcs": "gs://bucket/app/1.jsonl",
+        "azure": "azure://container/app/1.jsonl?sig=SECRET",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SDKS, str(tmp_path), *uris.values()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "restored {'t': 1}"
+    names = {"s3": "the AWS SDK (boto3)", "gcs": "the Google Cloud Storage SDK"}
+    names["azure"] = "the Azure Blob Storage SDK"
+    expected = []
+    for extra, uri in uris.items():
+        message = (
+            f"refused {safe_uri(uri)} needs {names[extra]}, which is not installed: "
+            f"pip install 'airflow-provider-zenmigrate[{extra}]'"
+        )
+        expected += [message, message]  # the backup and the listing alike
+    assert lines[1:] == expected
+    assert "SECRET" not in done.stdout + done.stderr
+
+
 # -- throughput and memory -------------------------------------------------------------------
 # 1M rows on SQLite; 300k on the servers keeps the suite short (set the variable for 1M there).
 THROUGHPUT_ROWS = os.environ.get("ZENMIGRATE_THROUGHPUT_ROWS")
