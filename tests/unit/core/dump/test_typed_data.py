@@ -22,7 +22,7 @@ from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_f
 from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.dump.typed_data import DataDecoders, DecodedRows
 from airflow_provider_zenmigrate.core.errors import DumpFormatError
-from tests.reliability._hostile import sealed
+from tests.support.dumps import sealed
 
 NAMES = ["id", "a b; DROP TABLE x", "Ünïcødé", ""]
 
