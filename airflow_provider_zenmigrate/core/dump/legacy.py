@@ -13,8 +13,9 @@ from collections.abc import KeysView
 from typing import Any
 
 from ..errors import DumpFormatError, UnsafeDumpError
+from ..sql_lexer import PORTABLE, Token, lex, significant
 from .records import Record
-from .safety import _tokens, _unquote, check_statement
+from .safety import check_statement
 
 #: The fields each kind of record may hold (the key that names the kind first).
 _FIELDS = {
@@ -117,7 +118,7 @@ def index_name(statement: str, table: str) -> str:
     """
     label = f"index of {table!r}"
     try:
-        tokens = _tokens(statement)
+        tokens = significant(lex(statement, PORTABLE))
     except UnsafeDumpError as exc:
         raise UnsafeDumpError(f"{label}: {exc}") from None
     words = [t.upper() if k == "word" else t for k, t in tokens]
@@ -127,11 +128,11 @@ def index_name(statement: str, table: str) -> str:
     i += 1
     if i >= len(tokens) or tokens[i][0] not in _NAMES or words[i] in ("IF", "ON"):
         raise UnsafeDumpError(f"{label}: no index name after INDEX")
-    index = _unquote(*tokens[i])
+    index = tokens[i].unquoted()
     if words[i + 1 : i + 2] != ["ON"]:
         raise UnsafeDumpError(f"{label}: expected ON {table} after the index name")
-    target = tokens[i + 2] if i + 2 < len(tokens) else ("", "")
-    found = _unquote(*target) if target[0] in _NAMES else ""
+    target = tokens[i + 2] if i + 2 < len(tokens) else Token("", "")
+    found = target.unquoted() if target[0] in _NAMES else ""
     if words[i + 3 : i + 4] == ["."]:
         raise UnsafeDumpError(f"{label}: qualified names are not allowed ({found}.…)")
     if found != table and not (target[0] == "word" and found.lower() == table.lower()):

@@ -17,6 +17,7 @@ from typing import Any
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ...dump.safety import check_statement
 from ...errors import UnsafeDumpError, ZenMigrateError
+from ...sql_lexer import POSTGRESQL
 
 #: Object types whose statement may hold semicolons inside its body (BEGIN ATOMIC ... END):
 #: the extended protocol runs one statement per call, so nothing can follow the body.
@@ -85,12 +86,21 @@ class PgStatementRules:
         self, statement: str, what: str, name: str, schema: str, named: bool = True, **kw: Any
     ) -> None:
         """Refuse ``statement`` unless it only creates ``name`` (in ``schema``; qualified
-        when the record ``named`` its schema)."""
+        when the record ``named`` its schema), lexed as the restore's sessions lex it
+        (standard_conforming_strings on) besides the portable lexings."""
         if self.schemas is None:
-            check_statement(statement, what, name, **kw)
+            check_statement(statement, what, name, rules=POSTGRESQL, **kw)
         else:
             qualified = schema if what in QUALIFIED_TYPES and named else None
-            check_statement(statement, what, name, schema=qualified, schemas=self.schemas, **kw)
+            check_statement(
+                statement,
+                what,
+                name,
+                rules=POSTGRESQL,
+                schema=qualified,
+                schemas=self.schemas,
+                **kw,
+            )
 
     def check_table_statement(self, table: TableSpec) -> str:
         """Refuse a table record that does more than create its table, or whose
