@@ -1,4 +1,4 @@
-"""The seed's ``Alembic`` wrapper: run a user's migration scripts against an engine.
+"""The ``Alembic`` wrapper (ZenML's API): run a user's migration scripts against an engine.
 
 Two ways to configure it:
 
@@ -63,6 +63,22 @@ def _escape(value: str) -> str:
     return value.replace("%", "%%")
 
 
+def current_revisions(
+    engine: Engine,
+    *,
+    version_table: str = DEFAULT_VERSION_TABLE,
+    version_table_schema: str | None = None,
+) -> list[str]:
+    """The revisions recorded in ``engine``'s database (empty for an unversioned one).
+
+    What :meth:`Alembic.current_revisions` reads, for a caller that has no migration scripts
+    to build the wrapper from (``zenmigrate current`` without ``--scripts``).
+    """
+    opts = {"version_table": version_table, "version_table_schema": version_table_schema}
+    with engine.connect() as conn:
+        return list(MigrationContext.configure(conn, opts=opts).get_current_heads())
+
+
 # Alembic exposes no public function that turns (target, current heads) into migration
 # steps; alembic.command uses these ScriptDirectory methods itself. They are the only
 # private Alembic API this package touches, all here.
@@ -84,7 +100,7 @@ class Alembic:
     def __init__(
         self,
         engine: Engine,
-        metadata: MetaData = MetaData(),  # noqa: B008 - the seed's default
+        metadata: MetaData = MetaData(),  # noqa: B008 - ZenML's default
         context: EnvironmentContext | None = None,
         *,
         script_location: str | os.PathLike[str] | None = None,
@@ -159,9 +175,11 @@ class Alembic:
 
     def current_revisions(self) -> list[str]:
         """Get the current database revisions (empty for an unversioned database)."""
-        with self.engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts=self._version_opts())
-            return list(ctx.get_current_heads())
+        return current_revisions(
+            self.engine,
+            version_table=self.version_table,
+            version_table_schema=self.version_table_schema,
+        )
 
     def head_revisions(self) -> list[str]:
         """Get the head revisions of the migration scripts."""

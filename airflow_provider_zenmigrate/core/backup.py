@@ -22,6 +22,10 @@ from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serial
 from .errors import RowsNotRendered
 
 logger = logging.getLogger(__name__)
+#: The logger of backup progress lines (for Airflow's task logs): a caller reporting progress
+#: from its own ``on_record`` callback, as the command line does, silences this one logger.
+PROGRESS_LOGGER = f"{__name__}.progress"
+progress_logger = logging.getLogger(PROGRESS_LOGGER)
 
 DEFAULT_CHUNK_ROWS = 2000
 #: Rows fetched from the server at a time, and the size a data record aims at.
@@ -63,7 +67,8 @@ class BackupResult:
 
 
 class ProgressLog:
-    """Logs tables done, rows and rate at most every :data:`PROGRESS_EVERY` seconds."""
+    """Logs tables done, rows and rate at most every :data:`PROGRESS_EVERY` seconds (to
+    :data:`PROGRESS_LOGGER`)."""
 
     def __init__(self, action: str, tables: int) -> None:
         self.action = action
@@ -79,7 +84,7 @@ class ProgressLog:
         if now - self._last >= PROGRESS_EVERY or (table_done and self.done == self.tables):
             self._last = now
             rate = self.rows / max(now - self.started, 1e-9)
-            logger.info(
+            progress_logger.info(
                 "%s progress: %d/%d tables, %d rows, %.0f rows/s",
                 self.action,
                 self.done,
@@ -141,7 +146,9 @@ def _rendered_records(
         yield rows, blocks
 
 
-def _after(batches: Iterator[list[tuple[Any, ...]]], skip: int) -> Iterator[list[tuple[Any, ...]]]:
+def _skip_rows(
+    batches: Iterator[list[tuple[Any, ...]]], skip: int
+) -> Iterator[list[tuple[Any, ...]]]:
     """The batches without their first ``skip`` rows: those a rendered stream that stopped
     (RowsNotRendered, rare) had already written; read again rather than asked of every
     dialect as an offset."""
@@ -240,7 +247,7 @@ def iter_backup(
             # not make a record, or the memory it takes, grow with chunk_rows.
             # No name holds the row stream: a consumer that stops early finalises it with the
             # loop, before the reader's session is cleaned up.
-            for batch in _after(reader.rows(table, min(chunk_rows, FETCH_ROWS)), rows_done):
+            for batch in _skip_rows(reader.rows(table, min(chunk_rows, FETCH_ROWS)), rows_done):
                 if native:
                     pending.extend(dict(zip(names, row, strict=True)) for row in batch)
                 else:

@@ -20,6 +20,9 @@ How a complete backup is known cheaply
 rules a restore applies (:mod:`.preflight`: trailer, per-table checksums and row counts,
 overall digest, routines, each statement's safety; a target server's roles and extensions
 when given one) without running any of it, and reports what it found.
+
+:func:`find_backup` reads what the manifest of one dump says (cheap: sizes for progress);
+:func:`inspect_backup` reads the dump itself and describes it (header, tables, objects).
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .dump.model import RestoreOptions
-from .dump.reader import entries_from_stream
+from .dump.reader import DumpVerifier, entries_from_stream
 from .dump.records import Record
 from .errors import DumpError
 from .preflight import DumpRules
 from .storage import (
+    Backend,
+    Location,
     ObjectInfo,
     StorageError,
     StorageNotFoundError,
@@ -93,7 +98,7 @@ class VerifyReport:
     trailer_ok: bool = False
     size: int | None = None
     manifest_ok: bool | None = None
-    #: The dump has no header or trailer (the seed's format), accepted as unverifiable.
+    #: The dump has no header or trailer (the legacy (unverified) format), accepted as such.
     unverified: bool = False
     #: Whether a target server's rules (roles, extensions) were applied.
     target_checked: bool = False
@@ -145,7 +150,7 @@ def write_manifest(
     return manifest
 
 
-def _read_manifest(backend: Any, key: str) -> dict[str, Any] | None:
+def _read_manifest(backend: Backend, key: str) -> dict[str, Any] | None:
     try:
         manifest = json.loads(backend.read_bytes(key))
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged object: not ours
@@ -167,6 +172,28 @@ def _created(header: dict[str, Any], fallback: dt.datetime | None) -> dt.datetim
         return dt.datetime.fromisoformat(str(header["created_at"]))
     except (KeyError, ValueError):
         return fallback or dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def _backup_info(
+    location: Location,
+    dump_key: str,
+    dump: ObjectInfo,
+    manifest: dict[str, Any],
+    modified: dt.datetime | None,
+) -> BackupInfo:
+    header = manifest["header"]
+    return BackupInfo(
+        uri=location.with_key(dump_key),
+        size=dump.size,
+        created_at=_created(header, modified),
+        database=header.get("database"),
+        dialect=header.get("dialect"),
+        revisions=list(header.get("revisions") or []),
+        server_version=header.get("server_version"),
+        tool_version=header.get("tool_version"),
+        tables=dict(manifest.get("tables") or {}),
+        digest=manifest.get("digest"),
+    )
 
 
 def list_backups(
@@ -199,21 +226,7 @@ def list_backups(
                     safe_uri(location.with_key(dump_key)),
                 )
                 continue
-            header = manifest["header"]
-            found.append(
-                BackupInfo(
-                    uri=location.with_key(dump_key),
-                    size=dump.size,
-                    created_at=_created(header, info.modified),
-                    database=header.get("database"),
-                    dialect=header.get("dialect"),
-                    revisions=list(header.get("revisions") or []),
-                    server_version=header.get("server_version"),
-                    tool_version=header.get("tool_version"),
-                    tables=dict(manifest.get("tables") or {}),
-                    digest=manifest.get("digest"),
-                )
-            )
+            found.append(_backup_info(location, dump_key, dump, manifest, info.modified))
     found.sort(key=lambda b: (b.created_at, b.uri), reverse=True)
     return found
 
@@ -308,3 +321,115 @@ def verify_backup(
                 and manifest.get("digest") == verifier.trailer.get("digest")
             )
     return report
+
+
+def find_backup(uri: str, transport_params: dict[str, Any] | None = None) -> BackupInfo | None:
+    """The backup at ``uri`` as :func:`list_backups` would list it, from its manifest alone;
+    ``None`` when it has no manifest of ours that matches it (the dump may still be whole:
+    only :func:`verify_backup` can tell).
+
+    Raises:
+        StorageNotFoundError: If nothing exists at ``uri``.
+    """
+    backend = backend_for(uri, transport_params)
+    location = backend.location
+    with translated_errors("describing", location):
+        dump = backend.stat(location.key)
+        if dump is None:
+            raise StorageNotFoundError(f"backup not found: {location.safe}")
+    manifest = _read_manifest(backend, manifest_key(location.key))
+    if manifest is None or manifest["size"] != dump.size:
+        return None
+    return _backup_info(location, location.key, dump, manifest, dump.modified)
+
+
+@dataclass
+class TableContents:
+    """One table of a dump, as :func:`inspect_backup` counted it."""
+
+    rows: int = 0
+    #: Bytes of its lines in the dump, uncompressed (its table record and data records).
+    bytes: int = 0
+    columns: int = 0
+
+
+@dataclass
+class BackupInspection:
+    """What :func:`inspect_backup` read in a dump; ``error`` says where it stopped reading."""
+
+    uri: str
+    #: The stored (possibly compressed) size; ``None`` when the store does not say.
+    size: int | None
+    uncompressed: int
+    #: The header without its ``kind`` (empty for the legacy (unverified) format).
+    header: dict[str, Any]
+    tables: dict[str, TableContents]
+    #: How many objects of each kind (``view``, ``trigger``, ...) the dump holds.
+    objects: dict[str, int]
+    #: Complete and matching its trailer.
+    verified: bool
+    #: The legacy (unverified) format: no header and no trailer.
+    legacy: bool
+    error: str | None = None
+
+    @property
+    def revision(self) -> str | None:
+        """The Alembic revision at backup time (heads joined by ``+`` when several)."""
+        revisions = self.header.get("revisions") or []
+        return "+".join(revisions) if revisions else None
+
+    @property
+    def rows(self) -> int:
+        return sum(t.rows for t in self.tables.values())
+
+
+def inspect_backup(uri: str, transport_params: dict[str, Any] | None = None) -> BackupInspection:
+    """Read the whole dump at ``uri`` and describe it: header, tables with their columns,
+    rows and bytes, objects by kind, and whether it is complete and matches its trailer.
+
+    A dump in the legacy (unverified) format is described too. A damaged dump is described
+    as far as it could be read, with the reason in ``error``; no statement is checked (that
+    is :func:`verify_backup`'s work).
+
+    Raises:
+        StorageNotFoundError: If nothing exists at ``uri``.
+        StorageError: If the store cannot be read.
+    """
+    verifier = DumpVerifier(allow_unverified=True)
+    tables: dict[str, TableContents] = {}
+    objects: dict[str, int] = {}
+    error: str | None = None
+    total = 0
+    try:
+        with open_for_read(uri, transport_params) as stream:
+            for line, record, raw in entries_from_stream(stream):
+                size = len(raw) + 1 if raw is not None else 0
+                total += size
+                checked = verifier.check(line, record, raw)
+                kind = checked.get("kind")
+                if kind == "table":
+                    columns = len(checked.get("columns") or [])
+                    tables[checked["table"]] = TableContents(bytes=size, columns=columns)
+                elif kind == "data":
+                    table = tables[checked["table"]]
+                    table.rows += len(checked["data"])
+                    table.bytes += size
+                elif kind == "object":
+                    object_type = str(checked.get("object_type"))
+                    objects[object_type] = objects.get(object_type, 0) + 1
+            verifier.finish()
+    except DumpError as exc:
+        error = str(exc)
+    backend = backend_for(uri, transport_params)
+    info = backend.stat(backend.location.key)
+    return BackupInspection(
+        uri=safe_uri(uri),
+        size=info.size if info else None,
+        uncompressed=total,
+        header={k: v for k, v in (verifier.header or {}).items() if k != "kind"},
+        tables=tables,
+        objects=objects,
+        verified=error is None and verifier.trailer is not None,
+        legacy=verifier.legacy,
+        error=error,
+    )

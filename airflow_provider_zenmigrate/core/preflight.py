@@ -10,7 +10,8 @@ before running it, and the dry runs read the same records through the same class
 - routines (functions, procedures, aggregates, events) only with ``allow_routines``;
 - each table and object statement through the checks the dialect's restore writer calls
   (:func:`.dialects.statement_rules`): the target's dialect when there is a target, else the
-  dialect the dump's header names (the seed's MySQL for a dump without header);
+  dialect the dump's header names (MySQL for a dump without header: ZenML's legacy
+  format comes from MySQL only);
 - with a target: the roles records name (PostgreSQL: as owner, grantee, policy or
   default-privilege role, as far as the restore's options keep them) and the extensions
   they create exist on the target server, or can be created there
@@ -37,7 +38,7 @@ from .dump.records import Record
 from .dump.safety import check_routine_allowed
 from .errors import DumpError, DumpFormatError, MissingRequirementError, UnsupportedDatabaseError
 
-#: The dialect of a dump without header: the seed's system backs up MySQL only.
+#: The dialect of a dump without header: ZenML's legacy format comes from MySQL only.
 LEGACY_DIALECT = "mysql"
 #: Errors a malformed record's value raises in a check: the dump's fault, reported as such.
 _MALFORMED = (ValueError, TypeError, AttributeError, KeyError, ArithmeticError)
@@ -119,7 +120,7 @@ class DumpRules:
             self._statements = self._header_rules(line, checked)
         if kind not in ("table", "object"):
             return checked
-        if self._statements is None:  # no header: the seed's format
+        if self._statements is None:  # no header: the legacy (unverified) format
             self._statements = statement_rules(self.dialect or LEGACY_DIALECT, None)
         try:
             if kind == "object":  # refused before anything of it runs

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.engine import Engine
 
 from .dialects import get_dialect
 from .dialects.base import RestoreWriter
 from .dump.model import ColumnSpec, RestoreOptions, TableSpec
-from .dump.reader import Entry
+from .dump.reader import Entry, entries_from_stream
 from .dump.records import Record
 from .dump.typed_data import DecodedRows
 from .errors import (
@@ -26,8 +26,14 @@ from .errors import (
     RestoreInProgressError,
 )
 from .preflight import DumpRules, object_spec
+from .storage import open_for_read, safe_uri
 
 logger = logging.getLogger(__name__)
+
+#: Sees every record a restore has checked and applied, in order, with its line as read
+#: (``None`` for records given in memory): the restore's progress, as ``on_record`` is the
+#: backup's. A data record's ``data`` is a sequence of rows (its ``len`` is the row count).
+RecordObserver = Callable[[Record, bytes | None], None]
 
 
 @dataclass
@@ -44,7 +50,9 @@ class RestoreSummary:
 
 
 @dataclass
-class _Table:
+class _StagedTable:
+    """A table being loaded into the staging area: its spec and its columns in load order."""
+
     spec: TableSpec
     names: list[str]
     created: bool = True
@@ -80,23 +88,23 @@ class _Loader:
 
     def __init__(self, writer: RestoreWriter) -> None:
         self.writer = writer
-        self.tables: dict[str, _Table] = {}
+        self.tables: dict[str, _StagedTable] = {}
 
     def apply(self, record: Record) -> None:
         kind = record["kind"]
         if kind == "table":
             spec = table_spec(record)
             self.writer.create_table(spec)
-            self.tables[spec.name] = _Table(spec, [c.name for c in spec.columns])
+            self.tables[spec.name] = _StagedTable(spec, [c.name for c in spec.columns])
         elif kind == "data":
             self._load(self.tables[record["table"]], record["data"])
         elif kind == "object":
             self.writer.create_object(object_spec(record))
 
-    def _load(self, table: _Table, data: Sequence[dict[str, Any]]) -> None:
+    def _load(self, table: _StagedTable, data: Sequence[dict[str, Any]]) -> None:
         if not data:
             return
-        if not table.names:  # the seed's dumps declare no columns: take them from the rows
+        if not table.names:  # legacy (unverified) dumps declare no columns: take the rows'
             names = list(data[0])
             table.names = names
             columns = tuple(ColumnSpec(name=n, codec="native") for n in names)
@@ -132,6 +140,7 @@ def restore_entries(
     allow_unverified: bool = False,
     allow_routines: bool = False,
     options: RestoreOptions | None = None,
+    on_record: RecordObserver | None = None,
 ) -> RestoreSummary:
     """Restore a dump into ``engine``'s (existing) database, atomically.
 
@@ -140,6 +149,7 @@ def restore_entries(
     ``allow_routines`` trusts the dump's functions, procedures, aggregates and events: their
     bodies are code the server runs, which the safety checks cannot fully read.
     ``options`` say how owners, privileges and schemas are treated (PostgreSQL).
+    ``on_record`` is told of each record once it was applied (see :data:`RecordObserver`).
     """
     # The rules dry runs apply too (see .preflight), checked before anything of a record runs.
     rules = DumpRules(
@@ -171,6 +181,8 @@ def restore_entries(
                     f"({type(exc).__name__}: {exc})",
                     line,
                 ) from exc
+            if on_record is not None:
+                on_record(checked, raw)
         rules.finish()
         writer.begin(verifier.header)
         summary = RestoreSummary(header=verifier.header, verified=not verifier.legacy)
@@ -185,3 +197,55 @@ def restore_entries(
         writer.swap()
     logger.info("restored %d tables, %d rows", len(summary.tables), summary.rows)
     return summary
+
+
+class RestoreTarget(Protocol):
+    """The database a restore replaces, as :class:`.utils.MigrationUtils` describes one
+    (a protocol, so this module needs nothing of the facade above it)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def safe_url(self) -> str: ...
+
+    @property
+    def restore_options(self) -> RestoreOptions: ...
+
+    @property
+    def transport_params(self) -> dict[str, Any] | None: ...
+
+    def database_exists(self) -> bool: ...
+
+    def create_database(self) -> None: ...
+
+
+def restore_from_uri(
+    target: RestoreTarget,
+    uri: str,
+    *,
+    allow_unverified: bool = False,
+    allow_routines: bool = False,
+    on_record: RecordObserver | None = None,
+) -> RestoreSummary:
+    """Restore ``target``'s database from the dump at ``uri`` (any location of
+    :mod:`.storage`), verifying it as it streams; see :func:`restore_entries`.
+
+    The target database is created when it is missing, but only once the dump was opened:
+    a dump that does not exist creates nothing.
+
+    Raises:
+        StorageNotFoundError: If nothing exists at ``uri``.
+    """
+    logger.info("restoring %s from %s", target.safe_url, safe_uri(uri))
+    with open_for_read(uri, target.transport_params) as stream:
+        if not target.database_exists():
+            target.create_database()
+        return restore_entries(
+            target.engine,
+            entries_from_stream(stream),
+            allow_unverified=allow_unverified,
+            allow_routines=allow_routines,
+            options=target.restore_options,
+            on_record=on_record,
+        )

@@ -2,10 +2,10 @@
 
 Data records are almost all of a dump. Parsed generically, every row becomes a dict whose
 keys are then compared with the declared columns and whose values are picked out again
-column by column: 45% of a PostgreSQL restore's main-thread CPU on dataset (a). msgspec
-decodes such a line straight into one small object per row, with a field per declared
-column, and refuses a missing or an unknown key while it parses: the same check, in less
-than half the time (1.2 s against 2.6 s per 1M rows, parsing and picking columns).
+column by column, which dominates a restore's main-thread CPU. msgspec decodes such a line
+straight into one small object per row, with a field per declared column, and refuses a
+missing or an unknown key while it parses: the same check in less than half the time (see
+docs/performance.md).
 
 This is only a faster way to the same records. A line it does not take (not in the
 backup's own shape, a table not declared, a column name msgspec cannot match: one holding
@@ -70,7 +70,9 @@ class DecodedRows(Sequence[dict[str, Any]]):
         return dict(zip(self.names, msgspec.structs.astuple(row), strict=True))
 
 
-class _TableDecoder:
+class _DataRecordDecoder:
+    """Decodes one table's data records straight into row objects of its declared columns."""
+
     def __init__(self, names: tuple[str, ...]) -> None:
         fields = [f"f{i}" for i in range(len(names))]
         row = msgspec.defstruct(
@@ -93,7 +95,7 @@ class DataDecoders:
     """The decoders of one dump's tables, learnt from its table records as they pass."""
 
     def __init__(self) -> None:
-        self._tables: dict[str, _TableDecoder] = {}
+        self._tables: dict[str, _DataRecordDecoder] = {}
 
     def declare(self, record: Any) -> None:
         """Learn a table record's columns; one the verifier will refuse, or whose names
@@ -108,7 +110,7 @@ class DataDecoders:
         if not all(isinstance(n, str) and _UNMATCHABLE.isdisjoint(n) for n in names):
             return
         if len(set(names)) == len(names):
-            self._tables[name] = _TableDecoder(tuple(names))
+            self._tables[name] = _DataRecordDecoder(tuple(names))
 
     def decode(self, raw: bytes) -> dict[str, Any] | None:
         """The data record of ``raw``, or None: then parse it generically."""

@@ -1,0 +1,51 @@
+"""``zenmigrate``: backups, restores and migrations from a shell, over the same core.
+
+Exit codes: 0 success, 1 operational failure (including a run interrupted with Ctrl-C and a
+refused confirmation), 2 usage error. Errors print one line on stderr (``--debug`` adds the
+traceback) and never a password. ``--json`` prints the result as one JSON object on
+stdout; progress and logs always go to stderr, as a progress bar on a terminal and as plain
+log lines otherwise (``--quiet`` silences both).
+
+Airflow is imported only when ``--airflow-conn`` is given.
+
+Modules: :mod:`.parser` (argparse, built from the commands), :mod:`.commands` (one function
+per command, each over one public core function), :mod:`.output` (results, progress,
+errors), :mod:`.databases` (a URL or Airflow connection to ``MigrationUtils``),
+:mod:`.exits` (exit codes, Ctrl-C, the one line an error becomes).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+
+from ..core.errors import CommandUsageError
+from .exits import EXIT_FAILURE, EXIT_USAGE, describe, on_sigint
+from .output import Output
+from .parser import build_parser
+
+__all__ = ["build_parser", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit code (the console script exits with it)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    out = Output(args)
+    out.setup_logging()
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return int(args.func(args, out))
+    except CommandUsageError as exc:
+        out.error(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one line and exit code 1
+        if out.debug:
+            print(out.redact(traceback.format_exc()), file=sys.stderr, end="")
+        out.error(describe(exc))
+        return EXIT_FAILURE

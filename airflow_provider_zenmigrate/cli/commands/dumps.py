@@ -1,0 +1,320 @@
+"""The commands that make, check and restore dumps, and copy a database on its server.
+
+Each calls one public core function and prints what it returns; the docstring's first
+paragraph is the command's help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING, Any
+
+from ...core.errors import CommandFailed
+from ...core.storage import safe_uri
+from ..databases import dispose, estimate, make_utils, user_tables, with_transport
+from ..exits import EXIT_OK, interrupted
+from ..output import Output, Progress, confirm, size, spinner
+
+if TYPE_CHECKING:
+    from ...core.catalog import BackupInspection, VerifyReport
+    from ...core.utils import MigrationUtils
+
+#: What ``verify`` cannot check without a target server.
+VERIFY_TARGET_NOTE = (
+    "dump rules only: the roles and extensions a target server must have are checked by "
+    "restore --dry-run"
+)
+
+
+def cmd_backup(args: argparse.Namespace, out: Output) -> int:
+    """back up a database to a file or object"""
+    utils = with_transport(args, make_utils(args, out, args.db_url))
+    try:
+        if not utils.database_exists():
+            raise CommandFailed(f"database {utils.safe_url} does not exist")
+        tables, rows = estimate(utils)
+        with Progress(out, "backup", tables, rows) as progress:
+            try:
+                result = utils.backup_database_to_file(args.dest_uri, on_record=progress.record)
+            except BaseException as exc:
+                if not interrupted(exc):
+                    raise
+                raise CommandFailed(
+                    f"interrupted: nothing was published at {safe_uri(args.dest_uri)}"
+                ) from None
+    finally:
+        dispose(utils)
+    manifest = result.manifest()
+    out.result(
+        {**manifest, "table_rows": result.tables},
+        lambda: out.text(
+            f"backed up {utils.safe_url} to {result.uri}: {len(result.tables)} tables, "
+            f"{result.rows:,} rows, {size(result.bytes)} in {result.seconds:.1f}s "
+            f"(revision {manifest['revision'] or 'none'})"
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace, out: Output) -> int:
+    """restore a database from a dump (atomically)"""
+    from ...core.catalog import find_backup
+    from ...core.restore import restore_from_uri
+
+    utils = with_transport(args, make_utils(args, out, args.db_url))
+    source = safe_uri(args.source_uri)
+    try:
+        listed = find_backup(args.source_uri, utils.transport_params)
+        existing = user_tables(utils)
+        if args.dry_run:
+            return _restore_dry_run(args, out, utils, existing)
+        question = (
+            f"{utils.safe_url} holds {len(existing or [])} tables; "
+            f"replace its contents with {source}?"
+        )
+        if existing and not args.yes and not confirm(question):
+            raise CommandFailed(f"not confirmed: {utils.safe_url} was left as it was (--yes skips)")
+        tables = len(listed.tables) if listed else None
+        rows = sum(listed.tables.values()) if listed else None
+        started = time.monotonic()
+        with Progress(out, "restore", tables, rows) as progress:
+            try:
+                summary = restore_from_uri(
+                    utils,
+                    args.source_uri,
+                    allow_unverified=args.allow_unverified,
+                    allow_routines=args.allow_routines,
+                    on_record=progress.record,
+                )
+            except BaseException as exc:
+                if not interrupted(exc):
+                    raise
+                raise CommandFailed(
+                    f"interrupted: {utils.safe_url} was left as it was (nothing was replaced)"
+                ) from None
+    finally:
+        dispose(utils)
+    header = summary.header or {}
+    data = {
+        "source": source,
+        "database": utils.safe_url,
+        "tables": summary.tables,
+        "rows": summary.rows,
+        "verified": summary.verified,
+        "revisions": header.get("revisions"),
+        "created_at": header.get("created_at"),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    out.result(
+        data,
+        lambda: out.text(
+            f"restored {utils.safe_url} from {source}: {len(summary.tables)} tables, "
+            f"{summary.rows:,} rows"
+            + ("" if summary.verified else " (UNVERIFIED: the dump has no trailer)")
+        ),
+    )
+    return EXIT_OK
+
+
+def _restore_dry_run(
+    args: argparse.Namespace, out: Output, utils: MigrationUtils, existing: list[str] | None
+) -> int:
+    """The restore's own rules, with its flags, and the target server's (roles,
+    extensions; a database still to be created is judged by the server's)."""
+    from ...core.catalog import verify_backup
+
+    target = utils.engine if existing is not None else utils.master_engine
+    with spinner(out, f"verifying {safe_uri(args.source_uri)}"):
+        report = verify_backup(
+            args.source_uri,
+            utils.transport_params,
+            allow_unverified=args.allow_unverified,
+            allow_routines=args.allow_routines,
+            target=target,
+            options=utils.restore_options,
+        )
+    header = report.header or {}
+    data = {
+        "dry_run": True,
+        "source": report.uri,
+        "verified": report.ok,
+        "unverified": report.unverified,
+        "error": report.error,
+        "error_line": report.error_line,
+        "target_checked": report.target_checked,
+        "roles": report.roles,
+        "extensions": report.extensions,
+        "dump": {
+            "database": header.get("database"),
+            "dialect": header.get("dialect"),
+            "created_at": header.get("created_at"),
+            "revisions": header.get("revisions"),
+            "tables": report.tables,
+            "rows": sum(report.tables.values()),
+        },
+        "target": {
+            "database": utils.safe_url,
+            "exists": existing is not None,
+            "tables": existing or [],
+        },
+        "would_replace": bool(existing),
+    }
+
+    def human() -> None:
+        out.text(str(report))
+        if report.ok and (report.roles or report.extensions):
+            found = ", ".join([*report.roles, *report.extensions])
+            out.text(f"the target server has the roles and extensions needed: {found}")
+        if existing:
+            out.text(
+                f"would replace {utils.safe_url}: {len(existing)} tables "
+                f"({', '.join(existing[:10])}{', ...' if len(existing) > 10 else ''})"
+            )
+        else:
+            out.text(f"would restore into {utils.safe_url} (empty or new)")
+        out.text("dry run: nothing was changed")
+
+    if not report.ok:
+        out.failed_result(data, human)
+        raise CommandFailed(f"the dump would not restore: {report.error}")
+    out.result(data, human)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace, out: Output) -> int:
+    """check a dump end to end with every rule a restore applies, without a database
+    (the roles and extensions a target needs: restore --dry-run)"""
+    from ...core.catalog import verify_backup
+    from ..databases import transport
+
+    with spinner(out, f"verifying {safe_uri(args.uri)}"):
+        report = verify_backup(
+            args.uri,
+            transport(args),
+            allow_unverified=args.allow_unverified,
+            allow_routines=args.allow_routines,
+        )
+    data = _verify_data(report)
+    if not report.ok:
+        out.failed_result(data, lambda: None)
+        raise CommandFailed(f"verification failed: {report}")
+
+    def human() -> None:
+        out.text(str(report))
+        if report.roles or report.extensions:
+            needs = [f"roles {', '.join(report.roles)}"] if report.roles else []
+            needs += [f"extensions {', '.join(report.extensions)}"] if report.extensions else []
+            out.text(f"the dump needs {'; '.join(needs)}")
+        out.text(VERIFY_TARGET_NOTE)
+
+    out.result(data, human)
+    return EXIT_OK
+
+
+def _verify_data(report: VerifyReport) -> dict[str, Any]:
+    return {
+        "uri": report.uri,
+        "verified": report.ok,
+        "unverified": report.unverified,
+        "error": report.error,
+        "error_line": report.error_line,
+        "tables": report.tables,
+        "rows": sum(report.tables.values()),
+        "records": report.records,
+        "size": report.size,
+        "manifest_ok": report.manifest_ok,
+        "target_checked": False,
+        "roles": report.roles,
+        "extensions": report.extensions,
+        "note": VERIFY_TARGET_NOTE,
+    }
+
+
+def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
+    """header, tables, rows, sizes and revision of a dump"""
+    from dataclasses import asdict
+
+    from ...core.catalog import inspect_backup
+    from ..databases import transport
+
+    with spinner(out, f"reading {safe_uri(args.uri)}"):
+        found = inspect_backup(args.uri, transport(args))
+    data = {
+        "uri": found.uri,
+        "size": found.size,
+        "uncompressed": found.uncompressed,
+        "header": found.header,
+        "revision": found.revision,
+        "tables": {name: asdict(table) for name, table in found.tables.items()},
+        "rows": found.rows,
+        "objects": found.objects,
+        "verified": found.verified,
+        "legacy": found.legacy,
+        "error": found.error,
+    }
+    if found.error is not None:
+        out.failed_result(data, lambda: _print_inspection(found))
+        raise CommandFailed(f"{safe_uri(args.uri)}: {found.error}")
+    out.result(data, lambda: _print_inspection(found))
+    return EXIT_OK
+
+
+def _print_inspection(found: BackupInspection) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=True)
+    header = found.header
+
+    def line(label: str, value: object) -> None:
+        console.print(f"{label + ':':16}{value}", highlight=False)
+
+    for key in ("format", "version", "dialect", "server_version", "database", "created_at"):
+        if key in header:
+            line(key, header[key])
+    line("revision", found.revision or "none")
+    if "schemas" in header:
+        line("schemas", ", ".join(header["schemas"]))
+        left_out = header.get("excluded_schemas") or []
+        shown = "; ".join(f"{e.get('schema')} ({e.get('reason')})" for e in left_out)
+        line("left out", shown or "none")
+        missed = "; ".join(f"{o['kind']} {o['name']}" for o in header.get("not_carried", []))
+        if missed:
+            line("not carried", missed)
+    line("size", f"{size(found.size or 0)} stored, {size(found.uncompressed)} uncompressed")
+    table = Table("table", "columns", "rows", "bytes")
+    for name, t in found.tables.items():
+        table.add_row(name, str(t.columns), f"{t.rows:,}", size(t.bytes))
+    console.print(table)
+    if found.objects:
+        line("objects", ", ".join(f"{n} {k}" for k, n in sorted(found.objects.items())))
+    legacy = "no trailer (legacy (unverified) format)"
+    line("verified", "yes" if found.verified else (legacy if found.legacy else "NO"))
+
+
+def cmd_backup_to_db(args: argparse.Namespace, out: Output) -> int:
+    """back up a database into another database on the same server (copy is this
+    command's older name)"""
+    utils = make_utils(args, out, args.db_url)
+    started = time.monotonic()
+    try:
+        if not utils.database_exists():
+            raise CommandFailed(f"database {utils.safe_url} does not exist")
+        with spinner(out, f"copying {utils.safe_url} to {args.backup_db}"):
+            try:
+                utils.backup_database_to_db(args.backup_db)
+            except BaseException as exc:
+                if not interrupted(exc):
+                    raise
+                raise CommandFailed(
+                    f"interrupted: {args.backup_db} was left as it was before the copy"
+                ) from None
+    finally:
+        dispose(utils)
+    seconds = time.monotonic() - started
+    out.result(
+        {"database": utils.safe_url, "backup_db": args.backup_db, "seconds": round(seconds, 3)},
+        lambda: out.text(f"copied {utils.safe_url} to {args.backup_db} in {seconds:.1f}s"),
+    )
+    return EXIT_OK

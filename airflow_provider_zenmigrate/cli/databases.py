@@ -1,0 +1,163 @@
+"""The database and the object store a command line names, as the core's objects.
+
+A database comes from a URL (its password from the URL, an environment variable or a
+prompt) or from an Airflow connection (``--airflow-conn``); object-store credentials from
+the environment or an Airflow connection (``--airflow-storage-conn``). Airflow is imported
+only when one of those options is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from ..core.errors import CommandUsageError, UnsupportedDatabaseError
+from ..core.storage import safe_uri
+from .output import Output
+
+if TYPE_CHECKING:
+    from ..core.utils import MigrationUtils
+
+logger = logging.getLogger("zenmigrate.cli")
+
+#: The default environment variable a database password is read from.
+PASSWORD_ENV = "ZENMIGRATE_PASSWORD"
+
+
+def parse_db_url(text: str) -> URL:
+    """The URL of a supported database that names its database; else a usage error."""
+    from ..core.dialects import get_dialect
+
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise CommandUsageError(f"not a database URL: {safe_uri(text)!r}") from None
+    try:
+        get_dialect(url)
+    except UnsupportedDatabaseError as exc:
+        raise CommandUsageError(str(exc)) from None
+    if not url.database:
+        raise CommandUsageError(
+            f"the URL {url.render_as_string(hide_password=True)} names no database"
+        )
+    return url
+
+
+def _password(args: argparse.Namespace, url: URL) -> str | None:
+    if url.get_backend_name() == "sqlite" or url.password is not None:
+        return None
+    if args.password_prompt:
+        prompt = f"Password for {url.render_as_string(hide_password=True)}: "
+        if sys.stdin.isatty():
+            return getpass.getpass(prompt, stream=sys.stderr)
+        return sys.stdin.readline().rstrip("\r\n")
+    value = os.environ.get(args.password_env or PASSWORD_ENV)
+    if args.password_env and value is None:
+        raise CommandUsageError(f"the environment variable {args.password_env} is not set")
+    return value
+
+
+def make_utils(args: argparse.Namespace, out: Output, db_url: str | None) -> MigrationUtils:
+    """The core's MigrationUtils for the database named on the command line; every
+    password it learns is added to the secrets ``out`` redacts."""
+    from ..core.utils import MigrationUtils
+
+    if args.airflow_conn:
+        if db_url:
+            raise CommandUsageError("give either a database URL or --airflow-conn, not both")
+        try:
+            from ..hooks.zenmigrate import ZenMigrateHook
+        except ImportError as exc:
+            raise CommandUsageError(f"--airflow-conn needs Apache Airflow ({exc})") from None
+        hook = ZenMigrateHook(
+            conn_id=args.airflow_conn, storage_conn_id=getattr(args, "airflow_storage_conn", None)
+        )
+        base = hook.get_migration_utils()
+        out.setup_logging()  # Airflow configured its own (stdout) logging on import
+        if base.url.password:
+            out.secrets.append(base.url.password)
+        return _with_scope(args, base)
+    if not db_url:
+        raise CommandUsageError("a database URL (or --airflow-conn ID) is required")
+    url = parse_db_url(db_url)
+    if url.password:
+        out.secrets.append(str(url.password))
+    password = _password(args, url)
+    if password is not None:
+        out.secrets.append(password)
+        url = url.set(password=password)
+    return _with_scope(
+        args,
+        MigrationUtils(
+            url=url,
+            connect_args={},
+            engine_args={},
+            version_table=args.version_table,
+            transport_params=transport(args),
+        ),
+    )
+
+
+def _with_scope(args: argparse.Namespace, utils: MigrationUtils) -> MigrationUtils:
+    """The schema and ownership options of ``backup`` / ``restore`` (PostgreSQL)."""
+    utils.schemas = list(getattr(args, "schema", None) or [])
+    utils.exclude_schemas = list(getattr(args, "exclude_schema", None) or [])
+    utils.no_owner = bool(getattr(args, "no_owner", False))
+    utils.no_privileges = bool(getattr(args, "no_privileges", False))
+    utils.skip_missing_roles = bool(getattr(args, "skip_missing_roles", False))
+    return utils
+
+
+def transport(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Object-store clients from ``--airflow-storage-conn``; ``None``: the environment's."""
+    conn_id = getattr(args, "airflow_storage_conn", None)
+    if not conn_id:
+        return None
+    try:
+        from ..hooks.zenmigrate import ZenMigrateHook
+    except ImportError as exc:
+        raise CommandUsageError(f"--airflow-storage-conn needs Apache Airflow ({exc})") from None
+    return ZenMigrateHook(storage_conn_id=conn_id).get_transport_params()
+
+
+def with_transport(args: argparse.Namespace, utils: MigrationUtils) -> MigrationUtils:
+    """``utils`` with the object-store clients of the command line, unless it has some (an
+    Airflow connection's hook gave them)."""
+    if utils.transport_params is None:
+        utils.transport_params = transport(args)
+    return utils
+
+
+def user_tables(utils: MigrationUtils) -> list[str] | None:
+    """The target's tables; ``None`` when the database does not exist."""
+    if not utils.database_exists():
+        return None
+    with utils.engine.connect() as conn:
+        return sorted(utils.dialect.user_tables(conn))
+
+
+def estimate(utils: MigrationUtils) -> tuple[int | None, int | None]:
+    """Tables and (estimated) rows of a database, for the progress bar's ETA; best effort."""
+    try:
+        with utils.engine.connect() as conn:
+            tables = len(utils.dialect.user_tables(conn))
+        return tables, utils.estimated_rows()
+    except SQLAlchemyError:
+        logger.debug("no size estimate", exc_info=True)
+        return None, None
+
+
+def dispose(utils: MigrationUtils) -> None:
+    """Release every connection, quietly: after an interrupt, the error that ends the run
+    is the one to report."""
+    try:
+        utils.dispose()
+    except Exception:  # noqa: BLE001 - a connection broken by an interrupt; the error wins
+        logger.debug("dispose failed", exc_info=True)

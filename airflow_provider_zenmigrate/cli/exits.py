@@ -1,0 +1,42 @@
+"""How a run ends: exit codes, Ctrl-C, and the one line an error becomes.
+
+Exit codes: 0 success, 1 operational failure (including a run interrupted with Ctrl-C and a
+refused confirmation), 2 usage error.
+"""
+
+from __future__ import annotations
+
+from types import FrameType
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..core.errors import ZenMigrateError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+_interrupted = False
+
+
+def on_sigint(signum: int, frame: FrameType | None) -> None:
+    """SIGINT handler: remember the interrupt, then interrupt as Python does."""
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from Ctrl-C, also when cleanup after the interrupt raised
+    something else (a driver whose read was cut off mid-packet)."""
+    return isinstance(exc, KeyboardInterrupt) or (_interrupted and isinstance(exc, Exception))
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an error: the driver's message for database errors, else the text."""
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        text = str(orig) if orig is not None else str(exc).split("\n")[0]
+        text = text.strip().split("\n")[0]
+        return f"database error: {text}"
+    if isinstance(exc, ZenMigrateError):
+        return str(exc).split("\n")[0]
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
