@@ -22,13 +22,11 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
-from airflow_provider_zenmigrate.core.dialects.postgresql.admin import (
-    _RANGE_BLOCKS,
-    PostgreSQLRestoreWriter,
-    _bytea_fields,
-    _execute_one,
-)
+from airflow_provider_zenmigrate.core.dialects.postgresql.connection import execute_one
 from airflow_provider_zenmigrate.core.dialects.postgresql.copy_stream import copy_text_rows
+from airflow_provider_zenmigrate.core.dialects.postgresql.reader import RANGE_BLOCKS
+from airflow_provider_zenmigrate.core.dialects.postgresql.render import bytea_copy_fields
+from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -327,7 +325,7 @@ def test_unsafe_statements_refused_before_execution(tmp_path: Path) -> None:
             psycopg.connect(libpq_url(target)) as conn,
             pytest.raises(psycopg.errors.SyntaxError),
         ):
-            _execute_one(conn, "SELECT 1; SELECT 2")
+            execute_one(conn, "SELECT 1; SELECT 2")
 
 
 def test_hostile_names_round_trip(tmp_path: Path) -> None:
@@ -349,7 +347,7 @@ def test_hostile_names_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("values", [[b"\\", b"", b"\x00\t\n"], [None, b"\\x", None]])
 def test_bytea_fields_count_their_backslashes(values: list[bytes | None]) -> None:
     """The count the COPY text check relies on instead of scanning the fields."""
-    fields = _bytea_fields(values)
+    fields = bytea_copy_fields(values)
     assert fields == [None if v is None else "\\\\x" + v.hex() for v in values]
     assert fields.backslashes == "".join(filter(None, fields)).count("\\")
 
@@ -437,7 +435,7 @@ def test_large_table_renders_on_two_sessions_in_one_snapshot(tmp_path: Path) -> 
         with get_dialect(source).open_backup(source) as reader:
             [table] = reader.tables()
             blocks = query(source, "SELECT pg_relation_size('t') / 8192")[0][0]
-            assert blocks > 4 * _RANGE_BLOCKS, blocks
+            assert blocks > 4 * RANGE_BLOCKS, blocks
             run_sql(
                 source,
                 "UPDATE t SET label = 'changed' WHERE id % 997 = 0;"

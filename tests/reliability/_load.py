@@ -338,9 +338,10 @@ def _install_swap_rendezvous(index: int, at_swap: Any, done: Any) -> None:
     Only in rounds that ask for it: the worst interleaving, both swaps at the same moment,
     on purpose instead of by luck.
     """
-    from airflow_provider_zenmigrate.core.dialects import base, mysql, postgresql, sqlite
+    from airflow_provider_zenmigrate.core.dialects import base, mysql, sqlite
+    from airflow_provider_zenmigrate.core.dialects.postgresql import writer as pg_writer
 
-    del mysql, postgresql, sqlite  # imported so every writer class exists
+    del mysql, pg_writer, sqlite  # imported so every writer class exists
 
     def subclasses(cls: type) -> Iterator[type]:
         sub: type

@@ -79,7 +79,7 @@ def nth_time():
 
 from airflow_provider_zenmigrate.core import restore as restore_module
 from airflow_provider_zenmigrate.core.dialects import mysql
-from airflow_provider_zenmigrate.core.dialects.postgresql import admin as pg_admin
+from airflow_provider_zenmigrate.core.dialects.postgresql import connection as pg_connection
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 mu = MigrationUtils(url=spec["url"], connect_args={}, engine_args={},
@@ -115,7 +115,7 @@ elif point == "mysql-after-rename":
     wrap(mysql._MySQLRestoreWriter, "_create_objects", before=lambda *a: nth_time() and pause())
 elif point.startswith("pg-after:"):
     prefix = point.split(":", 1)[1]
-    wrap(pg_admin, "_execute_one",
+    wrap(pg_connection, "execute_one",
          after=lambda conn, statement: statement.startswith(prefix) and nth_time() and pause())
 
 try:

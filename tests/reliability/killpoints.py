@@ -57,7 +57,8 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core import utils as utils_module
 from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
 from airflow_provider_zenmigrate.core.dialects import sqlite as sqlite_dialect
-from airflow_provider_zenmigrate.core.dialects.postgresql import admin as pg_dialect
+from airflow_provider_zenmigrate.core.dialects.postgresql import connection as pg_connection
+from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 #: Every kill point comes from this seed (with the scenario, dialect and store mixed in).
@@ -312,10 +313,10 @@ def _hook_s3(client: Any, tracer: Tracer, state: _BackupState, uri: str) -> None
 # -- restore events ----------------------------------------------------------------------------
 def _hook_restore(tracer: Tracer, backend: str) -> None:
     writer_class: Any = {
-        "sqlite": sqlite_dialect._SQLiteRestoreWriter,
+        "sqlite": sqlite_dialect.SQLiteRestoreWriter,
         "mysql": mysql_dialect._MySQLRestoreWriter,
         "mariadb": mysql_dialect._MySQLRestoreWriter,
-        "postgresql": pg_dialect.PostgreSQLRestoreWriter,
+        "postgresql": PostgreSQLRestoreWriter,
     }[backend]
     chunks: dict[str, int] = {}
 
@@ -430,7 +431,7 @@ def _hook_mysql_swap(tracer: Tracer) -> None:
 
 
 def _hook_pg_swap(tracer: Tracer) -> None:
-    pg_dialect._execute_one = _statement_events(tracer, pg_dialect._execute_one, "")
+    pg_connection.execute_one = _statement_events(tracer, pg_connection.execute_one, "")
     psycopg.Connection.commit = _statement_events(  # type: ignore[method-assign]
         tracer, psycopg.Connection.commit, "COMMIT"
     )
@@ -448,7 +449,7 @@ class _TracedSQLite:
 
 
 def _hook_sqlite_swap(tracer: Tracer) -> None:
-    cls = sqlite_dialect._SQLiteRestoreWriter
+    cls = sqlite_dialect.SQLiteRestoreWriter
     real_init = cls.__init__
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:

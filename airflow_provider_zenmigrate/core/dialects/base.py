@@ -1,4 +1,5 @@
-"""The contract every dialect module fulfils, with the behaviour most backends share."""
+"""The contract every dialect (a module or a package) fulfils, with the behaviour most
+backends share."""
 
 from __future__ import annotations
 
@@ -338,7 +339,8 @@ class RestoreWriter(ABC):
 def decode_base64_column(table: TableSpec, index: int, values: Sequence[Any]) -> list[bytes | None]:
     """The base64 text of column ``index`` decoded strictly; bad input names the column."""
     try:
-        # A keyword call in a comprehension: a third faster than mapping a partial.
+        # A keyword call in a comprehension: faster than mapping a partial (see
+        # docs/performance.md).
         decode = binascii.a2b_base64
         if None in values:
             return [None if v is None else decode(v, strict_mode=True) for v in values]

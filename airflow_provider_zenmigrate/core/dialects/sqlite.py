@@ -33,7 +33,8 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 _POLL_SECONDS = 0.05
 
 
-def _quote(name: str) -> str:
+def _quote_ident(name: str) -> str:
+    """Quote an identifier, always."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -62,7 +63,7 @@ def _replace_database(source: Path, target: Path) -> None:
 def _discard_stale_staging(target: Path) -> None:
     """Delete the staging files of restores of ``target`` that died before their cleanup.
 
-    A running restore holds an flock on its staging file (see :class:`_SQLiteRestoreWriter`);
+    A running restore holds an flock on its staging file (see :class:`SQLiteRestoreWriter`);
     a file nobody holds is a dead one's.
     """
     prefix = f"{target.name}.zm-stage-"
@@ -231,7 +232,7 @@ class SQLiteOps(DialectOps):
         self, engine: Engine, scope: BackupScope | None = None
     ) -> Iterator[BackupReader]:
         self.refuse_scope(scope)
-        reader = _SQLiteBackupReader(_required_path(engine.url))
+        reader = SQLiteBackupReader(_required_path(engine.url))
         try:
             yield reader
         finally:
@@ -242,7 +243,7 @@ class SQLiteOps(DialectOps):
         self, engine: Engine, label: str, options: RestoreOptions | None = None
     ) -> Iterator[RestoreWriter]:
         target = _required_path(engine.url)
-        writer = _SQLiteRestoreWriter(target, target.with_name(f"{target.name}.zm-stage-{label}"))
+        writer = SQLiteRestoreWriter(target, target.with_name(f"{target.name}.zm-stage-{label}"))
         try:
             yield writer
         finally:
@@ -267,7 +268,7 @@ class SQLiteOps(DialectOps):
             target.dispose()
 
 
-class _SQLiteBackupReader(BackupReader):
+class SQLiteBackupReader(BackupReader):
     """A read transaction on its own connection: SQLite's snapshot for the whole backup."""
 
     def __init__(self, path: Path) -> None:
@@ -297,7 +298,7 @@ class _SQLiteBackupReader(BackupReader):
         ).fetchall()
         specs = []
         for name, sql in found:
-            info = self.conn.execute(f"PRAGMA table_xinfo({_quote(name)})").fetchall()
+            info = self.conn.execute(f"PRAGMA table_xinfo({_quote_ident(name)})").fetchall()
             # hidden: 0 ordinary, 1 hidden (virtual tables), 2/3 generated (recomputed)
             columns = tuple(
                 ColumnSpec(name=col[1], codec="dynamic", type=col[2]) for col in info if col[6] == 0
@@ -310,12 +311,14 @@ class _SQLiteBackupReader(BackupReader):
         return specs
 
     def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
-        columns = ", ".join(_quote(c.name) for c in table.columns)
+        columns = ", ".join(_quote_ident(c.name) for c in table.columns)
         if table.options.get("without_rowid"):
-            order = ", ".join(_quote(k) for k in table.key)
+            order = ", ".join(_quote_ident(k) for k in table.key)
         else:
             order = "_rowid_"
-        cursor = self.conn.execute(f"SELECT {columns} FROM {_quote(table.name)} ORDER BY {order}")
+        cursor = self.conn.execute(
+            f"SELECT {columns} FROM {_quote_ident(table.name)} ORDER BY {order}"
+        )
         try:
             while chunk := cursor.fetchmany(chunk_rows):
                 yield chunk
@@ -347,7 +350,7 @@ def check_object_statement(obj: ObjectSpec) -> None:
     )
 
 
-class _SQLiteRestoreWriter(RestoreWriter):
+class SQLiteRestoreWriter(RestoreWriter):
     """Builds the restored database in a staging file beside the target, then renames it."""
 
     def __init__(self, target: Path, staging: Path) -> None:
@@ -363,34 +366,39 @@ class _SQLiteRestoreWriter(RestoreWriter):
         self.conn.execute("BEGIN")
         self.sequences: dict[str, int] = {}
 
-    def _conn(self) -> sqlite3.Connection:
+    def _staging_conn(self) -> sqlite3.Connection:
+        """The staging database's connection, until :meth:`swap` or :meth:`discard` closes it."""
         if self.conn is None:
             raise RuntimeError("the staging database is closed")
         return self.conn
 
     def create_table(self, table: TableSpec) -> None:
         check_table_statement(table)
-        self._conn().execute(table.create_stmt)
+        self._staging_conn().execute(table.create_stmt)
         if "autoincrement" in table.options:
             self.sequences[table.name] = int(table.options["autoincrement"])
 
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
-        columns = ", ".join(_quote(c.name) for c in table.columns)
+        columns = ", ".join(_quote_ident(c.name) for c in table.columns)
         marks = ", ".join("?" for _ in table.columns)
-        self._conn().executemany(
-            f"INSERT INTO {_quote(table.name)} ({columns}) VALUES ({marks})", rows
+        self._staging_conn().executemany(
+            f"INSERT INTO {_quote_ident(table.name)} ({columns}) VALUES ({marks})", rows
         )
 
     def create_object(self, obj: ObjectSpec) -> None:
         check_object_statement(obj)
-        self._conn().execute(obj.create_stmt)
+        self._staging_conn().execute(obj.create_stmt)
 
     def row_count(self, table: TableSpec) -> int:
-        found = self._conn().execute(f"SELECT count(*) FROM {_quote(table.name)}").fetchone()
+        found = (
+            self._staging_conn()
+            .execute(f"SELECT count(*) FROM {_quote_ident(table.name)}")
+            .fetchone()
+        )
         return int(found[0])
 
     def swap(self) -> None:
-        conn = self._conn()
+        conn = self._staging_conn()
         for name, seq in self.sequences.items():
             conn.execute("DELETE FROM sqlite_sequence WHERE name = ?", (name,))
             conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (name, seq))

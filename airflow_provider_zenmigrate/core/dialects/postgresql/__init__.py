@@ -14,14 +14,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .admin import PostgreSQLBackupReader, PostgreSQLOps, PostgreSQLRestoreWriter
+    from .admin import PostgreSQLOps
+    from .reader import PostgreSQLBackupReader
     from .statements import statement_rules_for
+    from .writer import PostgreSQLRestoreWriter
 
 #: Exported name -> module of this package that defines it.
 _EXPORTS = {
     "PostgreSQLOps": "admin",
-    "PostgreSQLBackupReader": "admin",
-    "PostgreSQLRestoreWriter": "admin",
+    "PostgreSQLBackupReader": "reader",
+    "PostgreSQLRestoreWriter": "writer",
     "statement_rules_for": "statements",
 }
 

@@ -1,12 +1,12 @@
 """``COPY (one text column) TO STDOUT (FORMAT binary)``, read with libpq calls directly.
 
-psycopg's Copy object spends about 2 µs of Python on every row (a generator and a wait per
-row). A backup's rendered rows are already the bytes it writes, so this reads the CopyData
-messages with ``PGconn.get_copy_data`` in a plain loop and waits on the socket only when
-libpq has no whole row buffered. Binary format, so the text arrives as it is: no COPY
-escaping to undo. Uses psycopg's low-level ``pq`` interface (public, but below the
-connection: psycopg's own state is untouched, and every exit leaves the connection idle in
-its transaction or raises); tests/integration/test_dialect_postgresql.py covers it.
+psycopg's Copy object spends Python on every row (a generator and a wait per row; see
+docs/performance.md). A backup's rendered rows are already the bytes it writes, so this
+reads the CopyData messages with ``PGconn.get_copy_data`` in a plain loop and waits on the
+socket only when libpq has no whole row buffered. Binary format, so the text arrives as it
+is: no COPY escaping to undo. Uses psycopg's low-level ``pq`` interface (public, but below
+the connection: psycopg's own state is untouched, and every exit leaves the connection idle
+in its transaction or raises); tests/integration/test_dialect_postgresql.py covers it.
 """
 
 from __future__ import annotations

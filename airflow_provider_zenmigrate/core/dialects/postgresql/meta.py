@@ -19,101 +19,16 @@ from typing import Any
 
 from ...dump.model import ObjectSpec
 from ...errors import UnsafeDumpError, ZenMigrateError
-from .schemas import quote_ident as _q
-from .schemas import quote_literal as _literal
-from .statements import META_KEYS
-from .statements import acl_entries as _entries
+from . import catalog
+from .names import quote_ident, quote_literal
+from .statements import META_KEYS, acl_entries
 
 logger = logging.getLogger(__name__)
 
+#: Runs a catalog query (SQL, its parameters) and returns every row.
 Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+#: A record's options as the backup hands them on (see the module's docstring).
 Meta = dict[str, Any]
-
-_GRANTEE = "CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(x.grantee) END"
-
-
-def _exploded(acl: str) -> str:
-    """SQL: the ACL ``acl`` (an aclitem[] expression) as JSON ``[[grantee, privilege,
-    grantable], ...]``."""
-    return (
-        f"(SELECT coalesce(json_agg(json_build_array({_GRANTEE}, x.privilege_type,"
-        f" x.is_grantable)), '[]') FROM aclexplode({acl}) x)"
-    )
-
-
-_COLUMN_ACL = _exploded("a.attacl")  # aclexplode refuses an empty array
-_ROLE_DEFAULT_ACL = _exploded('acldefault(%s::"char", to_regrole(%s))')
-
-
-def _acl_json(acl: str, default: str) -> str:
-    """SQL: the effective ACL (``acl``, or the owner's default) as JSON ``[[grantee,
-    privilege, grantable], ...]``, sorted."""
-    return (
-        f"(SELECT coalesce(json_agg(json_build_array({_GRANTEE}, x.privilege_type,"
-        f" x.is_grantable) ORDER BY 1), '[]') FROM (SELECT * FROM aclexplode(coalesce({acl},"
-        f" {default})) ORDER BY grantee, privilege_type) x)"
-    )
-
-
-_REL_DEFAULT = "acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::\"char\", c.relowner)"
-_SQL_RELATIONS = f"""
-SELECT c.oid, pg_get_userbyid(c.relowner), c.relkind::text, {_acl_json("c.relacl", _REL_DEFAULT)},
-       c.relrowsecurity, c.relforcerowsecurity
-FROM pg_class c
-WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')"""
-
-_SQL_COLUMN_ACLS = f"""
-SELECT a.attrelid, a.attname, {_acl_json("a.attacl", "NULL::aclitem[]")}
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-WHERE c.relnamespace = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped
-  AND a.attacl IS NOT NULL"""
-
-_SQL_COLUMN_NAMES = """
-SELECT a.attrelid, a.attnum, a.attname
-FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_description d ON d.classoid = 'pg_class'::regclass AND d.objoid = a.attrelid
-     AND d.objsubid = a.attnum
-WHERE c.relnamespace = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped"""
-
-_SQL_TYPES = f"""
-SELECT t.oid, pg_get_userbyid(t.typowner), {_acl_json("t.typacl", "acldefault('T', t.typowner)")}
-FROM pg_type t LEFT JOIN pg_class r ON r.oid = t.typrelid
-WHERE t.typnamespace = ANY(%s) AND t.typtype IN ('e', 'd', 'c', 'r')
-  AND (t.typtype <> 'c' OR r.relkind = 'c')  -- types a dump creates, not tables' row types"""
-
-_SQL_ROUTINES = f"""
-SELECT p.oid, pg_get_userbyid(p.proowner), {_acl_json("p.proacl", "acldefault('f', p.proowner)")},
-       pg_get_function_identity_arguments(p.oid), oidvectortypes(p.proargtypes)
-FROM pg_proc p WHERE p.pronamespace = ANY(%s)"""
-
-_SQL_SCHEMAS = f"""
-SELECT n.nspname, pg_get_userbyid(n.nspowner),
-       {_acl_json("n.nspacl", "acldefault('n', n.nspowner)")},
-       obj_description(n.oid, 'pg_namespace')
-FROM pg_namespace n WHERE n.oid = ANY(%s)"""
-
-_SQL_COMMENTS = """
-SELECT d.classoid::regclass::text, d.objoid, d.objsubid, d.description FROM pg_description d
-WHERE d.classoid IN ('pg_class'::regclass, 'pg_type'::regclass, 'pg_proc'::regclass,
-                     'pg_constraint'::regclass, 'pg_trigger'::regclass, 'pg_rewrite'::regclass,
-                     'pg_policy'::regclass, 'pg_extension'::regclass)
-  AND d.objoid >= 16384  -- FirstNormalObjectId: not the thousands of the system's own"""
-
-_SQL_POLICIES = """
-SELECT p.oid, n.nspname, c.relname, p.polname, p.polpermissive, p.polcmd::text,
-       array(SELECT CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r) END
-             FROM unnest(p.polroles) r ORDER BY 1),
-       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
-FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relnamespace = ANY(%s) ORDER BY n.nspname, c.relname, p.polname"""
-
-_SQL_DEFAULT_ACLS = f"""
-SELECT d.oid, pg_get_userbyid(d.defaclrole), n.nspname, d.defaclobjtype::text,
-       {_acl_json("d.defaclacl", "NULL::aclitem[]")}
-FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
-WHERE d.defaclnamespace = 0 OR d.defaclnamespace = ANY(%s)
-ORDER BY 2, 3 NULLS FIRST, 4"""
 
 _POLICY_COMMANDS = {"*": "ALL", "r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE"}
 #: pg_default_acl's object types, as ALTER DEFAULT PRIVILEGES names them.
@@ -128,7 +43,7 @@ DEFAULT_ACL_OBJECTS = {
 
 @dataclass
 class CatalogMeta:
-    """Everything :mod:`pg_meta` reads for one backup, by ``(catalog, oid)``."""
+    """Everything :func:`read_meta` reads for one backup, by ``(catalog, oid)``."""
 
     by_key: dict[tuple[str, int], Meta] = field(default_factory=dict)
     schemas: dict[str, Meta] = field(default_factory=dict)
@@ -141,7 +56,7 @@ def read_meta(query: Query, nsp_oids: list[int], display: Callable[[str, str], s
     policies and the default privileges that apply there, in eight catalog queries."""
     out = CatalogMeta()
     comments: dict[tuple[str, int, int], str] = {
-        (cls, oid, sub): text for cls, oid, sub, text in query(_SQL_COMMENTS, ())
+        (cls, oid, sub): text for cls, oid, sub, text in query(catalog.META_COMMENTS, ())
     }
 
     def meta(cls: str, oid: int) -> Meta:
@@ -150,35 +65,35 @@ def read_meta(query: Query, nsp_oids: list[int], display: Callable[[str, str], s
             m["comment"] = comments[(cls, oid, 0)]
         return m
 
-    for oid, owner, kind, acl, rls, force in query(_SQL_RELATIONS, (nsp_oids,)):
+    for oid, owner, kind, acl, rls, force in query(catalog.META_RELATIONS, (nsp_oids,)):
         m = meta("pg_class", oid)
         m.update(owner=owner, acl=acl)
         if kind in ("r", "p") and (rls or force):
             m["rls"] = [bool(rls), bool(force)]
-    for relid, attname, acl in query(_SQL_COLUMN_ACLS, (nsp_oids,)):
+    for relid, attname, acl in query(catalog.META_COLUMN_ACLS, (nsp_oids,)):
         column = meta("pg_class", relid).setdefault("columns", {}).setdefault(attname, {})
         column["acl"] = acl
-    for relid, attnum, attname in query(_SQL_COLUMN_NAMES, (nsp_oids,)):
+    for relid, attnum, attname in query(catalog.META_COMMENTED_COLUMNS, (nsp_oids,)):
         column = meta("pg_class", relid).setdefault("columns", {}).setdefault(attname, {})
         column["comment"] = comments[("pg_class", relid, attnum)]
-    for oid, owner, acl in query(_SQL_TYPES, (nsp_oids,)):
+    for oid, owner, acl in query(catalog.META_TYPES, (nsp_oids,)):
         meta("pg_type", oid).update(owner=owner, acl=acl)
-    for oid, owner, acl, args, types in query(_SQL_ROUTINES, (nsp_oids,)):
+    for oid, owner, acl, args, types in query(catalog.META_ROUTINES, (nsp_oids,)):
         meta("pg_proc", oid).update(owner=owner, acl=acl, args=args, types=types)
     for cls, oid, sub in comments:
         if sub == 0:  # indexes, constraints, triggers, rules, extensions: a comment only
             meta(cls, oid)
-    for name, owner, acl, comment in query(_SQL_SCHEMAS, (nsp_oids,)):
+    for name, owner, acl, comment in query(catalog.META_SCHEMAS, (nsp_oids,)):
         out.schemas[name] = {"owner": owner, "acl": acl}
         if comment is not None:
             out.schemas[name]["comment"] = comment
     for oid, schema, table, name, permissive, cmd, roles, using, check in query(
-        _SQL_POLICIES, (nsp_oids,)
+        catalog.META_POLICIES, (nsp_oids,)
     ):
-        stmt = f"CREATE POLICY {_q(name)} ON {_q(schema)}.{_q(table)}"
+        stmt = f"CREATE POLICY {quote_ident(name)} ON {quote_ident(schema)}.{quote_ident(table)}"
         stmt += f" AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'}"
         stmt += f" FOR {_POLICY_COMMANDS[cmd]}"
-        stmt += " TO " + ", ".join("PUBLIC" if r == "public" else _q(r) for r in roles)
+        stmt += " TO " + ", ".join("PUBLIC" if r == "public" else quote_ident(r) for r in roles)
         if using is not None:
             stmt += f" USING ({using})"
         if check is not None:
@@ -186,10 +101,10 @@ def read_meta(query: Query, nsp_oids: list[int], display: Callable[[str, str], s
         options = meta("pg_policy", oid) | {"schema": schema, "to": list(roles)}
         spec = ObjectSpec("policy", name, stmt, display(schema, table), options=options)
         out.policies.append((("pg_policy", oid), spec))
-    for oid, role, schema, objtype, acl in query(_SQL_DEFAULT_ACLS, (nsp_oids,)):
+    for oid, role, schema, objtype, acl in query(catalog.META_DEFAULT_ACLS, (nsp_oids,)):
         options = {"role": role, "in_schema": schema, "objtype": objtype, "acl": acl}
-        where = f" IN SCHEMA {_q(schema)}" if schema is not None else ""
-        stmt = f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(role)}{where} ..."
+        where = f" IN SCHEMA {quote_ident(schema)}" if schema is not None else ""
+        stmt = f"ALTER DEFAULT PRIVILEGES FOR ROLE {quote_ident(role)}{where} ..."
         spec = ObjectSpec(
             "default_privileges", f"{role}:{schema or ''}:{objtype}", stmt, None, options
         )
@@ -326,30 +241,37 @@ class MetaWriter:
             return
         if object_type == "schema":
             target, lookup = (
-                _q(name),
-                f"SELECT nspowner, nspacl FROM pg_namespace WHERE nspname = {_literal(name)}",
+                quote_ident(name),
+                f"SELECT nspowner, nspacl FROM pg_namespace WHERE nspname = {quote_literal(name)}",
             )
         elif object_type in _ON_TABLE:
             if set(options) & {"owner", "acl"}:
                 raise UnsafeDumpError(f"{label}: a {object_type} has no owner or privileges")
-            target, lookup = f"{_q(name)} ON {_q(schema)}.{_q(table or '')}", ""
+            target, lookup = (
+                f"{quote_ident(name)} ON {quote_ident(schema)}.{quote_ident(table or '')}",
+                "",
+            )
         elif object_type in ("index", "extension"):
             if set(options) & {"owner", "acl"}:
                 raise UnsafeDumpError(f"{label}: an {object_type} has no owner or privileges")
-            target = _q(name) if object_type == "extension" else f"{_q(schema)}.{_q(name)}"
+            target = (
+                quote_ident(name)
+                if object_type == "extension"
+                else f"{quote_ident(schema)}.{quote_ident(name)}"
+            )
             lookup = ""
         elif object_type in _OWNED:
-            target = f"{_q(schema)}.{_q(name)}"
+            target = f"{quote_ident(schema)}.{quote_ident(name)}"
             if object_type in ("function", "procedure", "aggregate"):
                 # Statements name the arguments as the source did (ordered-set aggregates
                 # need their ORDER BY); the lookup takes the argument types alone.
                 types = _check_args(options.get("types"), label, schemas)
-                lookup = _LOOKUP["routine"].format(_literal(f"{target}({types})"))
+                lookup = _LOOKUP["routine"].format(quote_literal(f"{target}({types})"))
                 target += f"({_check_args(options.get('args'), label, schemas)})"
             elif object_type in ("type", "domain"):
-                lookup = _LOOKUP["type"].format(_literal(target))
+                lookup = _LOOKUP["type"].format(quote_literal(target))
             else:
-                lookup = _LOOKUP["relation"].format(_literal(target))
+                lookup = _LOOKUP["relation"].format(quote_literal(target))
         else:
             raise UnsafeDumpError(
                 f"{label}: this object type carries no owner, privileges or comment"
@@ -362,7 +284,7 @@ class MetaWriter:
         role, objtype = options.get("role"), options.get("objtype")
         if not isinstance(role, str) or objtype not in DEFAULT_ACL_OBJECTS:
             raise UnsafeDumpError("default_privileges record: malformed role or object type")
-        _entries(options.get("acl"))
+        acl_entries(options.get("acl"))
         self._default_acls.append(options)
 
     # -- applying ------------------------------------------------------------------------------
@@ -400,7 +322,7 @@ class MetaWriter:
     @staticmethod
     def _acl_sql(kind: str) -> str:
         default = _ACL_DEFAULT_KIND.get(kind, "r")
-        return _exploded(f"coalesce(o.acl, acldefault('{default}', o.owner))")
+        return catalog.acl_as_json(f"coalesce(o.acl, acldefault('{default}', o.owner))")
 
     def _apply(self, item: _Pending, state: _State) -> None:
         o = item.options
@@ -410,7 +332,7 @@ class MetaWriter:
             raise UnsafeDumpError(f"{kind} {item.target}: malformed owner option")
         current_owner, current = state
         if owner and owner != current_owner and not self.no_owner and self._exists(owner):
-            self._execute(f"ALTER {_OWNED[kind]} {item.target} OWNER TO {_q(owner)}")
+            self._execute(f"ALTER {_OWNED[kind]} {item.target} OWNER TO {quote_ident(owner)}")
             current_owner, current = self._current(item.lookup, kind)
         if "acl" in o and not self.no_privileges and item.lookup:
             desired = self._desired(o.get("acl"), owner, current_owner)
@@ -424,9 +346,9 @@ class MetaWriter:
             if "acl" in meta and not self.no_privileges:
                 current = self._column_acl(item.target, column)
                 desired = self._desired(meta["acl"], owner, None)
-                self._grant("TABLE", item.target, f" ({_q(column)})", current, desired)
+                self._grant("TABLE", item.target, f" ({quote_ident(column)})", current, desired)
             if isinstance(meta.get("comment"), str):
-                self._comment(f"COLUMN {item.target}.{_q(column)}", meta["comment"])
+                self._comment(f"COLUMN {item.target}.{quote_ident(column)}", meta["comment"])
         if "comment" in o:
             word = _OWNED.get(kind) or _ON_TABLE.get(kind) or kind.upper()
             self._comment(f"{word} {item.target}", o["comment"])
@@ -450,7 +372,7 @@ class MetaWriter:
     def _comment(self, target: str, comment: Any) -> None:
         if not isinstance(comment, str):
             raise UnsafeDumpError(f"comment on {target}: not a string")
-        self._execute(f"COMMENT ON {target} IS {_literal(comment)}")
+        self._execute(f"COMMENT ON {target} IS {quote_literal(comment)}")
 
     def _current(self, lookup: str, kind: str) -> _State:
         rows = self._query(
@@ -465,7 +387,7 @@ class MetaWriter:
 
     def _column_acl(self, table: str, column: str) -> set[tuple[str, str, bool]]:
         rows = self._query(
-            f"SELECT {_COLUMN_ACL} FROM pg_attribute a"
+            f"SELECT {catalog.COLUMN_ACL} FROM pg_attribute a"
             " WHERE a.attrelid = to_regclass(%s) AND a.attname = %s",
             (table, column),
         )
@@ -474,7 +396,7 @@ class MetaWriter:
     def _desired(
         self, acl: Any, owner: Any, current_owner: str | None
     ) -> set[tuple[str, str, bool]]:
-        entries = set(_entries(acl))
+        entries = set(acl_entries(acl))
         if self.no_owner and isinstance(owner, str) and current_owner is not None:
             # The source owner's own rights go to whoever owns the object now.
             entries = {(current_owner if g == owner else g, p, o) for g, p, o in entries}
@@ -503,7 +425,7 @@ class MetaWriter:
         starts each statement: ALTER DEFAULT PRIVILEGES ...)."""
 
         def who(grantee: str) -> str:
-            return "PUBLIC" if grantee == "PUBLIC" else _q(grantee)
+            return "PUBLIC" if grantee == "PUBLIC" else quote_ident(grantee)
 
         on = f"{on} {target}".strip()
         for grantee, privilege, _ in sorted(current - desired):
@@ -517,9 +439,9 @@ class MetaWriter:
         if not self._known.get(role, True):
             logger.warning("default privileges of role %r left out: the target lacks it", role)
             return
-        where = f" IN SCHEMA {_q(schema)}" if isinstance(schema, str) else ""
+        where = f" IN SCHEMA {quote_ident(schema)}" if isinstance(schema, str) else ""
         kind = objtype.lower() if objtype != "T" else "T"  # acldefault's letter
-        stored = _exploded('coalesce(d.defaclacl, acldefault(%s::"char", d.defaclrole))')
+        stored = catalog.acl_as_json('coalesce(d.defaclacl, acldefault(%s::"char", d.defaclrole))')
         rows = self._query(
             f"SELECT {stored} FROM pg_default_acl d WHERE d.defaclrole = to_regrole(%s)"
             " AND d.defaclobjtype = %s AND d.defaclnamespace = coalesce(to_regnamespace(%s), 0)",
@@ -528,10 +450,10 @@ class MetaWriter:
         if rows:
             current = {tuple(e) for e in rows[0][0]}
         elif schema is None:
-            default = self._query(f"SELECT {_ROLE_DEFAULT_ACL}", (kind, role))
+            default = self._query(f"SELECT {catalog.ROLE_DEFAULT_ACL}", (kind, role))
             current = {tuple(e) for e in default[0][0]}
         else:
             current = set()
         desired = self._desired(options.get("acl"), None, None)
-        head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {_q(role)}{where} "
+        head = f"ALTER DEFAULT PRIVILEGES FOR ROLE {quote_ident(role)}{where} "
         self._grant(DEFAULT_ACL_OBJECTS[objtype], "", "", current, desired, head)

@@ -1,0 +1,459 @@
+"""The PostgreSQL backup reader: one REPEATABLE READ, READ ONLY snapshot of the schemas a
+backup covers; its tables' definitions and their rows (rendered by the server as JSON, read
+with COPY, on two sessions for large tables). The other objects come from :mod:`.objects`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy.exc import DBAPIError
+
+from ...dump.model import BackupScope, ColumnSpec, ObjectSpec, TableSpec
+from ...errors import ZenMigrateError
+from ..base import BackupReader, pipelined_ranges
+from . import catalog, connection
+from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
+from .copy_stream import copy_text_rows
+from .meta import CatalogMeta, read_meta
+from .names import display_name, qualified_name, quote_ident, quote_literal
+from .objects import ObjectReader, sequence_state
+from .render import CODEC_BY_TYPE_OID, json_value_sql
+from .schemas import not_carried
+
+logger = logging.getLogger(__name__)
+
+#: Bytes of COPY output handed on at a time (wide rows: fewer rows per batch).
+COPY_BATCH_BYTES = 1024 * 1024
+#: Heap blocks (8 KiB) per range of a table rendered on two sessions: about what a socket
+#: holds, so the session not being read renders its whole range meanwhile.
+RANGE_BLOCKS = 256
+
+
+@dataclass
+class _CatalogColumn:
+    """A table's column as the catalog describes it (one row of :data:`.catalog.COLUMNS`)."""
+
+    num: int
+    name: str
+    type: str
+    type_oid: int
+    notnull: bool
+    default: str | None
+    identity: str
+    generated: str
+    local: bool
+    collation: str | None
+
+
+@dataclass
+class _CatalogTable:
+    """A table as the catalog describes it (:data:`.catalog.TABLES`), with its parents (by
+    record name) and columns."""
+
+    oid: int
+    schema: str
+    name: str
+    kind: str
+    persistence: str
+    is_partition: bool
+    bound: str | None
+    partkey: str | None
+    reloptions: list[str]
+    parents: list[str] = field(default_factory=list)
+    columns: list[_CatalogColumn] = field(default_factory=list)
+
+    @property
+    def display(self) -> str:
+        return display_name(self.schema, self.name)
+
+    @property
+    def qname(self) -> str:
+        return qualified_name(self.schema, self.name)
+
+
+class PostgreSQLBackupReader(BackupReader):
+    """One REPEATABLE READ, READ ONLY transaction over the schemas of a :class:`BackupScope`.
+
+    Beyond :class:`BackupReader`, it has :meth:`pre_objects`: the schemas, types, domains,
+    sequences (and the functions column defaults and checks call) that must exist *before*
+    the tables; :attr:`schemas` (what the dump holds) and :attr:`excluded` (what it left out).
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        second: Callable[[], psycopg.Connection[Any]] | None = None,
+        scope: BackupScope | None = None,
+    ) -> None:
+        self._conn = conn
+        self._cursors = 0
+        #: COPY streams handed out; one left open would block the connection's rollback.
+        self._streams: list[Generator[Any, None, None]] = []
+        #: Opens a second connection (a transaction not yet begun), for parallel rendering.
+        self._open_second = second
+        self._second: psycopg.Connection[Any] | None = None
+        for setting in (*SESSION_SETTINGS, READ_SEARCH_PATH):
+            connection.execute_one(conn, setting)
+        self.server_version = str(self._fetch_one("SHOW server_version")[0])
+        self._server_version_num = int(self._fetch_one("SHOW server_version_num")[0])
+        found = {name: oid for oid, name in self._fetch_all(catalog.SCHEMAS)}
+        picked, self.excluded = select_schemas(sorted(found), scope or BackupScope())
+        #: The schemas this dump holds, by name, and their oids for the catalog queries.
+        self.schemas = picked
+        self._schema_oids = [found[n] for n in picked]
+        #: What the database holds that this dump does not carry (named in the header).
+        self.not_carried = not_carried(conn, self._schema_oids)
+        if self.not_carried:
+            logger.warning(
+                "not carried by this backup (recorded in its header): %s",
+                "; ".join(f"{o['kind']} {o['name']}" for o in self.not_carried),
+            )
+        names = [
+            qualified_name(n, r) for n, r in self._fetch_all(catalog.LOCKABLE, (self._schema_oids,))
+        ]
+        if names:  # hold off DDL on what we read for as long as the snapshot lives
+            connection.execute_one(conn, f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
+        self._tables: list[_CatalogTable] | None = None
+        self._catalog_meta: CatalogMeta | None = None
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return connection.fetch_all(self._conn, query, params)
+
+    def _fetch_one(self, query: str, params: Sequence[Any] = ()) -> tuple[Any, ...]:
+        return self._fetch_all(query, params)[0]
+
+    def _meta(self) -> CatalogMeta:
+        if self._catalog_meta is None:
+            self._catalog_meta = read_meta(
+                lambda q, p: self._fetch_all(q, tuple(p)), self._schema_oids, display_name
+            )
+        return self._catalog_meta
+
+    def scope(self) -> dict[str, Any]:
+        """The schemas this dump holds, those left out (with why) and the objects of kinds no
+        backup carries, for the header."""
+        fields: dict[str, Any] = {"schemas": self.schemas, "excluded_schemas": self.excluded}
+        if self.not_carried:
+            fields["not_carried"] = self.not_carried
+        return fields
+
+    # -- tables --------------------------------------------------------------------------------
+    def _load_tables(self) -> list[_CatalogTable]:
+        if self._tables is not None:
+            return self._tables
+        by_oid: dict[int, _CatalogTable] = {}
+        for oid, schema, name, kind, pers, is_part, bound, partkey, relopts in self._fetch_all(
+            catalog.TABLES, (self._schema_oids,)
+        ):
+            by_oid[oid] = _CatalogTable(
+                oid, schema, name, kind, pers, is_part, bound, partkey, list(relopts or [])
+            )
+        for child, parent in self._fetch_all(catalog.INHERITS, (self._schema_oids,)):
+            if child in by_oid and parent in by_oid:
+                by_oid[child].parents.append(by_oid[parent].display)
+        for row in self._fetch_all(catalog.COLUMNS, (self._schema_oids,)):
+            table = by_oid.get(row[0])
+            if table is not None:
+                table.columns.append(_CatalogColumn(*row[1:]))
+        # Parents before children; otherwise by name.
+        ordered: list[_CatalogTable] = []
+        done: set[str] = set()
+        by_name = {t.display: t for t in by_oid.values()}
+        if len(by_name) < len(by_oid):
+            raise ZenMigrateError(
+                "two tables have the same name in this dump (a table named "
+                "'schema.name' in public beside the table name in schema 'schema'); "
+                "rename one, or leave one schema out with exclude_schemas"
+            )
+
+        def visit(t: _CatalogTable, path: frozenset[str]) -> None:
+            if t.display in done or t.display in path:
+                return
+            for parent in t.parents:
+                visit(by_name[parent], path | {t.display})
+            done.add(t.display)
+            ordered.append(t)
+
+        for t in sorted(by_oid.values(), key=lambda t: (t.schema != "public", t.display)):
+            visit(t, frozenset())
+        self._tables = ordered
+        return ordered
+
+    def tables(self) -> list[TableSpec]:
+        """Base tables, partitioned tables and their partitions of ``public``, parents first.
+
+        ``options["owned_sequences"]`` maps a column to the sequence it owns (``serial``);
+        the restore re-attaches the ownership after creating the table.
+        """
+        tables = self._load_tables()
+        by_name = {t.display: t for t in tables}
+        constraints: dict[int, list[tuple[str, str]]] = {}
+        for conrelid, name, definition in self._fetch_all(
+            catalog.INLINE_CONSTRAINTS, (self._schema_oids,)
+        ):
+            constraints.setdefault(conrelid, []).append((name, definition))
+        identity: dict[tuple[int, int], tuple[Any, ...]] = {}
+        owned: dict[int, dict[str, str]] = {}
+        for relid, attnum, seq_oid, seq_name, deptype in self._fetch_all(
+            catalog.TABLE_SEQUENCES, (self._schema_oids,)
+        ):
+            if deptype == "i":
+                identity[(relid, attnum)] = (seq_name, *sequence_state(self._fetch_all, seq_oid))
+            else:
+                table = next(t for t in tables if t.oid == relid)
+                attname = next(c.name for c in table.columns if c.num == attnum)
+                owned.setdefault(relid, {})[attname] = seq_name
+        keys: dict[int, list[str]] = {}
+        for relid, attname in self._fetch_all(catalog.PRIMARY_KEYS, (self._schema_oids,)):
+            keys.setdefault(relid, []).append(attname)
+
+        out: list[TableSpec] = []
+        for t in tables:
+            stmt = self._create_table(t, by_name, constraints.get(t.oid, []), identity)
+            columns = tuple(
+                ColumnSpec(c.name, CODEC_BY_TYPE_OID.get(c.type_oid, "text"), c.type)
+                for c in t.columns
+                if c.generated == ""
+            )
+            positions = {
+                name: state[-1]
+                for (relid, _num), (name, *state) in identity.items()
+                if relid == t.oid
+            }
+            options: dict[str, Any] = {
+                "schema": t.schema,
+                **self._meta().by_key.get(("pg_class", t.oid), {}),
+            }
+            if t.oid in owned:
+                options["owned_sequences"] = owned[t.oid]
+            if positions:  # where each identity column's sequence stood
+                options["identity_positions"] = positions
+            out.append(TableSpec(t.display, stmt, columns, tuple(keys.get(t.oid, ())), options))
+        return out
+
+    def _create_table(
+        self,
+        t: _CatalogTable,
+        by_name: dict[str, _CatalogTable],
+        constraints: list[tuple[str, str]],
+        identity: dict[tuple[int, int], tuple[Any, ...]],
+    ) -> str:
+        head = "CREATE " + ("UNLOGGED " if t.persistence == "u" else "") + "TABLE " + t.qname
+        cons = [f"CONSTRAINT {quote_ident(n)} {d}" for n, d in constraints]
+        if t.is_partition and t.parents:
+            parent = {c.name: c for c in by_name[t.parents[0]].columns}
+            elems: list[str] = []
+            for c in t.columns:
+                p = parent.get(c.name)
+                opts = []
+                if (
+                    c.default is not None
+                    and c.generated == ""
+                    and (p is None or p.default != c.default)
+                ):
+                    opts.append(f"DEFAULT {c.default}")
+                if c.notnull and (p is None or not p.notnull):
+                    opts.append("NOT NULL")
+                if opts:
+                    elems.append(f"{quote_ident(c.name)} WITH OPTIONS {' '.join(opts)}")
+            elems += cons
+            stmt = f"{head} PARTITION OF {by_name[t.parents[0]].qname}"
+            if elems:
+                stmt += " (\n    " + ",\n    ".join(elems) + "\n)"
+            stmt += f" {t.bound}"
+        else:
+            elems = [self._column_def(t, c, identity) for c in t.columns if c.local] + cons
+            stmt = head + " (\n    " + ",\n    ".join(elems) + "\n)"
+            if t.parents:
+                stmt += " INHERITS (" + ", ".join(by_name[p].qname for p in t.parents) + ")"
+        if t.kind == "p" and t.partkey:
+            stmt += f" PARTITION BY {t.partkey}"
+        if t.reloptions:
+            stmt += " WITH (" + ", ".join(t.reloptions) + ")"
+        return stmt
+
+    @staticmethod
+    def _column_def(
+        t: _CatalogTable, c: _CatalogColumn, identity: dict[tuple[int, int], tuple[Any, ...]]
+    ) -> str:
+        parts = [quote_ident(c.name), c.type]
+        if c.collation:
+            parts.append(f"COLLATE {c.collation}")
+        if c.generated == "s":
+            parts.append(f"GENERATED ALWAYS AS ({c.default}) STORED")
+        elif c.identity:
+            seq = identity.get((t.oid, c.num))
+            kind = "ALWAYS" if c.identity == "a" else "BY DEFAULT"
+            if seq is None:
+                parts.append(f"GENERATED {kind} AS IDENTITY")
+            else:
+                name, _type, nxt, inc, minv, maxv, cache, cycle, _position = seq
+                parts.append(
+                    f"GENERATED {kind} AS IDENTITY (SEQUENCE NAME {qualified_name(t.schema, name)} "
+                    f"START WITH {nxt} "
+                    f"INCREMENT BY {inc} MINVALUE {minv} MAXVALUE {maxv} CACHE {cache} "
+                    f"{'CYCLE' if cycle else 'NO CYCLE'})"
+                )
+        elif c.default is not None:
+            parts.append(f"DEFAULT {c.default}")
+        if c.notnull:
+            parts.append("NOT NULL")
+        return " ".join(parts)
+
+    # -- rows ----------------------------------------------------------------------------------
+    def _relation(self, table: TableSpec) -> str:
+        """The quoted, qualified name of a table this reader handed out."""
+        found = next((t for t in self._load_tables() if t.display == table.name), None)
+        if found is None:
+            schema = str(table.options.get("schema", "public"))
+            return qualified_name(schema, table.name.removeprefix(f"{schema}."))
+        return found.qname
+
+    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of ``table`` itself (``FROM ONLY``), through a server-side cursor."""
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be at least 1")
+        if not table.columns:
+            return
+        select = ", ".join(
+            quote_ident(c.name) + ("::text" if c.codec == "text" else "") for c in table.columns
+        )
+        self._cursors += 1
+        with self._conn.cursor(name=f"zm_rows_{self._cursors}") as cur:
+            cur.itersize = chunk_rows
+            cur.execute(f"SELECT {select} FROM ONLY {self._relation(table)}".encode())
+            while chunk := cur.fetchmany(chunk_rows):
+                yield [tuple(row) for row in chunk]
+
+    def rendered_rows(
+        self, table: TableSpec, chunk_rows: int
+    ) -> Generator[tuple[int, bytes], None, None] | None:
+        """Rows rendered by the server as JSON text, streamed with COPY ... TO STDOUT."""
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be at least 1")
+        if not table.columns:
+            return None
+        found = next((t for t in self._load_tables() if t.display == table.name), None)
+        if found is None:
+            return None
+        oids = {c.name: c.type_oid for c in found.columns}
+        parts = []
+        for n, column in enumerate(table.columns):
+            key = json.dumps(column.name, ensure_ascii=False) + ":"
+            value = json_value_sql(column.codec, oids.get(column.name, 0)).format(
+                c=quote_ident(column.name)
+            )
+            parts.append(
+                f"{quote_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')"
+            )
+        select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {found.qname}"
+        ranges = self._block_ranges(found.oid)
+        if len(ranges) > 1 and (second := self._second_connection()) is not None:
+            stream = self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
+        else:
+            stream = copy_text_rows(self._conn, select, chunk_rows, COPY_BATCH_BYTES)
+        self._streams.append(stream)
+        return stream
+
+    # -- rendering on two connections ------------------------------------------------------
+    def _block_ranges(self, oid: int) -> list[str]:
+        """WHERE clauses splitting a table into ranges of :data:`RANGE_BLOCKS` heap blocks
+        (the last one open-ended: the table may have grown since the snapshot); one range,
+        no clause, for a small table or a server without TID range scans (before 14)."""
+        if self._server_version_num < 140000:
+            return [""]
+        (blocks,) = self._fetch_one(
+            "SELECT pg_relation_size(%s) / current_setting('block_size')::int", (oid,)
+        )
+        starts = range(0, int(blocks) - RANGE_BLOCKS, RANGE_BLOCKS)
+        if len(starts) < 2:
+            return [""]
+        clauses = [
+            f" WHERE ctid >= '({a},0)'::tid AND ctid < '({a + RANGE_BLOCKS},0)'::tid"
+            for a in starts
+        ]
+        return [*clauses, f" WHERE ctid >= '({starts[-1] + RANGE_BLOCKS},0)'::tid"]
+
+    def _second_connection(self) -> psycopg.Connection[Any] | None:
+        """A second session in this transaction's snapshot (pg_export_snapshot), opened on
+        first use; None where there is none to be had (then one session renders)."""
+        if self._second is not None or self._open_second is None:
+            return self._second
+        opener, self._open_second = self._open_second, None
+        if self._fetch_one("SELECT pg_is_in_recovery()")[0]:
+            return None  # a standby cannot export snapshots
+        (snapshot,) = self._fetch_one("SELECT pg_export_snapshot()")
+        try:
+            second = opener()
+            connection.execute_one(
+                second, f"SET TRANSACTION SNAPSHOT {quote_literal(str(snapshot))}"
+            )
+            for setting in (*SESSION_SETTINGS, READ_SEARCH_PATH):
+                connection.execute_one(second, setting)
+        except (psycopg.Error, DBAPIError) as exc:
+            logger.info("rendering on one session: no second one (%s)", type(exc).__name__)
+            return None
+        self._second = second
+        return second
+
+    def _rendered_in_parallel(
+        self,
+        select: str,
+        ranges: list[str],
+        conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],
+        chunk_rows: int,
+    ) -> Generator[tuple[int, bytes], None, None]:
+        """Ranges in order, alternating between the two sessions."""
+
+        def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
+            return copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, COPY_BATCH_BYTES)
+
+        return pipelined_ranges(open_range, len(ranges))
+
+    def close_streams(self) -> None:
+        """Close COPY streams a consumer left unfinished (the server is told to stop)."""
+        streams, self._streams = self._streams, []
+        for stream in streams:
+            stream.close()
+
+    # -- other objects -------------------------------------------------------------------------
+    def _objects(self) -> ObjectReader:
+        return ObjectReader(self._fetch_all, self._schema_oids, self.schemas, self._meta)
+
+    def pre_objects(self) -> list[ObjectSpec]:
+        """Objects that must exist before the tables are created, in creation order (see
+        :meth:`.objects.ObjectReader.before_tables`). Never overlaps :meth:`objects`."""
+        return self._objects().before_tables()
+
+    def objects(self) -> list[ObjectSpec]:
+        """Everything created after the data, in an order that restores cleanly (see
+        :meth:`.objects.ObjectReader.after_data`)."""
+        return self._objects().after_data()
+
+
+def select_schemas(found: list[str], scope: BackupScope) -> tuple[list[str], list[dict[str, str]]]:
+    """The schemas a backup takes of those ``found``, and those it leaves out with why."""
+    for option, names in (("schemas", scope.schemas), ("exclude_schemas", scope.exclude_schemas)):
+        missing = sorted(set(names) - set(found))
+        if missing:
+            raise ZenMigrateError(
+                f"{option} names schemas the database does not have: {', '.join(missing)} "
+                f"(it has: {', '.join(found) or 'none'})"
+            )
+    picked: list[str] = []
+    excluded: list[dict[str, str]] = []
+    for name in found:
+        if name in scope.exclude_schemas:
+            excluded.append({"schema": name, "reason": "named by exclude_schemas"})
+        elif scope.schemas and name not in scope.schemas:
+            excluded.append({"schema": name, "reason": "not named by schemas"})
+        else:
+            picked.append(name)
+    return picked, excluded

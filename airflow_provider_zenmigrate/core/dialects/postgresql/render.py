@@ -1,0 +1,55 @@
+"""How PostgreSQL values travel: which codec each type gets, the SQL that renders a column as
+its codec's JSON on the server (backup), and bytea in COPY's text form (restore)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import cast
+
+from ..text_rows import VerbatimColumn
+
+#: Type OIDs read as Python values; every other type travels as the server's text form.
+CODEC_BY_TYPE_OID: dict[int, str] = {
+    16: "native",  # boolean
+    19: "native",  # name
+    20: "native",  # bigint
+    21: "native",  # smallint
+    23: "native",  # integer
+    25: "native",  # text
+    1042: "native",  # character(n)
+    1043: "native",  # character varying
+    17: "bytes",  # bytea
+    1700: "decimal",  # numeric (Decimal keeps NaN and ±Infinity too)
+    700: "float",  # real
+    701: "float",  # double precision
+}
+
+#: Types whose text form needs no JSON escaping (digits, signs, separators, letters).
+_PLAIN_TEXT_OIDS = frozenset(
+    {1082, 1083, 1114, 1184, 1266, 1186, 2950}  # date, time, timestamp(tz), timetz, interval, uuid
+)
+
+
+def json_value_sql(codec: str, type_oid: int) -> str:
+    """SQL that renders column ``{c}`` as its codec's JSON value (NULL for SQL NULL)."""
+    if codec == "bytes":
+        return "'\"' || replace(encode({c}, 'base64'), E'\\n', '') || '\"'"
+    if codec in ("decimal", "float") or codec == "text" and type_oid in _PLAIN_TEXT_OIDS:
+        return "'\"' || {c}::text || '\"'"
+    if codec == "native" and type_oid in (16, 20, 21, 23):  # boolean, integers
+        return "{c}::text"
+    if codec == "native":
+        return "to_json({c})::text"
+    return "to_json({c}::text)::text"
+
+
+def bytea_copy_fields(values: list[bytes | None]) -> VerbatimColumn:
+    """Bytea values in COPY's text form: hex input, its backslash escaped for COPY (two
+    backslashes a value)."""
+    nulls = values.count(None)
+    fields: Iterable[str | None] = (
+        [None if v is None else "\\\\x" + v.hex() for v in values]
+        if nulls
+        else map("\\\\x".__add__, map(bytes.hex, cast(list[bytes], values)))
+    )
+    return VerbatimColumn(fields, backslashes=2 * (len(values) - nulls))

@@ -1,0 +1,277 @@
+"""The PostgreSQL restore writer: a dump loaded into the target database itself, in one
+transaction, its schemas replaced at the commit (:mod:`.swap`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
+from ...errors import UnsafeDumpError, ZenMigrateError
+from ..base import RestoreWriter, decode_base64_column
+from ..text_rows import BULK_CODECS, bulk_text
+from . import connection
+from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
+from .meta import MetaWriter
+from .names import bare_name, qualified_name, quote_ident
+from .render import bytea_copy_fields
+from .statements import QUALIFIED_TYPES, PgStatementRules
+from .swap import SchemaSwap
+
+
+class PostgreSQLRestoreWriter(RestoreWriter):
+    """Loads a dump into the target database itself, all inside one transaction.
+
+    :meth:`begin` renames every schema the dump restores away (``zm_old_<label>_<n>``) and
+    creates it anew, so the dump's statements run as they were written, schema-qualified
+    (a dump of ``public`` alone, from before, runs with ``search_path`` set to ``public``).
+    Other sessions see the old schemas until :meth:`swap` drops them and commits: a
+    failure, or a killed process, leaves no trace in the target.
+    """
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        label: str,
+        options: RestoreOptions | None = None,
+    ) -> None:
+        self._conn = conn
+        self._options = options or RestoreOptions()
+        self._swap = SchemaSwap(conn, label)
+        #: Prefix of the names the replaced schemas have until the swap drops them.
+        self.old = self._swap.old
+        #: Where unqualified names land (a dump of ``public`` alone, from before).
+        self.stage = "public"
+        self.swapped = False
+        self._copy: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
+        self._started = False
+        self._legacy = True
+        self._rules = PgStatementRules(None)
+        #: The schemas this restore replaces.
+        self.schemas: frozenset[str] = frozenset()
+        self._meta = MetaWriter(
+            self._rows,
+            lambda statement: connection.execute_one(conn, statement),
+            no_owner=self._options.no_owner,
+            no_privileges=self._options.no_privileges,
+            skip_missing_roles=self._options.skip_missing_roles,
+        )
+        for setting in (
+            *SESSION_SETTINGS,
+            READ_SEARCH_PATH,
+            "SET LOCAL check_function_bodies = off",  # bodies may use what comes later
+        ):
+            connection.execute_one(conn, setting)
+
+    def _rows(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return connection.fetch_all(self._conn, query, tuple(params))
+
+    # -- the schemas replaced ----------------------------------------------------------------
+    def begin(self, header: dict[str, Any] | None) -> None:
+        """Replace the schemas the dump's header lists (``public`` for a dump that lists
+        none); everything else follows in them."""
+        if self._started:
+            return
+        self._started = True
+        self._rules = PgStatementRules(header)
+        listed = self._rules.schemas
+        if listed is None:
+            self._swap.replace(["public"], keep_meta=self._legacy)
+            connection.execute_one(self._conn, "SET LOCAL search_path = public")
+            return
+        self._rules.refuse_excluded(self._options.exclude_schemas)
+        self._legacy = False
+        self.schemas = listed
+        self._swap.replace(sorted(listed), keep_meta=self._legacy)
+        if "public" in listed:  # records that name no schema are in public, unqualified
+            connection.execute_one(self._conn, "SET LOCAL search_path = public")
+
+    def _table(self, table: TableSpec) -> str:
+        self.begin(None)
+        schema = self._rules.schema_of("table", table.name, table.options)
+        return qualified_name(schema, bare_name(schema, table.name))
+
+    # -- loading -----------------------------------------------------------------------------
+    def create_table(self, table: TableSpec) -> None:
+        self.end_copy()
+        self.begin(None)
+        schema = self._rules.check_table_statement(table)
+        self._require_roles("table", table.name, table.options)
+        owned = table.options.get("owned_sequences") or {}
+        connection.execute_one(self._conn, table.create_stmt)
+        self._set_positions(schema, table.options.get("identity_positions") or {})
+        for column, sequence in owned.items():
+            connection.execute_one(
+                self._conn,
+                f"ALTER SEQUENCE {qualified_name(schema, sequence)} OWNED BY "
+                f"{self._table(table)}.{quote_ident(column)}",
+            )
+        bare = bare_name(schema, table.name)
+        self._meta.add("table", schema, bare, None, table.options, self.schemas)
+
+    def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        if not table.columns:  # a table with no columns (or only generated ones)
+            self.end_copy()
+            with self._conn.cursor() as cur:
+                for _ in rows:
+                    cur.execute(f"INSERT INTO {self._table(table)} DEFAULT VALUES".encode())
+            return
+        copy = self._copy_into(table)
+        for row in rows:
+            copy.write_row(row)
+
+    def _copy_into(self, table: TableSpec) -> psycopg.Copy:
+        """The COPY into ``table``, kept open across chunks so the server parses one chunk
+        while the next is decoded; any other statement ends it first (:meth:`end_copy`)."""
+        if self._copy is not None and self._copy[0] == table.name:
+            return self._copy[2]
+        self.end_copy()
+        columns = ", ".join(quote_ident(c.name) for c in table.columns)
+        statement = f"COPY {self._table(table)} ({columns}) FROM STDIN"
+        cursor = self._conn.cursor()
+        try:
+            manager = cursor.copy(statement.encode())
+            copy = manager.__enter__()
+        except BaseException:
+            cursor.close()
+            raise
+        self._copy = (table.name, cursor, copy, manager)
+        return copy
+
+    def end_copy(self, failed: BaseException | None = None) -> None:
+        """Finish the open COPY (or abort it, after ``failed``)."""
+        if self._copy is None:
+            return
+        _name, cursor, _copy, manager = self._copy
+        self._copy = None
+        try:
+            if failed is None:
+                manager.__exit__(None, None, None)
+            else:
+                manager.__exit__(type(failed), failed, failed.__traceback__)
+        finally:
+            cursor.close()
+
+    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+        codecs = [c.codec for c in table.columns]
+        if not table.columns or not set(codecs) <= BULK_CODECS:
+            super().load_encoded(table, columns)
+            return
+        if not columns[0]:
+            return
+        # COPY parses the dump's decimal, float and date/time text exactly as the backup
+        # read it; only bytea is turned from base64 into COPY's hex form here.
+        columns = list(columns)
+        for i, codec in enumerate(codecs):
+            if codec == "bytes":
+                columns[i] = bytea_copy_fields(decode_base64_column(table, i, columns[i]))
+        self._copy_into(table).write(bulk_text(table, columns))
+
+    def create_object(self, obj: ObjectSpec) -> None:
+        self.end_copy()
+        kind = obj.object_type
+        self.begin(None)
+        schema = self._rules.check_object_statement(obj)
+        self._require_roles(kind, obj.name, obj.options)
+        if kind in ("schema", "default_privileges"):
+            self._carried(obj)
+            return
+        if kind == "extension":
+            self._extension(obj.name, schema)
+        else:
+            connection.execute_one(self._conn, obj.create_stmt)
+        if kind == "sequence" and "position" in obj.options:
+            self._set_positions(schema, {bare_name(schema, obj.name): obj.options["position"]})
+        bare = obj.name if kind not in QUALIFIED_TYPES else bare_name(schema, obj.name)
+        table = bare_name(schema, obj.table) if obj.table else None
+        self._meta.add(kind, schema, bare, table, obj.options, self.schemas)
+
+    def _require_roles(self, kind: str, name: str, options: dict[str, Any]) -> None:
+        """Refuse a record naming roles the target lacks, before anything of it runs (the
+        same rule as dry runs: :meth:`PgStatementRules.required_roles`)."""
+        skippable, strict = self._rules.required_roles(kind, options, self._options)
+        label = f"{kind} {name!r}"
+        self._meta.check_roles(skippable, label)
+        if self._meta.check_roles(strict, label, skippable=False):
+            raise ZenMigrateError(
+                f"{label} applies to roles the target lacks; a policy cannot be left out "
+                "without changing who sees which rows. Nothing was changed: create the roles"
+            )
+
+    def _set_positions(self, schema: str, positions: Any) -> None:
+        """Set sequences where they stood: ``{name: [last value, is_called]}`` (dumps written
+        before this carry the next value as START WITH instead)."""
+        if not isinstance(positions, dict):
+            raise UnsafeDumpError("malformed sequence positions")
+        for name, position in positions.items():
+            if not (
+                isinstance(name, str)
+                and isinstance(position, list)
+                and len(position) == 2
+                and isinstance(position[0], int)
+                and isinstance(position[1], bool)
+            ):
+                raise UnsafeDumpError(f"sequence {name!r}: malformed position {position!r}")
+            self._rows(
+                "SELECT setval(%s::regclass, %s, %s)", (qualified_name(schema, name), *position)
+            )
+
+    def _carried(self, obj: ObjectSpec) -> None:
+        """A schema's record (the schema itself was created by :meth:`begin`) or a role's
+        default privileges (checked by the rules): applied before the commit."""
+        if obj.object_type == "schema":
+            self._meta.add("schema", obj.name, obj.name, None, obj.options, self.schemas)
+        else:
+            self._meta.add_default_acl(obj.options)
+
+    def _extension(self, name: str, schema: str) -> None:
+        """An extension exists once per database: one the target has is moved into its
+        schema (uncommitted until the swap) instead of being created a second time."""
+        with self._conn.cursor() as cur:
+            cur.execute(
+                b"SELECT n.nspname FROM pg_extension x JOIN pg_namespace n"
+                b" ON n.oid = x.extnamespace WHERE x.extname = %s",
+                (name,),
+            )
+            found = cur.fetchone()
+            if found is None:
+                cur.execute(b"SELECT 1 FROM pg_available_extensions WHERE name = %s", (name,))
+                if cur.fetchone() is None:
+                    raise ZenMigrateError(
+                        f"extension {name!r} is not available on the target server "
+                        "(pg_available_extensions): install its package there first; "
+                        "nothing was changed"
+                    )
+        if found is None:
+            connection.execute_one(
+                self._conn,
+                f"CREATE EXTENSION IF NOT EXISTS {quote_ident(name)}"
+                f" WITH SCHEMA {quote_ident(schema)}",
+            )
+        elif found[0] != schema:
+            connection.execute_one(
+                self._conn, f"ALTER EXTENSION {quote_ident(name)} SET SCHEMA {quote_ident(schema)}"
+            )
+
+    def row_count(self, table: TableSpec) -> int:
+        self.end_copy()
+        with self._conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM ONLY {self._table(table)}".encode())
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def swap(self) -> None:
+        """Drop the old schemas and commit: the restored ones replace them at once.
+
+        A schema that existed keeps its owner, privileges and comment. Foreign keys from
+        outside into the restored tables are re-created against them (and checked).
+        """
+        self.end_copy()
+        self.begin(None)
+        self._swap.drop_old(self._meta.apply)
+        self._conn.commit()
+        self.swapped = True
