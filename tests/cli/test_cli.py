@@ -70,7 +70,7 @@ def test_backup_inspect_restore_round_trip(
         ("list", str(tmp_path / "backups") + "/", "--json"),
         ("restore", str(dump), url_text(db_url)),
         ("restore", str(dump), url_text(db_url), "--dry-run", "--json"),
-        ("copy", url_text(db_url), copy_name, "--json"),
+        ("backup-to-db", url_text(db_url), copy_name, "--json"),
         stdin="n\n",
     )
     inspected = parsed(inspect)
@@ -415,7 +415,7 @@ def test_list_and_prune(tmp_path: Path) -> None:
             utils.backup_database_to_file(str(folder / f"{name}.jsonl.gz"))
     prefix = str(folder) + "/"
     listing, dry = zm_parallel(
-        ("list", prefix, "--json"), ("prune", prefix, "--keep", "1", "--dry-run", "--json")
+        ("list", prefix, "--json"), ("prune", prefix, "--keep-last", "1", "--dry-run", "--json")
     )
     assert [Path(b["uri"]).name for b in parsed(listing)["backups"]] == [
         "c.jsonl.gz",
@@ -424,7 +424,7 @@ def test_list_and_prune(tmp_path: Path) -> None:
     ]
     assert sorted(Path(u).name for u in parsed(dry)["deleted"]) == ["a.jsonl.gz", "b.jsonl.gz"]
     assert len(list(folder.iterdir())) == 6
-    pruned = zm_json("prune", prefix, "--keep", "1")
+    pruned = zm_json("prune", prefix, "--keep-last", "1")
     assert len(pruned["deleted"]) == 2
     assert sorted(p.name for p in folder.iterdir()) == ["c.jsonl.gz", "c.jsonl.gz.manifest.json"]
 
