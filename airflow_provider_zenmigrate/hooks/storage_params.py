@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .database_url import ConnectionFields
+from .database_settings import ConnectionFields
 
 
 def _extra(conn: ConnectionFields, key: str) -> Any:
@@ -30,6 +30,7 @@ def _extra(conn: ConnectionFields, key: str) -> Any:
 
 
 def transport_params(conn: ConnectionFields) -> dict[str, Any]:
+    """smart_open's ``transport_params`` (a ready client) for an object-store connection."""
     conn_type = (conn.conn_type or "").lower()
     if conn_type in ("aws", "s3"):
         return _s3(conn)

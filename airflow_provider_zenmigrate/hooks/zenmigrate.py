@@ -11,12 +11,17 @@ from sqlalchemy.engine import Engine
 
 from ..core.alembic import Alembic
 from ..core.utils import MigrationUtils
-from .database_url import DatabaseSettings, database_settings
+from .database_settings import DatabaseSettings, database_settings
 from .storage_params import transport_params
 
 
 class ConnectionNotDefined(AirflowNotFoundException):
-    """An Airflow connection the hook needs is not defined; the message says how to make it."""
+    """An Airflow connection the hook needs is not defined; the message says how to make it.
+
+    The one error type outside ``core/errors.py``: it subclasses Airflow's
+    ``AirflowNotFoundException`` (so code catching Airflow's own "connection not found"
+    still catches it), and ``core/`` never imports Airflow, so it lives with the hook.
+    """
 
 
 # What a connection of each role looks like on the command line (placeholders, no secrets).
@@ -79,9 +84,12 @@ class ZenMigrateHook(BaseHook):
             raise ConnectionNotDefined(not_defined_message(conn_id, role)) from exc
 
     def get_settings(self) -> DatabaseSettings:
+        """The database connection as URL, connect_args, engine_args and version table."""
         return database_settings(self._connection(self.conn_id, "database"))
 
     def get_transport_params(self) -> dict[str, Any] | None:
+        """smart_open's transport parameters from the storage connection; None without one
+        (the SDKs' own environment and credential chains then apply)."""
         if not self.storage_conn_id:
             return None
         return transport_params(self._connection(self.storage_conn_id, "storage"))
@@ -100,9 +108,12 @@ class ZenMigrateHook(BaseHook):
         return self._utils
 
     def get_sqlalchemy_engine(self) -> Engine:
+        """The engine of the connection's database (released by :meth:`close`)."""
         return self.get_migration_utils().engine
 
     def get_alembic(self, script_location: str | os.PathLike[str], **kwargs: Any) -> Alembic:
+        """An ``Alembic`` on this database; ``kwargs`` go to it (``config_file``, ...), and
+        the connection's ``version_table`` extra applies unless they name another."""
         utils = self.get_migration_utils()
         kwargs.setdefault("version_table", utils.version_table)
         return Alembic(utils.engine, script_location=script_location, **kwargs)
@@ -118,6 +129,7 @@ class ZenMigrateHook(BaseHook):
             return False, f"{type(exc).__name__}: {exc}"
 
     def close(self) -> None:
+        """Dispose of every engine made so far; the hook stays usable and makes new ones."""
         if self._utils is not None:
             self._utils.dispose()
             self._utils = None

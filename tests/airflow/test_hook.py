@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, make_url
 
 from airflow_provider_zenmigrate.core.catalog import list_backups
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from airflow_provider_zenmigrate.hooks.database_url import database_settings
+from airflow_provider_zenmigrate.hooks.database_settings import database_settings
 from airflow_provider_zenmigrate.hooks.storage_params import transport_params
 from airflow_provider_zenmigrate.hooks.zenmigrate import ConnectionNotDefined, ZenMigrateHook
 from tests.support.object_stores import S3_ACCESS_KEY, S3_SECRET_KEY, make_store

@@ -33,6 +33,8 @@ _PG_SSL_KEYS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword")
 
 
 class ConnectionFields(Protocol):
+    """The attributes of an Airflow ``Connection`` read here (any object with them will do)."""
+
     conn_type: str | None
     host: str | None
     port: int | None
@@ -46,6 +48,8 @@ class ConnectionFields(Protocol):
 
 @dataclass
 class DatabaseSettings:
+    """What ``MigrationUtils`` and ``Alembic`` need from a database connection."""
+
     url: URL
     connect_args: dict[str, Any] = field(default_factory=dict)
     engine_args: dict[str, Any] = field(default_factory=dict)
