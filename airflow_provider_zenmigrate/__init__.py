@@ -1,10 +1,100 @@
-"""Back up, migrate with Alembic, and restore relational databases from Airflow."""
+"""Back up, migrate with Alembic, and restore relational databases from Airflow.
+
+The public Python API, importable from the package root::
+
+    from airflow_provider_zenmigrate import MigrationUtils, Alembic, list_backups
+
+Importing the package stays cheap because Airflow imports it to discover the provider and
+the ``zenmigrate`` command imports it at start-up: the error types (a module with no
+imports) load at once, the rest (SQLAlchemy, Alembic, pydantic) on first use through the
+module ``__getattr__`` below (PEP 562). Type checkers read the ``TYPE_CHECKING`` imports.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("airflow-provider-zenmigrate")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+from .core.errors import (
+    CommandFailed,
+    CommandUsageError,
+    DumpError,
+    DumpFormatError,
+    DumpIntegrityError,
+    MigrationError,
+    MigrationLockTimeout,
+    MissingRequirementError,
+    RestoreInProgressError,
+    RowsNotRendered,
+    StorageError,
+    StorageNotFoundError,
+    UnsafeDumpError,
+    UnsupportedDatabaseError,
+    ZenMigrateError,
+)
+
+if TYPE_CHECKING:
+    from .core.alembic import Alembic
+    from .core.catalog import list_backups, prune_backups, verify_backup
+    from .core.utils import MigrationUtils
+
+    __version__: str
+
+__all__ = [
+    "Alembic",
+    "CommandFailed",
+    "CommandUsageError",
+    "DumpError",
+    "DumpFormatError",
+    "DumpIntegrityError",
+    "MigrationError",
+    "MigrationLockTimeout",
+    "MigrationUtils",
+    "MissingRequirementError",
+    "RestoreInProgressError",
+    "RowsNotRendered",
+    "StorageError",
+    "StorageNotFoundError",
+    "UnsafeDumpError",
+    "UnsupportedDatabaseError",
+    "ZenMigrateError",
+    "__version__",
+    "list_backups",
+    "prune_backups",
+    "verify_backup",
+]
+
+# Each lazily imported name and the module that defines it.
+_LAZY_MODULES = {
+    "Alembic": ".core.alembic",
+    "MigrationUtils": ".core.utils",
+    "list_backups": ".core.catalog",
+    "prune_backups": ".core.catalog",
+    "verify_backup": ".core.catalog",
+}
+
+
+def _installed_version() -> str:
+    # importlib.metadata costs more to import than the rest of this module: only on demand.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("airflow-provider-zenmigrate")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use, then keep it as an ordinary module attribute."""
+    if name == "__version__":
+        value: Any = _installed_version()
+    elif name in _LAZY_MODULES:
+        value = getattr(import_module(_LAZY_MODULES[name], __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

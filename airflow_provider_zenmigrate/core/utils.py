@@ -1,8 +1,10 @@
-"""The seed's ``MigrationUtils``: database administration, backup and restore.
+"""``MigrationUtils``: database administration, backup and restore.
 
-A thin facade: the dump format lives in :mod:`.dump`, producing and consuming it in
-:mod:`.backup` and :mod:`.restore`, locations in :mod:`.storage`, and every backend
-difference in :mod:`.dialects`.
+Its names and signatures are those of ZenML's ``MigrationUtils``, kept as a contract so
+code written against ZenML's runs unchanged; what runs underneath is this package's. A thin
+facade: the dump format lives in :mod:`.dump`, producing and consuming it in :mod:`.backup`
+and :mod:`.restore`, locations in :mod:`.storage`, and every backend difference in
+:mod:`.dialects`.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
 from .catalog import write_manifest
 from .dialects import DialectOps, get_dialect
 from .dump.model import BackupScope, RestoreOptions
-from .dump.reader import entries_from_records, entries_from_stream
+from .dump.reader import entries_from_records
 from .dump.records import Record
-from .restore import RestoreSummary, restore_entries
-from .storage import open_for_read, open_for_write, safe_uri
+from .restore import RestoreSummary, restore_entries, restore_from_uri
+from .storage import open_for_write, safe_uri
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +46,9 @@ class MigrationUtils(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     url: URL
-    connect_args: dict[str, Any]
-    engine_args: dict[str, Any]
+    #: Passed to the DBAPI's ``connect()`` and to ``create_engine``; both may be omitted.
+    connect_args: dict[str, Any] = Field(default_factory=dict)
+    engine_args: dict[str, Any] = Field(default_factory=dict)
     #: Alembic version table whose revisions the dump header records.
     version_table: str = "alembic_version"
     #: Rows per data record.
@@ -196,7 +199,7 @@ class MigrationUtils(BaseModel):
         URI (clients from :attr:`transport_params`, else the environment). The dump appears
         at ``dump_file`` only once it is complete; a small manifest written beside it then
         lets :func:`.catalog.list_backups` find it without reading it. Returns what was
-        written (the seed returns nothing; callers that ignore the result lose nothing).
+        written (ZenML's returns nothing; callers that ignore the result lose nothing).
         ``on_record`` sees every record with its line as it is written (for progress); a
         data record may carry only its row count (``rows``) instead of its ``data``.
         """
@@ -271,7 +274,8 @@ class MigrationUtils(BaseModel):
         """Restore the database from records yielded by ``load_db_info()``.
 
         The database is replaced atomically once every record was read and verified.
-        ``allow_unverified`` accepts dumps without header and trailer (the seed's format).
+        ``allow_unverified`` accepts dumps without header and trailer (the legacy
+        (unverified) format of ZenML's dumps).
         ``allow_routines`` accepts functions, procedures, aggregates and events: their
         bodies are code the server runs, so pass it only for dumps from a trusted source.
         """
@@ -301,9 +305,9 @@ class MigrationUtils(BaseModel):
         Raises:
             StorageNotFoundError: If nothing exists at ``dump_file``.
         """
-        logger.info("restoring %s from %s", self.safe_url, safe_uri(dump_file))
-        with open_for_read(dump_file, self.transport_params) as stream:
-            return self._restore(entries_from_stream(stream), allow_unverified, allow_routines)
+        return restore_from_uri(
+            self, dump_file, allow_unverified=allow_unverified, allow_routines=allow_routines
+        )
 
     def restore_database_from_db(self, backup_db_name: str) -> None:
         """Restore the database from the backup database.
