@@ -13,9 +13,11 @@ from pathlib import Path
 
 from tests.support.paths import REPO, SAKILA_DIR
 
-# Airflow reads its home at import time: the tests get their own metadata database.
+# Airflow reads its home at import time: the tests get their own metadata database, one per
+# pytest-xdist worker (tests/airflow/conftest.py recreates it at the start of a session).
 os.environ["AIRFLOW_HOME"] = os.environ.get(
-    "ZENMIGRATE_TEST_AIRFLOW_HOME", str(REPO / "build" / "test-airflow")
+    "ZENMIGRATE_TEST_AIRFLOW_HOME",
+    str(REPO / "build" / f"test-airflow{os.environ.get('PYTEST_XDIST_WORKER', '')}"),
 )
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "example_dags"))

@@ -26,15 +26,21 @@ def backups_asset(conn_id: str) -> Asset:
 class BackupToStorageOperator(ZenMigrateBaseOperator):
     """Back the database up to ``uri`` (local path, file://, s3://, gs://, azure://).
 
-    ``uri`` is templated, for example ``s3://backups/{{ dag.dag_id }}/{{ run_id }}.jsonl.zst``;
-    ``.gz`` / ``.zst`` suffixes compress. The object appears only once the backup is complete.
-    Returns the manifest (uri, bytes, tables, rows, checksum, revision, duration; for
-    PostgreSQL also the schemas it holds and those it left out, with why), pushes the
-    "Backup" link and updates the connection's backups Asset.
+    The object appears only once the backup is complete. Returns the manifest (uri, bytes,
+    tables, rows, checksum, revision, duration; for PostgreSQL also the schemas it holds and
+    those it left out, with why), pushes the "Backup" link and updates the connection's
+    backups Asset (see :func:`backups_asset`).
 
+    :param conn_id: The Airflow connection of the database to back up (templated).
+    :param uri: Where to write the backup (templated), for example
+        ``s3://backups/{{ dag.dag_id }}/{{ run_id }}.jsonl.zst``; a ``.gz`` or ``.zst``
+        suffix compresses.
+    :param storage_conn_id: The Airflow connection of the object store (templated); without
+        it the cloud SDKs' own environment and default credentials apply.
     :param schemas: PostgreSQL: back up only these schemas (templated; a list or
         "a, b"); by default every schema but the system ones, as ``pg_dump``.
-    :param exclude_schemas: PostgreSQL: leave these schemas out (templated).
+    :param exclude_schemas: PostgreSQL: leave these schemas out (templated; a list or
+        "a, b").
     """
 
     template_fields: Sequence[str] = (
@@ -64,11 +70,11 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
         self.exclude_schemas = exclude_schemas
 
     def execute(self, context: Context) -> dict[str, Any]:
-        utils = self.hook.get_migration_utils()
-        utils.schemas = names(self.schemas)
-        utils.exclude_schemas = names(self.exclude_schemas)
-        result = utils.backup_database_to_file(self.uri)
-        manifest = result.manifest()
+        with self.open_hook() as hook:
+            utils = hook.get_migration_utils()
+            utils.schemas = names(self.schemas)
+            utils.exclude_schemas = names(self.exclude_schemas)
+            manifest = utils.backup_database_to_file(self.uri).manifest()
         self.log.info(
             "backup complete: %s, %d tables, %d rows, %d bytes, %.1fs",
             manifest["uri"],
@@ -85,7 +91,16 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
 
 
 class BackupToDatabaseOperator(ZenMigrateBaseOperator):
-    """Copy the database to ``backup_db_name`` on the same server (the seed's backup-to-db)."""
+    """Copy the database to ``backup_db_name`` on the same server, replacing its contents.
+
+    The task form of ``MigrationUtils.backup_database_to_db`` (the CLI's ``backup-to-db``);
+    :class:`RestoreOperator` with ``backup_db_name`` copies it back. Returns
+    ``{"backup_db_name": ...}``.
+
+    :param conn_id: The Airflow connection of the database to copy (templated).
+    :param backup_db_name: The database to copy it to, on the same server (templated); it
+        must differ from the database itself.
+    """
 
     template_fields: Sequence[str] = ("conn_id", "backup_db_name")
     ui_color = "#9ecae1"
@@ -95,14 +110,27 @@ class BackupToDatabaseOperator(ZenMigrateBaseOperator):
         self.backup_db_name = backup_db_name
 
     def execute(self, context: Context) -> dict[str, Any]:
-        utils = self.hook.get_migration_utils()
-        utils.backup_database_to_db(self.backup_db_name)
-        self.log.info("copied %s to database %r", utils.safe_url, self.backup_db_name)
+        with self.open_hook() as hook:
+            utils = hook.get_migration_utils()
+            utils.backup_database_to_db(self.backup_db_name)
+            self.log.info("copied %s to database %r", utils.safe_url, self.backup_db_name)
         return {"backup_db_name": self.backup_db_name}
 
 
 class PruneBackupsOperator(ZenMigrateBaseOperator):
-    """Delete all but the newest ``keep_last`` complete backups under ``prefix``."""
+    """Delete all but the newest ``keep_last`` complete backups under ``prefix``.
+
+    Needs no database connection: it lists and deletes objects in storage only. Returns
+    ``{"prefix", "kept", "deleted"}`` (the URIs it deleted).
+
+    :param prefix: The folder or object-store prefix the backups are under (templated).
+    :param keep_last: How many of the newest complete backups to keep (templated; an int
+        or its rendered string).
+    :param storage_conn_id: The Airflow connection of the object store (templated); without
+        it the cloud SDKs' own environment and default credentials apply.
+    :param conn_id: Not used (pruning touches storage only); accepted so that DAGs passing
+        it keep working.
+    """
 
     template_fields: Sequence[str] = ("storage_conn_id", "prefix", "keep_last")
     ui_color = "#bdbdbd"
@@ -122,8 +150,9 @@ class PruneBackupsOperator(ZenMigrateBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         keep = int(self.keep_last)
-        params = self.hook.get_transport_params()
-        deleted = prune_backups(self.prefix, keep_last=keep, transport_params=params)
+        with self.open_hook() as hook:  # only its storage connection is ever read
+            params = hook.get_transport_params()
+            deleted = prune_backups(self.prefix, keep_last=keep, transport_params=params)
         self.log.info(
             "kept the newest %d backups under %s, deleted %d", keep, self.prefix, len(deleted)
         )

@@ -1,8 +1,9 @@
-"""What every zenmigrate operator shares: its connections and its hook."""
+"""What every zenmigrate operator shares: its connections, its hook, and its clean-up."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
@@ -12,7 +13,13 @@ from ..hooks.zenmigrate import ZenMigrateHook
 
 
 class ZenMigrateBaseOperator(BaseOperator):
-    """Holds the connection ids; the hook (and any connection) is only made in execute()."""
+    """Holds the connection ids; the hook (and any connection) is only made in execute().
+
+    :param conn_id: The Airflow connection of the database (templated).
+    :param storage_conn_id: The Airflow connection of the object store (``aws``,
+        ``google_cloud_platform`` or ``wasb``) that holds the backups (templated); without
+        it the cloud SDKs' own environment and default credentials apply.
+    """
 
     template_fields: Sequence[str] = ("conn_id", "storage_conn_id")
 
@@ -23,9 +30,21 @@ class ZenMigrateBaseOperator(BaseOperator):
 
     @cached_property
     def hook(self) -> ZenMigrateHook:
-        # A template may render an unset storage connection as "" or "None".
-        storage = self.storage_conn_id if self.storage_conn_id not in ("", "None") else None
-        return ZenMigrateHook(conn_id=self.conn_id, storage_conn_id=storage)
+        return ZenMigrateHook(conn_id=self.conn_id, storage_conn_id=unset(self.storage_conn_id))
+
+    @contextmanager
+    def open_hook(self) -> Iterator[ZenMigrateHook]:
+        """The hook for one execute(); its engines are disposed when the block ends, whether
+        the task succeeded or not, so no pooled connection outlives the task on the worker."""
+        try:
+            yield self.hook
+        finally:
+            self.hook.close()
+
+
+def unset(value: str | None) -> str | None:
+    """None for an optional argument left out, or rendered from a template as "" or "None"."""
+    return None if value in (None, "", "None") else value
 
 
 def names(value: Any) -> list[str]:

@@ -10,12 +10,15 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ..core.errors import MigrationError
-from .base import ZenMigrateBaseOperator
+from .base import ZenMigrateBaseOperator, unset
 
 
 class _MigrateOperator(ZenMigrateBaseOperator):
+    """Upgrade or downgrade (``direction``) to ``revision``; the arguments are documented on
+    :class:`UpgradeOperator`."""
+
     direction: str = ""
-    template_fields: Sequence[str] = ("conn_id", "script_location", "revision")
+    template_fields: Sequence[str] = ("conn_id", "script_location", "revision", "config_file")
     ui_color = "#c7e9c0"
 
     def __init__(
@@ -52,26 +55,29 @@ class _MigrateOperator(ZenMigrateBaseOperator):
             )
             last = now
 
-        alembic = self.hook.get_alembic(
-            self.script_location, config_file=self.config_file, on_version_apply=on_version_apply
-        )
-        before = alembic.current_revisions()
-        self.log.info(
-            "%s %s: at %s, target %s",
-            self.direction,
-            self.hook.conn_id,
-            before or ["base"],
-            self.revision,
-        )
-        try:
-            getattr(alembic, self.direction)(self.revision)
-        except MigrationError as exc:
-            raise AirflowFailException(
-                f"{self.direction} failed at revision {exc.revision}: {exc.cause}"
-            ) from exc
-        if alembic.revisions_before is not None:  # read under the lock, after any wait
-            before = alembic.revisions_before
-        after = alembic.current_revisions()
+        with self.open_hook() as hook:
+            alembic = hook.get_alembic(
+                self.script_location,
+                config_file=unset(self.config_file),
+                on_version_apply=on_version_apply,
+            )
+            before = alembic.current_revisions()
+            self.log.info(
+                "%s %s: at %s, target %s",
+                self.direction,
+                hook.conn_id,
+                before or ["base"],
+                self.revision,
+            )
+            try:
+                getattr(alembic, self.direction)(self.revision)
+            except MigrationError as exc:
+                raise AirflowFailException(
+                    f"{self.direction} failed at revision {exc.revision}: {exc.cause}"
+                ) from exc
+            if alembic.revisions_before is not None:  # read under the lock, after any wait
+                before = alembic.revisions_before
+            after = alembic.current_revisions()
         self.log.info("%s done: %s -> %s", self.direction, before or ["base"], after or ["base"])
         return {"before": before, "after": after, "applied": applied}
 
@@ -80,7 +86,15 @@ class UpgradeOperator(_MigrateOperator):
     """Upgrade the database to ``revision`` (default: every head).
 
     Returns ``{"before": [...], "after": [...], "applied": [...]}``; a failing migration
-    raises ``AirflowFailException`` naming the revision, and the task is not retried.
+    raises ``AirflowFailException`` naming the revision, and the task is not retried
+    (``retries`` defaults to 0).
+
+    :param conn_id: The Airflow connection of the database to migrate (templated).
+    :param script_location: The folder of the migration scripts, or ``package:dir``
+        (templated).
+    :param revision: The target revision (templated; default ``"heads"``).
+    :param config_file: The ``alembic.ini`` of a full Alembic project whose ``env.py``
+        should run (templated); without it the wrapper runs the scripts itself.
     """
 
     direction = "upgrade"
@@ -94,7 +108,15 @@ class UpgradeOperator(_MigrateOperator):
 
 
 class DowngradeOperator(_MigrateOperator):
-    """Downgrade the database to ``revision``; like :class:`UpgradeOperator` otherwise."""
+    """Downgrade the database to ``revision``; like :class:`UpgradeOperator` otherwise.
+
+    :param conn_id: The Airflow connection of the database to migrate (templated).
+    :param script_location: The folder of the migration scripts, or ``package:dir``
+        (templated).
+    :param revision: The target revision, for example ``"-1"`` or ``"base"`` (templated).
+    :param config_file: The ``alembic.ini`` of a full Alembic project whose ``env.py``
+        should run (templated); without it the wrapper runs the scripts itself.
+    """
 
     direction = "downgrade"
     ui_color = "#fdd0a2"
@@ -106,22 +128,38 @@ class PendingMigrationsOperator(ZenMigrateBaseOperator):
     Returns the pending state (``{"current", "heads", "pending"}``). With
     ``skip_when_current`` (the default) the task is skipped when nothing is pending, which
     skips the default-trigger-rule tasks after it: no backup and no migration run.
+
+    :param conn_id: The Airflow connection of the database (templated).
+    :param script_location: The folder of the migration scripts, or ``package:dir``
+        (templated).
+    :param config_file: The ``alembic.ini`` of a full Alembic project (templated), as for
+        :class:`UpgradeOperator`: its version table and script location then apply.
+    :param skip_when_current: Skip the task (and so the tasks after it) when the database
+        is at the heads; otherwise return ``pending=False``.
     """
 
-    template_fields: Sequence[str] = ("conn_id", "script_location")
+    template_fields: Sequence[str] = ("conn_id", "script_location", "config_file")
     ui_color = "#deebf7"
 
     def __init__(
-        self, *, conn_id: str, script_location: str, skip_when_current: bool = True, **kwargs: Any
+        self,
+        *,
+        conn_id: str,
+        script_location: str,
+        config_file: str | None = None,
+        skip_when_current: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.script_location = script_location
+        self.config_file = config_file
         self.skip_when_current = skip_when_current
 
     def execute(self, context: Context) -> dict[str, Any]:
-        alembic = self.hook.get_alembic(self.script_location)
-        current = sorted(alembic.current_revisions())
-        heads = sorted(alembic.head_revisions())
+        with self.open_hook() as hook:
+            alembic = hook.get_alembic(self.script_location, config_file=unset(self.config_file))
+            current = sorted(alembic.current_revisions())
+            heads = sorted(alembic.head_revisions())
         pending = current != heads
         self.log.info(
             "database at %s, heads %s: %s",

@@ -9,6 +9,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ..core.catalog import list_backups
+from ..hooks.zenmigrate import ZenMigrateHook
 from ..links import BackupLink
 from .base import ZenMigrateBaseOperator, names
 
@@ -16,24 +17,35 @@ from .base import ZenMigrateBaseOperator, names
 class RestoreOperator(ZenMigrateBaseOperator):
     """Replace the database's contents with a backup, atomically.
 
-    Give exactly one source: ``backup_task_id`` (the :class:`BackupToStorageOperator` task of
-    this run whose manifest names the backup), ``uri``, ``backup_db_name``, or
-    ``latest_under`` (a prefix: the newest complete backup there). With ``backup_task_id``, a
-    backup task that returned nothing (it failed or never ran) means no backup exists: the
-    task is skipped, touching no connection, instead of failing on a missing URI (the
-    rollback of a run whose backup failed). Dumps without a header and trailer are refused
-    unless ``allow_unverified=True``; dumps with functions, procedures, aggregates or events
-    unless ``allow_routines=True`` (their bodies are code the server runs: trusted dumps
-    only). Both may be templates ("True"/"False"). Returns what was restored.
+    Give exactly one source: ``backup_task_id``, ``uri``, ``backup_db_name`` or
+    ``latest_under``. With ``backup_task_id``, a backup task that returned nothing (it
+    failed or never ran) means no backup exists: the task is skipped, touching no
+    connection, instead of failing on a missing URI (the rollback of a run whose backup
+    failed). Returns what was restored (source, kind, tables, rows, verified, revisions).
 
-    PostgreSQL only (templated, like ``pg_restore``'s options):
-
-    :param no_owner: leave every object to the restoring role.
-    :param no_privileges: restore no GRANT or REVOKE.
-    :param skip_missing_roles: leave out, with a warning, owners and grants naming roles the
-        target lacks; by default such a dump is refused before anything changes.
-    :param exclude_schemas: schemas the restore must leave alone; a dump holding one is
-        refused.
+    :param conn_id: The Airflow connection of the database to replace (templated).
+    :param backup_task_id: The :class:`BackupToStorageOperator` task of this run whose
+        manifest names the backup (templated).
+    :param uri: The backup to restore, any URI a backup can be written to (templated).
+    :param backup_db_name: A database on the same server to copy back, as written by
+        :class:`BackupToDatabaseOperator` (templated).
+    :param latest_under: A prefix: the newest complete backup under it (templated).
+    :param storage_conn_id: The Airflow connection of the object store (templated); without
+        it the cloud SDKs' own environment and default credentials apply.
+    :param allow_unverified: Accept a dump without header and trailer, the legacy
+        (unverified) format (templated; a bool or "True"/"False"). Off by default: such a
+        dump cannot be told from a truncated one.
+    :param allow_routines: Accept a dump with functions, procedures, aggregates or events
+        (templated; a bool or "True"/"False"). Their bodies are code the server runs: allow
+        them for trusted dumps only.
+    :param no_owner: PostgreSQL, as ``pg_restore --no-owner``: leave every object to the
+        restoring role (templated).
+    :param no_privileges: PostgreSQL: restore no GRANT or REVOKE (templated).
+    :param skip_missing_roles: PostgreSQL: leave out, with a warning, owners and grants
+        naming roles the target lacks; by default such a dump is refused before anything
+        changes (templated).
+    :param exclude_schemas: PostgreSQL: schemas the restore must leave alone; a dump holding
+        one is refused (templated; a list or "a, b").
     """
 
     template_fields: Sequence[str] = (
@@ -93,9 +105,14 @@ class RestoreOperator(ZenMigrateBaseOperator):
             )
         if self.backup_task_id:
             self.uri = self._backup_uri(context, self.backup_task_id)
+        with self.open_hook() as hook:
+            return self._restore(context, hook)
+
+    def _restore(self, context: Context, hook: ZenMigrateHook) -> dict[str, Any]:
+        """Restore from the one source given (the backup task's URI already resolved)."""
         allow_unverified = _flag(self.allow_unverified)
         allow_routines = _flag(self.allow_routines)
-        utils = self.hook.get_migration_utils()
+        utils = hook.get_migration_utils()
         utils.no_owner = _flag(self.no_owner)
         utils.no_privileges = _flag(self.no_privileges)
         utils.skip_missing_roles = _flag(self.skip_missing_roles)
