@@ -205,8 +205,14 @@ def _nested_comment_end(sql: str, pos: int) -> int:
     return -1
 
 
-def _unterminated(sql: str, pos: int, rules: LexerRules) -> bool:
-    """Whether the ``other`` character at ``pos`` opens a quote or comment that never ends."""
+def _unterminated(sql: str, pos: int, kind: str, end: int, rules: LexerRules) -> bool:
+    """Whether the token at ``pos`` opens a quote or comment that never ends: an ``other``
+    character that opens one, or an ``E`` before a quote (PostgreSQL's E'...' is one token;
+    had it ended, it would have matched as a string)."""
+    if kind == "word":
+        return rules.escape_strings and end - pos == 1 and sql[pos : end + 1] in ("E'", "e'")
+    if kind != "other":
+        return False
     char = sql[pos]
     if char in "'\"" or sql.startswith("/*", pos):
         return True
@@ -252,7 +258,7 @@ def lex(sql: str, rules: LexerRules) -> list[Token]:
             if not in_version:
                 kind = "other"
             in_version = False
-        elif kind == "other" and rules.strict and _unterminated(sql, pos, rules):
+        elif rules.strict and _unterminated(sql, pos, kind, end, rules):
             raise UnsafeDumpError(f"unterminated quote or comment at offset {pos}")
         out.append(Token(kind, sql[pos:end]))
         pos = end
