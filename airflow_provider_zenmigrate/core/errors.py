@@ -1,4 +1,9 @@
-"""Exception types of the core, one place so callers can catch them by kind."""
+"""Every exception type of the package, in one place so callers can catch them by kind.
+
+The package root re-exports them all. The one type elsewhere is the hook's
+``ConnectionNotDefined``: it subclasses an Airflow exception, and ``core/`` never imports
+Airflow (tests/unit/test_public_api.py keeps it so).
+"""
 
 from __future__ import annotations
 
