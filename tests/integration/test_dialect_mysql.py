@@ -23,7 +23,9 @@ from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
 from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
-from airflow_provider_zenmigrate.core.dialects.mysql import MySQLOps, _MySQLRestoreWriter
+from airflow_provider_zenmigrate.core.dialects.mysql import MySQLOps, MySQLRestoreWriter
+from airflow_provider_zenmigrate.core.dialects.mysql import reader as mysql_reader
+from airflow_provider_zenmigrate.core.dialects.mysql import swap as mysql_swap
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -396,15 +398,15 @@ def test_swap_failure_after_rename_puts_everything_back(
     before_sums, before_defs = checksums(target), definitions(target)
     before_side = restore_side_objects(target.url, Path())
     if path == "statement by statement":
-        monkeypatch.setattr(mysql_dialect, "_runs_swap_block", lambda _version: False)
-    real_swap = _MySQLRestoreWriter.swap
+        monkeypatch.setattr(mysql_swap, "runs_swap_block", lambda _version: False)
+    real_swap = MySQLRestoreWriter.swap
 
-    def swap(self: _MySQLRestoreWriter) -> None:
+    def swap(self: MySQLRestoreWriter) -> None:
         self.create_object(_FAILS_IN_SWAP)
         self.objects.insert(2, self.objects.pop())  # fail half-way through
         real_swap(self)
 
-    monkeypatch.setattr(_MySQLRestoreWriter, "swap", swap)
+    monkeypatch.setattr(MySQLRestoreWriter, "swap", swap)
     with pytest.raises(pymysql.err.MySQLError, match="ENDS is either invalid or before STARTS"):
         copy_via_dialect(source, target)
     assert checksums(target) == before_sums
@@ -670,7 +672,7 @@ SMALL_RANGE_BYTES = 2 * 1024 * 1024
 @pytest.fixture
 def small_ranges(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ranges of 2 MiB, so a table of 10 MB is split as larger ones are by default."""
-    monkeypatch.setattr(mysql_dialect, "_RANGE_BYTES", SMALL_RANGE_BYTES)
+    monkeypatch.setattr(mysql_reader, "RANGE_BYTES", SMALL_RANGE_BYTES)
 
 
 def _big_table(engine: Engine, name: str = "big", rows: int = BIG_ROWS) -> None:
@@ -692,7 +694,7 @@ def _rendered_on_one_session(engine: Engine) -> list[dict[str, Any]]:
     """The rows of the database's one table, from a backup that could not start other
     sessions in its snapshot."""
     with get_dialect(engine).open_backup(engine) as reader:
-        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        assert isinstance(reader, mysql_dialect.MySQLBackupReader)
         assert reader.helpers == ()
         (table,) = reader.tables()
         return _rendered(reader, table)
@@ -712,9 +714,9 @@ def test_large_table_renders_on_several_sessions_in_one_snapshot(make_db: MakeDb
     _big_table(source)
     expected = sql(source, "SELECT id, amount, pad FROM big ORDER BY id")
     with get_dialect(source).open_backup(source) as reader:
-        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
-        sessions = (reader.s, *reader.helpers)
-        assert len(sessions) == mysql_dialect._RENDER_SESSIONS == 3
+        assert isinstance(reader, mysql_dialect.MySQLBackupReader)
+        sessions = (reader.session, *reader.helpers)
+        assert len(sessions) == mysql_reader.RENDER_SESSIONS == 3
         (table,) = reader.tables()
         ranges = len(reader._key_ranges(table))
         assert ranges >= 4
@@ -740,7 +742,7 @@ def test_ranges_left_unread_leave_every_session_usable(make_db: MakeDb) -> None:
     source = make_db()
     _big_table(source)
     with get_dialect(source).open_backup(source) as reader:
-        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        assert isinstance(reader, mysql_dialect.MySQLBackupReader)
         (table,) = reader.tables()
         for stop_after in (1, 3):
             rendered = reader.rendered_rows(table, 1000)
@@ -748,7 +750,7 @@ def test_ranges_left_unread_leave_every_session_usable(make_db: MakeDb) -> None:
             for _, (count, _block) in zip(range(stop_after), rendered, strict=False):
                 assert count > 0
             rendered.close()
-            for session in (reader.s, *reader.helpers):
+            for session in (reader.session, *reader.helpers):
                 assert session.scalar("SELECT COUNT(*) FROM big") == BIG_ROWS
         assert len(_rendered(reader, table)) == BIG_ROWS
 
@@ -783,8 +785,8 @@ def test_the_sessions_read_one_snapshot_while_money_moves(make_db: MakeDb) -> No
         time.sleep(0.2)
         for _ in range(10):
             with get_dialect(source).open_backup(source) as reader:
-                assert isinstance(reader, mysql_dialect._MySQLBackupReader)
-                assert len(reader.helpers) == mysql_dialect._RENDER_SESSIONS - 1
+                assert isinstance(reader, mysql_dialect.MySQLBackupReader)
+                assert len(reader.helpers) == mysql_reader.RENDER_SESSIONS - 1
                 (table,) = reader.tables()
                 rows = _rendered(reader, table)
             assert len(rows) == BIG_ROWS
@@ -810,7 +812,7 @@ def test_a_writer_holding_the_table_leaves_the_backup_on_one_session(make_db: Ma
     finally:
         holder.rollback()
         holder.close()
-    assert mysql_dialect._SNAPSHOT_LOCK_WAIT <= waited < mysql_dialect._SNAPSHOT_LOCK_WAIT + 5
+    assert mysql_reader.SNAPSHOT_LOCK_WAIT <= waited < mysql_reader.SNAPSHOT_LOCK_WAIT + 5
     assert len(rows) == BIG_ROWS
     assert rows[0]["amount"] == 1000
 
@@ -855,7 +857,7 @@ def test_a_row_too_long_to_render_in_a_split_table(
     _big_table(source, "more")
     sql(source, "ALTER TABLE big ADD doc LONGTEXT, ALGORITHM=INSTANT")
     with get_dialect(source).open_backup(source) as reader:
-        assert isinstance(reader, mysql_dialect._MySQLBackupReader)
+        assert isinstance(reader, mysql_dialect.MySQLBackupReader)
         ranges = {t.name: reader._key_ranges(t) for t in reader.tables()}
     assert len(ranges["big"]) >= 4 and len(ranges["more"]) >= 4, ranges
     starts = [int(re.findall(r"\d+", r)[-1]) for r in ranges["big"][:2]]  # ranges 1 and 2

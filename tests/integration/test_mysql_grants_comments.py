@@ -24,9 +24,9 @@ import pymysql.err
 import pytest
 from sqlalchemy.engine import URL
 
-from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
-from airflow_provider_zenmigrate.core.dialects.mysql import _MySQLRestoreWriter
+from airflow_provider_zenmigrate.core.dialects.mysql import MySQLRestoreWriter
 from airflow_provider_zenmigrate.core.dialects.mysql import grants as mysql_grants
+from airflow_provider_zenmigrate.core.dialects.mysql import swap as mysql_swap
 from airflow_provider_zenmigrate.core.dump.model import ObjectSpec
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.engine_support import read_lines, restore_side_objects
@@ -252,7 +252,7 @@ def backup(url: URL, dump: Path) -> None:
 def swap_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """MariaDB's swap (one anonymous block) or MySQL's (statement by statement, forced)."""
     if request.param == "statement by statement":
-        monkeypatch.setattr(mysql_dialect, "_runs_swap_block", lambda _version: False)
+        monkeypatch.setattr(mysql_swap, "runs_swap_block", lambda _version: False)
     return str(request.param)
 
 
@@ -412,7 +412,7 @@ def test_a_grantee_gone_before_the_grant_is_not_created_again(
             mysql_grants.RoutineGrant(ghost, "%", "p", "PROCEDURE", frozenset({"Execute"})),
         ]
 
-    monkeypatch.setattr(mysql_dialect, "read_routine_grants", with_ghost)
+    monkeypatch.setattr(mysql_swap, "read_routine_grants", with_ghost)
     dump = tmp_path / "db.jsonl"
     backup(url, dump)
     before = fingerprint(url), privileges(server, str(url.database))
@@ -459,18 +459,18 @@ def test_a_swap_that_fails_after_the_rename_gives_the_routine_grants_back(
     run(url, "UPDATE t SET b = 100")
     before = fingerprint(url), privileges(server, str(url.database)), comments(url)
     can = what_account_can_do(url, user)
-    real_swap = _MySQLRestoreWriter.swap
+    real_swap = MySQLRestoreWriter.swap
 
-    def swap(self: _MySQLRestoreWriter) -> None:
+    def swap(self: MySQLRestoreWriter) -> None:
         self.create_object(_FAILS_IN_SWAP)  # the last object: after both routines
         real_swap(self)
 
-    monkeypatch.setattr(_MySQLRestoreWriter, "swap", swap)
+    monkeypatch.setattr(MySQLRestoreWriter, "swap", swap)
     with pytest.raises(Exception, match="ENDS is either invalid or before STARTS"):
         restore(url, dump)
     assert (fingerprint(url), privileges(server, str(url.database)), comments(url)) == before
     assert what_account_can_do(url, user) == can
-    monkeypatch.setattr(_MySQLRestoreWriter, "swap", real_swap)
+    monkeypatch.setattr(MySQLRestoreWriter, "swap", real_swap)
     restore(url, dump)
     assert privileges(server, str(url.database)) == before[1]
     assert what_account_can_do(url, user)["select t"][1][0] == (1, "a1", 1)

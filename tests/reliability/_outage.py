@@ -79,6 +79,7 @@ def nth_time():
 
 from airflow_provider_zenmigrate.core import restore as restore_module
 from airflow_provider_zenmigrate.core.dialects import mysql
+from airflow_provider_zenmigrate.core.dialects.mysql import swap as mysql_swap
 from airflow_provider_zenmigrate.core.dialects.postgresql import connection as pg_connection
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
@@ -106,13 +107,13 @@ if point == "restore-data":
          before=lambda self, record: record["kind"] == "data" and nth_time()
          and pause(table=record["table"]))
 elif point == "mysql-before-swap-block":
-    wrap(mysql._MySQLRestoreWriter, "_swap_on_server", before=lambda *a: nth_time() and pause())
+    wrap(mysql.MySQLRestoreWriter, "_swap_on_server", before=lambda *a: nth_time() and pause())
 elif point == "mysql-before-rename":
-    mysql._runs_swap_block = lambda version: False  # MySQL's swap, statement by statement
-    wrap(mysql._MySQLRestoreWriter, "_rename", before=lambda *a: nth_time() and pause())
+    mysql_swap.runs_swap_block = lambda version: False  # MySQL's swap, statement by statement
+    wrap(mysql.MySQLRestoreWriter, "_rename", before=lambda *a: nth_time() and pause())
 elif point == "mysql-after-rename":
-    mysql._runs_swap_block = lambda version: False
-    wrap(mysql._MySQLRestoreWriter, "_create_objects", before=lambda *a: nth_time() and pause())
+    mysql_swap.runs_swap_block = lambda version: False
+    wrap(mysql.MySQLRestoreWriter, "_create_objects", before=lambda *a: nth_time() and pause())
 elif point.startswith("pg-after:"):
     prefix = point.split(":", 1)[1]
     wrap(pg_connection, "execute_one",

@@ -57,6 +57,7 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core import utils as utils_module
 from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
 from airflow_provider_zenmigrate.core.dialects import sqlite as sqlite_dialect
+from airflow_provider_zenmigrate.core.dialects.mysql import session as mysql_session
 from airflow_provider_zenmigrate.core.dialects.postgresql import connection as pg_connection
 from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -314,8 +315,8 @@ def _hook_s3(client: Any, tracer: Tracer, state: _BackupState, uri: str) -> None
 def _hook_restore(tracer: Tracer, backend: str) -> None:
     writer_class: Any = {
         "sqlite": sqlite_dialect.SQLiteRestoreWriter,
-        "mysql": mysql_dialect._MySQLRestoreWriter,
-        "mariadb": mysql_dialect._MySQLRestoreWriter,
+        "mysql": mysql_dialect.MySQLRestoreWriter,
+        "mariadb": mysql_dialect.MySQLRestoreWriter,
         "postgresql": PostgreSQLRestoreWriter,
     }[backend]
     chunks: dict[str, int] = {}
@@ -406,12 +407,12 @@ def _sql_of(args: tuple[Any, ...]) -> str:
     return "?"
 
 
-#: How MariaDB's swap block starts (see mysql_dialect._swap_block).
+#: How MariaDB's swap block starts (see _swap_block in core/dialects/mysql/swap.py).
 SWAP_BLOCK = b"BEGIN NOT ATOMIC"
 
 
 def _hook_mysql_swap(tracer: Tracer) -> None:
-    session = mysql_dialect._Session
+    session = mysql_session.ServerSession
     for method in ("execute", "execute_dump", "query"):
         real = getattr(session, method)
         setattr(session, method, _statement_events(tracer, real, ""))

@@ -29,11 +29,11 @@ from contextlib import suppress
 from typing import IO, Any
 
 import pymysql.err
-from pymysql.constants import CLIENT
 from sqlalchemy.engine import Engine
 
 from ...dump.model import TableSpec
 from ...errors import ZenMigrateError
+from .pymysql_internals import local_infile_allowed, reconnect_with_local_files
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ class BulkLoader:
             # The capability is agreed at the handshake: connect again with it, keeping
             # every other connection parameter (TLS, charset, timeouts).
             connection.close()
-            connection.client_flag |= CLIENT.LOCAL_FILES
-            connection.connect()
+            reconnect_with_local_files(connection)
             connection.autocommit(True)
             with connection.cursor() as cur:
                 for statement in settings:
@@ -153,11 +152,8 @@ class BulkLoader:
     def _load(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> None:
         try:
             with connection.cursor() as cur:
-                connection._local_infile = True
-                try:
+                with local_infile_allowed(connection):
                     cur.execute(statement, (f"{_PROC_FD}/{handle.fileno()}",))
-                finally:
-                    connection._local_infile = False
                 warnings = cur.warning_count
                 if warnings:
                     cur.execute("SHOW WARNINGS LIMIT 1")

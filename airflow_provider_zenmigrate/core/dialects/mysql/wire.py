@@ -5,11 +5,10 @@ tuple). The rows a backup has the server render are already the bytes it writes,
 reads the result's packets from the connection's buffer a megabyte at a time and slices the
 values out, about a quarter of that per row. A query can also be sent without waiting for
 its answer (:func:`send_query`, then :func:`read_result`), so a session starts rendering
-while the client reads another's rows. It relies on pymysql internals (the connection's
-``_rfile``, ``_next_seq_id``, ``_force_close``, ``_execute_command`` and
-``_read_query_result``, the cursor's and the unbuffered result's state), hence the version
-bound on pymysql in pyproject.toml; tests/integration/test_mysql_wire.py checks it against
-pymysql's own reading, errors and lost connections.
+while the client reads another's rows. The pymysql internals it needs (the connection's
+buffered reader and socket, packet sequence numbers, the unbuffered result's state) are
+reached only through :mod:`.pymysql_internals`; tests/integration/test_mysql_wire.py checks
+this reader against pymysql's own reading, errors and lost connections.
 """
 
 from __future__ import annotations
@@ -18,9 +17,22 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from pymysql import err
-from pymysql.constants import COMMAND, CR
+from pymysql.constants import CR
 from pymysql.cursors import SSCursor
-from pymysql.protocol import MysqlPacket
+
+from .pymysql_internals import (
+    abandon_result,
+    finish_at_eof,
+    is_unread_single_column,
+    next_sequence_id,
+    raise_error_packet,
+    read_query_answer,
+    send_query_command,
+    set_next_sequence_id,
+    socket_recv_into,
+    take_buffered_bytes,
+    unbuffered_result,
+)
 
 _READ_BYTES = 1 << 20
 # First byte of a row packet: a length-coded string's prefix, or one of these.
@@ -34,17 +46,12 @@ def send_query(cursor: SSCursor, sql: str, args: tuple[Any, ...]) -> None:
     """Send ``cursor``'s query without waiting for the server's answer: the first half of
     what ``cursor.execute`` does; :func:`read_result` is the second, before anything else is
     sent on the connection."""
-    conn: Any = cursor.connection
-    query = cursor.mogrify(sql, args)
-    cursor._clear_result()
-    conn._execute_command(COMMAND.COM_QUERY, query.encode(conn.encoding))
+    send_query_command(cursor, cursor.mogrify(sql, args))
 
 
 def read_result(cursor: SSCursor) -> None:
     """Read the answer to :func:`send_query`'s query, as ``cursor.execute`` would have."""
-    conn: Any = cursor.connection
-    conn._affected_rows = conn._read_query_result(unbuffered=True)
-    cursor._do_get_result()
+    read_query_answer(cursor)
 
 
 def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | None], None, None]:
@@ -56,8 +63,8 @@ def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | N
     buffered are gone.
     """
     conn: Any = cursor.connection
-    result: Any = cursor._result
-    if result is None or not result.unbuffered_active or result.field_count != 1:
+    result = unbuffered_result(cursor)
+    if not is_unread_single_column(result):
         raise ValueError("single_column needs a cursor with an unread one-column result")
     finished = False
     try:
@@ -69,8 +76,7 @@ def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | N
         ) from exc
     finally:
         if not finished:
-            result.unbuffered_active = False
-            conn._force_close()
+            abandon_result(conn, result)
 
 
 def _packets(conn: Any, result: Any, batch_rows: int) -> Iterator[list[bytes | None]]:
@@ -79,9 +85,9 @@ def _packets(conn: Any, result: Any, batch_rows: int) -> Iterator[list[bytes | N
     # Whatever pymysql's buffered reader already holds comes first (read1 returns only
     # that); from then on the socket itself, one recv at a time, which never waits for
     # more than the server has sent.
-    held = conn._rfile.read1(len(conn._rfile.peek(1)))
-    recv_into = conn._sock.recv_into
-    seq = conn._next_seq_id
+    held = take_buffered_bytes(conn)
+    recv_into = socket_recv_into(conn)
+    seq = next_sequence_id(conn)
     buf = bytearray(max(_READ_BYTES, len(held)))
     view = memoryview(buf)
     end = len(held)
@@ -111,21 +117,16 @@ def _packets(conn: Any, result: Any, batch_rows: int) -> Iterator[list[bytes | N
             elif first == _NULL and length == 1:
                 batch.append(None)
             elif first == _EOF and length < 9:  # EOF: the result is complete
-                conn._next_seq_id = seq
-                packet = MysqlPacket(bytes(view[pos + 4 : stop]), conn.encoding)
-                result._check_packet_is_eof(packet)
-                result.unbuffered_active = False
-                result.connection = None
-                result.rows = None
+                set_next_sequence_id(conn, seq)
+                finish_at_eof(conn, result, bytes(view[pos + 4 : stop]))
                 if stop != end:
                     raise err.InternalError(f"{end - stop} bytes after the end of a result")
                 if batch:
                     yield batch
                 return
             elif first == _ERROR:  # the server stopped the query (KILL QUERY, a timeout)
-                conn._next_seq_id = seq
-                result.unbuffered_active = False
-                MysqlPacket(bytes(view[pos + 4 : stop]), conn.encoding).raise_for_error()
+                set_next_sequence_id(conn, seq)
+                raise_error_packet(conn, result, bytes(view[pos + 4 : stop]))
             else:
                 raise err.InternalError(f"not a one-column row packet (first byte {first})")
             pos = stop

@@ -1,0 +1,182 @@
+"""The MySQL/MariaDB restore writer: a staging database loaded by LOAD DATA LOCAL (or
+multi-row INSERTs), its statements checked by :mod:`.statements`, swapped in by :mod:`.swap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pymysql.err
+from sqlalchemy.engine import Engine
+
+from ...dump.model import ObjectSpec, TableSpec
+from ...errors import ZenMigrateError
+from ..base import RestoreWriter, decode_base64_column
+from ..text_rows import BULK_CODECS, bulk_text
+from .grants import RoutineGrant
+from .load import BulkLoader, load_statement
+from .pymysql_internals import has_multi_statements, set_executemany_limit
+from .session import ServerSession
+from .statements import LOAD_SQL_MODE, check_object_statement, check_table_statement
+from .swap import TargetSwapMixin, alive_lock
+
+ER_UNKNOWN_SYSTEM_VARIABLE = 1193
+# Keep one INSERT well below max_allowed_packet.
+_MAX_INSERT_BYTES = 4 * 1024 * 1024
+
+
+def _plain_decimals(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
+    values = list(row)
+    for i in indexes:
+        if isinstance(values[i], Decimal):
+            values[i] = format(values[i], "f")
+    return tuple(values)
+
+
+class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
+    """Loads a dump into the staging database ``staging`` on ``session`` (and the bulk
+    loader's connections), then swaps it in for ``target``'s contents (see :mod:`.swap`)."""
+
+    def __init__(self, session: ServerSession, target: str, staging: str, trash: str) -> None:
+        self.session = session
+        self.target, self.staging, self.trash = target, staging, trash
+        self.objects: list[tuple[ObjectSpec, dict[str, str], str]] = []
+        self.swapped = False
+        #: Databases this restore created (and drops when it ends).
+        self.created: list[str] = []
+        #: LOAD DATA LOCAL on further connections, where the server allows it.
+        self.bulk_loader: BulkLoader | None = None
+        #: Where a failed swap reconnects to put the target back (see :meth:`_recover`).
+        self.engine: Engine | None = None
+        #: The grants on the target's routines, read before the swap (see .grants).
+        self.grants: list[RoutineGrant] = []
+        self._load_sql: dict[str, str] = {}
+
+    def _load_settings(self) -> list[str]:
+        """The loading sessions' settings (the last one exists on MariaDB only)."""
+        quote = self.session.quote
+        return [
+            f"USE {quote(self.staging)}",
+            "SET SESSION time_zone = '+00:00'",
+            f"SET SESSION sql_mode = '{LOAD_SQL_MODE}'",
+            "SET SESSION FOREIGN_KEY_CHECKS = 0, UNIQUE_CHECKS = 0",
+            "SET SESSION check_constraint_checks = 0",
+        ]
+
+    def wait_for_bulk_loads(self) -> None:
+        """Wait until every chunk handed to the bulk loader is in (raises its error): what
+        comes next (INSERTs, objects, counts, the swap) needs all rows loaded."""
+        if self.bulk_loader is not None:
+            self.bulk_loader.wait()
+
+    def close(self) -> None:
+        if self.bulk_loader is not None:
+            self.bulk_loader.close()
+
+    def start(self, engine: Engine) -> None:
+        self.engine = engine
+        session = self.session
+        if has_multi_statements(session.dbapi):
+            # Routine bodies are admitted with semicolons only because one call runs one
+            # statement; with this flag a dump could append statements of its own.
+            raise ZenMigrateError("restore refuses a connection with CLIENT.MULTI_STATEMENTS")
+        row = session.query(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+            "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+            (self.target,),
+        )
+        if not row:
+            raise ZenMigrateError(f"target database {self.target!r} does not exist")
+        self.charset, self.collation = row[0]
+        # Marks the staging and trash databases as in use until this session ends.
+        if session.scalar("SELECT GET_LOCK(%s, 0)", (alive_lock(self.staging),)) != 1:
+            raise ZenMigrateError(f"restore label of {self.staging!r} is already in use")
+        session.dbapi.autocommit(True)
+        session.execute(
+            f"CREATE DATABASE {session.quote(self.staging)} "
+            f"CHARACTER SET {session.quote(self.charset)} "
+            f"COLLATE {session.quote(self.collation)}"
+        )
+        self.created.append(self.staging)
+        settings = self._load_settings()
+        for statement in settings[:-1]:
+            session.execute(statement)
+        try:  # MariaDB: rows are loaded as they were, CHECK constraints are not re-run
+            session.execute(settings[-1])
+        except pymysql.err.MySQLError as exc:  # MySQL has no such variable
+            if exc.args[0] != ER_UNKNOWN_SYSTEM_VARIABLE:
+                raise
+        self.bulk_loader = BulkLoader.open(engine, settings)
+        packet = int(session.scalar("SELECT @@max_allowed_packet"))
+        self.max_insert = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
+
+    # -- loading ---------------------------------------------------------------------------
+    def create_table(self, table: TableSpec) -> None:
+        _settings, sql = check_table_statement(table)
+        self.session.execute_dump(sql)
+
+    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+        codecs = [c.codec for c in table.columns]
+        if (
+            self.bulk_loader is None
+            or not set(codecs) <= BULK_CODECS
+            or len(columns) != len(codecs)
+        ):
+            super().load_encoded(table, columns)
+            return
+        if not columns[0]:
+            return
+        columns = list(columns)
+        for i, codec in enumerate(codecs):
+            if codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
+                decode_base64_column(table, i, columns[i])
+        data = bulk_text(table, columns)
+        statement = self._load_sql.get(table.name)
+        if statement is None:
+            statement = load_statement(self.session.quote, self.staging, table)
+            self._load_sql[table.name] = statement
+        self.bulk_loader.submit(table, statement, data)
+
+    def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        self.wait_for_bulk_loads()
+        session = self.session
+        width = len(table.columns)
+        if any(len(row) != width for row in rows):
+            raise ZenMigrateError(f"table {table.name!r}: a row does not have {width} values")
+        columns = ", ".join(session.quote(c.name) for c in table.columns)
+        placeholders = ", ".join(["%s"] * width)
+        table_name = f"{session.quote(self.staging)}.{session.quote(table.name)}"
+        sql = f"INSERT INTO {table_name} ({columns}) VALUES ({placeholders})"
+        # pymysql writes a Decimal unquoted, and 1E-30 would be read as a DOUBLE: a string
+        # in plain notation converts to DECIMAL exactly.
+        decimals = [i for i, c in enumerate(table.columns) if c.codec == "decimal"]
+        if decimals:
+            rows = [_plain_decimals(row, decimals) for row in rows]
+        with session.dbapi.cursor() as cur:
+            # pymysql turns this into multi-row INSERTs of at most that many bytes.
+            set_executemany_limit(cur, self.max_insert)
+            cur.executemany(sql, rows)
+
+    def create_object(self, obj: ObjectSpec) -> None:
+        self.wait_for_bulk_loads()
+        settings, sql = check_object_statement(obj)
+        if obj.object_type == "index":  # moves with its table in the swap's RENAME TABLE
+            self._create_in_settings(settings, sql)
+            return
+        if obj.object_type != "event":  # an event could fire in staging
+            # Rehearse in staging, so a definition that fails fails before the swap.
+            self._create_in_settings(settings, sql)
+        self.objects.append((obj, settings, sql))
+
+    def row_count(self, table: TableSpec) -> int:
+        self.wait_for_bulk_loads()
+        session = self.session
+        return int(
+            session.scalar(
+                f"SELECT COUNT(*) FROM {session.quote(self.staging)}.{session.quote(table.name)}"
+            )
+        )
