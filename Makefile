@@ -78,6 +78,12 @@ pytest: venv azurite zenml apps-venv
 
 test: lint typecheck pytest
 
+# The unit tier (tests/unit mirrors the package): no database server, object store, azurite,
+# ZenML or apps venv, and under a minute. `make test` runs it too, with everything else.
+.PHONY: unit
+unit: venv
+	$(BIN)/pytest tests/unit
+
 services:
 	bash .ci/services
 
