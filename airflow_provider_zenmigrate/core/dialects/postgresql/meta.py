@@ -118,11 +118,14 @@ _PRIVILEGES = frozenset(
 )  # fmt: skip
 # A routine's identity arguments: names, types, modes, array brackets, typmods; no strings,
 # no semicolons, parentheses balanced (checked apart).
-_ARGS = re.compile(r'(?:[\w$ ,.\[\]()]|"(?:[^"]|"")*")*')
+_ROUTINE_ARGS = re.compile(r'(?:[\w$ ,.\[\]()]|"(?:[^"]|"")*")*')
 
 
-def _check_args(args: Any, label: str, schemas: frozenset[str]) -> str:
-    if not isinstance(args, str) or not _ARGS.fullmatch(args):
+def _checked_routine_args(args: Any, label: str, schemas: frozenset[str]) -> str:
+    """A routine's arguments from a dump, as they go into a GRANT or COMMENT: refused unless
+    they are plain (no strings, no semicolons, balanced) and name types of restored schemas
+    or ``pg_catalog`` only."""
+    if not isinstance(args, str) or not _ROUTINE_ARGS.fullmatch(args):
         raise UnsafeDumpError(f"{label}: malformed routine arguments {args!r}")
     depth = 0
     for char in re.sub(r'"(?:[^"]|"")*"', "", args):
@@ -139,7 +142,7 @@ def _check_args(args: Any, label: str, schemas: frozenset[str]) -> str:
 
 
 #: The keyword each object type has in GRANT, ALTER ... OWNER TO and COMMENT ON.
-_OWNED = {
+_OBJECT_KEYWORD = {
     "table": "TABLE", "view": "VIEW", "materialized_view": "MATERIALIZED VIEW",
     "sequence": "SEQUENCE", "type": "TYPE", "domain": "DOMAIN", "function": "FUNCTION",
     "procedure": "PROCEDURE", "aggregate": "AGGREGATE", "schema": "SCHEMA",
@@ -155,7 +158,7 @@ _ACL_DEFAULT_KIND |= dict.fromkeys(("function", "procedure", "aggregate"), "f")
 
 
 #: SQL giving an object's owner and ACL, by the object's quoted name as a literal.
-_LOOKUP = {
+_OWNER_AND_ACL_SQL = {
     "routine": "SELECT proowner, proacl FROM pg_proc WHERE oid = to_regprocedure({})",
     "type": "SELECT typowner, typacl FROM pg_type WHERE oid = to_regtype({})",
     "relation": "SELECT relowner, relacl FROM pg_class WHERE oid = to_regclass({})",
@@ -164,11 +167,13 @@ _LOOKUP = {
 
 
 #: An object's owner and privileges as they stand.
-_State = tuple[str, set[tuple[str, str, bool]]]
+_OwnerAndAcl = tuple[str, set[tuple[str, str, bool]]]
 
 
 @dataclass
-class _Pending:
+class _PendingMeta:
+    """A restored object's owner, privileges and comment, applied before the commit."""
+
     object_type: str
     target: str  # quoted, qualified (with a routine's arguments)
     lookup: str  # SQL giving the object's current owner and acl
@@ -199,7 +204,7 @@ class MetaWriter:
         self.no_privileges = no_privileges
         self.skip_missing_roles = skip_missing_roles
         self._known: dict[str, bool] = {}
-        self._pending: list[_Pending] = []
+        self._pending: list[_PendingMeta] = []
         self._default_acls: list[Meta] = []
 
     # -- roles -------------------------------------------------------------------------------
@@ -260,23 +265,23 @@ class MetaWriter:
                 else f"{quote_ident(schema)}.{quote_ident(name)}"
             )
             lookup = ""
-        elif object_type in _OWNED:
+        elif object_type in _OBJECT_KEYWORD:
             target = f"{quote_ident(schema)}.{quote_ident(name)}"
             if object_type in ("function", "procedure", "aggregate"):
                 # Statements name the arguments as the source did (ordered-set aggregates
                 # need their ORDER BY); the lookup takes the argument types alone.
-                types = _check_args(options.get("types"), label, schemas)
-                lookup = _LOOKUP["routine"].format(quote_literal(f"{target}({types})"))
-                target += f"({_check_args(options.get('args'), label, schemas)})"
+                types = _checked_routine_args(options.get("types"), label, schemas)
+                lookup = _OWNER_AND_ACL_SQL["routine"].format(quote_literal(f"{target}({types})"))
+                target += f"({_checked_routine_args(options.get('args'), label, schemas)})"
             elif object_type in ("type", "domain"):
-                lookup = _LOOKUP["type"].format(quote_literal(target))
+                lookup = _OWNER_AND_ACL_SQL["type"].format(quote_literal(target))
             else:
-                lookup = _LOOKUP["relation"].format(quote_literal(target))
+                lookup = _OWNER_AND_ACL_SQL["relation"].format(quote_literal(target))
         else:
             raise UnsafeDumpError(
                 f"{label}: this object type carries no owner, privileges or comment"
             )
-        self._pending.append(_Pending(object_type, target, lookup, options))
+        self._pending.append(_PendingMeta(object_type, target, lookup, options))
 
     def add_default_acl(self, options: Meta) -> None:
         if self.no_privileges:
@@ -301,10 +306,10 @@ class MetaWriter:
         for options in self._default_acls:
             self._apply_default_acl(options)
 
-    def _states(self, items: list[_Pending]) -> dict[int, _State]:
+    def _states(self, items: list[_PendingMeta]) -> dict[int, _OwnerAndAcl]:
         """The current owner and privileges of each item that has them, by its index: in one
         query per 500 items (a query each was a tenth of a restore of 200 small tables)."""
-        states: dict[int, _State] = {}
+        states: dict[int, _OwnerAndAcl] = {}
         looked = [(n, item) for n, item in enumerate(items) if item.lookup]
         for start in range(0, len(looked), 500):
             parts = [
@@ -324,7 +329,7 @@ class MetaWriter:
         default = _ACL_DEFAULT_KIND.get(kind, "r")
         return catalog.acl_as_json(f"coalesce(o.acl, acldefault('{default}', o.owner))")
 
-    def _apply(self, item: _Pending, state: _State) -> None:
+    def _apply(self, item: _PendingMeta, state: _OwnerAndAcl) -> None:
         o = item.options
         kind = item.object_type
         owner = o.get("owner")
@@ -332,7 +337,9 @@ class MetaWriter:
             raise UnsafeDumpError(f"{kind} {item.target}: malformed owner option")
         current_owner, current = state
         if owner and owner != current_owner and not self.no_owner and self._exists(owner):
-            self._execute(f"ALTER {_OWNED[kind]} {item.target} OWNER TO {quote_ident(owner)}")
+            self._execute(
+                f"ALTER {_OBJECT_KEYWORD[kind]} {item.target} OWNER TO {quote_ident(owner)}"
+            )
             current_owner, current = self._current(item.lookup, kind)
         if "acl" in o and not self.no_privileges and item.lookup:
             desired = self._desired(o.get("acl"), owner, current_owner)
@@ -350,7 +357,7 @@ class MetaWriter:
             if isinstance(meta.get("comment"), str):
                 self._comment(f"COLUMN {item.target}.{quote_ident(column)}", meta["comment"])
         if "comment" in o:
-            word = _OWNED.get(kind) or _ON_TABLE.get(kind) or kind.upper()
+            word = _OBJECT_KEYWORD.get(kind) or _ON_TABLE.get(kind) or kind.upper()
             self._comment(f"{word} {item.target}", o["comment"])
         rls = o.get("rls")
         if rls is not None:
@@ -374,7 +381,7 @@ class MetaWriter:
             raise UnsafeDumpError(f"comment on {target}: not a string")
         self._execute(f"COMMENT ON {target} IS {quote_literal(comment)}")
 
-    def _current(self, lookup: str, kind: str) -> _State:
+    def _current(self, lookup: str, kind: str) -> _OwnerAndAcl:
         rows = self._query(
             f"SELECT pg_get_userbyid(o.owner), {self._acl_sql(kind)}"
             f" FROM ({lookup}) AS o(owner, acl)",

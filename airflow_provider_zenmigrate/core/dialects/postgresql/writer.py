@@ -51,7 +51,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self._rules = PgStatementRules(None)
         #: The schemas this restore replaces.
         self.schemas: frozenset[str] = frozenset()
-        self._meta = MetaWriter(
+        self._meta_writer = MetaWriter(
             self._rows,
             lambda statement: connection.execute_one(conn, statement),
             no_owner=self._options.no_owner,
@@ -109,7 +109,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
                 f"{self._table(table)}.{quote_ident(column)}",
             )
         bare = bare_name(schema, table.name)
-        self._meta.add("table", schema, bare, None, table.options, self.schemas)
+        self._meta_writer.add("table", schema, bare, None, table.options, self.schemas)
 
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
@@ -188,15 +188,15 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             self._set_positions(schema, {bare_name(schema, obj.name): obj.options["position"]})
         bare = obj.name if kind not in QUALIFIED_TYPES else bare_name(schema, obj.name)
         table = bare_name(schema, obj.table) if obj.table else None
-        self._meta.add(kind, schema, bare, table, obj.options, self.schemas)
+        self._meta_writer.add(kind, schema, bare, table, obj.options, self.schemas)
 
     def _require_roles(self, kind: str, name: str, options: dict[str, Any]) -> None:
         """Refuse a record naming roles the target lacks, before anything of it runs (the
         same rule as dry runs: :meth:`PgStatementRules.required_roles`)."""
         skippable, strict = self._rules.required_roles(kind, options, self._options)
         label = f"{kind} {name!r}"
-        self._meta.check_roles(skippable, label)
-        if self._meta.check_roles(strict, label, skippable=False):
+        self._meta_writer.check_roles(skippable, label)
+        if self._meta_writer.check_roles(strict, label, skippable=False):
             raise ZenMigrateError(
                 f"{label} applies to roles the target lacks; a policy cannot be left out "
                 "without changing who sees which rows. Nothing was changed: create the roles"
@@ -224,9 +224,9 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         """A schema's record (the schema itself was created by :meth:`begin`) or a role's
         default privileges (checked by the rules): applied before the commit."""
         if obj.object_type == "schema":
-            self._meta.add("schema", obj.name, obj.name, None, obj.options, self.schemas)
+            self._meta_writer.add("schema", obj.name, obj.name, None, obj.options, self.schemas)
         else:
-            self._meta.add_default_acl(obj.options)
+            self._meta_writer.add_default_acl(obj.options)
 
     def _extension(self, name: str, schema: str) -> None:
         """An extension exists once per database: one the target has is moved into its
@@ -272,6 +272,6 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         """
         self.end_copy()
         self.begin(None)
-        self._swap.drop_old(self._meta.apply)
+        self._swap.drop_old(self._meta_writer.apply)
         self._conn.commit()
         self.swapped = True
