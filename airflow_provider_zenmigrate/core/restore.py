@@ -55,11 +55,10 @@ class _StagedTable:
 
     spec: TableSpec
     names: list[str]
-    created: bool = True
 
     def columns(self, data: Sequence[dict[str, Any]]) -> list[Sequence[Any]]:
-        """The rows' values column by column, in C (no Python call per value): half the
-        time of picking row tuples and transposing them."""
+        """The rows' values column by column, picked in C with no Python call per value
+        (faster than transposing row tuples; see docs/performance.md)."""
         if isinstance(data, DecodedRows) and list(data.names) == self.names:
             return data.columns()
         return [tuple(map(itemgetter(name), data)) for name in self.names]
