@@ -16,10 +16,10 @@ from airflow_provider_zenmigrate.core.errors import (
 )
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
+from tests.support.dumps import reseal
 from tests.support.engine_support import (
     line_of,
     read_lines,
-    reseal,
     restore_side_objects,
     write_lines,
 )

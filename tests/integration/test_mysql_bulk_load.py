@@ -20,7 +20,8 @@ from airflow_provider_zenmigrate.core.dialects.mysql import load as mysql_load
 from airflow_provider_zenmigrate.core.dialects.text_rows import tsv
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.engine_support import read_lines, reseal, write_lines
+from tests.support.dumps import reseal
+from tests.support.engine_support import read_lines, write_lines
 from tests.support.servers import database_url
 
 AWKWARD = [

@@ -19,7 +19,8 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.dump.safety import ROUTINE_TYPES
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.engine_support import line_of, read_lines, reseal, restore_side_objects
+from tests.support.dumps import reseal
+from tests.support.engine_support import line_of, read_lines, restore_side_objects
 from tests.support.identity import fingerprint
 from tests.support.servers import database_url
 

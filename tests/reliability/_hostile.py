@@ -23,14 +23,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_from_stream
-from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.engine_support import reseal, restore_side_objects
+from tests.support.dumps import Record
+from tests.support.engine_support import restore_side_objects
 from tests.support.identity import fingerprint
 from tests.support.servers import database_url, unique_name
 
-Record = dict[str, Any]
 ROWS = 12
 CHUNK_ROWS = 4  # several data records per table
 
@@ -136,27 +134,6 @@ def real_dump(utils: MigrationUtils, folder: Path) -> bytes:
     path = folder / f"{unique_name('dump')}.jsonl"
     utils.backup_database_to_file(str(path))
     return path.read_bytes()
-
-
-def read_dump(data: bytes, **kwargs: Any) -> list[Record]:
-    """Read and verify a dump the way a restore does, without a database."""
-    verifier = DumpVerifier(**kwargs)
-    records = [verifier.check(n, r, raw) for n, r, raw in entries_from_stream(io.BytesIO(data))]
-    verifier.finish()
-    return records
-
-
-def records_of(data: bytes) -> list[Record]:
-    return [json.loads(line) for line in data.splitlines()]
-
-
-def to_bytes(records: list[Record]) -> bytes:
-    return b"".join(serialize(r) + b"\n" for r in records)
-
-
-def sealed(records: list[Record]) -> bytes:
-    """A dump with a valid trailer: a refusal then comes from the checks, not the digest."""
-    return to_bytes(reseal(records))
 
 
 def line_of(data: bytes, predicate: Any) -> int:

@@ -39,11 +39,9 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.reliability._hostile import (
     Record,
     real_dump,
-    records_of,
-    sealed,
     source_database,
-    to_bytes,
 )
+from tests.support.dumps import records_of, sealed, to_bytes
 from tests.support.identity import fingerprint
 from tests.support.servers import DIALECTS
 

@@ -39,9 +39,9 @@ from tests.reliability._hostile import (
     World,
     lazy_worlds,
     line_of,
-    sealed,
     world,
 )
+from tests.support.dumps import sealed
 from tests.support.servers import DIALECTS
 
 ALL = tuple(DIALECTS)

@@ -30,7 +30,8 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.engine_support import populate_library, reseal, write_lines
+from tests.support.dumps import reseal
+from tests.support.engine_support import populate_library, write_lines
 from tests.support.servers import SECRET, database_url
 
 if TYPE_CHECKING:

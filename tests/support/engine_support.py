@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
-from airflow_provider_zenmigrate.core.dump.records import DumpDigest, serialize
+from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.paths import EXAMPLE_MIGRATIONS
 from tests.support.servers import server_url
@@ -46,15 +46,6 @@ def read_lines(path: Path) -> list[Record]:
 
 def write_lines(path: Path, records: list[Record]) -> None:
     path.write_bytes(b"".join(serialize(r) + b"\n" for r in records))
-
-
-def reseal(records: list[Record]) -> list[Record]:
-    """Recompute the trailer, as a forger who knows the format would."""
-    body = [r for r in records if r.get("kind") != "trailer"]
-    digest = DumpDigest()
-    for record in body:
-        digest.add_line(serialize(record), record)
-    return [*body, digest.trailer()]
 
 
 def line_of(records: list[Record], predicate: Any) -> int:
