@@ -34,6 +34,8 @@ _MYSQL_VERSION = re.compile(r"\A(\d+)\.")
 
 
 class _Queries(Protocol):
+    """What :func:`read_routine_grants` needs of a session (a :class:`~.session.ServerSession`)."""
+
     def query(self, sql: str, args: Sequence[Any] = ...) -> list[tuple[Any, ...]]: ...
 
     def scalar(self, sql: str, args: Sequence[Any] = ...) -> Any: ...
@@ -53,19 +55,19 @@ class RoutineGrant:
         """The routine it names: routine names are case-insensitive."""
         return self.kind.upper(), self.routine.lower()
 
-    def statement(self, q: Callable[[str], str], database: str) -> str:
+    def statement(self, quote: Callable[[str], str], database: str) -> str:
         """The GRANT that gives these privileges on ``database``'s routine of this name."""
         named = [p.upper() for p in ("Execute", "Alter Routine") if p in self.privileges]
         option = "Grant" in self.privileges
         what = ", ".join(named) or "GRANT OPTION"
-        grantee = q(self.user) if self.host == "" else f"{q(self.user)}@{q(self.host)}"
+        grantee = quote(self.user) if self.host == "" else f"{quote(self.user)}@{quote(self.host)}"
         return (
-            f"GRANT {what} ON {self.kind.upper()} {q(database)}.{q(self.routine)} TO {grantee}"
-            + (" WITH GRANT OPTION" if option and named else "")
+            f"GRANT {what} ON {self.kind.upper()} {quote(database)}.{quote(self.routine)} "
+            f"TO {grantee}" + (" WITH GRANT OPTION" if option and named else "")
         )
 
 
-def read_routine_grants(s: _Queries, database: str) -> list[RoutineGrant]:
+def read_routine_grants(session: _Queries, database: str) -> list[RoutineGrant]:
     """Every grant on ``database``'s procedures and functions that a DROP would revoke.
 
     Empty when the server keeps them over a DROP (``automatic_sp_privileges`` off). Only
@@ -73,10 +75,10 @@ def read_routine_grants(s: _Queries, database: str) -> list[RoutineGrant]:
     password) under the restore's sql_mode. An account that may not read ``mysql.procs_priv``
     gets a warning: the restore then drops those grants, as it did before they were kept.
     """
-    if not int(s.scalar("SELECT @@automatic_sp_privileges")):
+    if not int(session.scalar("SELECT @@automatic_sp_privileges")):
         return []
     try:
-        rows = s.query(
+        rows = session.query(
             "SELECT p.User, p.Host, p.Routine_name, p.Routine_type, p.Proc_priv "
             "FROM mysql.procs_priv p WHERE p.Db = %s AND p.Routine_type IN (%s, %s) "
             "AND EXISTS (SELECT 1 FROM mysql.user u WHERE u.User = p.User AND u.Host = p.Host) "

@@ -37,7 +37,7 @@ from .pymysql_internals import local_infile_allowed, reconnect_with_local_files
 
 logger = logging.getLogger(__name__)
 
-_FORMAT = (
+_LOAD_FORMAT = (
     "CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
 )
 _PROC_FD = "/proc/self/fd"
@@ -59,8 +59,8 @@ class BulkLoader:
         self._pending: list[Future[None] | None] = [None] * len(connections)
         self._next = 0
         #: The table being loaded, and its first chunk while the second is not queued yet.
-        self._table: str | None = None
-        self._first: Future[None] | None = None
+        self._loading_table: str | None = None
+        self._first_chunk: Future[None] | None = None
 
     @classmethod
     def open(cls, engine: Engine, settings: list[str]) -> BulkLoader | None:
@@ -118,10 +118,10 @@ class BulkLoader:
         chunk's error, if it failed."""
         slot = self._next
         self._next = (slot + 1) % len(self.connections)
-        self._wait(slot)
-        first = table.name != self._table
-        if not first and self._first is not None:
-            self._first.result()  # the table is not empty before a second load starts
+        self._wait_for_slot(slot)
+        first = table.name != self._loading_table
+        if not first and self._first_chunk is not None:
+            self._first_chunk.result()  # the table is not empty before a second load starts
         handle = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _load
         try:
             handle.write(data)
@@ -131,7 +131,7 @@ class BulkLoader:
             raise
         future = self._pool.submit(self._load, self.connections[slot], table, statement, handle)
         self._pending[slot] = future
-        self._table, self._first = table.name, future if first else None
+        self._loading_table, self._first_chunk = table.name, future if first else None
 
     def wait(self) -> None:
         """Block until every chunk in flight is loaded; raise the oldest chunk's error."""
@@ -143,7 +143,7 @@ class BulkLoader:
         for future in pending:
             future.result()
 
-    def _wait(self, slot: int) -> None:
+    def _wait_for_slot(self, slot: int) -> None:
         pending, self._pending[slot] = self._pending[slot], None
         if pending is not None:
             pending.result()
@@ -192,8 +192,8 @@ def load_statement(quote: Any, database: str, table: TableSpec) -> str:
         else:
             targets.append(quote(column.name))
     statement = (
-        f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(database)}.{quote(table.name)} {_FORMAT} "
-        f"({', '.join(targets)})"
+        f"LOAD DATA LOCAL INFILE %s INTO TABLE {quote(database)}.{quote(table.name)} "
+        f"{_LOAD_FORMAT} ({', '.join(targets)})"
     )
     if assignments:
         statement += " SET " + ", ".join(assignments)

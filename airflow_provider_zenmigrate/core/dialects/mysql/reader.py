@@ -234,7 +234,8 @@ class MySQLBackupReader(BackupReader):
         row = f"CONCAT({concat}, '}}')"
         if self.results_charset not in UNCONVERTED_RESULTS:
             # The dump is UTF-8 whatever the session's result character set; the cast stops
-            # the server converting (it costs about 13% of the rendering, hence only here).
+            # the server converting (it slows the rendering, hence only here; see
+            # docs/performance.md).
             row = f"CAST(CONVERT({row} USING utf8mb4) AS BINARY)"
         select = f"SELECT {row} FROM {session.quote(table.name)}"
         order = " ORDER BY " + ", ".join(session.quote(c) for c in table.key) if table.key else ""

@@ -48,9 +48,9 @@ CODEC_BY_TYPE: dict[str, str] = {
 }
 
 # Server-side rendering of a value as the JSON its codec writes (see rendered_rows).
-# Each is the cheapest form measured on MariaDB 10.11 (1M rows): DATE() 'T' TIME() costs about
-# half of DATE_FORMAT; TO_BASE64 breaks lines only after 57 input bytes, so shorter values skip
-# the REPLACE.
+# Each is the cheapest form measured (see docs/performance.md): DATE() 'T' TIME() rather than
+# DATE_FORMAT; TO_BASE64 breaks lines only after 57 input bytes, so shorter values skip the
+# REPLACE.
 _QUOTED = "CONCAT('\"', {c}, '\"')"
 _ISO_DATETIME = "CONCAT('\"', DATE({c}), 'T', TIME({c}), '{zeros}\"')"
 _BASE64 = (

@@ -1,11 +1,11 @@
 """A one-column unbuffered pymysql result, read off the wire in bulk.
 
-pymysql spends about 2 µs of Python on every row (a packet object, length-coded reads, a
-tuple). The rows a backup has the server render are already the bytes it writes, so this
-reads the result's packets from the connection's buffer a megabyte at a time and slices the
-values out, about a quarter of that per row. A query can also be sent without waiting for
-its answer (:func:`send_query`, then :func:`read_result`), so a session starts rendering
-while the client reads another's rows. The pymysql internals it needs (the connection's
+pymysql spends Python on every row (a packet object, length-coded reads, a tuple). The rows
+a backup has the server render are already the bytes it writes, so this reads the result's
+packets from the connection's buffer a megabyte at a time and slices the values out, a
+fraction of that per row (see docs/performance.md). A query can also be sent without
+waiting for its answer (:func:`send_query`, then :func:`read_result`), so a session starts
+rendering while the client reads another's rows. The pymysql internals it needs (the connection's
 buffered reader and socket, packet sequence numbers, the unbuffered result's state) are
 reached only through :mod:`.pymysql_internals`; tests/integration/test_mysql_wire.py checks
 this reader against pymysql's own reading, errors and lost connections.
