@@ -42,6 +42,7 @@ from tests.reliability._hostile import (
     source_database,
 )
 from tests.support.dumps import records_of, sealed, to_bytes
+from tests.support.engine_support import folder_files
 from tests.support.identity import fingerprint
 from tests.support.servers import DIALECTS
 
@@ -295,10 +296,6 @@ def test_reader_raises_only_documented_errors(dumps: Dumps, data: st.DataObject)
 
 
 # -- the whole restore into a real SQLite file -------------------------------------------------
-def _files(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if "zenmigrate-lock" not in p.name}
-
-
 @RESTORE
 @given(data=st.data())
 def test_restore_refuses_cleanly_and_touches_nothing(
@@ -307,7 +304,7 @@ def test_restore_refuses_cleanly_and_touches_nothing(
     target = sqlite_target
     path = Path(str(target.url.database))
     original = fingerprint(target.url)
-    files = _files(path.parent)
+    files = folder_files(path.parent)
     blob = mutate(data, dumps["sqlite"])
     dump = path.parent / "fuzz.jsonl"
     dump.write_bytes(blob)
@@ -323,7 +320,7 @@ def test_restore_refuses_cleanly_and_touches_nothing(
             assert fingerprint(target.url) == original, f"changed by a refused dump: {error}"
         else:  # still a valid dump (a harmless change, resealed): the reader agrees
             read_all(blob, allow_unverified=False)
-        assert _files(path.parent) == files | {"fuzz.jsonl"}, "staging leftovers"
+        assert folder_files(path.parent) == files | {"fuzz.jsonl"}, "staging leftovers"
     finally:
         dump.unlink()
         if fingerprint(target.url) != original:  # a successful restore: put the target back

@@ -10,7 +10,6 @@ the victim stays exactly as it was.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from sqlalchemy.pool import NullPool
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from tests.reliability._hostile import Record, World, lazy_worlds, line_of, quote
 from tests.support.dumps import sealed
+from tests.support.engine_support import folder_files
 from tests.support.servers import DIALECTS
 
 
@@ -227,7 +227,7 @@ def test_names_that_look_like_other_places_are_confined(
             continue  # the index / trigger on plain: not part of this case
         records.append(r)
     victim = w.victim.state()
-    beside, inside = _files(w.folder.parent), _files(w.folder)
+    beside, inside = folder_files(w.folder.parent), folder_files(w.folder)
     _restore(w, records, f"names-{case}")
     assert _tables(w) == {"typed": 12, table: 12}
     engine = sqlalchemy.create_engine(w.target.url, poolclass=NullPool)
@@ -240,12 +240,8 @@ def test_names_that_look_like_other_places_are_confined(
     finally:
         engine.dispose()
     assert w.victim.state() == victim
-    assert _files(w.folder.parent) == beside  # nothing outside the target's folder
-    assert _files(w.folder) == inside | {f"names-{case}.jsonl"}  # only the dump we wrote
-
-
-def _files(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir() if "zenmigrate-lock" not in p.name}
+    assert folder_files(w.folder.parent) == beside  # nothing outside the target's folder
+    assert folder_files(w.folder) == inside | {f"names-{case}.jsonl"}  # only the dump we wrote
 
 
 def _plain_rows(w: World) -> list[dict[str, Any]]:

@@ -52,11 +52,16 @@ def line_of(records: list[Record], predicate: Any) -> int:
     return next(i for i, r in enumerate(records, start=1) if predicate(r))
 
 
+def folder_files(folder: Path) -> set[str]:
+    """The names in a folder but SQLite targets' lock files (a restore may leave those)."""
+    return {p.name for p in folder.iterdir() if "zenmigrate-lock" not in p.name}
+
+
 def server_objects(url: URL, folder: Path) -> set[str]:
     """Every database, schema or file a restore could have left behind."""
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return {p.name for p in folder.iterdir() if "zenmigrate-lock" not in p.name}
+        return folder_files(folder)
     engine = sqlalchemy.create_engine(
         server_url("mysql" if backend in ("mysql", "mariadb") else "postgresql"),
         poolclass=NullPool,
