@@ -8,7 +8,7 @@ Events
     botocore's event hooks), the restore writer's ``create_table`` / ``load_encoded`` /
     ``create_object`` / ``row_count`` / ``swap``, and every statement, commit, fsync, unlink
     and rename inside and after the swap. MariaDB's swap block (one statement that the server
-    runs to its end, see ``_MySQLRestoreWriter.swap``) has one more event, ``sent ...``, once
+    runs to its end, see ``MySQLRestoreWriter.swap``) has one more event, ``sent ...``, once
     its bytes are written to the socket: killed there, the process is gone while the server
     runs the block. Nothing else is changed: the events only count.
 

@@ -237,7 +237,7 @@ def _objects(fp: dict[str, Any]) -> set[tuple[str, Any]]:
 def _in_mysql_swap_window(found: dict[str, Any], side: dict[str, Any]) -> bool:
     """MySQL cannot move views, triggers or routines between databases, and RENAME TABLE
     refuses tables with triggers: the swap drops the target's objects, renames every table in
-    one RENAME TABLE, then creates the restored objects (see _MySQLRestoreWriter.swap). Killed
+    one RENAME TABLE, then creates the restored objects (see MySQLRestoreWriter.swap). Killed
     in between, the tables are exactly one side's; only some of its objects exist."""
     return _tables(found) == _tables(side) and _objects(found) < _objects(side)
 
