@@ -120,6 +120,16 @@ def manifest_key(key: str) -> str:
     return key + MANIFEST_SUFFIX
 
 
+def _stat_dump(backend: Backend) -> ObjectInfo:
+    """The object at the backend's location; a :class:`StorageNotFoundError` if none."""
+    location = backend.location
+    with translated_errors("describing", location):
+        info = backend.stat(location.key)
+    if info is None:
+        raise StorageNotFoundError(f"backup not found: {location.safe}")
+    return info
+
+
 def write_manifest(
     uri: str,
     header: Record,
@@ -132,10 +142,8 @@ def write_manifest(
     """
     backend = backend_for(uri, transport_params)
     location = backend.location
+    info = _stat_dump(backend)
     with translated_errors("describing", location):
-        info = backend.stat(location.key)
-        if info is None:
-            raise StorageNotFoundError(f"backup not found: {location.safe}")
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
@@ -333,10 +341,7 @@ def find_backup(uri: str, transport_params: dict[str, Any] | None = None) -> Bac
     """
     backend = backend_for(uri, transport_params)
     location = backend.location
-    with translated_errors("describing", location):
-        dump = backend.stat(location.key)
-        if dump is None:
-            raise StorageNotFoundError(f"backup not found: {location.safe}")
+    dump = _stat_dump(backend)
     manifest = _read_manifest(backend, manifest_key(location.key))
     if manifest is None or manifest["size"] != dump.size:
         return None
