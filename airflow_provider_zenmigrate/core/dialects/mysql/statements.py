@@ -1,11 +1,12 @@
 """The checks a MySQL/MariaDB restore makes of every statement a dump asks it to run.
 
 A dump is untrusted input: each CREATE statement is lexed as MySQL lexes it under the
-statement's own sql_mode (``#`` comments, backslash escapes, ANSI_QUOTES, ``/*! */`` comments
-whose contents MySQL executes) and must create exactly the object its record names, inside the
-target database. Public: :func:`check_table_statement`, :func:`check_object_statement` (the
-dialect registry and the restore writer call them), :data:`LOAD_SQL_MODE` and
-:data:`DROP_KINDS` (the writer uses them too).
+statement's own sql_mode (:func:`...sql_lexer.LexerRules.mysql`: ``#`` comments, backslash
+escapes, ANSI_QUOTES, ``/*! */`` comments whose contents MySQL executes) as well as portably,
+and must create exactly the object its record names, inside the target database
+(:func:`...dump.safety.check_statement`). Public: :func:`check_table_statement`,
+:func:`check_object_statement` (the dialect registry and the restore writer call them),
+:data:`LOAD_SQL_MODE` and :data:`DROP_KINDS` (the writer uses them too).
 """
 
 from __future__ import annotations
