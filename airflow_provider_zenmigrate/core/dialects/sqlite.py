@@ -25,6 +25,7 @@ from sqlalchemy.pool import NullPool
 from ..dump.model import BackupScope, ColumnSpec, ObjectSpec, RestoreOptions, TableSpec
 from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout
+from ..sql_lexer import SQLITE
 from ..storage import fsync_path
 from .base import BackupReader, DialectOps, RestoreWriter
 
@@ -339,14 +340,18 @@ class SQLiteBackupReader(BackupReader):
 def check_table_statement(table: TableSpec) -> None:
     """Every check the restore makes of a table record's statement (the writer and the
     dry run's rule pass both call this)."""
-    check_statement(table.create_stmt, "table", table.name)
+    check_statement(table.create_stmt, "table", table.name, rules=SQLITE)
 
 
 def check_object_statement(obj: ObjectSpec) -> None:
     """Every check the restore makes of an object record's statement (as above)."""
     # Trigger bodies hold semicolons; sqlite3 runs one statement per execute() anyway.
     check_statement(
-        obj.create_stmt, obj.object_type, obj.name, allow_body=obj.object_type == "trigger"
+        obj.create_stmt,
+        obj.object_type,
+        obj.name,
+        rules=SQLITE,
+        allow_body=obj.object_type == "trigger",
     )
 
 
