@@ -24,7 +24,7 @@ from ...errors import ZenMigrateError
 from .catalog import collect_objects, object_drop_statements, table_names
 from .grants import ROUTINE_KINDS, RoutineGrant, grant_sql_mode, kept_grants, read_routine_grants
 from .session import ServerSession, end_session, server_session
-from .statements import LOAD_SQL_MODE, _prepare
+from .statements import LOAD_SQL_MODE, check_object_statement
 
 logger = logging.getLogger(__name__)
 
@@ -270,8 +270,7 @@ class TargetSwapMixin:
         session.execute(f"USE {session.quote(self.target)}")
         try:
             old_objects = [
-                (obj, *_prepare(obj.object_type, obj.name, obj.create_stmt))
-                for obj in collect_objects(session, self.target)
+                (obj, *check_object_statement(obj)) for obj in collect_objects(session, self.target)
             ]
         finally:
             session.execute(f"USE {session.quote(self.staging)}")
