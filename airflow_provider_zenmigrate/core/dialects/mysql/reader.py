@@ -139,11 +139,11 @@ class MySQLBackupReader(BackupReader):
         self.max_packet = int(max_packet)
         self.results_charset: str | None = results_charset
         #: (CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME, nullable) by (table, column).
-        self._columns: dict[tuple[str, str], ColumnFacts] = {}
+        self._column_facts: dict[tuple[str, str], ColumnFacts] = {}
 
     def tables(self) -> list[TableSpec]:
         specs, columns = read_table_specs(self.session, self.database)
-        self._columns.update(columns)
+        self._column_facts.update(columns)
         return specs
 
     def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -194,7 +194,7 @@ class MySQLBackupReader(BackupReader):
         long_columns: list[tuple[str, int]] = []
         for column in table.columns:
             data_type = data_type_of(column.type)
-            octets, charset, nullable = self._columns.get(
+            octets, charset, nullable = self._column_facts.get(
                 (table.name, column.name), (None, None, True)
             )
             render = json_render_sql(column.type, charset, nullable)

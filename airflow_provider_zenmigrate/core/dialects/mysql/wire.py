@@ -35,7 +35,8 @@ from .pymysql_internals import (
 )
 
 _READ_BYTES = 1 << 20
-# First byte of a row packet: a length-coded string's prefix, or one of these.
+# First byte of a row packet: a length-coded string's one-byte length, or one of these (NULL,
+# a two- or three-byte length follows, the end of the result).
 _NULL, _TWO, _THREE, _EOF = 0xFB, 0xFC, 0xFD, 0xFE
 _ERROR = 0xFF
 # A payload this long continues in the next packet (a row of 16 MiB or more).
@@ -68,7 +69,7 @@ def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | N
         raise ValueError("single_column needs a cursor with an unread one-column result")
     finished = False
     try:
-        yield from _packets(conn, result, batch_rows)
+        yield from _rows_off_the_wire(conn, result, batch_rows)
         finished = True
     except OSError as exc:
         raise err.OperationalError(
@@ -79,7 +80,7 @@ def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | N
             abandon_result(conn, result)
 
 
-def _packets(conn: Any, result: Any, batch_rows: int) -> Iterator[list[bytes | None]]:
+def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int) -> Iterator[list[bytes | None]]:
     # One buffer, refilled in place: no megabyte-sized allocation (and its page faults)
     # per read. A packet longer than the buffer grows it.
     # Whatever pymysql's buffered reader already holds comes first (read1 returns only

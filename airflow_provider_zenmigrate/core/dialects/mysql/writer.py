@@ -52,7 +52,7 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         self.engine: Engine | None = None
         #: The grants on the target's routines, read before the swap (see .grants).
         self.grants: list[RoutineGrant] = []
-        self._load_sql: dict[str, str] = {}
+        self._load_statements: dict[str, str] = {}
 
     def _load_settings(self) -> list[str]:
         """The loading sessions' settings (the last one exists on MariaDB only)."""
@@ -110,7 +110,7 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
                 raise
         self.bulk_loader = BulkLoader.open(engine, settings)
         packet = int(session.scalar("SELECT @@max_allowed_packet"))
-        self.max_insert = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
+        self.max_insert_bytes = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
 
     # -- loading ---------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:
@@ -133,10 +133,10 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
             if codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
                 decode_base64_column(table, i, columns[i])
         data = bulk_text(table, columns)
-        statement = self._load_sql.get(table.name)
+        statement = self._load_statements.get(table.name)
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)
-            self._load_sql[table.name] = statement
+            self._load_statements[table.name] = statement
         self.bulk_loader.submit(table, statement, data)
 
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
@@ -158,7 +158,7 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
             rows = [_plain_decimals(row, decimals) for row in rows]
         with session.dbapi.cursor() as cur:
             # pymysql turns this into multi-row INSERTs of at most that many bytes.
-            set_executemany_limit(cur, self.max_insert)
+            set_executemany_limit(cur, self.max_insert_bytes)
             cur.executemany(sql, rows)
 
     def create_object(self, obj: ObjectSpec) -> None:
