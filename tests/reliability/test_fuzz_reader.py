@@ -1,7 +1,7 @@
 """Fuzzing the dump reader with mutated and truncated real dumps (hypothesis, fixed budget).
 
 The dumps are real: the product's backup of small MariaDB, PostgreSQL and SQLite databases
-with every value codec and object records (tests/reliability/_hostile.py). Mutations work on
+with every value codec and object records (tests/support/hostile.py). Mutations work on
 bytes (flips, insertions, deletions, truncation, lines duplicated, dropped or swapped) and on
 JSON (a value of another type, added or removed keys, nesting, records reordered), resealed
 or not. Whatever comes out, the reader raises only the documented errors (``DumpError`` and
@@ -36,13 +36,13 @@ from sqlalchemy.engine import URL
 from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_from_stream
 from airflow_provider_zenmigrate.core.errors import DumpError, DumpFormatError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.reliability._hostile import (
+from tests.support.dumps import records_of, sealed, to_bytes
+from tests.support.engine_support import folder_files
+from tests.support.hostile import (
     Record,
     real_dump,
     source_database,
 )
-from tests.support.dumps import records_of, sealed, to_bytes
-from tests.support.engine_support import folder_files
 from tests.support.identity import fingerprint
 from tests.support.servers import DIALECTS
 

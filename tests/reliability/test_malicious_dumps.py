@@ -32,7 +32,8 @@ from airflow_provider_zenmigrate.core.errors import (
 )
 from airflow_provider_zenmigrate.core.restore import restore_entries
 from airflow_provider_zenmigrate.core.storage import open_for_read
-from tests.reliability._hostile import (
+from tests.support.dumps import sealed
+from tests.support.hostile import (
     ROWS,
     LazyStream,
     Record,
@@ -41,7 +42,6 @@ from tests.reliability._hostile import (
     line_of,
     world,
 )
-from tests.support.dumps import sealed
 from tests.support.servers import DIALECTS
 
 ALL = tuple(DIALECTS)

@@ -17,9 +17,9 @@ import sqlalchemy
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
-from tests.reliability._hostile import Record, World, lazy_worlds, line_of, quote
 from tests.support.dumps import sealed
 from tests.support.engine_support import folder_files
+from tests.support.hostile import Record, World, lazy_worlds, line_of, quote
 from tests.support.servers import DIALECTS
 
 

@@ -1,4 +1,5 @@
-"""Helpers of the hostile-input tests: real dumps to mutate, victims to protect, lazy streams.
+"""Helpers of the hostile-input tests (tests/reliability, and the dry runs of
+tests/integration/test_dry_run_rules): real dumps to mutate, victims to protect, lazy streams.
 
 The dumps are made by the product's own backup of small databases that use many value codecs
 (bytes, decimal, datetime, float, text, JSON, SQLite's dynamic values) and hold object
