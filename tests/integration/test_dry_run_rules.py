@@ -31,9 +31,9 @@ from airflow_provider_zenmigrate.core.errors import (
     UnsafeDumpError,
 )
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.reliability.test_malicious_dumps import CASES, PARAMS, with_object
 from tests.support.dumps import sealed
 from tests.support.hostile import World, lazy_worlds, line_of
+from tests.support.malicious_cases import CASES, PARAMS, with_object
 from tests.support.servers import database_url, server_url, unique_name
 
 NO_SUCH_EXTENSION = "zm_no_such_ext"
