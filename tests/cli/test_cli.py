@@ -15,7 +15,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
-from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.command_line import (
     ZENMIGRATE,
@@ -26,20 +25,12 @@ from tests.support.command_line import (
     zm_json,
     zm_parallel,
 )
-from tests.support.engine_support import populate_library, restore_side_objects
+from tests.support.engine_support import make_library, populate_library, restore_side_objects
 from tests.support.identity import fingerprint
 from tests.support.paths import EXAMPLE_MIGRATIONS
 from tests.support.servers import SECRET, url_text
 
 BIG_ROWS = 400_000  # enough that even the fastest backup (MariaDB) reports progress mid-way
-
-
-def make_library(url: URL) -> None:
-    """A database at the example migrations' head, created in-process (fast)."""
-    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
-        if not utils.database_exists():
-            utils.create_database()
-        Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).upgrade()
 
 
 # -- the whole round trip on every dialect ----------------------------------------------------

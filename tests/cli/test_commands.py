@@ -16,9 +16,10 @@ from airflow_provider_zenmigrate.core.catalog import find_backup, inspect_backup
 from airflow_provider_zenmigrate.core.errors import StorageNotFoundError
 from airflow_provider_zenmigrate.core.restore import restore_from_uri
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.cli.test_cli import make_library, parsed, url_text, zm, zm_json, zm_parallel
-from tests.support.engine_support import populate_library
+from tests.support.command_line import parsed, zm, zm_json, zm_parallel
+from tests.support.engine_support import make_library, populate_library
 from tests.support.paths import EXAMPLE_MIGRATIONS
+from tests.support.servers import url_text
 
 
 def _library(tmp_path: Path, authors: int = 50, chunk_rows: int = 2000) -> tuple[URL, Path, int]:
