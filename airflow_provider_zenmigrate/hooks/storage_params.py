@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..core.storage.sdks import require_scheme_sdk
 from .database_settings import ConnectionFields
 
 
@@ -27,6 +28,10 @@ def _extra(conn: ConnectionFields, key: str) -> Any:
     """An extra by its plain name or the old ``extra__<type>__<name>`` prefixed one."""
     extra = conn.extra_dejson or {}
     return extra.get(key) or extra.get(f"extra__{conn.conn_type}__{key}")
+
+
+def _described(conn: ConnectionFields) -> str:
+    return f"a storage connection of type {conn.conn_type!r}"
 
 
 def transport_params(conn: ConnectionFields) -> dict[str, Any]:
@@ -45,6 +50,7 @@ def transport_params(conn: ConnectionFields) -> dict[str, Any]:
 
 
 def _s3(conn: ConnectionFields) -> dict[str, Any]:
+    require_scheme_sdk("s3", _described(conn))
     import boto3
 
     service = _extra(conn, "service_config") or {}
@@ -64,6 +70,7 @@ def _s3(conn: ConnectionFields) -> dict[str, Any]:
 
 
 def _gcs(conn: ConnectionFields) -> dict[str, Any]:
+    require_scheme_sdk("gs", _described(conn))
     from google.cloud import storage
 
     project = _extra(conn, "project") or _extra(conn, "project_id")
@@ -88,6 +95,7 @@ def _gcs(conn: ConnectionFields) -> dict[str, Any]:
 
 
 def _azure(conn: ConnectionFields) -> dict[str, Any]:
+    require_scheme_sdk("azure", _described(conn))
     from azure.storage.blob import BlobServiceClient
 
     connection_string = _extra(conn, "connection_string")

@@ -127,6 +127,8 @@ class ZenMigrateHook(BaseHook):
             return True, f"Connected to {utils.safe_url}"
         except Exception as exc:  # noqa: BLE001 - the UI shows the message
             return False, f"{type(exc).__name__}: {exc}"
+        finally:  # the API server process lives on: leave no pool behind
+            self.close()
 
     def close(self) -> None:
         """Dispose of every engine made so far; the hook stays usable and makes new ones."""

@@ -117,6 +117,7 @@ def test_hook_builds_working_utils_and_tests_the_connection(
     _env_connection(monkeypatch, "zm_hook", conn)
     hook = ZenMigrateHook(conn_id="zm_hook")
     assert hook.test_connection()[0] is True
+    assert hook._utils is None  # the Test button leaves no engine (and no pool) behind
     built = hook.get_migration_utils()
     assert built.url.database == url.database
     assert built.database_exists()

@@ -332,6 +332,15 @@ for uri in sys.argv[2:]:
         except StorageError as error:
             print("refused", error)
 mu.dispose()
+
+from types import SimpleNamespace
+from airflow_provider_zenmigrate.hooks.storage_params import transport_params
+for conn_type in ("aws", "google_cloud_platform", "wasb"):
+    conn = SimpleNamespace(conn_type=conn_type, extra_dejson={}, login="KEY", password="SECRET")
+    try:
+        transport_params(conn)
+    except StorageError as error:
+        print("refused", error)
 """
 
 
@@ -359,6 +368,11 @@ def test_a_store_without_its_sdk_names_the_extra(tmp_path: Path) -> None:
             f"pip install 'airflow-provider-zenmigrate[{extra}]'"
         )
         expected += [message, message]  # the backup and the listing alike
+    for conn_type, extra in (("aws", "s3"), ("google_cloud_platform", "gcs"), ("wasb", "azure")):
+        expected.append(  # an Airflow storage connection whose SDK is missing
+            f"refused a storage connection of type {conn_type!r} needs {names[extra]}, "
+            f"which is not installed: pip install 'airflow-provider-zenmigrate[{extra}]'"
+        )
     assert lines[1:] == expected
     assert "SECRET" not in done.stdout + done.stderr
 

@@ -1,4 +1,4 @@
-"""The seed's record format (ZenML's file dumps) turned into v1 records.
+"""The legacy (unverified) record format (ZenML's file dumps) turned into v1 records.
 
 ZenML 0.9x writes, per table, one create record ``{"table", "create_stmt",
 "self_references"}``, then one ``{"table", "index_create_stmt"}`` record per secondary index,
@@ -27,7 +27,7 @@ _NAMES = ("word", "double", "backtick")
 
 
 class LegacyRecords:
-    """Checks the seed's records in order and returns each in v1 shape."""
+    """Checks the legacy format's records in order and returns each in v1 shape."""
 
     def __init__(self) -> None:
         #: Tables declared so far, each with the indexes its records created.

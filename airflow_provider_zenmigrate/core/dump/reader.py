@@ -113,7 +113,7 @@ class DumpVerifier:
             raise DumpFormatError("the dump does not start with a header", line)
         if not self.allow_unverified:
             raise DumpFormatError(
-                "the dump has no header: it looks like a dump of the seed's unverifiable "
+                "the dump has no header: it looks like a dump in the legacy (unverified) "
                 "format; restore it only by passing allow_unverified=True",
                 line,
             )
@@ -227,10 +227,10 @@ def entries_from_records(records: Iterable[Any]) -> Iterator[Entry]:
 
 
 def entries_from_stream(stream: IO[bytes], max_line_bytes: int | None = None) -> Iterator[Entry]:
-    """Parse a dump from a binary stream: JSON Lines, or the seed's (pretty-printed) objects.
+    """Parse a dump from a binary stream: JSON Lines, or the legacy format's objects.
 
     Every problem is a :class:`DumpError` naming the line: invalid UTF-8 or JSON, nesting too
-    deep for the parser, a line (or a seed's object) longer than ``max_line_bytes``
+    deep for the parser, a line (or a legacy format's object) longer than ``max_line_bytes``
     (:data:`MAX_LINE_BYTES` by default), a stream cut inside a line.
     """
     limit = MAX_LINE_BYTES if max_line_bytes is None else max_line_bytes
@@ -242,7 +242,7 @@ def entries_from_stream(stream: IO[bytes], max_line_bytes: int | None = None) ->
     if not first:
         return
     record: Any = None
-    with contextlib.suppress(ValueError):  # not JSON on its own: the seed's format, maybe
+    with contextlib.suppress(ValueError):  # not JSON on its own: the legacy format, maybe
         record = _loads(first, number)
     if isinstance(record, dict) and "kind" in record:
         yield from _json_lines(first, stream, limit, number)
@@ -313,7 +313,7 @@ def _decode(text: codecs.IncrementalDecoder, data: bytes, line: int, final: bool
 def _concatenated_objects(
     first: bytes, stream: IO[bytes], limit: int, number: int
 ) -> Iterator[Entry]:
-    """JSON objects one after another, possibly spread over lines (the seed's writer).
+    """JSON objects one after another, possibly spread over lines (ZenML's legacy writer).
 
     An object that is not complete yet is parsed again only once the buffer has doubled, so
     the work stays linear in the object's size; one larger than ``limit`` is refused.

@@ -37,14 +37,20 @@ SDKS = {
 def require_sdk(location: Location) -> None:
     """Raise a :class:`StorageError` naming the extra to install when the SDK for
     ``location``'s store cannot be imported; local files need none."""
-    sdk = SDKS.get(location.scheme)
+    require_scheme_sdk(location.scheme, location.safe)
+
+
+def require_scheme_sdk(scheme: str, what: str) -> None:
+    """The same check for a store named by its scheme (``s3``, ``gs``, ``azure``); ``what``
+    says what needs it in the message (a location, a storage connection)."""
+    sdk = SDKS.get(scheme)
     if sdk is None:
         return
     try:
         importlib.import_module(sdk.module)
     except ImportError:
         raise StorageError(
-            f"{location.safe} needs {sdk.name}, which is not installed: "
+            f"{what} needs {sdk.name}, which is not installed: "
             f"pip install 'airflow-provider-zenmigrate[{sdk.extra}]'"
         ) from None
 
