@@ -338,10 +338,11 @@ def _install_swap_rendezvous(index: int, at_swap: Any, done: Any) -> None:
     Only in rounds that ask for it: the worst interleaving, both swaps at the same moment,
     on purpose instead of by luck.
     """
-    from airflow_provider_zenmigrate.core.dialects import base, mysql, sqlite
+    from airflow_provider_zenmigrate.core.dialects import base, sqlite
+    from airflow_provider_zenmigrate.core.dialects.mysql import writer as mysql_writer
     from airflow_provider_zenmigrate.core.dialects.postgresql import writer as pg_writer
 
-    del mysql, pg_writer, sqlite  # imported so every writer class exists
+    del mysql_writer, pg_writer, sqlite  # imported so every writer class exists
 
     def subclasses(cls: type) -> Iterator[type]:
         sub: type
@@ -351,9 +352,10 @@ def _install_swap_rendezvous(index: int, at_swap: Any, done: Any) -> None:
 
     other = 1 - index
     for cls in subclasses(base.RestoreWriter):
-        if "swap" not in vars(cls):
+        # The writer's own swap, or one it inherits from a mixin (MySQL's TargetSwapMixin).
+        original = cls.swap
+        if original is base.RestoreWriter.swap:
             continue
-        original = vars(cls)["swap"]
 
         def swap(self: Any, _original: Any = original) -> None:
             if _round["rendezvous"]:
