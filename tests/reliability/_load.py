@@ -353,7 +353,7 @@ def _install_swap_rendezvous(index: int, at_swap: Any, done: Any) -> None:
     other = 1 - index
     for cls in subclasses(base.RestoreWriter):
         # The writer's own swap, or one it inherits from a mixin (MySQL's TargetSwapMixin).
-        original = cls.swap
+        original: Any = getattr(cls, "swap")  # noqa: B009 - cls is a plain type to mypy
         if original is base.RestoreWriter.swap:
             continue
 

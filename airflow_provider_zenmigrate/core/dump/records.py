@@ -103,9 +103,9 @@ class DumpDigest:
     """Checksums of a dump as it streams: the whole digest and one per table's data."""
 
     def __init__(self) -> None:
-        self._all = hashlib.sha256()
+        self._whole_dump = hashlib.sha256()
         self._tables: dict[str, Any] = {}
-        self._hasher = _Hasher(self._all)
+        self._hasher = _Hasher(self._whole_dump)
         self.rows: dict[str, int] = {}
         self.records = 0
 
@@ -141,7 +141,7 @@ class DumpDigest:
 
     def hexdigest(self) -> str:
         self._hasher.wait()
-        return self._all.hexdigest()
+        return self._whole_dump.hexdigest()
 
     def trailer(self) -> Record:
         return {
