@@ -25,7 +25,6 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -33,7 +32,7 @@ from sqlalchemy.engine import Engine
 from .dialects import get_dialect, statement_rules
 from .dialects.base import DialectOps, StatementRules
 from .dump.model import ObjectSpec, RestoreOptions, TableSpec
-from .dump.reader import DumpVerifier, Entry
+from .dump.reader import DumpVerifier
 from .dump.records import Record
 from .dump.safety import check_routine_allowed
 from .errors import DumpError, DumpFormatError, MissingRequirementError, UnsupportedDatabaseError
@@ -204,26 +203,3 @@ class DumpRules:
             )
         self._present_roles |= new_roles
         self._present_extensions |= new_extensions
-
-
-def check_entries(
-    entries: Iterable[Entry],
-    dialect: str | None = None,
-    *,
-    allow_unverified: bool = False,
-    allow_routines: bool = False,
-    target: Engine | None = None,
-    options: RestoreOptions | None = None,
-) -> DumpRules:
-    """Run a whole stream through :class:`DumpRules` (a dry run); returns the finished pass."""
-    rules = DumpRules(
-        dialect,
-        allow_unverified=allow_unverified,
-        allow_routines=allow_routines,
-        target=target,
-        options=options,
-    )
-    for line, record, raw in entries:
-        rules.check(line, record, raw)
-    rules.finish()
-    return rules
