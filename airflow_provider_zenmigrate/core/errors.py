@@ -84,3 +84,11 @@ class CommandUsageError(ZenMigrateError, ValueError):
 class CommandFailed(ZenMigrateError, RuntimeError):
     """A ``zenmigrate`` command stopped for a reason its message already explains: a refused
     confirmation, an interrupt, a dump that would not restore (exit code 1)."""
+
+
+class RehearsalError(ZenMigrateError, RuntimeError):
+    """A rehearsal could not run at all (scripts that do not load, a rehearsal server that
+    cannot be reached, a scratch name taken by a real database, an unknown revision).
+
+    A rehearsal that ran and found a failing migration does not raise this: its report's
+    ``reason`` says why the gate failed."""
