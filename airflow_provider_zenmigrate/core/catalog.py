@@ -57,6 +57,12 @@ from .storage import (
 logger = logging.getLogger(__name__)
 
 MANIFEST_SUFFIX = ".manifest.json"
+#: What a rehearsal stores beside a backup (:mod:`.rehearsal.report`): never listed as a
+#: backup (only manifests are read), pruned with its backup.
+REHEARSAL_JSON_SUFFIX = ".rehearsal.json"
+REHEARSAL_MARKDOWN_SUFFIX = ".rehearsal.md"
+UPGRADE_SQL_SUFFIX = ".upgrade.sql"
+SIDECAR_SUFFIXES = (REHEARSAL_JSON_SUFFIX, REHEARSAL_MARKDOWN_SUFFIX, UPGRADE_SQL_SUFFIX)
 MANIFEST_FORMAT = "zenmigrate-manifest"
 MANIFEST_VERSION = 1
 
@@ -247,8 +253,10 @@ def prune_backups(
 ) -> list[BackupInfo]:
     """Delete all but the ``keep_last`` newest complete backups; returns the deleted ones.
 
-    Only listed (complete) backups are touched. The manifest goes first, so an interrupted
-    prune never leaves a listed backup without its dump.
+    Only listed (complete) backups are touched, with their rehearsal sidecars (see
+    :data:`SIDECAR_SUFFIXES`). The sidecars and then the manifest go first, so an
+    interrupted prune never leaves a listed backup without its dump, nor a sidecar that no
+    later prune would find.
     """
     if keep_last < 0:
         raise ValueError("keep_last must be 0 or more")
@@ -260,6 +268,9 @@ def prune_backups(
     for backup in doomed:
         key = parse_location(backup.uri).key
         with translated_errors("deleting", parse_location(backup.uri)):
+            for sidecar in (key + suffix for suffix in SIDECAR_SUFFIXES):
+                if backend.stat(sidecar) is not None:
+                    backend.delete(sidecar)
             backend.delete(manifest_key(key))
             backend.delete(key)
         logger.info("pruned backup %s", safe_uri(backup.uri))
