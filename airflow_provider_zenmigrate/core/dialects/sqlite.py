@@ -30,7 +30,8 @@ from ..storage import fsync_path
 from .base import BackupReader, DialectOps, RestoreWriter
 
 _HEADER = b"SQLite format 3\x00"
-_SIDE_FILES = ("-wal", "-shm", "-journal")
+# The journal files and the migration lock file (see migration_lock) go with a dropped database.
+_SIDE_FILES = ("-wal", "-shm", "-journal", ".zenmigrate-lock")
 _POLL_SECONDS = 0.05
 
 
