@@ -1,10 +1,11 @@
 """``zenmigrate``: backups, restores and migrations from a shell, over the same core.
 
 Exit codes: 0 success, 1 operational failure (including a run interrupted with Ctrl-C and a
-refused confirmation), 2 usage error. Errors print one line on stderr (``--debug`` adds the
-traceback) and never a password. ``--json`` prints the result as one JSON object on
-stdout; progress and logs always go to stderr, as a progress bar on a terminal and as plain
-log lines otherwise (``--quiet`` silences both).
+refused confirmation), 2 usage error, 3 a rehearsal whose gate failed (``rehearse``).
+Errors print one line on stderr (``--debug`` adds the traceback) and never a password.
+``--json`` prints the result as one JSON object on stdout; progress and logs always go to
+stderr, as a progress bar on a terminal and as plain log lines otherwise (``--quiet``
+silences both).
 
 Airflow is imported only when ``--airflow-conn`` is given.
 

@@ -1,7 +1,7 @@
 """How a run ends: exit codes, Ctrl-C, and the one line an error becomes.
 
 Exit codes: 0 success, 1 operational failure (including a run interrupted with Ctrl-C and a
-refused confirmation), 2 usage error.
+refused confirmation), 2 usage error, 3 a rehearsal's gate failed (``rehearse``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..core.errors import ZenMigrateError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+#: ``rehearse`` ran and its gate failed: a finding, not an error of the command.
+EXIT_GATE = 3
 
 _interrupted = False
 

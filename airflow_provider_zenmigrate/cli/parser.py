@@ -22,10 +22,12 @@ from .commands import (
     cmd_inspect,
     cmd_list,
     cmd_prune,
+    cmd_rehearse,
     cmd_restore,
     cmd_upgrade,
     cmd_verify,
 )
+from .commands.rehearsal import add_rehearse_arguments
 from .databases import PASSWORD_ENV
 from .output import Output
 
@@ -130,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         "postgresql+psycopg://user@host/db, sqlite:///path.db); storage URIs are local "
         "paths or file://, s3://, gs://, azure:// (.gz / .zst compress).",
         epilog="Exit codes: 0 success, 1 failure (also when interrupted or not confirmed), "
-        "2 usage error.",
+        "2 usage error, 3 rehearse: the gate failed.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -216,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add(cmd_current, database, scripts).add_argument("db_url", nargs="?", metavar="DB_URL")
     add(cmd_heads, scripts)
+
+    add_rehearse_arguments(add(cmd_rehearse, database, storage, scripts))
 
     p = add(cmd_backup_to_db, database, aliases=["copy"])
     p.add_argument("db_url", nargs="?", metavar="DB_URL")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .catalog import cmd_list, cmd_prune
 from .dumps import cmd_backup, cmd_backup_to_db, cmd_inspect, cmd_restore, cmd_verify
 from .migrations import cmd_current, cmd_downgrade, cmd_heads, cmd_upgrade
+from .rehearsal import cmd_rehearse
 
 __all__ = [
     "cmd_backup",
@@ -20,6 +21,7 @@ __all__ = [
     "cmd_inspect",
     "cmd_list",
     "cmd_prune",
+    "cmd_rehearse",
     "cmd_restore",
     "cmd_upgrade",
     "cmd_verify",
