@@ -3,6 +3,8 @@ never outlives it (failure, Ctrl-C, a name collision)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -34,7 +36,8 @@ def _state(utils: MigrationUtils) -> tuple[list[str], list[tuple[object, ...]]]:
 
 
 def _no_scratch_left(utils: MigrationUtils) -> None:
-    assert list_scratch(utils) == {}
+    # Of this production database only: other tests rehearse on the same server meanwhile.
+    assert list_scratch(utils, scratch_module.source_key(utils)) == {}
 
 
 def test_clean_rehearsal_times_every_revision_and_leaves_production_alone(
@@ -156,3 +159,34 @@ def test_unreachable_rehearsal_server_is_a_clear_error_without_the_password(
         )
     assert SECRET not in str(caught.value)
     assert "***" in str(caught.value)
+
+
+def test_rehearsal_from_the_backup_just_taken(utils: MigrationUtils, tmp_path: Path) -> None:
+    _at_first_revision(utils)
+    uri = str(tmp_path / "before-migrate.jsonl.zst")
+    utils.backup_database_to_file(uri)
+    report = rehearse(utils, script_location=EXAMPLE_MIGRATIONS, source_uri=uri)
+    assert report.passed, report.reason
+    assert report.copied_from == "backup" and report.source_uri == uri
+    assert report.copy_seconds is not None
+    assert [r.status for r in report.revisions] == ["ok", "ok", "ok"]
+    _no_scratch_left(utils)
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
+def test_a_rehearsal_server_of_its_own_holds_the_scratch_copy(utils: MigrationUtils) -> None:
+    """rehearsal_conn_id's path: the copy goes through a second connection (to the server
+    level, as a separate server would be reached), not through production's."""
+    _at_first_revision(utils)
+    server = MigrationUtils(url=utils.url.set(database=None))
+    seen: list[dict[str, bool]] = []
+
+    def log(line: str) -> None:
+        if line.startswith("revision "):
+            seen.append(list_scratch(server, scratch_module.source_key(utils)))
+
+    report = rehearse(utils, script_location=EXAMPLE_MIGRATIONS, rehearsal_server=server, log=log)
+    assert report.passed, report.reason
+    assert report.scratch_server == server.safe_url
+    assert seen and all(report.scratch_name in names for names in seen)
+    assert list_scratch(server, scratch_module.source_key(utils)) == {}
