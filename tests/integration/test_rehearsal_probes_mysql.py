@@ -12,7 +12,11 @@ import pytest
 
 from airflow_provider_zenmigrate.core.rehearsal.probes import probe_for
 from airflow_provider_zenmigrate.core.rehearsal.probes.base import rewritten, strongest
-from airflow_provider_zenmigrate.core.rehearsal.probes.mysql import MySQLProbe, inferred_lock
+from airflow_provider_zenmigrate.core.rehearsal.probes.mysql import (
+    MySQLProbe,
+    inferred_lock,
+    lock_seen,
+)
 from airflow_provider_zenmigrate.core.sql_lexer import LexerRules
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.servers import database_url
@@ -183,3 +187,24 @@ def test_a_session_waiting_for_a_lock_is_not_a_lock_held() -> None:
     assert (
         inferred_lock("ALTER TABLE big MODIFY s 'unterminated", "copy to tmp table", rules) is None
     )
+
+
+@pytest.mark.parametrize(
+    ("lock_type", "blocks", "strength"),
+    [
+        ("SHARED_READ", "nothing", 1),  # performance_schema's spelling
+        ("MDL_SHARED_WRITE", "nothing", 1),  # METADATA_LOCK_INFO's spelling
+        ("SHARED_UPGRADABLE", "nothing", 2),
+        ("SHARED_NO_WRITE", "writes", 3),
+        ("MDL_SHARED_NO_READ_WRITE", "reads and writes", 4),
+        ("EXCLUSIVE", "reads and writes", 5),
+    ],
+)
+def test_observed_lock_types_are_graded_by_what_they_block(
+    lock_type: str, blocks: str, strength: int
+) -> None:
+    # Not reachable on this server (performance_schema off, no METADATA_LOCK_INFO plugin):
+    # the mapping is checked on both spellings the servers use.
+    lock = lock_seen("t", lock_type)
+    assert lock.mode == "MDL_" + lock_type.removeprefix("MDL_")
+    assert (lock.blocks, lock.strength) == (blocks, strength)

@@ -104,7 +104,9 @@ def _decode(name: str) -> str:
     return re.sub(r"@([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), name)
 
 
-def _lock(table: str, lock_type: str, note: str = "") -> LockSeen:
+def lock_seen(table: str, lock_type: str, note: str = "") -> LockSeen:
+    """A metadata lock as performance_schema (``SHARED_NO_WRITE``) or METADATA_LOCK_INFO
+    (``MDL_SHARED_NO_WRITE``) spells it, graded by what it blocks for other sessions' DML."""
     kind = lock_type.upper().replace(" ", "_").removeprefix("MDL_")
     blocks, strength = _MDL.get(kind, ("nothing", 0))
     return LockSeen(table=table, mode=f"MDL_{kind}{note}", blocks=blocks, strength=strength)
@@ -174,7 +176,7 @@ class MySQLProbe(Probe):
             "WHERE THREAD_ID = CONNECTION_ID() AND TABLE_SCHEMA = DATABASE() "
             "AND TABLE_NAME <> ''"
         )
-        return [_lock(str(t), str(m)) for t, m in rows if not str(t).startswith("#sql")]
+        return [lock_seen(str(t), str(m)) for t, m in rows if not str(t).startswith("#sql")]
 
     @contextmanager
     def watching(self, engine: Engine) -> Iterator[list[LockSeen]]:
@@ -252,14 +254,15 @@ class _Sampler:
             except SQLAlchemyError:
                 return  # the watcher's connection is gone: stop watching, never the rehearsal
             for first, second in rows:
-                lock = self._lock(str(first or ""), str(second or ""))
+                lock = self.sample(str(first or ""), str(second or ""))
                 if lock is not None:
                     self.seen.append(lock)
             stop.wait(POLL_SECONDS)
 
-    def _lock(self, first: str, second: str) -> LockSeen | None:
+    def sample(self, first: str, second: str) -> LockSeen | None:
+        """One row of the source's query: (table, lock type), or (state, statement)."""
         if self.source != "processlist":
-            return None if first.startswith("#sql") else _lock(first, second)
+            return None if first.startswith("#sql") else lock_seen(first, second)
         return inferred_lock(second, first, self.rules)
 
 
@@ -280,9 +283,9 @@ def inferred_lock(statement: str, state: str, rules: LexerRules) -> LockSeen | N
     note = f" (inferred from {state.strip()!r})"
     if words[0] in ("ALTER", "CREATE", "DROP", "OPTIMIZE") and key in _STATES:
         mode = _STATES[key] or _in_place_lock(words)
-        return _lock(table, mode, note)
+        return lock_seen(table, mode, note)
     if words[0] in ("UPDATE", "DELETE", "INSERT", "REPLACE") and "waiting" not in key:
-        return _lock(table, "SHARED_WRITE", note)
+        return lock_seen(table, "SHARED_WRITE", note)
     return None
 
 
