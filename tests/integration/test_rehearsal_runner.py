@@ -120,7 +120,7 @@ def test_a_real_database_with_the_scratch_name_is_never_touched(
     """The random part of the name is pinned so the collision is certain; the database in the
     way has no marker, so the sweep leaves it and the rehearsal refuses to start."""
     _at_first_revision(utils)
-    monkeypatch.setattr(scratch_module.secrets, "token_hex", lambda _n: "c0111de5")
+    monkeypatch.setattr("secrets.token_hex", lambda _n: "c0111de5")
     key = scratch_module.source_key(utils)
     taken = f"{SCRATCH_PREFIX}{key}_c0111de5_copy"
     utils.create_database(taken)

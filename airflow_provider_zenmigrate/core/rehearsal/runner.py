@@ -381,8 +381,14 @@ def _lint(report: RehearsalReport, backend: str, ignore: Collection[str]) -> Non
     report.linter = linter.name
     skip = set(ignore)
     for result in report.revisions:
-        if result.offline_sql:
-            result.lint = [f for f in linter.lint(result.offline_sql) if f.rule not in skip]
+        if not result.offline_sql:
+            continue
+        try:
+            found = linter.lint(result.offline_sql)
+        except RehearsalError as exc:  # the linter crashed: noted, and the lint gate fails closed
+            report.linter = f"not run: {linter.name} failed on revision {result.revision}: {exc}"
+            return
+        result.lint = [f for f in found if f.rule not in skip]
 
 
 # -- the way back ------------------------------------------------------------------------------
