@@ -29,6 +29,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_zenmigrate.operators.backup",
                     "airflow_provider_zenmigrate.operators.migrate",
+                    "airflow_provider_zenmigrate.operators.rehearse",
                     "airflow_provider_zenmigrate.operators.restore",
                 ],
             }
@@ -74,5 +75,8 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": ["airflow_provider_zenmigrate.links.BackupLink"],
+        "extra-links": [
+            "airflow_provider_zenmigrate.links.BackupLink",
+            "airflow_provider_zenmigrate.links.RehearsalReportLink",
+        ],
     }

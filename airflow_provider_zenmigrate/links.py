@@ -1,4 +1,5 @@
-"""The "Backup" extra link: from a backup or restore task to the backup object."""
+"""The extra links: "Backup" (to the backup object) and "Rehearsal report" (to the stored
+Markdown report of a rehearsal, beside the backup)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,22 @@ class BackupLink(BaseOperatorLink):
     @staticmethod
     def persist(context: Any, uri: str) -> None:
         context["ti"].xcom_push(key=BackupLink().xcom_key, value=console_url(uri))
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
+        return str(value) if value else ""
+
+
+class RehearsalReportLink(BaseOperatorLink):
+    """Points at the rehearsal's Markdown report, stored beside the backup."""
+
+    name = "Rehearsal report"
+
+    @staticmethod
+    def persist(context: Any, uri: str) -> None:
+        context["ti"].xcom_push(key=RehearsalReportLink().xcom_key, value=console_url(uri))
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.execution_time.xcom import XCom

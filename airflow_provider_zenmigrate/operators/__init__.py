@@ -2,6 +2,7 @@
 
 from .backup import BackupToDatabaseOperator, BackupToStorageOperator, PruneBackupsOperator
 from .migrate import DowngradeOperator, PendingMigrationsOperator, UpgradeOperator
+from .rehearse import RehearseMigrationOperator
 from .restore import RestoreOperator
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "DowngradeOperator",
     "PendingMigrationsOperator",
     "PruneBackupsOperator",
+    "RehearseMigrationOperator",
     "RestoreOperator",
     "UpgradeOperator",
 ]

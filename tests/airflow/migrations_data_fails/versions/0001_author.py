@@ -1,0 +1,1 @@
+../../../../example_dags/migrations/versions/0001_author.py

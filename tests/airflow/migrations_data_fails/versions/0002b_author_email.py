@@ -1,0 +1,1 @@
+../../../../example_dags/migrations/versions/0002b_author_email.py
