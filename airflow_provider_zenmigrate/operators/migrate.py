@@ -12,6 +12,9 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ..core.errors import MigrationError
 from .base import ZenMigrateBaseOperator, unset
 
+#: The XCom key a migration task pushes just before it changes the database.
+MIGRATION_STARTED = "migration_started"
+
 
 class _MigrateOperator(ZenMigrateBaseOperator):
     """Upgrade or downgrade (``direction``) to ``revision``; the arguments are documented on
@@ -69,6 +72,9 @@ class _MigrateOperator(ZenMigrateBaseOperator):
                 before or ["base"],
                 self.revision,
             )
+            # Before the database is touched: a rollback task reads it to know whether
+            # there is anything to restore (RestoreOperator's migration_task_id).
+            context["ti"].xcom_push(key=MIGRATION_STARTED, value=True)
             try:
                 getattr(alembic, self.direction)(self.revision)
             except MigrationError as exc:

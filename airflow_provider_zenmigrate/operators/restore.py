@@ -12,6 +12,7 @@ from ..core.catalog import list_backups
 from ..hooks.zenmigrate import ZenMigrateHook
 from ..links import BackupLink
 from .base import ZenMigrateBaseOperator, names
+from .migrate import MIGRATION_STARTED
 
 
 class RestoreOperator(ZenMigrateBaseOperator):
@@ -46,6 +47,9 @@ class RestoreOperator(ZenMigrateBaseOperator):
         changes (templated).
     :param exclude_schemas: PostgreSQL: schemas the restore must leave alone; a dump holding
         one is refused (templated; a list or "a, b").
+    :param migration_task_id: The :class:`UpgradeOperator` task of this run this restore
+        rolls back (templated): when it never started changing the database (a rehearsal or
+        a task before it failed), there is nothing to restore and the task is skipped.
     """
 
     template_fields: Sequence[str] = (
@@ -61,6 +65,7 @@ class RestoreOperator(ZenMigrateBaseOperator):
         "no_privileges",
         "skip_missing_roles",
         "exclude_schemas",
+        "migration_task_id",
     )
     ui_color = "#fcbba1"
     operator_extra_links = (BackupLink(),)
@@ -80,9 +85,11 @@ class RestoreOperator(ZenMigrateBaseOperator):
         no_privileges: bool | str = False,
         skip_missing_roles: bool | str = False,
         exclude_schemas: list[str] | str | None = None,
+        migration_task_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        self.migration_task_id = migration_task_id
         self.backup_task_id = backup_task_id
         self.uri = uri
         self.backup_db_name = backup_db_name
@@ -105,6 +112,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
             )
         if self.backup_task_id:
             self.uri = self._backup_uri(context, self.backup_task_id)
+        if self.migration_task_id:
+            self._migration_started(context, self.migration_task_id)
         with self.open_hook() as hook:
             return self._restore(context, hook)
 
@@ -141,6 +150,18 @@ class RestoreOperator(ZenMigrateBaseOperator):
             "verified": summary.verified,
             "revisions": (summary.header or {}).get("revisions", []),
         }
+
+    def _migration_started(self, context: Context, task_id: str) -> None:
+        """Skip the restore when the migration task never began changing the database."""
+        if context["ti"].xcom_pull(task_ids=task_id, key=MIGRATION_STARTED):
+            return
+        self.log.info(
+            "the migration never ran; nothing to restore: task %r did not start changing "
+            "the database in this run (a rehearsal or a task before it failed), so the "
+            "restore is skipped and the database is left as it is",
+            task_id,
+        )
+        raise AirflowSkipException(f"the migration never ran: task {task_id!r} did not start")
 
     def _backup_uri(self, context: Context, task_id: str) -> str:
         """The URI the backup task of this run returned; skip the restore without one."""

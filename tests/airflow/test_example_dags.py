@@ -68,9 +68,12 @@ def test_backup_then_migrate_success_and_failure(
 
     before_failure = fingerprint(utils.url)
     utils.dispose()
-    failed = dag.test(run_conf={**conf, "script_location": str(FAILING)})
+    # fail_on "": the rehearsal only reports, so the upgrade runs, fails, and is rolled back.
+    failed = dag.test(run_conf={**conf, "script_location": str(FAILING), "fail_on": ""})
     states = task_states(failed)
     assert str(failed.state) == "failed", states
+    assert states["rehearse"] == "success"
+    assert states["fail_run_after_rehearsal"] == "skipped"
     assert states["upgrade"] == "failed"
     assert states["restore_on_failure"] == "success"
     assert states["fail_run"] == "failed"
@@ -82,9 +85,10 @@ def test_backup_then_migrate_success_and_failure(
     succeeded = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
     states = task_states(succeeded)
     assert str(succeeded.state) == "success", states
-    assert states["upgrade"] == "success"
+    assert states["rehearse"] == states["upgrade"] == "success"
     assert states["restore_on_failure"] == "skipped"
     assert states["fail_run"] == states["fail_run_without_backup"] == "skipped"
+    assert states["fail_run_after_rehearsal"] == "skipped"
     utils.dispose()
     assert Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).current_revisions() == ["0003"]
     backups = sorted((tmp_path / "backups").rglob("*.jsonl.zst"))
@@ -94,7 +98,9 @@ def test_backup_then_migrate_success_and_failure(
     assert str(nothing.state) == "success"
     states = task_states(nothing)
     assert states["check_pending"] == "skipped"
-    assert {states[t] for t in ("backup", "upgrade", "restore_on_failure")} == {"skipped"}
+    assert {states[t] for t in ("backup", "rehearse", "upgrade", "restore_on_failure")} == {
+        "skipped"
+    }
     assert states["fail_run"] == states["fail_run_without_backup"] == "skipped"
     assert len(sorted((tmp_path / "backups").rglob("*.jsonl.zst"))) == 2
 
@@ -151,6 +157,7 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
                 "storage_conn_id": "zm_s3",
                 "backup_prefix": prefix,
                 "script_location": str(FAILING),
+                "fail_on": "",  # the rehearsal reports; the upgrade runs and is rolled back
             }
         )
         states = task_states(run)
@@ -160,6 +167,10 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
         assert fingerprint(utils.url) == before
         dumps = [o for o in s3_store.objects() if o.endswith(".jsonl.zst")]
         assert len(dumps) == 1 and dumps[0].startswith(s3_store.prefix)
+        stored = {o for o in s3_store.objects() if o.startswith(dumps[0] + ".")}
+        assert {dumps[0] + s for s in (".rehearsal.json", ".rehearsal.md", ".upgrade.sql")} <= (
+            stored
+        )
 
         # Task logs reach both the process's streams and Python logging; search both.
         output = "".join(capfd.readouterr()) + caplog.text
@@ -233,7 +244,12 @@ def test_dags_restore_routines_only_when_allowed(
     utils.dispose()
     migrate = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert migrate is not None
-    conf = {"conn_id": "zm_routines", "backup_prefix": prefix, "script_location": str(FAILING)}
+    conf = {
+        "conn_id": "zm_routines",
+        "backup_prefix": prefix,
+        "script_location": str(FAILING),
+        "fail_on": "",  # the rehearsal (on a copy, routines included) only reports
+    }
     run = migrate.test(run_conf=conf)
     assert task_states(run)["restore_on_failure"] == "success", task_states(run)
     utils.dispose()
@@ -296,9 +312,9 @@ def test_backup_fails_nothing_restored_run_fails(
     assert str(run.state) == "failed", states
     assert states["check_pending"] == "success"
     assert states["backup"] == "failed"
-    assert states["upgrade"] == "upstream_failed"
+    assert states["rehearse"] == states["upgrade"] == "upstream_failed"
     assert states["restore_on_failure"] == "skipped"
-    assert states["fail_run"] == "skipped"
+    assert states["fail_run"] == states["fail_run_after_rehearsal"] == "skipped"
     assert states["fail_run_without_backup"] == "failed"
     output = "".join(capfd.readouterr()) + caplog.text
     assert "no backup exists: task 'backup' returned none in this run" in output
@@ -325,7 +341,7 @@ def test_undefined_connection_says_how_to_create_it(
     states = task_states(run)
     assert str(run.state) == "failed", states
     assert states["check_pending"] == "failed"
-    assert states["backup"] == states["upgrade"] == "upstream_failed"
+    assert states["backup"] == states["rehearse"] == states["upgrade"] == "upstream_failed"
     assert states["restore_on_failure"] == "skipped"  # no backup: not a template error
     assert states["fail_run_without_backup"] == "failed"
     output = "".join(capfd.readouterr()) + caplog.text
@@ -363,6 +379,7 @@ def test_restore_runs_after_a_first_revision_rolled_back(
             "conn_id": "zm_first_fails",
             "backup_prefix": str(tmp_path / "backups"),
             "script_location": str(FIRST_FAILS),
+            "fail_on": "",  # the rehearsal only reports: the upgrade runs on production
         }
     )
     states = task_states(run)
@@ -378,3 +395,137 @@ def test_restore_runs_after_a_first_revision_rolled_back(
     assert fingerprint(utils.url) == before
     assert Alembic(utils.engine, script_location=FIRST_FAILS).current_revisions() == []
     utils.dispose()
+
+
+# -- the rehearsal (issue 23, points 5 and 7) --------------------------------------------------
+DATA_FAILS = Path(__file__).resolve().parent / "migrations_data_fails"
+
+
+def _xcom(airflow_home: Path, run: Any, task_id: str, key: str) -> Any:
+    """One XCom value of a run, decoded, read from the metadata database."""
+    import sqlite3
+
+    with sqlite3.connect(airflow_home / "airflow.db") as conn:
+        row = conn.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
+            (run.dag_id, run.run_id, task_id, key),
+        ).fetchone()
+    if row is None:
+        return None
+    value = json.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
+    if isinstance(value, str) and value[:1] in ("{", "["):  # stored JSON-encoded twice
+        return json.loads(value)
+    return value
+
+
+def _stored_beside(backup: Path) -> list[str]:
+    return sorted(p.name[len(backup.name) :] for p in backup.parent.glob(backup.name + ".*"))
+
+
+REPORT_FILES = [".manifest.json", ".rehearsal.json", ".rehearsal.md", ".upgrade.sql"]
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql", "sqlite"])
+def test_a_migration_failing_on_production_data_stops_at_the_rehearsal(
+    airflow_db: Path,
+    utils: MigrationUtils,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """0004 indexes author names uniquely: fine on an empty database, failing on production's
+    duplicates. The rehearsal fails on the copy; the upgrade never runs; nothing is restored;
+    the run is red with the rehearsal's reason; the report is stored beside the backup."""
+    caplog.set_level(logging.INFO)
+    _demo_database(utils)
+    with utils.engine.begin() as conn:
+        conn.execute(text("INSERT INTO author (id, name) VALUES (3, 'Ada')"))
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_DATA_FAILS", connection_json(utils))
+    before = fingerprint(utils.url)
+    utils.dispose()
+    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
+    assert dag is not None
+    capfd.readouterr()
+    run = dag.test(
+        run_conf={
+            "conn_id": "zm_data_fails",
+            "backup_prefix": str(tmp_path / "backups"),
+            "script_location": str(DATA_FAILS),
+        }
+    )
+    states = task_states(run)
+    assert str(run.state) == "failed", states
+    assert states["check_pending"] == states["backup"] == "success"
+    assert states["rehearse"] == "failed"
+    assert states["upgrade"] == "upstream_failed"
+    assert states["restore_on_failure"] == "skipped"
+    assert states["fail_run"] == states["fail_run_without_backup"] == "skipped"
+    assert states["fail_run_after_rehearsal"] == "failed"
+    output = "".join(capfd.readouterr()) + caplog.text
+    assert "the migration never ran; nothing to restore" in output
+    report = _xcom(airflow_db, run, "rehearse", "rehearsal_report")
+    assert report["passed"] is False and report["reason"].startswith("revision 0004")
+    assert (
+        f"the rehearsal stopped the run before production was touched: {report['reason']}" in output
+    )
+    assert _xcom(airflow_db, run, "upgrade", "migration_started") is None
+    utils.dispose()
+    assert fingerprint(utils.url) == before
+    (backup,) = (tmp_path / "backups").rglob("*.jsonl.zst")
+    assert _stored_beside(backup) == REPORT_FILES
+    assert "FAILED" in Path(f"{backup}.rehearsal.md").read_text()
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql", "sqlite"])
+def test_a_clean_rehearsal_lets_the_upgrade_run(
+    airflow_db: Path,
+    utils: MigrationUtils,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All green: the report (with timings per revision and an estimate for production) is
+    in XCom and stored beside the backup, and production is upgraded once, by the upgrade."""
+    _demo_database(utils)
+    monkeypatch.setenv("AIRFLOW_CONN_ZM_CLEAN", connection_json(utils))
+    utils.dispose()
+    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
+    assert dag is not None
+    run = dag.test(
+        run_conf={
+            "conn_id": "zm_clean",
+            "backup_prefix": str(tmp_path / "backups"),
+            "script_location": str(EXAMPLE_MIGRATIONS),
+            "fail_on": "error",
+            "max_duration": 3600,
+            "check_downgrade": True,
+        }
+    )
+    states = task_states(run)
+    assert str(run.state) == "success", states
+    assert {states[t] for t in ("check_pending", "backup", "rehearse", "upgrade")} == {"success"}
+    assert {
+        states[t]
+        for t in (
+            "restore_on_failure",
+            "fail_run",
+            "fail_run_without_backup",
+            "fail_run_after_rehearsal",
+        )
+    } == {"skipped"}
+    report = _xcom(airflow_db, run, "rehearse", "return_value")
+    assert report == _xcom(airflow_db, run, "rehearse", "rehearsal_report")
+    assert report["passed"] is True and report["fail_on"] == ["error"]
+    assert report["max_duration"] == 3600 and report["downgrade"] is not None
+    assert report["from_revisions"] == ["0002a"] and report["to_revisions"] == ["0003"]
+    assert [r["revision"] for r in report["revisions"]] == ["0002b", "0003"]
+    for revision in report["revisions"]:
+        assert revision["status"] == "ok" and revision["seconds"] >= 0, revision
+    assert report["estimated_seconds"] is not None and report["estimated_seconds"] >= 0
+    assert _xcom(airflow_db, run, "upgrade", "migration_started") is True
+    (backup,) = (tmp_path / "backups").rglob("*.jsonl.zst")
+    assert report["source_uri"] == str(backup)
+    assert _stored_beside(backup) == REPORT_FILES
+    assert "0002b" in Path(f"{backup}.upgrade.sql").read_text()
+    utils.dispose()
+    assert Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).current_revisions() == ["0003"]
