@@ -166,7 +166,7 @@ def test_a_broken_downgrade_names_its_revision(production: MigrationUtils) -> No
     _no_scratch_left(production, report)
 
 
-def test_a_column_added_by_hand_on_production_is_reported_as_drift(
+def test_a_column_added_and_an_index_dropped_by_hand_are_reported_as_drift(
     production: MigrationUtils,
 ) -> None:
     _at(
@@ -174,12 +174,16 @@ def test_a_column_added_by_hand_on_production_is_reported_as_drift(
         CLEAN,
         "c1",
         "INSERT INTO note VALUES (1, 'one')",
-        "ALTER TABLE note ADD COLUMN hotfix INT NULL",  # the hand-made hotfix
+        "ALTER TABLE note ADD COLUMN hotfix INT NULL",  # the hand-made hotfixes
+        "DROP INDEX ix_note_body ON note",
     )
     report = rehearse(production, script_location=CLEAN, fail_on=["error", "drift"])
     assert report.drift is not None and report.drift.revisions == ["c1"]
-    drifted = [d for d in report.drift.differences if d.name == "note.hotfix"]
-    assert [(d.kind, d.expected) for d in drifted] == [("column", None)]
+    by_name = {d.name: d for d in report.drift.differences}
+    assert set(by_name) == {"note.hotfix", "note.ix_note_body"}, report.drift.differences
+    assert (by_name["note.hotfix"].kind, by_name["note.hotfix"].expected) == ("column", None)
+    index = by_name["note.ix_note_body"]
+    assert (index.kind, index.actual) == ("index", None) and index.expected is not None
     assert not report.passed and "drift" in (report.reason or "")
     # the revisions themselves still rehearsed cleanly
     assert [r.status for r in report.revisions] == ["ok"]
