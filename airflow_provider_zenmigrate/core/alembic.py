@@ -241,6 +241,8 @@ class Alembic:
         try:
             if self._project_mode:
                 self._run_project_command(direction, target)
+            elif direction == "unapply":
+                self.run_migrations(self._unapply_plan(target))
             else:
                 planner = {
                     "upgrade": _upgrade_steps,
@@ -253,7 +255,9 @@ class Alembic:
 
                 self.run_migrations(plan)
         except Exception as exc:  # noqa: BLE001 - re-raised with the revision attached
-            raise MigrationError(direction, self._failing_revision(direction, target), exc) from exc
+            failed = self._failing_revision(direction, target)
+            shown = "downgrade" if direction == "unapply" else direction
+            raise MigrationError(shown, failed, exc) from exc
         logger.info("%s done: now at %s", direction, self.current_revisions() or ["base"])
 
     def _run_project_command(self, direction: str, target: str) -> None:
@@ -262,12 +266,35 @@ class Alembic:
             url = engine.url.render_as_string(hide_password=False)
             self.config.set_main_option("sqlalchemy.url", _escape(url))
             try:
-                getattr(command, direction)(self.config, target)
+                if direction == "unapply":
+                    # What alembic.command.downgrade does, with our one step as the plan.
+                    with EnvironmentContext(
+                        self.config,
+                        self.script_directory,
+                        fn=self._unapply_plan(target),
+                        destination_rev=target,
+                    ):
+                        self.script_directory.run_env()
+                else:
+                    getattr(command, direction)(self.config, target)
             finally:
                 self.config.attributes.pop("connection", None)
                 self.config.set_main_option("sqlalchemy.url", "")
             if conn.in_transaction():
                 conn.commit()
+
+    def _unapply_plan(self, revision: str) -> MigrationFn:
+        """A plan that runs the downgrade of ``revision`` alone (it must be a head)."""
+        script = self.script_directory.get_revision(revision)
+        if script is None:
+            raise ValueError(f"unknown revision {revision!r}")
+
+        def plan(heads: Any, _ctx: MigrationContext) -> list[Any]:
+            if revision not in heads:
+                raise ValueError(f"revision {revision!r} is not applied as a head ({heads})")
+            return [RevisionStep(self.script_directory.revision_map, script, False)]
+
+        return plan
 
     def _failing_revision(self, direction: str, target: str) -> str | None:
         """The revision that was being applied when a migration raised.
@@ -275,7 +302,7 @@ class Alembic:
         Worked out from the heads the database reports after the failure: the next step
         towards the target is the one that failed.
         """
-        if direction == "stamp":
+        if direction in ("stamp", "unapply"):
             return target
         try:
             heads = tuple(self.current_revisions())
@@ -298,6 +325,16 @@ class Alembic:
         """Revert the database to a previous version."""
         with self._locked():
             self._migrate("downgrade", revision)
+
+    def unapply(self, revision: str) -> None:
+        """Run the downgrade of one applied head revision, and only it.
+
+        ``downgrade(target)`` removes whatever is not an ancestor of the target, which on a
+        branched history is not the inverse of the upgrades just made; a rehearsal's way back
+        unapplies exactly the revisions it applied, newest first.
+        """
+        with self._locked():
+            self._migrate("unapply", revision)
 
     def stamp(self, revision: str) -> None:
         """Stamp the revision table with the given revision without running any migrations."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.errors import RehearsalError
@@ -188,3 +189,40 @@ def test_a_rehearsal_server_of_its_own_holds_the_scratch_copy(utils: MigrationUt
     assert report.scratch_server == server.safe_url
     assert seen and all(report.scratch_name in names for names in seen)
     assert list_scratch(server, scratch_module.source_key(utils)) == {}
+
+
+def test_the_way_back_unapplies_exactly_what_was_applied_on_a_branched_history(
+    utils: MigrationUtils,
+) -> None:
+    """From 0002a, the upgrade applies 0002b then the merge 0003; downgrading "to 0002a"
+    would leave 0002b in place, unapplying the two revisions gives the schema back."""
+    Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).upgrade("0002a")
+    report = rehearse(
+        utils, script_location=EXAMPLE_MIGRATIONS, check_downgrade=True, fail_on=["downgrade"]
+    )
+    assert sorted(r.revision for r in report.revisions) == ["0002b", "0003"]
+    assert report.downgrade is not None
+    assert report.downgrade.ok and report.downgrade.differences == [], report.downgrade
+    assert report.passed, report.reason
+    _no_scratch_left(utils)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_a_full_alembic_project_rehearses_through_its_env_py(db_url: URL) -> None:
+    """config_file mode: env.py runs for every step (up and back); an env.py without an
+    offline branch cannot render SQL, which the report says instead of failing."""
+    project = FIXTURES / "alembic_project" / "alembic.ini"
+    utils = MigrationUtils(url=db_url, version_table="project_version")
+    try:
+        report = rehearse(utils, config_file=project, check_downgrade=True)
+        assert report.passed, report.reason
+        assert [r.revision for r in report.revisions] == ["p1"]
+        assert report.revisions[0].status == "ok"
+        assert report.to_revisions == ["p1"]
+        assert report.downgrade is not None and report.downgrade.ok, report.downgrade
+        assert report.revisions[0].offline_sql or report.revisions[0].offline_error
+        production = Alembic(utils.engine, config_file=project, version_table="project_version")
+        assert production.current_revisions() == []
+        _no_scratch_left(utils)
+    finally:
+        utils.dispose()
