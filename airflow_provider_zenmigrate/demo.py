@@ -2,7 +2,9 @@
 
 Runs ``zenmigrate_backup_then_migrate`` with ``airflow dags test`` against an SQLite
 database in ``build/demo`` with backups in a local folder: once with a migration set that
-succeeds, once with one that fails on purpose, and prints what happened.
+succeeds, then twice with one that fails on purpose (the rehearsal stops it before the
+database is touched; with the gate off, the upgrade fails and the backup is restored), and
+prints what happened.
 """
 
 from __future__ import annotations
@@ -86,12 +88,16 @@ def main(argv: list[str] | None = None) -> int:
             conn.execute(text("INSERT INTO author (id, name) VALUES (1, 'Ada'), (2, 'Grace')"))
         print(f"demo database {folder / 'demo.db'} at {_snapshot(utils)[0]}")
 
-        for label, scripts in (
-            ("succeeds", "migrations"),
-            ("fails on purpose", "migrations_failing"),
+        for label, scripts, fail_on in (
+            ("succeeds", "migrations", "error"),
+            # The rehearsal finds the failure on a scratch copy: production is never touched.
+            ("fails on purpose, stopped by the rehearsal", "migrations_failing", "error"),
+            # With the gate off the rehearsal only reports; the upgrade fails on the database
+            # itself and the backup taken before it is restored.
+            ("fails on purpose, gate off, restored", "migrations_failing", ""),
         ):
             before = _snapshot(utils)
-            conf = json.dumps({"script_location": str(DAGS / scripts)})
+            conf = json.dumps({"script_location": str(DAGS / scripts), "fail_on": fail_on})
             code = _run(["dags", "test", DAG_ID, "--conf", conf], env)
             utils.dispose()
             after = _snapshot(utils)
@@ -104,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\nbackups:")
         for path in sorted((folder / "backups").rglob("*.jsonl.zst")):
             print(f"  {path} ({path.stat().st_size} bytes)")
+        print("\nrehearsal reports:")
+        for path in sorted((folder / "backups").rglob("*.rehearsal.md")):
+            print(f"  {path}")
     return 0
 
 
