@@ -3,10 +3,12 @@
 Airflow runs as separate api-server, scheduler, dag-processor and triggerer processes with
 the LocalExecutor (see :mod:`tests.e2e.deployment`); the target is a fresh MariaDB database
 reached by a dedicated account with a password; backups go to S3 on moto's server. The DAG
-is unpaused and triggered twice through ``/api/v2``: with a migration set that succeeds and
-with one that fails on purpose. The tests then check the runs, the database, the backup
-object, the backup task's XCom, extra link and logs through the API, and the failed run in
-the UI with headless Chromium (screenshots in ``build/e2e/``).
+is unpaused and triggered three times through ``/api/v2``: with a migration set that
+succeeds; with one that fails on purpose, which the rehearsal stops before the database is
+touched; and with the same set and the rehearsal's gate off, so the upgrade fails on the
+database and the backup is restored. The tests then check the runs, the database, the backup
+object and the rehearsal report beside it, the tasks' XCom, extra links and logs through the
+API, and the failed run in the UI with headless Chromium (screenshots in ``build/e2e/``).
 
 Run with ``make e2e`` (``ZENMIGRATE_E2E=1 pytest tests/e2e``).
 """
@@ -47,10 +49,12 @@ SCREENSHOTS = REPO / "build" / "e2e"
 TASK_IDS = [
     "check_pending",
     "backup",
+    "rehearse",
     "upgrade",
     "restore_on_failure",
     "fail_run",
     "fail_run_without_backup",
+    "fail_run_after_rehearsal",
 ]
 LIMIT_SECONDS = 600
 RUN_TIMEOUT = 180
@@ -101,6 +105,7 @@ class Scenario:
     prefix: str
     endpoint: str
     succeeded: Run
+    stopped: Run
     failed: Run
 
     def transport_params(self) -> dict[str, Any]:
@@ -155,7 +160,7 @@ def _run(airflow: Airflow, target: Target, conf: dict[str, Any]) -> Run:
 def scenario(
     target: Target, s3_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Scenario]:
-    """Airflow up, the DAG unpaused, then one succeeding and one failing run, both finished."""
+    """Airflow up, the DAG unpaused, then the succeeding, the stopped and the failing runs."""
     prefix = f"s3://{BUCKET}/e2e-{secrets.token_hex(4)}"
     env = {
         "AIRFLOW_CONN_ZM_E2E_DB": target.connection_json(),
@@ -177,8 +182,10 @@ def scenario(
         unpaused = airflow.api("PATCH", f"/dags/{DAG_ID}", json={"is_paused": False})
         assert unpaused["is_paused"] is False
         succeeded = _run(airflow, target, {**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
-        failed = _run(airflow, target, {**conf, "script_location": str(FAILING)})
-        yield Scenario(airflow, target, prefix, s3_server, succeeded, failed)
+        failing = {**conf, "script_location": str(FAILING)}
+        stopped = _run(airflow, target, failing)
+        failed = _run(airflow, target, {**failing, "fail_on": ""})
+        yield Scenario(airflow, target, prefix, s3_server, succeeded, stopped, failed)
 
 
 def test_succeeding_migration_runs_green_and_keeps_a_verified_backup(scenario: Scenario) -> None:
@@ -187,10 +194,12 @@ def test_succeeding_migration_runs_green_and_keeps_a_verified_backup(scenario: S
     assert run.tasks == {
         "check_pending": "success",
         "backup": "success",
+        "rehearse": "success",
         "upgrade": "success",
         "restore_on_failure": "skipped",
         "fail_run": "skipped",
         "fail_run_without_backup": "skipped",
+        "fail_run_after_rehearsal": "skipped",
     }
     assert run.revisions == ["0003"]  # the merge head of example_dags/migrations
     assert run.after != run.before
@@ -198,7 +207,12 @@ def test_succeeding_migration_runs_green_and_keeps_a_verified_backup(scenario: S
     client = s3_client(scenario.endpoint)
     key = f"{scenario.prefix.split('/', 3)[3]}/{DAG_ID}/{run.run_id}.jsonl.zst"
     listed = client.list_objects_v2(Bucket=BUCKET, Prefix=key)
-    assert [o["Key"] for o in listed.get("Contents", [])] == [key, key + ".manifest.json"]
+    sidecars = [".manifest.json", ".rehearsal.json", ".rehearsal.md", ".upgrade.sql"]
+    assert [o["Key"] for o in listed.get("Contents", [])] == [key] + [key + s for s in sidecars]
+    rehearsal = _xcom(scenario.airflow, run.run_id, "rehearse", "return_value")
+    assert rehearsal["passed"] is True
+    assert [r["status"] for r in rehearsal["revisions"]] == ["ok", "ok"]  # 0002b, then 0003
+    assert all(r["seconds"] is not None for r in rehearsal["revisions"])
     report = verify_backup(f"s3://{BUCKET}/{key}", scenario.transport_params())
     assert report.ok, report
     assert report.manifest_ok, report
@@ -212,15 +226,64 @@ def test_failing_migration_is_restored_and_fails_the_run(scenario: Scenario) -> 
     assert run.tasks == {
         "check_pending": "success",
         "backup": "success",
+        "rehearse": "success",  # fail_on "": the rehearsal reports the failure, gates nothing
         "upgrade": "failed",
         "restore_on_failure": "success",
         "fail_run": "failed",
         "fail_run_without_backup": "skipped",
+        "fail_run_after_rehearsal": "skipped",
     }
     assert run.revisions == ["0003"]
     assert run.after == run.before  # every table's CHECKSUM and DDL as before the run
     logs = _task_log(scenario.airflow, run.run_id, "upgrade")
     assert "upgrade failed at revision 0004" in logs
+
+
+def test_failing_migration_stops_at_the_rehearsal_and_production_is_never_touched(
+    scenario: Scenario,
+) -> None:
+    run = scenario.stopped
+    assert run.state == "failed", run.tasks
+    assert run.tasks == {
+        "check_pending": "success",
+        "backup": "success",
+        "rehearse": "failed",
+        "upgrade": "upstream_failed",
+        "restore_on_failure": "skipped",  # nothing to restore: the upgrade never ran
+        "fail_run": "skipped",
+        "fail_run_without_backup": "skipped",
+        "fail_run_after_rehearsal": "failed",
+    }
+    assert run.revisions == ["0003"]
+    assert run.after == run.before
+    reason = "revision 0004"
+    assert reason in _task_log(scenario.airflow, run.run_id, "fail_run_after_rehearsal")
+    report = _xcom(scenario.airflow, run.run_id, "rehearse", "rehearsal_report")
+    assert report["passed"] is False and reason in report["reason"]
+    assert report["scratch_name"].startswith("zenmigrate_scratch_")
+    uri = f"{scenario.prefix}/{DAG_ID}/{run.run_id}.jsonl.zst"
+    links = scenario.airflow.api(
+        "GET", scenario.airflow.task_path(DAG_ID, run.run_id, "rehearse") + "/links"
+    )
+    assert links["extra_links"]["Rehearsal report"] == console_url(uri + ".rehearsal.md")
+    body = (
+        s3_client(scenario.endpoint)
+        .get_object(
+            Bucket=BUCKET,
+            Key=f"{scenario.prefix.split('/', 3)[3]}/{DAG_ID}/{run.run_id}.jsonl.zst.rehearsal.md",
+        )["Body"]
+        .read()
+        .decode()
+    )
+    assert "FAILED" in body and reason in body
+    # No scratch database survived on the server.
+    admin = sqlalchemy.create_engine(server_url("mysql"), poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            left = conn.execute(text("SHOW DATABASES LIKE 'zenmigrate\\_scratch\\_%'")).all()
+    finally:
+        admin.dispose()
+    assert not [name for (name,) in left if report["scratch_name"] == name]
 
 
 def _xcom(airflow: Airflow, run_id: str, task_id: str, key: str) -> Any:
@@ -265,6 +328,10 @@ def test_backup_xcom_manifest_and_backup_link(scenario: Scenario, which: str) ->
 
 def test_backup_logs_show_progress_and_no_secret(scenario: Scenario) -> None:
     for run in (scenario.succeeded, scenario.failed):
+        rehearsal = _task_log(scenario.airflow, run.run_id, "rehearse")
+        assert "Migration rehearsal" in rehearsal, rehearsal[-3000:]
+        for secret in (scenario.target.password, S3_SECRET_KEY):
+            assert secret not in rehearsal
         logs = _task_log(scenario.airflow, run.run_id, "backup")
         assert "backup progress:" in logs, logs[-3000:]
         assert "backup complete:" in logs, logs[-3000:]
@@ -315,10 +382,12 @@ def test_ui_shows_the_failed_run_and_the_backup_link(scenario: Scenario) -> None
         assert _ui_task_states(page) == {
             "check_pending": "Success",
             "backup": "Success",
+            "rehearse": "Success",
             "upgrade": "Failed",
             "restore_on_failure": "Success",
             "fail_run": "Failed",
             "fail_run_without_backup": "Skipped",
+            "fail_run_after_rehearsal": "Skipped",
         }
         header = page.inner_text("body")
         assert run.run_id in header and DAG_ID in header
