@@ -1,6 +1,7 @@
 """Our backup and restore side by side with the standard tools, on MariaDB and PostgreSQL.
 
 Usage: python -m bench [--rows N] [--runs N] [--datasets abcd] [--dialect mysql|postgresql]
+                       [--only tools|rehearsal]
 
 For each dataset (see :mod:`bench.datasets`) and each tool, every run times a backup and a
 restore into an empty database, then checks the restored tables against the source
@@ -13,12 +14,15 @@ command starts on a settled server and disk (:func:`settle`). Times are whole-pr
 (our interpreter's start-up included); peak RSS is ``ru_maxrss`` of the command (through
 ``/usr/bin/time``; for a pipeline, its largest process), never of a fork of this process.
 The tables and the issue's targets (PASS/MISS) go to stdout and ``build/bench/results.txt``.
+After the tools, each server gets the rehearsal row (:mod:`bench.rehearsal`, on (a));
+``--only`` runs one of the two parts.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -39,7 +43,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from bench import datasets
+from bench import datasets, rehearsal
 from bench.throughput import ROOT, child_env, ours_command
 
 SERVERS = {
@@ -561,6 +565,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table-rows", type=int, default=1000, help="rows per table of (c)")
     parser.add_argument("--blob-rows", type=int, default=50_000, help="rows of (d)")
     parser.add_argument("--dialect", choices=sorted(SERVERS), action="append")
+    parser.add_argument(
+        "--only", choices=["tools", "rehearsal"], help="the tools' rows or the rehearsal row"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "results.txt")
     args = parser.parse_args(argv)
     # Killed: still remove the work directory (dumps of up to a few GB).
@@ -575,6 +582,19 @@ def main(argv: list[str] | None = None) -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="zm-bench-") as folder:
         for dialect in args.dialect or sorted(SERVERS):
+            if args.only != "tools":
+                row = rehearsal.run(
+                    SERVERS[dialect],
+                    TITLES[dialect],
+                    args.rows,
+                    args.runs,
+                    functools.partial(settle, make_url(SERVERS[dialect])),
+                    log,
+                )
+            if args.only == "rehearsal":
+                report += [f"== {row.version} ==", *rehearsal.lines(row), ""]
+                print("\n".join(report), flush=True)
+                continue
             cells, tools, version = run_dialect(dialect, sets, args.runs, Path(folder))
             report += table(dialect, version, sets, tools, cells)
             startup = [
@@ -592,6 +612,8 @@ def main(argv: list[str] | None = None) -> None:
             report.append("Targets (issue 7):")
             report += [t.line() for t in targets(dialect, sets, cells)]
             report += tool_scaling(tools, cells)
+            if args.only != "tools":
+                report += rehearsal.lines(row)
             report.append("")
             print("\n".join(report), flush=True)  # so far, in case a later dialect fails
     report.append(f"total benchmark time {time.monotonic() - started:.0f}s")

@@ -167,7 +167,7 @@ def lines(row: RehearsalRow) -> list[str]:
     ]
     for number, r in enumerate(row.runs, 1):
         out.append(
-            f"  run {number:<30} {r.predicted:>11.2f} {r.actual:>9.2f} "
+            f"  {f'run {number}':32} {r.predicted:>11.2f} {r.actual:>9.2f} "
             f"{r.predicted / r.actual:>11.2f}x {_fmt(r.on_copy):>10} {_fmt(r.copy, '.1f'):>7} "
             f"{r.rehearsal:>11.1f}"
         )
@@ -177,6 +177,10 @@ def lines(row: RehearsalRow) -> list[str]:
         f"  {'median':32} {_fmt(predicted):>11} {_fmt(actual):>9} {ratio:>12} "
         f"{_fmt(row.median('on_copy')):>10} {_fmt(row.median('copy'), '.1f'):>7} "
         f"{_fmt(row.median('rehearsal'), '.1f'):>11}"
+    )
+    out.append(
+        "  (in-process wall seconds: actual is Alembic.upgrade() on the database itself, "
+        "rehearse s the whole rehearse() call)"
     )
     if row.basis:
         out.append(f"  (estimate: {row.basis})")
