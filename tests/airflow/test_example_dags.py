@@ -516,7 +516,7 @@ def test_a_clean_rehearsal_lets_the_upgrade_run(
     report = _xcom(airflow_db, run, "rehearse", "return_value")
     assert report == _xcom(airflow_db, run, "rehearse", "rehearsal_report")
     assert report["passed"] is True and report["fail_on"] == ["error"]
-    assert report["max_duration"] == 3600 and report["downgrade"] is not None
+    assert report["max_duration"] == 3600 and report["downgrade"]["ok"] is True
     assert report["from_revisions"] == ["0002a"] and report["to_revisions"] == ["0003"]
     assert [r["revision"] for r in report["revisions"]] == ["0002b", "0003"]
     for revision in report["revisions"]:
