@@ -226,3 +226,14 @@ def test_a_full_alembic_project_rehearses_through_its_env_py(db_url: URL) -> Non
         _no_scratch_left(utils)
     finally:
         utils.dispose()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite"])
+def test_a_rehearsal_folder_that_does_not_exist_is_bad_input(
+    utils: MigrationUtils, tmp_path: Path
+) -> None:
+    _at_first_revision(utils)
+    elsewhere = MigrationUtils(url=f"sqlite:///{tmp_path / 'no-such-folder' / 'x.db'}")
+    with pytest.raises(RehearsalError, match="names no existing folder"):
+        rehearse(utils, script_location=EXAMPLE_MIGRATIONS, rehearsal_server=elsewhere)
+    assert not (tmp_path / "no-such-folder").exists()

@@ -108,6 +108,30 @@ def database_path(url: URL) -> Path | None:
     return Path(db).resolve()
 
 
+@contextmanager
+def file_lock(path: str | Path, timeout: float, busy: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) while the block runs;
+    :class:`MigrationLockTimeout` with the message ``busy`` after ``timeout`` seconds. The
+    kernel releases it when the process dies, however it dies."""
+    deadline = time.monotonic() + timeout
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise MigrationLockTimeout(busy) from None
+                time.sleep(_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 class SQLiteOps(DialectOps):
     name: ClassVar[str] = "sqlite"
     max_name_length: ClassVar[int] = 255  # a file name
@@ -177,26 +201,9 @@ class SQLiteOps(DialectOps):
             return
         # A lock file beside the database: flock never interferes with SQLite's own locks.
         lock_path = f"{path}.zenmigrate-lock"
-        deadline = time.monotonic() + timeout
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise MigrationLockTimeout(
-                            f"could not take the migration lock {lock_path!r} within "
-                            f"{timeout:g}s: another migration is running"
-                        ) from None
-                    time.sleep(_POLL_SECONDS)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        busy = f"could not take the migration lock {lock_path!r} within {timeout:g}s: another "
+        with file_lock(lock_path, timeout, busy + "migration is running"):
+            yield
 
     def migration_options(self) -> dict[str, object]:
         # With migration_engine below, SQLite DDL is transactional; batch mode lets

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 from alembic.script import ScriptDirectory
@@ -226,6 +227,14 @@ def _check_server(production: MigrationUtils, server: MigrationUtils) -> None:
             f"{production.dialect.name}: a rehearsal needs the same kind of server"
         )
     if server is production:
+        return
+    if server.url.get_backend_name() == "sqlite":
+        folder = Path(server.url.database or "").resolve().parent
+        if not server.url.database or not folder.is_dir():
+            raise RehearsalError(
+                f"the rehearsal server {server.safe_url} names no existing folder for the "
+                "scratch copy"
+            )
         return
     try:
         with server.master_engine.connect():

@@ -14,19 +14,17 @@ that source still present was left by a killed one: it is dropped before the new
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
-import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from ..errors import MigrationLockTimeout, RehearsalError
+from ..dialects.sqlite import file_lock
+from ..errors import RehearsalError
 from ..utils import MigrationUtils
 
 logger = logging.getLogger(__name__)
@@ -127,30 +125,11 @@ def list_scratch(server: MigrationUtils, key: str | None = None) -> dict[str, bo
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    deadline = time.monotonic() + timeout
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise MigrationLockTimeout(
-                        f"another rehearsal of this database held {path} for {timeout:g}s"
-                    ) from None
-                time.sleep(0.1)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-@contextlib.contextmanager
 def _rehearsal_lock(server: MigrationUtils, key: str, timeout: float) -> Iterator[None]:
     if _backend(server) == "sqlite":
         folder = Path(server.url.database or "").resolve().parent
-        with _file_lock(folder / f".zenmigrate-rehearsal-{key}.lock", timeout):
+        busy = f"another rehearsal of this database held its lock for {timeout:g}s"
+        with file_lock(folder / f".zenmigrate-rehearsal-{key}.lock", timeout, busy):
             yield
         return
     master = server.master_engine
