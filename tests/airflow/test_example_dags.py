@@ -16,7 +16,9 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.example_dags import (
     connection_json,
     example_dag_bag,
+    run_example_dag,
     task_states,
+    xcom,
 )
 from tests.support.identity import fingerprint
 from tests.support.object_stores import Store
@@ -26,7 +28,8 @@ from tests.support.servers import SECRET, database_url, unique_name
 FAILING = REPO / "example_dags" / "migrations_failing"
 pytest_plugins = ["tests.support.object_stores"]
 
-DAG_IDS = {"zenmigrate_backup_then_migrate", "zenmigrate_nightly_backup", "zenmigrate_restore"}
+BACKUP_THEN_MIGRATE = "zenmigrate_backup_then_migrate"
+DAG_IDS = {BACKUP_THEN_MIGRATE, "zenmigrate_nightly_backup", "zenmigrate_restore"}
 
 
 def test_dags_import_without_touching_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,6 +54,21 @@ def _demo_database(utils: MigrationUtils) -> None:
         conn.execute(text("INSERT INTO book (id, author_id, title) VALUES (1, 1, 'Notes')"))
 
 
+def _production(
+    utils: MigrationUtils, monkeypatch: pytest.MonkeyPatch, conn_id: str, *sql: str
+) -> dict[str, Any]:
+    """The demo database (then ``sql`` run on it) behind Airflow connection ``conn_id``;
+    returns its fingerprint before any run, its engine disposed for the run's own."""
+    _demo_database(utils)
+    with utils.engine.begin() as conn:
+        for statement in sql:
+            conn.exec_driver_sql(statement)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(utils))
+    before = fingerprint(utils.url)
+    utils.dispose()
+    return before
+
+
 def test_backup_then_migrate_success_and_failure(
     airflow_db: Path,
     utils: MigrationUtils,
@@ -60,17 +78,11 @@ def test_backup_then_migrate_success_and_failure(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    _demo_database(utils)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_TARGET", connection_json(utils))
-    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-    assert dag is not None
+    before_failure = _production(utils, monkeypatch, "zm_target")
     conf = {"conn_id": "zm_target", "backup_prefix": str(tmp_path / "backups")}
-
-    before_failure = fingerprint(utils.url)
-    utils.dispose()
     # fail_on "": the rehearsal only reports, so the upgrade runs, fails, and is rolled back.
-    failed = dag.test(run_conf={**conf, "script_location": str(FAILING), "fail_on": ""})
-    states = task_states(failed)
+    failing = {**conf, "script_location": str(FAILING), "fail_on": ""}
+    failed, states = run_example_dag(BACKUP_THEN_MIGRATE, failing)
     assert str(failed.state) == "failed", states
     assert states["rehearse"] == "success"
     assert states["fail_run_after_rehearsal"] == "skipped"
@@ -82,8 +94,8 @@ def test_backup_then_migrate_success_and_failure(
     assert fingerprint(utils.url) == before_failure
     assert "upgrade failed at revision 0004" in "".join(capfd.readouterr()) + caplog.text
 
-    succeeded = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
-    states = task_states(succeeded)
+    conf["script_location"] = str(EXAMPLE_MIGRATIONS)
+    succeeded, states = run_example_dag(BACKUP_THEN_MIGRATE, conf)
     assert str(succeeded.state) == "success", states
     assert states["rehearse"] == states["upgrade"] == "success"
     assert states["restore_on_failure"] == "skipped"
@@ -94,9 +106,8 @@ def test_backup_then_migrate_success_and_failure(
     backups = sorted((tmp_path / "backups").rglob("*.jsonl.zst"))
     assert len(backups) == 2  # one per run, both kept
 
-    nothing = dag.test(run_conf={**conf, "script_location": str(EXAMPLE_MIGRATIONS)})
+    nothing, states = run_example_dag(BACKUP_THEN_MIGRATE, conf)
     assert str(nothing.state) == "success"
-    states = task_states(nothing)
     assert states["check_pending"] == "skipped"
     assert {states[t] for t in ("backup", "rehearse", "upgrade", "restore_on_failure")} == {
         "skipped"
@@ -146,21 +157,16 @@ def test_s3_backups_and_no_secret_in_logs_or_xcom(
                 }
             ),
         )
-        dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-        assert dag is not None
-        prefix = s3_store.prefix.rstrip("/")
         before = fingerprint(utils.url)
         utils.dispose()
-        run = dag.test(
-            run_conf={
-                "conn_id": "zm_secret_db",
-                "storage_conn_id": "zm_s3",
-                "backup_prefix": prefix,
-                "script_location": str(FAILING),
-                "fail_on": "",  # the rehearsal reports; the upgrade runs and is rolled back
-            }
-        )
-        states = task_states(run)
+        conf = {
+            "conn_id": "zm_secret_db",
+            "storage_conn_id": "zm_s3",
+            "backup_prefix": s3_store.prefix.rstrip("/"),
+            "script_location": str(FAILING),
+            "fail_on": "",  # the rehearsal reports; the upgrade runs and is rolled back
+        }
+        run, states = run_example_dag(BACKUP_THEN_MIGRATE, conf)
         assert str(run.state) == "failed", states
         assert states["restore_on_failure"] == "success"
         utils.dispose()
@@ -234,14 +240,8 @@ def test_dags_restore_routines_only_when_allowed(
 ) -> None:
     """The rollback restores the backup it has just taken, routines included; the restore DAG
     creates a dump's routines only when its run asks for them (a templated parameter)."""
-    _demo_database(utils)
-    with utils.engine.begin() as conn:
-        for statement in ROUTINE:
-            conn.exec_driver_sql(statement)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_ROUTINES", connection_json(utils))
+    before = _production(utils, monkeypatch, "zm_routines", *ROUTINE)
     prefix = str(tmp_path / "backups")
-    before = fingerprint(utils.url)
-    utils.dispose()
     migrate = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
     assert migrate is not None
     conf = {
@@ -291,24 +291,16 @@ def test_backup_fails_nothing_restored_run_fails(
 ) -> None:
     """No backup: the upgrade never ran, the restore is skipped saying why, the run is red."""
     caplog.set_level(logging.INFO)
-    _demo_database(utils)
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_NO_BACKUP", connection_json(utils))
+    before = _production(utils, monkeypatch, "zm_no_backup")
     blocker = tmp_path / "a_file"  # a regular file: no folder can be made below it
     blocker.write_text("not a folder")
-    before = fingerprint(utils.url)
-    utils.dispose()
-    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-    assert dag is not None
-    capfd.readouterr()
-    run = dag.test(
-        run_conf={
-            "conn_id": "zm_no_backup",
-            "backup_prefix": str(blocker / "backups"),
-            # Were the upgrade to run, 0004 would change the database and fail.
-            "script_location": str(FAILING),
-        }
-    )
-    states = task_states(run)
+    conf = {
+        "conn_id": "zm_no_backup",
+        "backup_prefix": str(blocker / "backups"),
+        # Were the upgrade to run, 0004 would change the database and fail.
+        "script_location": str(FAILING),
+    }
+    run, states = run_example_dag(BACKUP_THEN_MIGRATE, conf, capfd)
     assert str(run.state) == "failed", states
     assert states["check_pending"] == "success"
     assert states["backup"] == "failed"
@@ -334,11 +326,8 @@ def test_undefined_connection_says_how_to_create_it(
     """A DAG copied where its connection does not exist fails naming the connection to add."""
     caplog.set_level(logging.INFO)
     conn_id = unique_name("zm_undefined")
-    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-    assert dag is not None
-    capfd.readouterr()
-    run = dag.test(run_conf={"conn_id": conn_id, "backup_prefix": str(tmp_path / "backups")})
-    states = task_states(run)
+    conf = {"conn_id": conn_id, "backup_prefix": str(tmp_path / "backups")}
+    run, states = run_example_dag(BACKUP_THEN_MIGRATE, conf, capfd)
     assert str(run.state) == "failed", states
     assert states["check_pending"] == "failed"
     assert states["backup"] == states["rehearse"] == states["upgrade"] == "upstream_failed"
@@ -372,17 +361,13 @@ def test_restore_runs_after_a_first_revision_rolled_back(
     monkeypatch.setenv("AIRFLOW_CONN_ZM_FIRST_FAILS", connection_json(utils))
     before = fingerprint(utils.url)
     utils.dispose()
-    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-    assert dag is not None
-    run = dag.test(
-        run_conf={
-            "conn_id": "zm_first_fails",
-            "backup_prefix": str(tmp_path / "backups"),
-            "script_location": str(FIRST_FAILS),
-            "fail_on": "",  # the rehearsal only reports: the upgrade runs on production
-        }
-    )
-    states = task_states(run)
+    conf = {
+        "conn_id": "zm_first_fails",
+        "backup_prefix": str(tmp_path / "backups"),
+        "script_location": str(FIRST_FAILS),
+        "fail_on": "",  # the rehearsal only reports: the upgrade runs on production
+    }
+    run, states = run_example_dag(BACKUP_THEN_MIGRATE, conf)
     assert str(run.state) == "failed", states
     assert states["upgrade"] == "failed"
     assert states["restore_on_failure"] == "success"
@@ -399,23 +384,6 @@ def test_restore_runs_after_a_first_revision_rolled_back(
 
 # -- the rehearsal (issue 23, points 5 and 7) --------------------------------------------------
 DATA_FAILS = Path(__file__).resolve().parent / "migrations_data_fails"
-
-
-def _xcom(airflow_home: Path, run: Any, task_id: str, key: str) -> Any:
-    """One XCom value of a run, decoded, read from the metadata database."""
-    import sqlite3
-
-    with sqlite3.connect(airflow_home / "airflow.db") as conn:
-        row = conn.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
-            (run.dag_id, run.run_id, task_id, key),
-        ).fetchone()
-    if row is None:
-        return None
-    value = json.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
-    if isinstance(value, str) and value[:1] in ("{", "["):  # stored JSON-encoded twice
-        return json.loads(value)
-    return value
 
 
 def _stored_beside(backup: Path) -> list[str]:
@@ -438,23 +406,14 @@ def test_a_migration_failing_on_production_data_stops_at_the_rehearsal(
     duplicates. The rehearsal fails on the copy; the upgrade never runs; nothing is restored;
     the run is red with the rehearsal's reason; the report is stored beside the backup."""
     caplog.set_level(logging.INFO)
-    _demo_database(utils)
-    with utils.engine.begin() as conn:
-        conn.execute(text("INSERT INTO author (id, name) VALUES (3, 'Ada')"))
-    monkeypatch.setenv("AIRFLOW_CONN_ZM_DATA_FAILS", connection_json(utils))
-    before = fingerprint(utils.url)
-    utils.dispose()
-    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-    assert dag is not None
-    capfd.readouterr()
-    run = dag.test(
-        run_conf={
-            "conn_id": "zm_data_fails",
-            "backup_prefix": str(tmp_path / "backups"),
-            "script_location": str(DATA_FAILS),
-        }
-    )
-    states = task_states(run)
+    duplicate = "INSERT INTO author (id, name) VALUES (3, 'Ada')"
+    before = _production(utils, monkeypatch, "zm_data_fails", duplicate)
+    conf = {
+        "conn_id": "zm_data_fails",
+        "backup_prefix": str(tmp_path / "backups"),
+        "script_location": str(DATA_FAILS),
+    }
+    run, states = run_example_dag(BACKUP_THEN_MIGRATE, conf, capfd)
     assert str(run.state) == "failed", states
     assert states["check_pending"] == states["backup"] == "success"
     assert states["rehearse"] == "failed"
@@ -464,12 +423,12 @@ def test_a_migration_failing_on_production_data_stops_at_the_rehearsal(
     assert states["fail_run_after_rehearsal"] == "failed"
     output = "".join(capfd.readouterr()) + caplog.text
     assert "the migration never ran; nothing to restore" in output
-    report = _xcom(airflow_db, run, "rehearse", "rehearsal_report")
+    report = xcom(airflow_db, run, "rehearse", "rehearsal_report")
     assert report["passed"] is False and report["reason"].startswith("revision 0004")
     assert (
         f"the rehearsal stopped the run before production was touched: {report['reason']}" in output
     )
-    assert _xcom(airflow_db, run, "upgrade", "migration_started") is None
+    assert xcom(airflow_db, run, "upgrade", "migration_started") is None
     utils.dispose()
     assert fingerprint(utils.url) == before
     (backup,) = (tmp_path / "backups").rglob("*.jsonl.zst")
@@ -489,19 +448,15 @@ def test_a_clean_rehearsal_lets_the_upgrade_run(
     _demo_database(utils)
     monkeypatch.setenv("AIRFLOW_CONN_ZM_CLEAN", connection_json(utils))
     utils.dispose()
-    dag = example_dag_bag().get_dag("zenmigrate_backup_then_migrate")
-    assert dag is not None
-    run = dag.test(
-        run_conf={
-            "conn_id": "zm_clean",
-            "backup_prefix": str(tmp_path / "backups"),
-            "script_location": str(EXAMPLE_MIGRATIONS),
-            "fail_on": "error",
-            "max_duration": 3600,
-            "check_downgrade": True,
-        }
-    )
-    states = task_states(run)
+    conf = {
+        "conn_id": "zm_clean",
+        "backup_prefix": str(tmp_path / "backups"),
+        "script_location": str(EXAMPLE_MIGRATIONS),
+        "fail_on": "error",
+        "max_duration": 3600,
+        "check_downgrade": True,
+    }
+    run, states = run_example_dag(BACKUP_THEN_MIGRATE, conf)
     assert str(run.state) == "success", states
     assert {states[t] for t in ("check_pending", "backup", "rehearse", "upgrade")} == {"success"}
     assert {
@@ -513,8 +468,8 @@ def test_a_clean_rehearsal_lets_the_upgrade_run(
             "fail_run_after_rehearsal",
         )
     } == {"skipped"}
-    report = _xcom(airflow_db, run, "rehearse", "return_value")
-    assert report == _xcom(airflow_db, run, "rehearse", "rehearsal_report")
+    report = xcom(airflow_db, run, "rehearse", "return_value")
+    assert report == xcom(airflow_db, run, "rehearse", "rehearsal_report")
     assert report["passed"] is True and report["fail_on"] == ["error"]
     assert report["max_duration"] == 3600 and report["downgrade"]["ok"] is True
     assert report["from_revisions"] == ["0002a"] and report["to_revisions"] == ["0003"]
@@ -522,7 +477,7 @@ def test_a_clean_rehearsal_lets_the_upgrade_run(
     for revision in report["revisions"]:
         assert revision["status"] == "ok" and revision["seconds"] >= 0, revision
     assert report["estimated_seconds"] is not None and report["estimated_seconds"] >= 0
-    assert _xcom(airflow_db, run, "upgrade", "migration_started") is True
+    assert xcom(airflow_db, run, "upgrade", "migration_started") is True
     (backup,) = (tmp_path / "backups").rglob("*.jsonl.zst")
     assert report["source_uri"] == str(backup)
     assert _stored_beside(backup) == REPORT_FILES

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from airflow_provider_zenmigrate.get_provider_info import get_provider_info
 from airflow_provider_zenmigrate.links import RehearsalReportLink
 from airflow_provider_zenmigrate.operators import BackupToStorageOperator, RehearseMigrationOperator
 from airflow_provider_zenmigrate.operators.rehearse import gates, seconds
-from tests.support.example_dags import connection_json, task_states
+from tests.support.example_dags import connection_json, task_states, xcom
 from tests.support.identity import fingerprint
 from tests.support.paths import EXAMPLE_MIGRATIONS, REPO
 from tests.support.servers import server_url, unique_name
@@ -46,22 +45,6 @@ def _run(dag: DAG, **kwargs: Any) -> Any:
     bag.dags[dag.dag_id] = dag
     sync_bag_to_db(bag, "dags-folder", None)
     return dag.test(**kwargs)
-
-
-def _xcom(home: Path, run: Any, task_id: str, key: str) -> Any:
-    """One XCom value of a run, read from the metadata database."""
-    with sqlite3.connect(home / "airflow.db") as conn:
-        row = conn.execute(
-            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
-            (run.dag_id, run.run_id, task_id, key),
-        ).fetchone()
-    if row is None:
-        return None
-    value = row[0]
-    value = json.loads(value) if isinstance(value, str | bytes) else value
-    if isinstance(value, str) and value[:1] in ("{", "["):  # stored JSON-encoded twice
-        return json.loads(value)
-    return value
 
 
 def _library(utils: MigrationUtils, *names: str) -> None:
@@ -143,8 +126,8 @@ def test_clean_rehearsal_from_the_backup_stores_the_report(
         )
     run = _run(dag)
     assert task_states(run) == {"backup": "success", "rehearse": "success"}
-    report = _xcom(airflow_db, run, "rehearse", "return_value")
-    assert report == _xcom(airflow_db, run, "rehearse", "rehearsal_report")
+    report = xcom(airflow_db, run, "rehearse", "return_value")
+    assert report == xcom(airflow_db, run, "rehearse", "rehearsal_report")
     assert report["passed"] is True and report["reason"] is None
     assert report["copied_from"] == "backup" and report["source_uri"] == uri
     ran = {r["revision"]: r for r in report["revisions"]}
@@ -155,7 +138,7 @@ def test_clean_rehearsal_from_the_backup_stores_the_report(
     for suffix in (".rehearsal.json", ".rehearsal.md", ".upgrade.sql"):
         assert Path(uri + suffix).stat().st_size > 0, suffix
     assert "0003" in Path(uri + ".rehearsal.md").read_text()
-    link = _xcom(airflow_db, run, "rehearse", RehearsalReportLink().xcom_key)
+    link = xcom(airflow_db, run, "rehearse", RehearsalReportLink().xcom_key)
     assert link == f"file://{uri}.rehearsal.md"
     assert fingerprint(utils.url) == before
     assert Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).current_revisions() == [
@@ -181,8 +164,8 @@ def test_failing_on_production_data_fails_the_task_with_the_reason(
         )
     run = _run(dag)
     assert task_states(run) == {"rehearse": "failed"}
-    assert _xcom(airflow_db, run, "rehearse", "return_value") is None
-    report = _xcom(airflow_db, run, "rehearse", "rehearsal_report")
+    assert xcom(airflow_db, run, "rehearse", "return_value") is None
+    report = xcom(airflow_db, run, "rehearse", "rehearsal_report")
     assert report["passed"] is False
     assert report["reason"].startswith("revision 0004"), report["reason"]
     assert report["copied_from"] == "fresh copy" and report["stored"] == {}
@@ -197,7 +180,7 @@ def test_failing_on_production_data_fails_the_task_with_the_reason(
         )
     run = _run(only)
     assert task_states(run) == {"rehearse": "success"}
-    report = _xcom(airflow_db, run, "rehearse", "return_value")
+    report = xcom(airflow_db, run, "rehearse", "return_value")
     assert report["passed"] is True and report["revisions"][-1]["status"] == "failed"
     assert fingerprint(utils.url) == before
 
@@ -234,7 +217,7 @@ def test_rehearsal_server_connection(
     capfd.readouterr()
     run = _run(dag)
     assert task_states(run) == {"good": "success", "bad": "failed"}
-    report = _xcom(airflow_db, run, "good", "return_value")
+    report = xcom(airflow_db, run, "good", "return_value")
     assert report["passed"] is True
     assert report["scratch_server"].endswith(f":{server_url('postgresql').port or 5432}/postgres")
     output = "".join(capfd.readouterr())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -18,7 +16,7 @@ from typing import Any
 import pymysql.err
 import pytest
 import sqlalchemy
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
@@ -31,7 +29,8 @@ from airflow_provider_zenmigrate.core.errors import UnsafeDumpError, ZenMigrateE
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.dialect_harness import copy_via_dialect, rendered_batches
 from tests.support.engine_support import restore_side_objects
-from tests.support.paths import FIXTURES, SAKILA_DIR
+from tests.support.paths import FIXTURES
+from tests.support.sakila import load_mysql_sakila, run_mysql_script
 from tests.support.servers import database_url, server_url
 
 MakeDb = Callable[[], Engine]
@@ -77,20 +76,9 @@ def sql(engine: Engine, *statements: str, params: Any = None) -> list[tuple[Any,
     return rows
 
 
-def load_sql_file(engine: Engine, path: Path, text: str | None = None) -> None:
+def load_sql_file(engine: Engine, path: Path) -> None:
     """Run a script with the mysql client (it understands DELIMITER)."""
-    client = shutil.which("mysql") or shutil.which("mariadb")
-    if client is None:
-        pytest.fail(
-            "the mysql command line client is not installed (apt-get install mariadb-client)"
-        )
-    url: URL = engine.url
-    args = [client, f"-h{url.host}", f"-P{url.port or 3306}", f"-u{url.username}"]
-    args += ["--default-character-set=utf8mb4", "--comments", str(url.database)]
-    env = dict(os.environ, MYSQL_PWD=url.password or "")
-    script = text if text is not None else path.read_text(encoding="utf-8")
-    done = subprocess.run(args, input=script.encode(), env=env, capture_output=True)
-    assert done.returncode == 0, done.stderr.decode()
+    run_mysql_script(engine.url, path.read_text(encoding="utf-8"))
 
 
 def q(name: str) -> str:
@@ -294,19 +282,8 @@ SAKILA_ROWS = [
 
 @pytest.mark.sakila
 def test_sakila_round_trip(make_db: MakeDb, server: Engine) -> None:
-    schema = SAKILA_DIR / "mysql-sakila-schema.sql"
     source, target = make_db(), make_db()
-    script = schema.read_text(encoding="utf-8")
-    # The script creates and selects its own `sakila` database: load it into ours instead.
-    script, n = re.subn(
-        r"^\s*(DROP\s+SCHEMA\s+IF\s+EXISTS|CREATE\s+SCHEMA|USE)\s+sakila\s*;\s*$",
-        "",
-        script,
-        flags=re.I | re.M,
-    )
-    assert n == 3
-    script = re.sub(r"\bsakila\.", "", script)  # actor_info names its tables sakila.*
-    load_sql_file(source, schema, script)
+    load_mysql_sakila(source.url)
     sql(source, "SET SESSION FOREIGN_KEY_CHECKS = 0", *SAKILA_ROWS)
     assert sql(source, "SELECT COUNT(*) FROM film_text") == [(300,)]  # via trigger ins_film
     seed_target(target)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, 
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.dialect_harness import copy_via_dialect, rendered_batches
-from tests.support.paths import SAKILA_DIR
+from tests.support.sakila import load_postgresql_sakila
 from tests.support.servers import database_url
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "postgresql"
@@ -236,25 +235,8 @@ def test_floats_and_numerics_survive_exactly(tmp_path: Path) -> None:
 
 @pytest.mark.sakila
 def test_sakila_round_trip(tmp_path: Path) -> None:
-    schema = SAKILA_DIR / "postgres-sakila-schema.sql"
-    data = SAKILA_DIR / "postgres-sakila-insert-data-using-copy.sql"
     with pg_database(tmp_path) as source, pg_database(tmp_path) as target:
-        for script in (schema, data):
-            subprocess.run(
-                [
-                    "psql",
-                    "-q",
-                    "-X",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-d",
-                    libpq_url(source),
-                    "-f",
-                    str(script),
-                ],
-                check=True,
-                capture_output=True,
-            )
+        load_postgresql_sakila(source.url)
         copy_pg(source, target, chunk_rows=1000)
         assert_same_database(source, target)
         hashes = table_hashes(target)

@@ -12,11 +12,15 @@ import pytest
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.rehearsal import rehearse
-from airflow_provider_zenmigrate.core.rehearsal.model import RehearsalReport
-from airflow_provider_zenmigrate.core.rehearsal.scratch import SCRATCH_PREFIX, source_key
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.paths import FIXTURES
-from tests.support.servers import database_url
+from tests.support.rehearsal import (
+    assert_downgrade_fails_at,
+    assert_no_scratch_left,
+    at_revision,
+    lint_gate,
+    new_database,
+)
 
 SCRIPTS = FIXTURES / "rehearsal"
 DUPES = SCRIPTS / "mysql_dupes"
@@ -28,20 +32,8 @@ WAY_BACK = SCRIPTS / "mysql_way_back"
 @pytest.fixture
 def production(tmp_path: Path) -> Iterator[MigrationUtils]:
     """An empty MariaDB database standing for production, dropped after the test."""
-    mu = MigrationUtils(url=database_url("mysql", tmp_path), connect_args={}, engine_args={})
-    mu.create_database()
-    try:
+    with new_database("mysql", tmp_path) as mu:
         yield mu
-    finally:
-        mu.dispose()
-        mu.drop_database()
-
-
-def _at(production: MigrationUtils, scripts: Path, revision: str, *fill: str) -> None:
-    Alembic(production.engine, script_location=scripts).upgrade(revision)
-    with production.engine.begin() as conn:
-        for statement in fill:
-            conn.exec_driver_sql(statement)
 
 
 def _state(production: MigrationUtils, scripts: Path) -> tuple[object, ...]:
@@ -56,26 +48,10 @@ def _state(production: MigrationUtils, scripts: Path) -> tuple[object, ...]:
     return revisions, tables
 
 
-def _no_scratch_left(production: MigrationUtils, report: RehearsalReport) -> None:
-    """No database of this production's rehearsals is left (other tests rehearse on this
-    server meanwhile, so only names of this source, and the report's own, are checked)."""
-    assert report.scratch_name.startswith(SCRATCH_PREFIX)
-    with production.engine.connect() as conn:
-        left = [
-            str(name)
-            for (name,) in conn.exec_driver_sql(
-                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE %s",
-                (f"{SCRATCH_PREFIX}%",),
-            )
-        ]
-    assert report.scratch_name not in left
-    assert [name for name in left if name.startswith(SCRATCH_PREFIX + source_key(production))] == []
-
-
 def test_a_unique_index_over_duplicates_fails_on_the_copy_and_production_is_untouched(
     production: MigrationUtils,
 ) -> None:
-    _at(production, DUPES, "m1", "INSERT INTO item VALUES (1, 'A'), (2, 'B'), (3, 'A')")
+    at_revision(production, DUPES, "m1", "INSERT INTO item VALUES (1, 'A'), (2, 'B'), (3, 'A')")
     before = _state(production, DUPES)
     report = rehearse(production, script_location=DUPES, check_drift=False)
     assert not report.passed
@@ -85,13 +61,13 @@ def test_a_unique_index_over_duplicates_fails_on_the_copy_and_production_is_unto
     reason = report.reason or ""
     assert "m2" in reason and "Duplicate entry" in reason and "\n" not in reason
     assert _state(production, DUPES) == before
-    _no_scratch_left(production, report)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_column_type_change_is_measured_and_linted_as_a_table_rebuild(
     production: MigrationUtils,
 ) -> None:
-    _at(production, WIDEN, "w1", "INSERT INTO account SELECT seq, seq FROM seq_1_to_5000")
+    at_revision(production, WIDEN, "w1", "INSERT INTO account SELECT seq, seq FROM seq_1_to_5000")
     before = _state(production, WIDEN)
     report = rehearse(production, script_location=WIDEN, check_drift=False)
     assert report.passed, report.reason
@@ -104,29 +80,22 @@ def test_a_column_type_change_is_measured_and_linted_as_a_table_rebuild(
     assert report.linter == "zenmigrate MySQL rules"
     assert "TABLE_ID" in report.observability
     assert _state(production, WIDEN) == before
-    _no_scratch_left(production, report)
+    assert_no_scratch_left(production, report)
 
 
 def test_the_lint_gate_fails_a_rebuild_and_lint_ignore_lets_it_pass(
     production: MigrationUtils,
 ) -> None:
-    _at(production, WIDEN, "w1", "INSERT INTO account VALUES (1, 1)")
-    gated = rehearse(production, script_location=WIDEN, check_drift=False, fail_on=["lint"])
-    assert not gated.passed and "w2" in (gated.reason or "")
-    ignored = rehearse(
-        production,
-        script_location=WIDEN,
-        check_drift=False,
-        fail_on=["lint"],
-        lint_ignore=["table-rebuild", "blocks-writes"],
-    )
-    assert ignored.passed, ignored.reason
-    _no_scratch_left(production, gated)
-    _no_scratch_left(production, ignored)
+    at_revision(production, WIDEN, "w1", "INSERT INTO account VALUES (1, 1)")
+    gated, ignored = lint_gate(production, WIDEN, "w2", ["table-rebuild", "blocks-writes"])
+    assert_no_scratch_left(production, gated)
+    assert_no_scratch_left(production, ignored)
 
 
 def test_a_clean_migration_passes_with_timings(production: MigrationUtils) -> None:
-    _at(production, CLEAN, "c1", "INSERT INTO note SELECT seq, CONCAT('n', seq) FROM seq_1_to_500")
+    at_revision(
+        production, CLEAN, "c1", "INSERT INTO note SELECT seq, CONCAT('n', seq) FROM seq_1_to_500"
+    )
     before = _state(production, CLEAN)
     lines: list[str] = []
     report = rehearse(production, script_location=CLEAN, check_downgrade=True, log=lines.append)
@@ -144,11 +113,11 @@ def test_a_clean_migration_passes_with_timings(production: MigrationUtils) -> No
     assert report.downgrade.schema_equal is True
     assert any(report.scratch_name in line for line in lines)
     assert _state(production, CLEAN) == before
-    _no_scratch_left(production, report)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_broken_downgrade_names_its_revision(production: MigrationUtils) -> None:
-    _at(production, WAY_BACK, "b1", "INSERT INTO person VALUES (1), (2)")
+    at_revision(production, WAY_BACK, "b1", "INSERT INTO person VALUES (1), (2)")
     before = _state(production, WAY_BACK)
     report = rehearse(
         production,
@@ -157,19 +126,15 @@ def test_a_broken_downgrade_names_its_revision(production: MigrationUtils) -> No
         check_downgrade=True,
         fail_on=["error", "downgrade"],
     )
-    assert [r.status for r in report.revisions] == ["ok"]
-    assert report.downgrade is not None and not report.downgrade.ok
-    assert report.downgrade.failed_revision == "b2"
-    assert "e_mail" in (report.downgrade.error or "")
-    assert not report.passed and "b2" in (report.reason or "")
+    assert_downgrade_fails_at(report, "b2", "e_mail")
     assert _state(production, WAY_BACK) == before
-    _no_scratch_left(production, report)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_column_added_and_an_index_dropped_by_hand_are_reported_as_drift(
     production: MigrationUtils,
 ) -> None:
-    _at(
+    at_revision(
         production,
         CLEAN,
         "c1",
@@ -187,4 +152,4 @@ def test_a_column_added_and_an_index_dropped_by_hand_are_reported_as_drift(
     assert not report.passed and "drift" in (report.reason or "")
     # the revisions themselves still rehearsed cleanly
     assert [r.status for r in report.revisions] == ["ok"]
-    _no_scratch_left(production, report)
+    assert_no_scratch_left(production, report)

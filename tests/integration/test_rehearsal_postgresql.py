@@ -25,7 +25,8 @@ from airflow_provider_zenmigrate.core.rehearsal.scratch import (
 )
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.paths import FIXTURES, REPO
-from tests.support.servers import database_url, url_text
+from tests.support.rehearsal import at_revision, lint_gate, new_database
+from tests.support.servers import url_text
 
 DUPES = FIXTURES / "rehearsal" / "pg_dupes"
 WIDEN = FIXTURES / "rehearsal" / "pg_widen"
@@ -38,26 +39,13 @@ SLEEPY = FIXTURES / "rehearsal" / "pg_sleepy"
 def prod(tmp_path: Path) -> Iterator[MigrationUtils]:
     """A fresh PostgreSQL database standing for production; dropped after the test, after
     checking that no scratch copy of it is left."""
-    mu = MigrationUtils(url=database_url("postgresql", tmp_path), connect_args={}, engine_args={})
-    mu.create_database()
-    try:
+    with new_database("postgresql", tmp_path) as mu:
         yield mu
         assert _scratch_of(mu) == {}
-    finally:
-        mu.dispose()
-        mu.drop_database()
 
 
 def _scratch_of(mu: MigrationUtils) -> dict[str, bool]:
     return list_scratch(mu, source_key(mu))
-
-
-def _at(mu: MigrationUtils, scripts: Path, revision: str, *sql: str) -> None:
-    """Production at ``revision`` of ``scripts``, then ``sql`` run on it."""
-    Alembic(mu.engine, script_location=scripts).upgrade(revision)
-    with mu.engine.begin() as conn:
-        for statement in sql:
-            conn.exec_driver_sql(statement)
 
 
 def _state(mu: MigrationUtils, scripts: Path, table: str) -> tuple[list[str], list[tuple]]:
@@ -71,7 +59,9 @@ def _state(mu: MigrationUtils, scripts: Path, table: str) -> tuple[list[str], li
 def test_a_migration_failing_only_on_production_data_stops_at_the_rehearsal(
     prod: MigrationUtils,
 ) -> None:
-    _at(prod, DUPES, "d1", "INSERT INTO item (id, code) VALUES (1, 'A'), (2, 'B'), (3, 'A')")
+    at_revision(
+        prod, DUPES, "d1", "INSERT INTO item (id, code) VALUES (1, 'A'), (2, 'B'), (3, 'A')"
+    )
     before = _state(prod, DUPES, "item")
     report = rehearse(prod, script_location=DUPES)
     assert not report.passed
@@ -89,7 +79,7 @@ def test_a_migration_failing_only_on_production_data_stops_at_the_rehearsal(
 
 
 def test_a_lock_heavy_rewrite_is_measured_and_flagged_by_squawk(prod: MigrationUtils) -> None:
-    _at(
+    at_revision(
         prod,
         WIDEN,
         "w1",
@@ -118,16 +108,7 @@ def test_a_lock_heavy_rewrite_is_measured_and_flagged_by_squawk(prod: MigrationU
     assert "ALTER TABLE counter ALTER COLUMN hits TYPE BIGINT" in flagged[0].statement
     assert not any("alembic_version" in f.statement for f in w2.lint)
     # the lint gate turns the findings into a failure naming the revision
-    gated = rehearse(prod, script_location=WIDEN, check_drift=False, fail_on=["lint"])
-    assert not gated.passed and "revision w2" in (gated.reason or "")
-    ignored = rehearse(
-        prod,
-        script_location=WIDEN,
-        check_drift=False,
-        fail_on=["lint"],
-        lint_ignore=sorted({f.rule for f in w2.lint}),
-    )
-    assert ignored.passed, ignored.reason
+    lint_gate(prod, WIDEN, "w2", sorted({f.rule for f in w2.lint}))
     with prod.engine.connect() as conn:
         hits_type = conn.execute(
             text(
@@ -139,7 +120,7 @@ def test_a_lock_heavy_rewrite_is_measured_and_flagged_by_squawk(prod: MigrationU
 
 
 def test_a_broken_downgrade_is_found_and_gated(prod: MigrationUtils) -> None:
-    _at(prod, WAY_BACK, "b1", "INSERT INTO account (id) VALUES (1), (2)")
+    at_revision(prod, WAY_BACK, "b1", "INSERT INTO account (id) VALUES (1), (2)")
     report = rehearse(prod, script_location=WAY_BACK, check_downgrade=True, check_drift=False)
     assert report.revisions[0].status == "ok"
     check = report.downgrade
@@ -160,7 +141,7 @@ def test_a_broken_downgrade_is_found_and_gated(prod: MigrationUtils) -> None:
 
 
 def test_hand_made_drift_is_named_and_gated(prod: MigrationUtils) -> None:
-    _at(
+    at_revision(
         prod,
         CLEAN,
         "c1",
@@ -183,7 +164,7 @@ def test_hand_made_drift_is_named_and_gated(prod: MigrationUtils) -> None:
 
 
 def test_a_clean_migration_passes_with_a_timing_per_revision(prod: MigrationUtils) -> None:
-    _at(
+    at_revision(
         prod,
         CLEAN,
         "c1",

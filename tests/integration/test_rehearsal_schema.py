@@ -6,12 +6,6 @@ view redefined) are found exactly. Every database is named for its test and drop
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,8 +13,8 @@ import pytest
 from airflow_provider_zenmigrate.core.rehearsal.model import SchemaDifference
 from airflow_provider_zenmigrate.core.rehearsal.schema import Snapshot, compare, snapshot
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.paths import SAKILA_DIR
-from tests.support.servers import database_url, url_text
+from tests.support.rehearsal import new_database
+from tests.support.sakila import load_sakila
 
 #: Each server's hand-made change on the copy: a column added, an index dropped, a view
 #: redefined (``staff_list`` to a query of one column).
@@ -44,70 +38,11 @@ REDEFINED = {
 }
 
 
-@contextmanager
-def _database(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
-    """A new, empty database with a unique name on ``dialect``'s server, dropped after."""
-    mu = MigrationUtils(url=database_url(dialect, tmp_path), connect_args={}, engine_args={})
-    mu.create_database()
-    try:
-        yield mu
-    finally:
-        mu.dispose()
-        mu.drop_database()
-
-
-def _load_sakila(dialect: str, target: MigrationUtils) -> None:
-    """The Sakila schema (tables, views, routines, triggers; on PostgreSQL its rows too) with
-    each server's own client, as tests/integration/test_dialect_{mysql,postgresql}.py load it
-    (their helpers live in test modules, which this one may not import)."""
-    url = target.url
-    if dialect == "mysql":
-        client = shutil.which("mysql") or shutil.which("mariadb")
-        assert client, "the mysql client is not installed (apt-get install mariadb-client)"
-        script = (SAKILA_DIR / "mysql-sakila-schema.sql").read_text(encoding="utf-8")
-        # The script creates and selects its own `sakila` database: load it into ours.
-        script, n = re.subn(
-            r"^\s*(DROP\s+SCHEMA\s+IF\s+EXISTS|CREATE\s+SCHEMA|USE)\s+sakila\s*;\s*$",
-            "",
-            script,
-            flags=re.I | re.M,
-        )
-        assert n == 3
-        script = re.sub(r"\bsakila\.", "", script)  # actor_info names its tables sakila.*
-        args = [client, f"-h{url.host}", f"-P{url.port or 3306}", f"-u{url.username}"]
-        args += ["--default-character-set=utf8mb4", "--comments", str(url.database)]
-        done = subprocess.run(
-            args,
-            input=script.encode(),
-            env=dict(os.environ, MYSQL_PWD=url.password or ""),
-            capture_output=True,
-        )
-        assert done.returncode == 0, done.stderr.decode()
-        return
-    libpq = url_text(url.set(drivername="postgresql"))
-    for script in ("postgres-sakila-schema.sql", "postgres-sakila-insert-data-using-copy.sql"):
-        done = subprocess.run(
-            [
-                "psql",
-                "-q",
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                libpq,
-                "-f",
-                str(SAKILA_DIR / script),
-            ],
-            capture_output=True,
-        )
-        assert done.returncode == 0, done.stderr.decode()
-
-
 def _round_trip(dialect: str, tmp_path: Path, copy: MigrationUtils) -> Snapshot:
     """Sakila loaded into a new database, backed up to a file in ``tmp_path`` and restored
     into ``copy``; returns the original's snapshot (taken before its database is dropped)."""
-    with _database(dialect, tmp_path) as original:
-        _load_sakila(dialect, original)
+    with new_database(dialect, tmp_path) as original:
+        load_sakila(original.url)
         dump = str(tmp_path / "sakila.jsonl")
         original.backup_database_to_file(dump)
         copy.restore_database_from_file(dump, allow_routines=True)
@@ -119,7 +54,7 @@ def _round_trip(dialect: str, tmp_path: Path, copy: MigrationUtils) -> Snapshot:
 def test_sakila_restored_compares_equal_and_hand_made_changes_are_found_exactly(
     dialect: str, tmp_path: Path
 ) -> None:
-    with _database(dialect, tmp_path) as copy:
+    with new_database(dialect, tmp_path) as copy:
         original = _round_trip(dialect, tmp_path, copy)
         restored = snapshot(copy.engine)
 

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.rehearsal import rehearse
-from airflow_provider_zenmigrate.core.rehearsal.scratch import SCRATCH_PREFIX
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.paths import FIXTURES
+from tests.support.rehearsal import assert_downgrade_fails_at, assert_no_scratch_left, at_revision
 
 SCRIPTS = FIXTURES / "rehearsal"
 
@@ -32,21 +31,13 @@ def production(tmp_path: Path) -> Iterator[MigrationUtils]:
 
 def _at(production: MigrationUtils, scripts: str, revision: str, *fill: str) -> str:
     """Production at ``revision`` with ``fill`` run; returns the file's digest."""
-    Alembic(production.engine, script_location=SCRIPTS / scripts).upgrade(revision)
-    with production.engine.begin() as conn:
-        for statement in fill:
-            conn.exec_driver_sql(statement)
+    at_revision(production, SCRIPTS / scripts, revision, *fill)
     production.dispose()
     return _digest(production)
 
 
 def _digest(production: MigrationUtils) -> str:
     return hashlib.sha256(Path(str(production.url.database)).read_bytes()).hexdigest()
-
-
-def _no_scratch_left(production: MigrationUtils) -> None:
-    folder = Path(str(production.url.database)).parent
-    assert [p.name for p in folder.iterdir() if p.name.startswith(SCRATCH_PREFIX)] == []
 
 
 def test_a_unique_index_over_duplicates_fails_on_the_copy(production: MigrationUtils) -> None:
@@ -59,7 +50,7 @@ def test_a_unique_index_over_duplicates_fails_on_the_copy(production: MigrationU
     reason = report.reason or ""
     assert "d2" in reason and "UNIQUE constraint failed" in reason and "\n" not in reason
     assert _digest(production) == before
-    _no_scratch_left(production)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_batch_rebuild_is_measured(production: MigrationUtils) -> None:
@@ -72,7 +63,7 @@ def test_a_batch_rebuild_is_measured(production: MigrationUtils) -> None:
     assert r2.strongest_lock.mode in ("RESERVED", "EXCLUSIVE")
     assert "root page" in report.observability
     assert _digest(production) == before
-    _no_scratch_left(production)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_clean_migration_passes_with_timings(production: MigrationUtils) -> None:
@@ -87,7 +78,7 @@ def test_a_clean_migration_passes_with_timings(production: MigrationUtils) -> No
     assert report.downgrade is not None and report.downgrade.ok
     assert report.downgrade.schema_equal is True
     assert _digest(production) == before
-    _no_scratch_left(production)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_broken_downgrade_names_its_revision(production: MigrationUtils) -> None:
@@ -99,13 +90,9 @@ def test_a_broken_downgrade_names_its_revision(production: MigrationUtils) -> No
         check_downgrade=True,
         fail_on=["error", "downgrade"],
     )
-    assert [r.status for r in report.revisions] == ["ok"]
-    assert report.downgrade is not None and not report.downgrade.ok
-    assert report.downgrade.failed_revision == "b2"
-    assert "ix_person_e_mail" in (report.downgrade.error or "")
-    assert not report.passed and "b2" in (report.reason or "")
+    assert_downgrade_fails_at(report, "b2", "ix_person_e_mail")
     assert _digest(production) == before
-    _no_scratch_left(production)
+    assert_no_scratch_left(production, report)
 
 
 def test_a_hand_made_drift_is_reported(production: MigrationUtils) -> None:
@@ -129,4 +116,4 @@ def test_a_hand_made_drift_is_reported(production: MigrationUtils) -> None:
     }
     assert not report.passed and "drift" in (report.reason or "")
     assert _digest(production) == before
-    _no_scratch_left(production)
+    assert_no_scratch_left(production, report)

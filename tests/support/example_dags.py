@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from airflow.dag_processing.dagbag import DagBag
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -42,3 +45,32 @@ def connection_json(utils: MigrationUtils) -> str:
 def task_states(run: Any) -> dict[str, str]:
     """Each task of a DAG run and the state it ended in."""
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def run_example_dag(
+    dag_id: str, conf: dict[str, Any], capfd: pytest.CaptureFixture[str] | None = None
+) -> tuple[Any, dict[str, str]]:
+    """One ``dag.test()`` run of example DAG ``dag_id`` with ``conf`` as its run's conf; the
+    run and its task states. With ``capfd``, the output so far is dropped just before the
+    run, so what the test reads afterwards is the run's own."""
+    dag = example_dag_bag().get_dag(dag_id)
+    assert dag is not None
+    if capfd is not None:
+        capfd.readouterr()
+    run = dag.test(run_conf=conf)
+    return run, task_states(run)
+
+
+def xcom(airflow_home: Path, run: Any, task_id: str, key: str) -> Any:
+    """One XCom value of a run, decoded, read from the metadata database."""
+    with sqlite3.connect(airflow_home / "airflow.db") as conn:
+        row = conn.execute(
+            "SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND key = ?",
+            (run.dag_id, run.run_id, task_id, key),
+        ).fetchone()
+    if row is None:
+        return None
+    value = json.loads(row[0]) if isinstance(row[0], str | bytes) else row[0]
+    if isinstance(value, str) and value[:1] in ("{", "["):  # stored JSON-encoded twice
+        return json.loads(value)
+    return value
