@@ -193,6 +193,8 @@ class RehearsalReport:
     downgrade: DowngradeCheck | None = None
     #: Seconds to make the copy, and for the whole rehearsal.
     copy_seconds: float | None = None
+    #: Seconds to settle the copy before timing (PostgreSQL: VACUUM (ANALYZE)).
+    settle_seconds: float | None = None
     total_seconds: float | None = None
     #: The predicted duration of the upgrade on production, and how it was worked out.
     estimated_seconds: float | None = None

@@ -73,6 +73,7 @@ def _header(report: RehearsalReport) -> list[str]:
         f"{_revisions(report.to_revisions)}",
         f"- **Estimated on production:** {_seconds(report.estimated_seconds)} s",
         f"- **Copy:** {_seconds(report.copy_seconds)} s; "
+        f"**settling it:** {_seconds(report.settle_seconds)} s; "
         f"**whole rehearsal:** {_seconds(report.total_seconds)} s",
         f"- **Gate:** fails on {gate}",
     ]

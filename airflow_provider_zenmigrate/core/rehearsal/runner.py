@@ -115,6 +115,9 @@ def rehearse(
             report.scratch_name = session.name("copy")
             copy = session.create("copy")
             _copy(production, copy, source_uri, allow_routines, report, say)
+            settled = time.monotonic()
+            probe.settle(copy.engine)
+            report.settle_seconds = round(time.monotonic() - settled, 3)
             if check_drift:
                 report.drift = _drift(production, session, script_location, config_file, say)
             collector = _LockCollector(probe)

@@ -27,6 +27,11 @@ class Probe(ABC):
         """Each table of the connection's database (qualified name) -> an identity of its
         storage that changes exactly when the table is rewritten or rebuilt."""
 
+    def settle(self, engine: Engine) -> None:
+        """Bring a freshly loaded copy to the steady state of a long-lived database (where a
+        server has one that changes timings) before any revision is timed on it."""
+        return None
+
     def locks_held(self, conn: Connection) -> list[LockSeen]:
         """The table locks the migration's own connection holds now, inside the revision's
         transaction (called from Alembic's ``on_version_apply``, before the commit)."""

@@ -135,6 +135,13 @@ class PostgreSQLProbe(Probe):
         #: The database and its relations (oid -> name) at the last :meth:`table_identities`.
         self._known: tuple[str, dict[int, str]] | None = None
 
+    def settle(self, engine: Engine) -> None:
+        """VACUUM (ANALYZE) the copy: a restored table has no hint bits, visibility map or
+        statistics yet, so the first revision to read it would pay for them (production
+        did long ago) and the timing would overstate production's."""
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM (ANALYZE)")
+
     def table_identities(self, conn: Connection) -> dict[str, Any]:
         """``schema.table`` (and ``schema.index (index)``) -> (oid, file node); the oid makes
         a relation dropped and re-created under the same name differ too."""
