@@ -233,7 +233,8 @@ def test_a_rehearsal_folder_that_does_not_exist_is_bad_input(
     utils: MigrationUtils, tmp_path: Path
 ) -> None:
     _at_first_revision(utils)
-    elsewhere = MigrationUtils(url=f"sqlite:///{tmp_path / 'no-such-folder' / 'x.db'}")
+    missing = URL.create("sqlite", database=str(tmp_path / "no-such-folder" / "x.db"))
+    elsewhere = MigrationUtils(url=missing)
     with pytest.raises(RehearsalError, match="names no existing folder"):
         rehearse(utils, script_location=EXAMPLE_MIGRATIONS, rehearsal_server=elsewhere)
     assert not (tmp_path / "no-such-folder").exists()
