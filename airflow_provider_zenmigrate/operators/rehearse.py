@@ -20,7 +20,8 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowTaskTerminated
 
 from ..core.errors import RehearsalError
-from ..core.rehearsal import GATES, RehearsalReport
+from ..core.rehearsal import RehearsalReport
+from ..core.rehearsal.gate import check_gates
 from ..core.utils import MigrationUtils
 from ..hooks.zenmigrate import ZenMigrateHook
 from ..links import RehearsalReportLink
@@ -232,17 +233,16 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
 
 
 def gates(value: Any) -> list[str]:
-    """The ``fail_on`` gates from a list or a comma-separated string, each one of GATES."""
+    """The ``fail_on`` gates from a list or a comma-separated string, in the given order;
+    the core's check (``ValueError`` here, so a DAG with a wrong name fails to parse)."""
     try:
         given = names(value)
     except TypeError:
         given = [repr(value)]
-    unknown = [g for g in given if g not in GATES]
-    if unknown:
-        raise ValueError(
-            f"fail_on: unknown gate(s) {', '.join(unknown)}; choose from {', '.join(GATES)} "
-            "(a list or a comma-separated string; empty to only report)"
-        )
+    try:
+        check_gates(given)
+    except RehearsalError as exc:
+        raise ValueError(f"{exc}; an empty fail_on only reports") from None
     return given
 
 

@@ -86,7 +86,7 @@ def test_fail_on_and_max_duration_are_checked() -> None:
     assert gates("error, drift") == ["error", "drift"]
     assert gates(["lint", "downgrade"]) == ["lint", "downgrade"]
     assert gates("") == []
-    with pytest.raises(ValueError, match=r"unknown gate\(s\) errors; choose from error, drift"):
+    with pytest.raises(ValueError, match=r"fail_on names 'errors', which is not a gate"):
         RehearseMigrationOperator(task_id="r", conn_id="c", script_location="s", fail_on="errors")
     # A template is checked once rendered, not while the DAG is parsed.
     RehearseMigrationOperator(
