@@ -74,7 +74,10 @@ class _MigrateOperator(ZenMigrateBaseOperator):
             )
             # Before the database is touched: a rollback task reads it to know whether
             # there is anything to restore (RestoreOperator's migration_task_id).
-            context["ti"].xcom_push(key=MIGRATION_STARTED, value=True)
+            # An operator executed directly (no DAG run) has no task instance to push to.
+            ti = context.get("ti")
+            if ti is not None:
+                ti.xcom_push(key=MIGRATION_STARTED, value=True)
             try:
                 getattr(alembic, self.direction)(self.revision)
             except MigrationError as exc:

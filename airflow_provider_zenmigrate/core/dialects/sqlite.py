@@ -30,8 +30,7 @@ from ..storage import fsync_path
 from .base import BackupReader, DialectOps, RestoreWriter
 
 _HEADER = b"SQLite format 3\x00"
-# The journal files and the migration lock file (see migration_lock) go with a dropped database.
-_SIDE_FILES = ("-wal", "-shm", "-journal", ".zenmigrate-lock")
+_SIDE_FILES = ("-wal", "-shm", "-journal")
 _POLL_SECONDS = 0.05
 
 

@@ -192,6 +192,12 @@ def _drop(server: MigrationUtils, name: str) -> None:
     if not is_scratch_name(name):  # the one guard between a bug here and production
         raise RehearsalError(f"refusing to drop {name!r}: not a scratch database")
     server.drop_database(name)
+    if _backend(server) == "sqlite":
+        # The scratch file's migration lock file: nobody but this rehearsal used it. (A real
+        # database's lock file stays: unlinking a file another process may hold a flock on
+        # would let a third take "the" lock on a new file.)
+        path = Path(server.dialect.database_url(server.url, name).database or "")
+        Path(f"{path}.zenmigrate-lock").unlink(missing_ok=True)
     logger.info("dropped scratch database %r", name)
 
 
