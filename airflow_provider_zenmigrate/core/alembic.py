@@ -90,6 +90,14 @@ def _downgrade_steps(script: ScriptDirectory, target: str, heads: Any) -> list[R
     return list(script._downgrade_revs(target, heads))
 
 
+def single_step(script: ScriptDirectory, revision: str, upgrade: bool) -> RevisionStep:
+    """The step that runs one revision's upgrade or downgrade alone."""
+    found = script.get_revision(revision)
+    if found is None:
+        raise ValueError(f"unknown revision {revision!r}")
+    return RevisionStep(script.revision_map, found, upgrade)
+
+
 def _stamp_steps(script: ScriptDirectory, target: str, heads: Any) -> list[Any]:
     return list(script._stamp_revs(target, heads))
 
@@ -285,14 +293,12 @@ class Alembic:
 
     def _unapply_plan(self, revision: str) -> MigrationFn:
         """A plan that runs the downgrade of ``revision`` alone (it must be a head)."""
-        script = self.script_directory.get_revision(revision)
-        if script is None:
-            raise ValueError(f"unknown revision {revision!r}")
+        step = single_step(self.script_directory, revision, upgrade=False)
 
         def plan(heads: Any, _ctx: MigrationContext) -> list[Any]:
             if revision not in heads:
                 raise ValueError(f"revision {revision!r} is not applied as a head ({heads})")
-            return [RevisionStep(self.script_directory.revision_map, script, False)]
+            return [step]
 
         return plan
 

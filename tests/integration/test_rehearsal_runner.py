@@ -56,6 +56,8 @@ def test_clean_rehearsal_times_every_revision_and_leaves_production_alone(
     sql = {r.revision: (r.offline_sql or "").upper() for r in report.revisions}
     assert "CREATE TABLE BOOK" in sql["0002a"]
     assert "ADD COLUMN EMAIL" in sql["0002b"]
+    # Each revision's own SQL: the merge 0003 renders its index, not its branches again.
+    assert "CREATE INDEX IX_BOOK_TITLE" in sql["0003"] and "ADD COLUMN" not in sql["0003"]
     assert all("ALEMBIC_VERSION" in text for text in sql.values())
     assert report.from_revisions == ["0001"] and report.to_revisions == ["0003"]
     assert report.drift is not None and report.drift.differences == []

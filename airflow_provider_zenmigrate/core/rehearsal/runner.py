@@ -114,12 +114,16 @@ def rehearse(
             say(f"rehearsing on {server.safe_url} as {session.name('copy')}")
             report.scratch_name = session.name("copy")
             copy = session.create("copy")
+            if transport_params is not None:  # the store clients to read source_uri with
+                copy.transport_params = transport_params
             _copy(production, copy, source_uri, allow_routines, report, say)
             settled = time.monotonic()
             probe.settle(copy.engine)
             report.settle_seconds = round(time.monotonic() - settled, 3)
             if check_drift:
-                report.drift = _drift(production, session, script_location, config_file, say)
+                report.drift = _drift(
+                    production, from_revisions, session, script_location, config_file, say
+                )
             collector = _LockCollector(probe)
             copy_scripts = _alembic_for(
                 copy, script_location, config_file, on_version_apply=collector
@@ -270,13 +274,14 @@ def _copy(
 
 def _drift(
     production: MigrationUtils,
+    current: list[str],
     session: ScratchSession,
     script_location: str | os.PathLike[str] | None,
     config_file: str | os.PathLike[str] | None,
     say: Log,
 ) -> DriftCheck:
-    """Production's schema against a database built by the scripts up to its revision."""
-    current = _recorded(production)
+    """Production's schema against a database built by the scripts up to its revisions
+    (``current``, as read before the rehearsal started)."""
     check = DriftCheck(revisions=current)
     exclude = {production.version_table}
     actual = _schema().snapshot(production.engine, exclude_tables=exclude)
@@ -308,14 +313,12 @@ def _run_revisions(
     say: Log,
 ) -> None:
     steps = _upgrade_steps(copy_scripts.script_directory, revision, tuple(start))
-    previous: list[str] = list(start)
     failed = False
     for step in steps:
         script = step.revision
         result = RevisionResult(revision=script.revision, description=script.doc or "")
         report.revisions.append(result)
-        _offline(copy_scripts, previous, script.revision, result)
-        previous = [script.revision]
+        _offline(copy_scripts, result)
         if failed:
             continue
         failed = not _run_one(copy, copy_scripts, collector, result, say)
@@ -323,9 +326,9 @@ def _run_revisions(
         report.to_revisions = sorted(copy_scripts.current_revisions())
 
 
-def _offline(alembic: Alembic, previous: Sequence[str], rev: str, result: RevisionResult) -> None:
+def _offline(alembic: Alembic, result: RevisionResult) -> None:
     try:
-        result.offline_sql = upgrade_sql(alembic, previous, rev)
+        result.offline_sql = upgrade_sql(alembic, result.revision)
     except Exception as exc:  # noqa: BLE001 - a script that needs a database; reported
         result.offline_error = f"{type(exc).__name__}: {exc}".splitlines()[0]
 
