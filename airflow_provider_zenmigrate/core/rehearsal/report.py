@@ -239,13 +239,13 @@ def load_report(uri: str, transport_params: dict[str, Any] | None = None) -> Reh
         StorageNotFoundError: If there is no report there.
         StorageError: If the store cannot be read, or the object is no rehearsal report.
     """
-    if not parse_location(uri).key.endswith(REHEARSAL_JSON_SUFFIX):
-        path, query = uri.split("?", 1) if "?" in uri else (uri, None)
-        uri = path + REHEARSAL_JSON_SUFFIX + (f"?{query}" if query is not None else "")
     backend = backend_for(uri, transport_params)
-    location = backend.location
+    key = backend.location.key
+    if not key.endswith(REHEARSAL_JSON_SUFFIX):
+        key += REHEARSAL_JSON_SUFFIX
+    location = parse_location(backend.location.with_key(key))
     with translated_errors("reading the rehearsal report at", location):
-        data = json.loads(backend.read_bytes(location.key))
+        data = json.loads(backend.read_bytes(key))
     try:
         return RehearsalReport.from_dict(data)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:

@@ -19,14 +19,12 @@ from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import Dialect, Inspector
 from sqlalchemy.exc import CompileError, SAWarning
 
-from ..dialects import bookkeeping_tables
+from ..dialects import get_dialect
+from ..dialects.postgresql.catalog import USER_SCHEMA
 from .model import SchemaDifference
 
 Snapshot = dict[str, Any]
 
-#: PostgreSQL schemas that belong to the server, never to a user's schema.
-_PG_SYSTEM = ("pg_catalog", "information_schema")
-_PG_SYSTEM_PREFIXES = ("pg_toast", "pg_temp")
 _PG_DEFAULT_SCHEMA = "public"
 
 #: Names the servers give constraints and indexes nobody named (see :func:`_generated`).
@@ -38,11 +36,12 @@ _MYSQL_GENERATED = r"(_ibfk_\d+|_chk_\d+)"
 def snapshot(engine: Engine, *, exclude_tables: Collection[str] = ()) -> Snapshot:
     """The user schema of ``engine``'s database as JSON-able data (see :func:`compare`).
 
-    Left out: ``exclude_tables`` (the version table), the tables backends keep for
-    themselves (:func:`..dialects.bookkeeping_tables`, SQLite's ``sqlite_%``) and, on
-    PostgreSQL, the system schemas. PostgreSQL tables outside ``public`` are qualified.
+    Left out: ``exclude_tables`` (the version table), the tables the backend keeps for
+    itself (:meth:`..dialects.DialectOps.user_tables`) and, on PostgreSQL, the system
+    schemas. PostgreSQL tables outside ``public`` are qualified.
     """
-    excluded = set(exclude_tables) | set(bookkeeping_tables())
+    excluded = set(exclude_tables)
+    ops = get_dialect(engine)
     backend = engine.dialect.name
     with warnings.catch_warnings():
         # Reflection warns about what it cannot map (a domain, an odd index); the snapshot
@@ -54,9 +53,9 @@ def snapshot(engine: Engine, *, exclude_tables: Collection[str] = ()) -> Snapsho
             views: dict[str, str] = {}
             mysql = backend in ("mysql", "mariadb")
             database = conn.exec_driver_sql("SELECT DATABASE()").scalar() if mysql else None
-            for schema in _schemas(inspector, backend):
-                for table in inspector.get_table_names(schema=schema):
-                    if table in excluded or table.startswith("sqlite_"):
+            for schema in _schemas(conn, backend):
+                for table in ops.user_tables(conn, schema):
+                    if table in excluded:
                         continue
                     name = _qualified(schema, table)
                     tables[name] = _table(inspector, conn, schema, table)
@@ -68,15 +67,13 @@ def snapshot(engine: Engine, *, exclude_tables: Collection[str] = ()) -> Snapsho
     return {"dialect": backend, "tables": tables, "views": views}
 
 
-def _schemas(inspector: Inspector, backend: str) -> Sequence[str | None]:
-    """The schemas to describe: PostgreSQL's non-system ones; elsewhere the database."""
+def _schemas(conn: Connection, backend: str) -> Sequence[str | None]:
+    """The schemas to describe: PostgreSQL's user ones (as a backup takes them); elsewhere
+    the database."""
     if backend != "postgresql":
         return [None]
-    return sorted(
-        name
-        for name in inspector.get_schema_names()
-        if name not in _PG_SYSTEM and not name.startswith(_PG_SYSTEM_PREFIXES)
-    )
+    query = f"SELECT n.nspname FROM pg_namespace n WHERE {USER_SCHEMA} ORDER BY 1"
+    return list(conn.exec_driver_sql(query).scalars())
 
 
 def _qualified(schema: str | None, name: str) -> str:
@@ -138,16 +135,14 @@ def _sqlite_keys(
     The inspector leaves out expression indexes, column-level UNIQUE and the actions of
     column-level REFERENCES; the pragmas show all three.
     """
-    quoted = table.replace('"', '""')
+    quote = conn.dialect.identifier_preparer.quote_identifier
     indexes: list[dict[str, Any]] = []
     uniques: list[dict[str, Any]] = []
-    for row in conn.exec_driver_sql(f'PRAGMA index_list("{quoted}")').mappings().all():
+    for row in conn.exec_driver_sql(f"PRAGMA index_list({quote(table)})").mappings().all():
         name = str(row["name"])
         if row["origin"] == "pk":
             continue
-        keys = conn.exec_driver_sql(
-            f'PRAGMA index_xinfo("{name.replace(chr(34), chr(34) * 2)}")'
-        ).mappings()
+        keys = conn.exec_driver_sql(f"PRAGMA index_xinfo({quote(name)})").mappings()
         columns = [k["name"] for k in keys if k["key"]]
         if row["origin"] == "u":
             uniques.append({"name": None, "column_names": columns})
@@ -165,7 +160,7 @@ def _sqlite_keys(
             }
         )
     fks: dict[int, dict[str, Any]] = {}
-    for row in conn.exec_driver_sql(f'PRAGMA foreign_key_list("{quoted}")').mappings().all():
+    for row in conn.exec_driver_sql(f"PRAGMA foreign_key_list({quote(table)})").mappings().all():
         fk = fks.setdefault(
             int(row["id"]),
             {
