@@ -31,33 +31,27 @@ def console_url(uri: str) -> str:
     return f"file://{quote(uri)}" if uri.startswith("/") else uri
 
 
-class BackupLink(BaseOperatorLink):
+class _StoredLink(BaseOperatorLink):
+    """A link whose target the task pushes to XCom while it runs (:meth:`persist`)."""
+
+    @classmethod
+    def persist(cls, context: Any, uri: str) -> None:
+        context["ti"].xcom_push(key=cls().xcom_key, value=console_url(uri))
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
+        return str(value) if value else ""
+
+
+class BackupLink(_StoredLink):
     """Points at the backup the task wrote or restored from."""
 
     name = "Backup"
 
-    @staticmethod
-    def persist(context: Any, uri: str) -> None:
-        context["ti"].xcom_push(key=BackupLink().xcom_key, value=console_url(uri))
 
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
-        return str(value) if value else ""
-
-
-class RehearsalReportLink(BaseOperatorLink):
+class RehearsalReportLink(_StoredLink):
     """Points at the rehearsal's Markdown report, stored beside the backup."""
 
     name = "Rehearsal report"
-
-    @staticmethod
-    def persist(context: Any, uri: str) -> None:
-        context["ti"].xcom_push(key=RehearsalReportLink().xcom_key, value=console_url(uri))
-
-    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
-        from airflow.sdk.execution_time.xcom import XCom
-
-        value = XCom.get_value(ti_key=ti_key, key=self.xcom_key)
-        return str(value) if value else ""

@@ -375,8 +375,7 @@ def run_dialect(
     try:
         for ds in sets:
             sources[ds.key] = _generate(dialect, ds, dst_url)
-        with dst.master_engine.connect() as conn:
-            version = " ".join(str(conn.exec_driver_sql("SELECT version()").scalar()).split()[:2])
+        version = datasets.server_version(dst.master_engine)
         for run in range(runs):
             for ds in sets:
                 src = sources[ds.key]

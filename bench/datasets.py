@@ -120,6 +120,12 @@ def backend(engine: Engine) -> str:
     return "mysql" if engine.url.get_backend_name() in ("mysql", "mariadb") else "postgresql"
 
 
+def server_version(engine: Engine) -> str:
+    """The first two words of ``SELECT version()`` ("PostgreSQL 15.20"), heading its rows."""
+    with engine.connect() as conn:
+        return " ".join(str(conn.exec_driver_sql("SELECT version()").scalar()).split()[:2])
+
+
 def _run(conn: Connection, statements: list[str], **values: object) -> None:
     for statement in statements:
         conn.exec_driver_sql(statement.format(**values))

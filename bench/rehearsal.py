@@ -133,8 +133,7 @@ def run(
     url = make_url(server_url)._replace(database=DATABASE)
     production = MigrationUtils(url=url, connect_args={}, engine_args={})
     row = RehearsalRow(dialect, rows)
-    with production.master_engine.connect() as conn:
-        row.version = " ".join(str(conn.exec_driver_sql("SELECT version()").scalar()).split()[:2])
+    row.version = datasets.server_version(production.master_engine)
     try:
         for number in range(1, runs + 1):
             result, report = _one_run(

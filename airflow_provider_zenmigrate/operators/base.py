@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
 
 from ..hooks.zenmigrate import ZenMigrateHook
 
@@ -57,3 +58,22 @@ def names(value: Any) -> list[str]:
     if isinstance(value, list | tuple) and all(isinstance(n, str) for n in value):
         return [n for n in value if n]
     raise TypeError(f"expected schema names (a list or a comma-separated string), got {value!r}")
+
+
+def flag(value: Any) -> bool:
+    """A bool, or a rendered template of one ("True", "false", "1")."""
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def backup_uri(context: Context, task_id: str) -> str | None:
+    """The URI the backup task ``task_id`` returned in this run; None when it returned none
+    (it failed, was skipped or did not run): each caller decides what no backup means."""
+    result = context["ti"].xcom_pull(task_ids=task_id)
+    if result is None:
+        return None
+    if isinstance(result, dict) and result.get("uri"):
+        return str(result["uri"])
+    raise AirflowFailException(
+        f"task {task_id!r} returned a {type(result).__name__} without a 'uri': "
+        "backup_task_id must name a BackupToStorageOperator task"
+    )

@@ -25,7 +25,7 @@ from ..core.rehearsal.gate import check_gates
 from ..core.utils import MigrationUtils
 from ..hooks.zenmigrate import ZenMigrateHook
 from ..links import RehearsalReportLink
-from .base import ZenMigrateBaseOperator, names, unset
+from .base import ZenMigrateBaseOperator, backup_uri, flag, names, unset
 
 #: The XCom key the report is pushed under whether the rehearsal passed or not (the return
 #: value is not pushed when execute() raises).
@@ -146,10 +146,10 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
         self._running = True
         try:
             with self.open_hook() as hook:
-                report = self._rehearse(hook, uri, fail_on, max_duration)
-                params = hook.get_transport_params()
+                production = hook.get_migration_utils()
+                report = self._rehearse(production, uri, fail_on, max_duration)
                 if uri:
-                    self._store(context, report, uri, params)
+                    self._store(context, report, uri, production.transport_params)
         except RehearsalError as exc:
             raise AirflowFailException(f"the rehearsal could not run: {exc}") from exc
         finally:
@@ -163,7 +163,7 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
 
     def _rehearse(
         self,
-        hook: ZenMigrateHook,
+        production: MigrationUtils,
         uri: str | None,
         fail_on: list[str],
         max_duration: float | None,
@@ -171,7 +171,6 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
         """Run the core's rehearsal, on the rehearsal server's connection when one is given."""
         from ..core.rehearsal import rehearse  # the runner loads only when a task runs
 
-        production = hook.get_migration_utils()
         server_hook = None
         server: MigrationUtils | None = None
         if unset(self.rehearsal_conn_id):
@@ -186,12 +185,12 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
                 source_uri=uri,
                 transport_params=production.transport_params,
                 rehearsal_server=server,
-                check_drift=_flag(self.check_drift),
-                check_downgrade=_flag(self.check_downgrade),
+                check_drift=flag(self.check_drift),
+                check_downgrade=flag(self.check_downgrade),
                 fail_on=fail_on,
                 max_duration=max_duration,
                 lint_ignore=names(self.lint_ignore),
-                allow_routines=_flag(self.allow_routines),
+                allow_routines=flag(self.allow_routines),
                 log=self.log.info,
             )
         finally:
@@ -216,13 +215,12 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
     def _backup_uri(self, context: Context, task_id: str) -> str:
         """The URI the backup task of this run returned; without one there is nothing to
         copy from, and rehearsing a fresh copy instead would hide that the backup failed."""
-        result = context["ti"].xcom_pull(task_ids=task_id)
-        if isinstance(result, dict) and result.get("uri"):
-            return str(result["uri"])
-        raise AirflowFailException(
-            f"no backup to rehearse on: task {task_id!r} returned "
-            f"{'none' if result is None else 'no uri'} in this run"
-        )
+        uri = backup_uri(context, task_id)
+        if uri is None:
+            raise AirflowFailException(
+                f"no backup to rehearse on: task {task_id!r} returned none in this run"
+            )
+        return uri
 
     def on_kill(self) -> None:
         """Unwind a running rehearsal so its ``finally`` drops the scratch copy (see the
@@ -259,11 +257,6 @@ def seconds(value: Any) -> float | None:
     if result <= 0:
         raise ValueError(f"max_duration must be positive, got {value!r}")
     return result
-
-
-def _flag(value: Any) -> bool:
-    """A bool, or a rendered template of one ("True", "false", "1")."""
-    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 def _is_template(value: Any) -> bool:

@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ..core.catalog import list_backups
 from ..hooks.zenmigrate import ZenMigrateHook
 from ..links import BackupLink
-from .base import ZenMigrateBaseOperator, names
+from .base import ZenMigrateBaseOperator, backup_uri, flag, names
 from .migrate import MIGRATION_STARTED
 
 
@@ -119,12 +119,12 @@ class RestoreOperator(ZenMigrateBaseOperator):
 
     def _restore(self, context: Context, hook: ZenMigrateHook) -> dict[str, Any]:
         """Restore from the one source given (the backup task's URI already resolved)."""
-        allow_unverified = _flag(self.allow_unverified)
-        allow_routines = _flag(self.allow_routines)
+        allow_unverified = flag(self.allow_unverified)
+        allow_routines = flag(self.allow_routines)
         utils = hook.get_migration_utils()
-        utils.no_owner = _flag(self.no_owner)
-        utils.no_privileges = _flag(self.no_privileges)
-        utils.skip_missing_roles = _flag(self.skip_missing_roles)
+        utils.no_owner = flag(self.no_owner)
+        utils.no_privileges = flag(self.no_privileges)
+        utils.skip_missing_roles = flag(self.skip_missing_roles)
         utils.exclude_schemas = names(self.exclude_schemas)
         if self.backup_db_name:
             utils.restore_database_from_db(self.backup_db_name)
@@ -165,8 +165,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
 
     def _backup_uri(self, context: Context, task_id: str) -> str:
         """The URI the backup task of this run returned; skip the restore without one."""
-        result = context["ti"].xcom_pull(task_ids=task_id)
-        if result is None:
+        uri = backup_uri(context, task_id)
+        if uri is None:
             self.log.info(
                 "no backup exists: task %r returned none in this run (it failed, was skipped "
                 "or did not run), so there is nothing to restore; the restore is skipped and "
@@ -174,14 +174,4 @@ class RestoreOperator(ZenMigrateBaseOperator):
                 task_id,
             )
             raise AirflowSkipException(f"no backup: task {task_id!r} returned none in this run")
-        if isinstance(result, dict) and result.get("uri"):
-            return str(result["uri"])
-        raise AirflowFailException(
-            f"task {task_id!r} returned a {type(result).__name__} without a 'uri': "
-            "backup_task_id must name a BackupToStorageOperator task"
-        )
-
-
-def _flag(value: Any) -> bool:
-    """A bool, or a rendered template of one ("True", "false", "1")."""
-    return str(value).strip().lower() in ("true", "1", "yes")
+        return uri
