@@ -272,6 +272,18 @@ def significant(tokens: list[Token]) -> list[Token]:
     return [t for t in tokens if t.kind not in _INSIGNIFICANT]
 
 
+def statements(tokens: list[Token]) -> list[list[Token]]:
+    """``tokens`` cut after each semicolon, where the server ends a statement (one in a
+    string, name or comment is inside that token): each piece ends with its semicolon (the
+    last may have none), and the pieces together are ``tokens`` (their texts give the SQL)."""
+    pieces: list[list[Token]] = [[]]
+    for token in tokens:
+        pieces[-1].append(token)
+        if token.kind == "semicolon":
+            pieces.append([])
+    return [piece for piece in pieces if piece]
+
+
 def significant_tokens(sql: str, rules: LexerRules) -> list[Token]:
     """:func:`lex` then :func:`significant`, without the trailing semicolons."""
     tokens = significant(lex(sql, rules))

@@ -18,3 +18,13 @@ class Linter(ABC):
     @abstractmethod
     def lint(self, sql: str) -> list[LintFinding]:
         """The findings on one revision's offline SQL (several statements)."""
+
+
+#: How long a statement may be in a finding, by default.
+STATEMENT_CHARS = 120
+
+
+def shorten(statement: str, limit: int = STATEMENT_CHARS) -> str:
+    """A statement for a finding: one line of at most ``limit`` characters."""
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -27,9 +27,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ...errors import UnsafeDumpError
-from ...sql_lexer import LexerRules, Token, lex, significant
+from ...sql_lexer import LexerRules, Token, lex, significant, statements
 from ..model import LintFinding
-from .base import Linter
+from .base import Linter, shorten
 
 #: Alembic's own bookkeeping: never a risk worth reporting.
 _SKIP_TABLES = frozenset({"alembic_version"})
@@ -47,23 +47,14 @@ class Statement:
 def split_statements(sql: str, rules: LexerRules | None = None) -> list[Statement]:
     """The statements of ``sql``, split at the semicolons the server would split at."""
     out: list[Statement] = []
-    current: list[Token] = []
-    for token in lex(sql, rules or LexerRules.mysql("")):
-        if token.kind == "semicolon":
-            _flush(current, out)
-            current = []
-        else:
-            current.append(token)
-    _flush(current, out)
+    for piece in statements(lex(sql, rules or LexerRules.mysql(""))):
+        sig = [token for token in significant(piece) if token.kind != "semicolon"]
+        if sig:
+            start = piece.index(sig[0])  # the text without the comments before it
+            skip = ("comment", "semicolon")
+            text = "".join(token.text for token in piece[start:] if token.kind not in skip)
+            out.append(Statement(tuple(sig), text.strip()))
     return out
-
-
-def _flush(tokens: list[Token], out: list[Statement]) -> None:
-    sig = significant(tokens)
-    if sig:
-        start = tokens.index(sig[0])  # the text without the comments before it
-        text = "".join(t.text for t in tokens[start:] if t.kind != "comment")
-        out.append(Statement(tuple(sig), text.strip()))
 
 
 def words_of(tokens: Sequence[Token]) -> list[str]:
@@ -143,9 +134,8 @@ def _option(words: list[str], name: str) -> str | None:
 
 
 def _finding(rule: str, message: str, stmt: Statement) -> LintFinding:
-    short = " ".join(stmt.text.split())
-    short = short if len(short) <= 200 else short[:197] + "..."
-    return LintFinding(rule=rule, message=message, level="warning", statement=short)
+    statement = shorten(stmt.text, 200)
+    return LintFinding(rule=rule, message=message, level="warning", statement=statement)
 
 
 class MySQLLinter(Linter):

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import RehearsalError, UnsafeDumpError
-from ...sql_lexer import NAME_KINDS, POSTGRESQL, lex
+from ...sql_lexer import NAME_KINDS, POSTGRESQL, lex, statements
 from ..model import LintFinding
-from .base import Linter
+from .base import Linter, shorten
 
 #: How long squawk may take on one revision's SQL.
 TIMEOUT = 30.0
-#: How long a statement may be in a finding.
-STATEMENT_CHARS = 120
 INSTALL_HINT = "squawk is not installed (pip install 'airflow-provider-zenmigrate[rehearse]')"
 
 
@@ -54,21 +52,15 @@ def split_statements(sql: str) -> list[_Statement]:
     except UnsafeDumpError:
         return [_Statement(0, len(sql), sql.strip(), set())]
     out: list[_Statement] = []
-    names: set[str] = set()
-    pos, start, first = 0, 0, None
-    for token in tokens:
-        end = pos + len(token.text)
-        if token.kind in NAME_KINDS:
-            names.add(token.unquoted().lower())
-        if token.kind not in ("space", "comment") and first is None:
-            first = pos
-        if token.kind == "semicolon":
-            if first is not None:
-                out.append(_Statement(start, end, sql[first:end].strip(), names))
-            start, names, first = end, set(), None
-        pos = end
-    if first is not None:
-        out.append(_Statement(start, len(sql), sql[first:].strip(), names))
+    start = 0
+    for piece in statements(tokens):
+        end = start + sum(len(token.text) for token in piece)
+        first = next((i for i, t in enumerate(piece) if t.kind not in ("space", "comment")), None)
+        if first is not None:
+            text = "".join(token.text for token in piece[first:]).strip()
+            names = {token.unquoted().lower() for token in piece if token.kind in NAME_KINDS}
+            out.append(_Statement(start, end, text, names))
+        start = end
     return out
 
 
@@ -77,12 +69,6 @@ def _offset(sql: str, line: int, column: int) -> int:
     lines = sql.split("\n")
     line = max(0, min(line, len(lines) - 1))
     return sum(len(x) + 1 for x in lines[:line]) + max(column, 0)
-
-
-def shorten(statement: str, limit: int = STATEMENT_CHARS) -> str:
-    """One line of at most ``limit`` characters."""
-    flat = " ".join(statement.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 class SquawkLinter(Linter):

@@ -6,14 +6,21 @@ another session sees there, and every table whose storage changed, is the migrat
 
 from __future__ import annotations
 
+import logging
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from ..model import LockSeen
+
+logger = logging.getLogger(__name__)
+
+#: How often :func:`sample_locks` samples, in seconds.
+SAMPLE_SECONDS = 0.01
 
 
 class Probe(ABC):
@@ -64,3 +71,65 @@ def distinct(locks: Iterable[LockSeen]) -> list[LockSeen]:
     for lock in locks:
         seen.setdefault((lock.table, lock.mode), lock)
     return list(seen.values())
+
+
+@contextmanager
+def sample_locks(
+    engine: Engine, sample: Callable[[Connection], Iterable[LockSeen]], name: str
+) -> Iterator[list[LockSeen]]:
+    """While the block runs, call ``sample`` every :data:`SAMPLE_SECONDS` from a thread
+    ``name`` with its own autocommit connection (no snapshot kept between samples); the
+    yielded list gets each (table, mode) once, in the order first seen. The first sample is
+    taken before the block starts, when it can be; failures are logged, never raised, as a
+    missing sample must not fail the rehearsal."""
+    seen: list[LockSeen] = []
+    stop = threading.Event()
+    ready = threading.Event()
+    thread = threading.Thread(
+        target=_sample_until, args=(engine, sample, seen, stop, ready), name=name, daemon=True
+    )
+    thread.start()
+    ready.wait(5)
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _sample_until(
+    engine: Engine,
+    sample: Callable[[Connection], Iterable[LockSeen]],
+    seen: list[LockSeen],
+    stop: threading.Event,
+    ready: threading.Event,
+) -> None:
+    """The sampling thread of :func:`sample_locks`: sample until ``stop``."""
+    known: set[tuple[str, str]] = set()
+    try:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except Exception as exc:  # noqa: BLE001 - a missing sample never fails the rehearsal
+        logger.debug("lock watcher could not connect: %s", exc.__class__.__name__)
+        ready.set()
+        return
+    try:
+        while True:
+            try:
+                for lock in sample(conn):
+                    if (lock.table, lock.mode) not in known:
+                        known.add((lock.table, lock.mode))
+                        seen.append(lock)
+            except Exception as exc:  # noqa: BLE001 - as above
+                logger.debug("lock watcher sample failed: %s", exc.__class__.__name__)
+                if conn.invalidated or conn.closed:
+                    return
+                conn.rollback()
+            ready.set()
+            if stop.wait(SAMPLE_SECONDS):
+                return
+    finally:
+        ready.set()
+        try:
+            conn.close()
+        except Exception as exc:  # noqa: BLE001 - as above
+            logger.debug("lock watcher could not close: %s", exc.__class__.__name__)

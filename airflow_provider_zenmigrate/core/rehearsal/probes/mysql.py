@@ -16,23 +16,18 @@ which the metadata lock is inferred (what MariaDB documents each ALTER phase to 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from ...errors import UnsafeDumpError
 from ...sql_lexer import LexerRules, significant_tokens
 from ..lint.mysql import statement_table, words_of
 from ..model import LockSeen
-from .base import Probe
-
-#: Seconds between two samples of the other sessions.
-POLL_SECONDS = 0.01
+from .base import Probe, sample_locks
 
 #: Metadata lock types -> (what they block for other sessions' DML, strength).
 _MDL: dict[str, tuple[str, int]] = {
@@ -115,8 +110,8 @@ def lock_seen(table: str, lock_type: str, note: str = "") -> LockSeen:
 class MySQLProbe(Probe):
     """InnoDB table ids for rebuilds; metadata locks, observed or inferred, for locks."""
 
-    #: Until :meth:`watching` has found which source this server has, all three are named;
-    #: after it, the one in use.
+    #: Until the probe has found which lock source this server has, all three are named;
+    #: after it, the one in use (see :meth:`_describe`).
     observability = _OBSERVED.format(
         locks="observed in performance_schema.metadata_locks when it is on and instrumented, "
         "else in MariaDB's METADATA_LOCK_INFO plugin when loaded; else (performance_schema is "
@@ -125,6 +120,26 @@ class MySQLProbe(Probe):
         "in-place phase blocks what its LOCK clause says. Sampled every 10 ms: instant and "
         "shorter statements are not seen."
     )
+
+    def __init__(self) -> None:
+        #: Where this server shows metadata locks (see :meth:`_lock_source`), once known.
+        self._source: str | None = None
+        #: How the watcher's session lexes statements (its sql_mode), once known.
+        self._rules: LexerRules | None = None
+        #: The tables :meth:`table_identities` compares by CREATE_TIME.
+        self._not_innodb: list[str] = []
+
+    def _describe(self) -> None:
+        """Set :attr:`observability` from the lock source and the tables not in InnoDB."""
+        text = type(self).observability
+        if self._source is not None:
+            text = _OBSERVED.format(locks=_BY_SOURCE[self._source])
+        if self._not_innodb:
+            text += (
+                f" Tables not in InnoDB ({', '.join(self._not_innodb)}) are compared by "
+                "CREATE_TIME, to the second: a rebuild within the same second is missed."
+            )
+        self.observability = text
 
     def table_identities(self, conn: Connection) -> dict[str, Any]:
         """Each base table of ``DATABASE()`` -> its InnoDB ids (CREATE_TIME for others)."""
@@ -148,11 +163,8 @@ class MySQLProbe(Probe):
         for name, engine, created in others:
             identities[str(name)] = (str(engine), str(created))
         if others:
-            self.observability = self.observability.split(" Tables not in InnoDB")[0] + (
-                " Tables not in InnoDB (" + ", ".join(sorted(str(r[0]) for r in others)) + ") "
-                "are compared by CREATE_TIME, to the second: a rebuild within the same "
-                "second is missed."
-            )
+            self._not_innodb = sorted(str(r[0]) for r in others)
+            self._describe()
         return identities
 
     @staticmethod
@@ -169,7 +181,7 @@ class MySQLProbe(Probe):
         """The connection's own table metadata locks, where the server shows them (MariaDB's
         METADATA_LOCK_INFO plugin); [] otherwise. DDL commits at once on MySQL, so this
         only ever sees DML's locks."""
-        if _lock_source(conn) != "metadata_lock_info":
+        if self._lock_source(conn) != "metadata_lock_info":
             return []
         rows = conn.exec_driver_sql(
             "SELECT TABLE_NAME, LOCK_MODE FROM information_schema.METADATA_LOCK_INFO "
@@ -180,29 +192,35 @@ class MySQLProbe(Probe):
 
     @contextmanager
     def watching(self, engine: Engine) -> Iterator[list[LockSeen]]:
-        """Sample the other sessions in ``engine``'s database every 10 ms from a thread."""
-        seen: list[LockSeen] = []
-        stop = threading.Event()
-        conn = engine.connect()
-        try:
-            source = _lock_source(conn)
-            self.observability = _OBSERVED.format(locks=_BY_SOURCE[source])
+        """Sample the other sessions in ``engine``'s database from a thread (see
+        :func:`.base.sample_locks`); the first sample finds where the server shows locks."""
+        with sample_locks(engine, self._sample, "zenmigrate-mysql-locks") as seen:
+            yield seen
+
+    def _sample(self, conn: Connection) -> list[LockSeen]:
+        """One sample of the other sessions' locks, from the lock source's query."""
+        source = self._lock_source(conn)
+        if self._rules is None:
             sql_mode = str(conn.exec_driver_sql("SELECT @@sql_mode").scalar_one())
-            sampler = _Sampler(conn, source, LexerRules.mysql(sql_mode), seen)
-            thread = threading.Thread(target=sampler.run, args=(stop,), daemon=True)
-            thread.start()
-            try:
-                yield seen
-            finally:
-                stop.set()
-                thread.join()
-        finally:
-            conn.close()
+            self._rules = LexerRules.mysql(sql_mode)
+        rows = [(str(a or ""), str(b or "")) for a, b in conn.exec_driver_sql(_QUERIES[source])]
+        if source != "processlist":  # (table, lock type); #sql: ALTER's temporary copy
+            return [lock_seen(table, mode) for table, mode in rows if not table.startswith("#sql")]
+        inferred = (inferred_lock(statement, state, self._rules) for state, statement in rows)
+        return [lock for lock in inferred if lock is not None]
+
+    def _lock_source(self, conn: Connection) -> str:
+        """Where this server shows metadata locks: performance_schema (on and
+        instrumented), MariaDB's METADATA_LOCK_INFO plugin, or only PROCESSLIST; asked once
+        per probe, as it does not change while the rehearsal runs."""
+        if self._source is None:
+            self._source = _lock_source(conn)
+            self._describe()
+        return self._source
 
 
 def _lock_source(conn: Connection) -> str:
-    """Where this server shows metadata locks: performance_schema (on and instrumented),
-    MariaDB's METADATA_LOCK_INFO plugin, or only PROCESSLIST."""
+    """Where the server of ``conn`` shows metadata locks (see :meth:`MySQLProbe._lock_source`)."""
     if conn.exec_driver_sql("SELECT @@performance_schema").scalar() in (1, "1", "ON"):
         enabled = conn.exec_driver_sql(
             "SELECT ENABLED FROM performance_schema.setup_instruments "
@@ -234,36 +252,6 @@ _QUERIES = {
         "AND INFO IS NOT NULL"
     ),
 }
-
-
-@dataclass
-class _Sampler:
-    """The watching thread: one query every :data:`POLL_SECONDS`, locks into ``seen``."""
-
-    conn: Connection
-    source: str
-    rules: LexerRules
-    seen: list[LockSeen]
-
-    def run(self, stop: threading.Event) -> None:
-        query = _QUERIES[self.source]
-        while not stop.is_set():
-            try:
-                rows = self.conn.exec_driver_sql(query).all()
-                self.conn.rollback()  # no snapshot kept between two samples
-            except SQLAlchemyError:
-                return  # the watcher's connection is gone: stop watching, never the rehearsal
-            for first, second in rows:
-                lock = self.sample(str(first or ""), str(second or ""))
-                if lock is not None:
-                    self.seen.append(lock)
-            stop.wait(POLL_SECONDS)
-
-    def sample(self, first: str, second: str) -> LockSeen | None:
-        """One row of the source's query: (table, lock type), or (state, statement)."""
-        if self.source != "processlist":
-            return None if first.startswith("#sql") else lock_seen(first, second)
-        return inferred_lock(second, first, self.rules)
 
 
 def inferred_lock(statement: str, state: str, rules: LexerRules) -> LockSeen | None:

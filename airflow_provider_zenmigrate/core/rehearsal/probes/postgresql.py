@@ -11,8 +11,6 @@ transaction).
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,9 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, text
 
 from ..model import LockSeen
-from .base import Probe
-
-logger = logging.getLogger(__name__)
+from .base import Probe, sample_locks
 
 #: PostgreSQL's table-level lock modes, weakest first (their rank is the strength, 1..8).
 LOCK_MODES: tuple[str, ...] = (
@@ -128,9 +124,6 @@ class PostgreSQLProbe(Probe):
         "whose file node changed (a table dropped and re-created under its name counts too)."
     )
 
-    #: How often :meth:`watching` samples ``pg_locks``, in seconds.
-    interval: float = 0.01
-
     def __init__(self) -> None:
         #: The database and its relations (oid -> name) at the last :meth:`table_identities`.
         self._known: tuple[str, dict[int, str]] | None = None
@@ -185,55 +178,15 @@ class PostgreSQLProbe(Probe):
     @contextmanager
     def watching(self, engine: Engine) -> Iterator[list[LockSeen]]:
         """Sample other sessions' relation locks in ``engine``'s database from a thread with
-        its own connection, every :attr:`interval`, until the block ends."""
-        seen: list[LockSeen] = []
-        stop = threading.Event()
-        ready = threading.Event()
-        thread = threading.Thread(
-            target=self._watch, args=(engine, seen, stop, ready), name="zenmigrate-pg-locks",
-            daemon=True,
-        )  # fmt: skip
-        thread.start()
-        ready.wait(5)  # the first sample is taken before the block starts, when it can be
-        try:
+        its own connection until the block ends (see :func:`.base.sample_locks`)."""
+        with sample_locks(engine, _others_locks, "zenmigrate-pg-locks") as seen:
             yield seen
-        finally:
-            stop.set()
-            thread.join()
 
-    def _watch(
-        self, engine: Engine, seen: list[LockSeen], stop: threading.Event, ready: threading.Event
-    ) -> None:
-        """The watcher thread: sample until ``stop``; errors are logged, never raised."""
-        known: set[tuple[str, str]] = set()
-        try:
-            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        except Exception as exc:  # noqa: BLE001 - a missing sample never fails the rehearsal
-            logger.debug("lock watcher could not connect: %s", exc.__class__.__name__)
-            ready.set()
-            return
-        try:
-            while True:
-                try:
-                    sample = [
-                        lock_seen(f"{schema}.{name}{_LOCK_SUFFIX.get(kind, '')}", mode)
-                        for mode, schema, name, kind in conn.execute(_OTHERS_LOCKS)
-                    ]
-                    for lock in sorted(sample, key=_tables_first):
-                        if (lock.table, lock.mode) not in known:
-                            known.add((lock.table, lock.mode))
-                            seen.append(lock)
-                except Exception as exc:  # noqa: BLE001 - as above
-                    logger.debug("lock watcher sample failed: %s", exc.__class__.__name__)
-                    if conn.invalidated or conn.closed:
-                        return
-                    conn.rollback()
-                ready.set()
-                if stop.wait(self.interval):
-                    return
-        finally:
-            ready.set()
-            try:
-                conn.close()
-            except Exception as exc:  # noqa: BLE001 - as above
-                logger.debug("lock watcher could not close: %s", exc.__class__.__name__)
+
+def _others_locks(conn: Connection) -> list[LockSeen]:
+    """One sample of the relation locks other sessions hold, tables first."""
+    sample = [
+        lock_seen(f"{schema}.{name}{_LOCK_SUFFIX.get(kind, '')}", mode)
+        for mode, schema, name, kind in conn.execute(_OTHERS_LOCKS)
+    ]
+    return sorted(sample, key=_tables_first)

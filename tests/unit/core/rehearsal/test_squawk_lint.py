@@ -10,11 +10,11 @@ import pytest
 
 from airflow_provider_zenmigrate.core.errors import RehearsalError
 from airflow_provider_zenmigrate.core.rehearsal.lint import linter_for
+from airflow_provider_zenmigrate.core.rehearsal.lint.base import shorten
 from airflow_provider_zenmigrate.core.rehearsal.lint.squawk import (
     INSTALL_HINT,
     SquawkLinter,
     find_squawk,
-    shorten,
     split_statements,
 )
 
