@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
+from ...dialects.postgresql.catalog import USER_SCHEMA
 from ..model import LockSeen
 from .base import Probe, sample_locks
 
@@ -49,15 +50,10 @@ BLOCKS: dict[str, str] = {
 _KIND_SUFFIX = {"r": "", "p": "", "m": " (materialized view)", "i": " (index)"}
 _LOCK_SUFFIX = {**_KIND_SUFFIX, "I": " (index)", "S": " (sequence)", "v": " (view)"}
 
-_SYSTEM_SCHEMAS = (
-    "n.nspname NOT IN ('pg_catalog', 'information_schema') "
-    "AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'"
-)
-
 _IDENTITIES = text(
     "SELECT n.nspname, c.relname, c.relkind, c.oid, pg_relation_filenode(c.oid) "
     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    f"WHERE c.relkind IN ('r', 'p', 'm', 'i') AND {_SYSTEM_SCHEMAS}"
+    f"WHERE c.relkind IN ('r', 'p', 'm', 'i') AND {USER_SCHEMA}"
 )
 
 #: Relation locks the current backend holds, on relations of this database.
@@ -82,7 +78,7 @@ _OTHERS_LOCKS = text(
     "WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid() "
     "AND a.datname = current_database() "
     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-    f"AND {_SYSTEM_SCHEMAS}"
+    f"AND {USER_SCHEMA}"
 )
 
 
