@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from .. import __version__
 from .dialects import get_dialect
-from .dialects.base import BackupReader
+from .dialects.base import BackupReader, Span
 from .dump.codecs import encoders
 from .dump.model import BackupScope, ObjectSpec, TableSpec
 from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serialize
@@ -160,6 +160,107 @@ def _skip_rows(
         skip = 0
 
 
+def header_record(
+    engine: Engine, reader: BackupReader, tables: list[TableSpec], version_table: str
+) -> Record:
+    """The dump's first record: what it is, where from, and as of which revision."""
+    return {
+        "kind": "header",
+        "format": FORMAT,
+        "version": VERSION,
+        "dialect": get_dialect(engine).name,
+        "server_version": reader.server_version,
+        "database": engine.url.database,
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+        "revisions": _revisions(reader, tables, version_table),
+        "version_table": version_table,
+        **reader.scope(),  # PostgreSQL: schemas held, left out (why), not carried
+        "tool": "airflow-provider-zenmigrate",
+        "tool_version": __version__,
+    }
+
+
+def table_data(
+    reader: BackupReader,
+    table: TableSpec,
+    digest: DumpDigest,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    materialize: bool = True,
+    progress: ProgressLog | None = None,
+    span: Span | None = None,
+) -> Iterator[tuple[Record, bytes]]:
+    """The data records of ``table`` (of its ``span`` only, when given) with their lines,
+    each accounted in ``digest``; see :func:`iter_backup` for ``materialize``."""
+
+    def emit(record: Record) -> tuple[Record, bytes]:
+        line = serialize(record)
+        digest.add_line(line, record)
+        return record, line
+
+    def count(rows: int) -> None:
+        if progress is not None:
+            progress.add(rows)
+
+    batch_rows = min(chunk_rows, FETCH_ROWS)
+    rendered = reader.rendered_rows(table, batch_rows, span)
+    rows_done = 0
+    if rendered is not None:
+        # Closed here, not when collected: a stream left open past the reader's
+        # session (a failed write) would meet the session's cleanup mid-result.
+        try:
+            with closing(rendered):
+                for rows, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
+                    line = data_line(table.name, blocks)
+                    digest.add_data_line(line, table.name, rows)
+                    rows_done += rows
+                    count(rows)
+                    if materialize:
+                        yield json.loads(line), line
+                    else:
+                        yield {"kind": "data", "table": table.name, "rows": rows}, line
+        except RowsNotRendered:
+            logger.info(
+                "table %s: a row too long for the server to render; rows after the "
+                "first %d are encoded here",
+                table.name,
+                rows_done,
+            )
+        else:
+            logger.debug("table %s: %d rows (server-rendered)", table.name, rows_done)
+            return
+    names = [c.name for c in table.columns]
+    codecs = [c.codec for c in table.columns]
+    native = all(c == "native" for c in codecs)
+    encode = encoders(codecs)
+    pending: list[dict[str, Any]] = []
+    row_bytes = 0.0  # learnt from the first record of the table
+    # Rows are fetched in small batches and grouped into records of at most
+    # chunk_rows rows and about RECORD_BYTES bytes, so wide rows (large BLOBs) do
+    # not make a record, or the memory it takes, grow with chunk_rows.
+    # No name holds the row stream: a consumer that stops early finalises it with the
+    # loop, before the reader's session is cleaned up.
+    for batch in _skip_rows(reader.rows(table, batch_rows, span), rows_done):
+        if native:
+            pending.extend(dict(zip(names, row, strict=True)) for row in batch)
+        else:
+            pending.extend(
+                {n: e(v) for n, e, v in zip(names, encode, row, strict=True)} for row in batch
+            )
+        if row_bytes == 0 or len(pending) >= chunk_rows or len(pending) * row_bytes >= RECORD_BYTES:
+            record, line = emit({"kind": "data", "table": table.name, "data": pending})
+            row_bytes = len(line) / len(pending)
+            rows_done += len(pending)
+            count(len(pending))
+            pending = []
+            yield record, line
+    if pending:
+        rows_done += len(pending)
+        count(len(pending))
+        yield emit({"kind": "data", "table": table.name, "data": pending})
+    logger.debug("table %s: %d rows", table.name, rows_done)
+
+
 def iter_backup(
     engine: Engine,
     *,
@@ -187,91 +288,21 @@ def iter_backup(
     with ops.open_backup(engine, scope) as reader:
         tables = reader.tables()
         pre: list[ObjectSpec] = list(getattr(reader, "pre_objects", list)())
-        yield emit(
-            {
-                "kind": "header",
-                "format": FORMAT,
-                "version": VERSION,
-                "dialect": ops.name,
-                "server_version": reader.server_version,
-                "database": engine.url.database,
-                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
-                "revisions": _revisions(reader, tables, version_table),
-                "version_table": version_table,
-                **reader.scope(),  # PostgreSQL: schemas held, left out (why), not carried
-                "tool": "airflow-provider-zenmigrate",
-                "tool_version": __version__,
-            }
-        )
+        yield emit(header_record(engine, reader, tables, version_table))
         for obj in pre:
             yield emit(object_record(obj, "pre"))
         progress = ProgressLog("backup", len(tables))
         for table in tables:
             yield emit(table_record(table))
-            batch_rows = min(chunk_rows, FETCH_ROWS)
-            rendered = reader.rendered_rows(table, batch_rows)
-            rows_done = 0
-            if rendered is not None:
-                # Closed here, not when collected: a stream left open past the reader's
-                # session (a failed write) would meet the session's cleanup mid-result.
-                try:
-                    with closing(rendered):
-                        for count, blocks in _rendered_records(rendered, chunk_rows, batch_rows):
-                            line = data_line(table.name, blocks)
-                            digest.add_data_line(line, table.name, count)
-                            rows_done += count
-                            progress.add(count)
-                            if materialize:
-                                yield json.loads(line), line
-                            else:
-                                yield {"kind": "data", "table": table.name, "rows": count}, line
-                except RowsNotRendered:
-                    logger.info(
-                        "table %s: a row too long for the server to render; rows after the "
-                        "first %d are encoded here",
-                        table.name,
-                        rows_done,
-                    )
-                else:
-                    progress.add(0, table_done=True)
-                    logger.debug("table %s: %d rows (server-rendered)", table.name, rows_done)
-                    continue
-            names = [c.name for c in table.columns]
-            codecs = [c.codec for c in table.columns]
-            native = all(c == "native" for c in codecs)
-            encode = encoders(codecs)
-            pending: list[dict[str, Any]] = []
-            row_bytes = 0.0  # learnt from the first record of the table
-            # Rows are fetched in small batches and grouped into records of at most
-            # chunk_rows rows and about RECORD_BYTES bytes, so wide rows (large BLOBs) do
-            # not make a record, or the memory it takes, grow with chunk_rows.
-            # No name holds the row stream: a consumer that stops early finalises it with the
-            # loop, before the reader's session is cleaned up.
-            for batch in _skip_rows(reader.rows(table, min(chunk_rows, FETCH_ROWS)), rows_done):
-                if native:
-                    pending.extend(dict(zip(names, row, strict=True)) for row in batch)
-                else:
-                    pending.extend(
-                        {n: e(v) for n, e, v in zip(names, encode, row, strict=True)}
-                        for row in batch
-                    )
-                if (
-                    row_bytes == 0
-                    or len(pending) >= chunk_rows
-                    or len(pending) * row_bytes >= RECORD_BYTES
-                ):
-                    record, line = emit({"kind": "data", "table": table.name, "data": pending})
-                    row_bytes = len(line) / len(pending)
-                    rows_done += len(pending)
-                    progress.add(len(pending))
-                    pending = []
-                    yield record, line
-            if pending:
-                rows_done += len(pending)
-                progress.add(len(pending))
-                yield emit({"kind": "data", "table": table.name, "data": pending})
+            yield from table_data(
+                reader,
+                table,
+                digest,
+                chunk_rows=chunk_rows,
+                materialize=materialize,
+                progress=progress,
+            )
             progress.add(0, table_done=True)
-            logger.debug("table %s: %d rows", table.name, rows_done)
         for obj in reader.objects():
             yield emit(object_record(obj, "post"))
     trailer = digest.trailer()

@@ -26,6 +26,7 @@ from .dialects import DialectOps, get_dialect
 from .dump.model import BackupScope, RestoreOptions
 from .dump.reader import entries_from_records
 from .dump.records import Record
+from .parts.backup import backup_parts
 from .restore import RestoreSummary, restore_entries, restore_from_uri
 from .storage import open_for_write, safe_uri
 
@@ -192,6 +193,8 @@ class MigrationUtils(BaseModel):
         self,
         dump_file: str,
         on_record: Callable[[dict[str, Any], bytes], None] | None = None,
+        *,
+        jobs: int = 1,
     ) -> BackupResult:
         """Backup the database to a file or object (JSON Lines; ``.gz`` / ``.zst`` compress).
 
@@ -202,8 +205,23 @@ class MigrationUtils(BaseModel):
         written (ZenML's returns nothing; callers that ignore the result lose nothing).
         ``on_record`` sees every record with its line as it is written (for progress); a
         data record may carry only its row count (``rows``) instead of its ``data``.
+        ``jobs`` above 1 writes a multi-part dump (``dump_file`` is then its prefix) with
+        that many worker processes reading one snapshot (see :mod:`.parts`).
         """
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
+        if not isinstance(jobs, int) or jobs < 1:
+            raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+        if jobs > 1:
+            return backup_parts(
+                self.engine,
+                dump_file,
+                jobs=jobs,
+                transport_params=self.transport_params,
+                version_table=self.version_table,
+                chunk_rows=self.chunk_rows,
+                scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
+                on_record=on_record,
+            )
         started = time.monotonic()
         header: Record | None = None
         trailer: Record | None = None

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from sqlalchemy import Connection, inspect
@@ -138,6 +139,23 @@ class DialectOps(ABC):
         """
         raise NotImplementedError(f"backup is not implemented for {self.name}")
 
+    @contextmanager
+    def open_shared_backup(
+        self, engine: Engine, scope: BackupScope | None, jobs: int
+    ) -> Iterator[SharedSnapshot]:
+        """A backup's snapshot that up to ``jobs`` worker processes join
+        (:meth:`join_backup`). This default shares none: its ``jobs`` is 1 and the caller
+        reads everything through ``reader`` (backends whose snapshot cannot be shared)."""
+        with self.open_backup(engine, scope) as reader:
+            yield SharedSnapshot(reader, None, 1, f"{self.name} cannot share a snapshot")
+
+    def join_backup(
+        self, engine: Engine, token: Any, scope: BackupScope | None
+    ) -> AbstractContextManager[BackupReader]:
+        """A reader in the snapshot ``token`` of :meth:`open_shared_backup` names, for one
+        worker process (opened while the snapshot's owner waits for it)."""
+        raise NotImplementedError(f"{self.name} cannot share a snapshot")
+
     def refuse_scope(self, scope: BackupScope | None) -> None:
         """For backends without schemas: a scope naming any is a caller's mistake."""
         if scope:
@@ -187,6 +205,20 @@ class DialectOps(ABC):
                             f"{counts[table.name]} read"
                         )
                 writer.swap()
+
+
+@dataclass
+class SharedSnapshot:
+    """The snapshot a parallel backup reads: the owner's ``reader``, the ``token`` a worker
+    joins it with (picklable), how many workers may (``jobs``, with ``why`` when fewer than
+    asked), and ``release``, called once every worker has joined (MariaDB: the tables were
+    locked until then)."""
+
+    reader: BackupReader
+    token: Any
+    jobs: int
+    why: str = ""
+    release: Callable[[], None] = lambda: None
 
 
 class StatementRules(Protocol):
@@ -244,6 +276,23 @@ def pipelined_ranges(
             stream.close()
 
 
+#: A part of a table: ``[low, high)`` in the units of its :class:`SliceDomain` (``None``:
+#: open on that side). Readers turn it into their own WHERE clause.
+Span = tuple[int | None, int | None]
+
+
+@dataclass(frozen=True)
+class SliceDomain:
+    """How a table can be cut into parts read separately (multi-part dumps): integer values
+    ``[low, high)`` of its key, or of its heap blocks, and the bytes the server says the
+    table takes (to size the first part)."""
+
+    unit: str
+    low: int
+    high: int
+    bytes: int
+
+
 class BackupReader(ABC):
     """One consistent snapshot of a database, read by the backup engine.
 
@@ -259,8 +308,11 @@ class BackupReader(ABC):
         """Every base table, in an order that restores cleanly one after another."""
 
     @abstractmethod
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
-        """The table's rows in ``table.columns`` order, ``chunk_rows`` at a time at most.
+    def rows(
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The table's rows in ``table.columns`` order, ``chunk_rows`` at a time at most
+        (only those in ``span`` of :meth:`slice_domain`, when given).
 
         Values are Python values matching each column's codec (``bytes`` for ``bytes``,
         ``Decimal`` for ``decimal``, ``str`` for ``text``, ...), in the order
@@ -269,9 +321,10 @@ class BackupReader(ABC):
         """
 
     def rendered_rows(
-        self, table: TableSpec, chunk_rows: int
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
     ) -> Generator[tuple[int, bytes], None, None] | None:
-        """The table's rows as the server renders them, ``chunk_rows`` rows at a time at most:
+        """The table's rows (in ``span``, when given) as the server renders them, ``chunk_rows``
+        rows at a time at most:
         (row count, the rows' JSON objects joined by commas, UTF-8). Each object is
         ``{column: value}`` in ``table.columns`` order, values in their codec's encoding.
 
@@ -281,6 +334,18 @@ class BackupReader(ABC):
         Raises :class:`RowsNotRendered` at a row the server could not render; the engine
         then reads the table with :meth:`rows` from that row on.
         """
+        return None
+
+    @contextmanager
+    def retryable(self) -> Iterator[None]:
+        """A block of reads that may fail halfway (the store behind them failed) and be run
+        again in the same snapshot; backends whose transaction a cancelled read would end
+        override it (PostgreSQL: a savepoint)."""
+        yield
+
+    def slice_domain(self, table: TableSpec) -> SliceDomain | None:
+        """How ``table`` can be read in parts (:class:`Span` of it), or ``None`` where it is
+        read whole (the default: a backend or table without a cheap range to cut on)."""
         return None
 
     @abstractmethod

@@ -27,7 +27,7 @@ from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout
 from ..sql_lexer import SQLITE
 from ..storage import fsync_path
-from .base import BackupReader, DialectOps, RestoreWriter
+from .base import BackupReader, DialectOps, RestoreWriter, Span
 
 _HEADER = b"SQLite format 3\x00"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -318,7 +318,11 @@ class SQLiteBackupReader(BackupReader):
             specs.append(TableSpec(name, sql, columns, key, options))
         return specs
 
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        if span is not None:  # slice_domain offers none: a table is read whole
+            raise ValueError("SQLite tables are read whole, not in spans")
         columns = ", ".join(_quote_ident(c.name) for c in table.columns)
         if table.options.get("without_rowid"):
             order = ", ".join(_quote_ident(k) for k in table.key)

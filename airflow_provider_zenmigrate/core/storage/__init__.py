@@ -38,6 +38,7 @@ from __future__ import annotations
 from ..errors import StorageError, StorageNotFoundError
 from .backends import backend_for
 from .base import DEFAULT_PART_SIZE, Backend, ObjectInfo
+from .clouds import drop_idle_connections
 from .compression import COMPRESSIONS, compression_for
 from .failures import translated_errors
 from .local import fsync_path
@@ -54,6 +55,7 @@ __all__ = [
     "StorageNotFoundError",
     "backend_for",
     "compression_for",
+    "drop_idle_connections",
     "fsync_path",
     "open_for_read",
     "open_for_write",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from typing import IO, Any
 
 from ..errors import StorageError
@@ -170,3 +171,20 @@ def _azure_client_from_environment() -> Any:
             ) from None
         credential = DefaultAzureCredential()
     return BlobServiceClient(account_url=url, credential=credential)
+
+
+def drop_idle_connections(client: Any) -> None:
+    """Close the idle pooled connections of a store client (boto3, google-cloud-storage,
+    azure-storage-blob) before the process forks, so that no two processes ever write to
+    one inherited socket; each client opens new ones when next used. Best effort: a client
+    of another shape is left as it is."""
+    sessions = [
+        getattr(getattr(client, "_endpoint", None), "http_session", None),  # botocore
+        getattr(client, "_http", None),  # google-cloud-storage (a requests session)
+        getattr(getattr(getattr(client, "_pipeline", None), "_transport", None), "session", None),
+    ]
+    for session in sessions:
+        close = getattr(session, "close", None)
+        if callable(close):
+            with suppress(Exception):  # a client that cannot: it opens new ones anyway
+                close()

@@ -7,17 +7,26 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, ClassVar
 
+import pymysql.err
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from ...dump.model import BackupScope, RestoreOptions
 from ...errors import MigrationLockTimeout
-from ..base import BackupReader, DialectOps, RestoreWriter
-from .reader import MySQLBackupReader, start_snapshots
+from ..base import BackupReader, DialectOps, RestoreWriter, SharedSnapshot
+from .reader import (
+    MySQLBackupReader,
+    begin_snapshot,
+    prepare_snapshot,
+    shared_snapshot_lock,
+    snapshot_session,
+    start_snapshots,
+)
 from .session import server_session
 from .swap import drop_side_databases, drop_stale_side_databases, side_name
 from .writer import MySQLRestoreWriter
@@ -27,6 +36,10 @@ logger = logging.getLogger(__name__)
 ER_BAD_DB_ERROR = 1049  # "Unknown database"
 # A restore label goes into the side databases' names (see .swap.side_name).
 _RESTORE_LABEL = re.compile(r"[A-Za-z0-9_]{1,40}")
+
+
+def _nothing() -> None:
+    return None
 
 
 class MySQLOps(DialectOps):
@@ -112,6 +125,34 @@ class MySQLOps(DialectOps):
             session = stack.enter_context(server_session(engine))
             helpers, shared = start_snapshots(engine, stack, session, database)
             yield MySQLBackupReader(session, database, helpers, shared)
+
+    @contextmanager
+    def open_shared_backup(
+        self, engine: Engine, scope: BackupScope | None, jobs: int
+    ) -> Iterator[SharedSnapshot]:
+        """The owner's snapshot begun while every table is locked; the workers begin theirs
+        before ``release`` unlocks them (see :func:`.reader.shared_snapshot_lock`). Where
+        the tables cannot be locked, one process reads (``jobs`` 1, ``why`` says why)."""
+        self.refuse_scope(scope)
+        database = self.database_name(engine.url)
+        with ExitStack() as stack:
+            session = stack.enter_context(server_session(engine))
+            prepare_snapshot(session, database)
+            why = ""
+            release: Callable[[], None] = _nothing
+            if jobs > 1:
+                try:
+                    release = stack.enter_context(shared_snapshot_lock(engine, database))
+                except (pymysql.err.MySQLError, DBAPIError) as exc:
+                    jobs, why = 1, f"the tables could not be locked for a shared start ({exc})"
+            begin_snapshot(session)
+            reader = MySQLBackupReader(session, database, (), {})
+            yield SharedSnapshot(reader, None, jobs, why, release)
+
+    def join_backup(
+        self, engine: Engine, token: Any, scope: BackupScope | None
+    ) -> AbstractContextManager[BackupReader]:
+        return snapshot_session(engine, self.database_name(engine.url))
 
     @contextmanager
     def open_restore(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Generator, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Generator, Iterator
+from contextlib import ExitStack, closing, contextmanager, suppress
 from itertools import pairwise
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ...dump.model import ObjectSpec, TableSpec
-from ..base import BackupReader, pipelined_ranges
+from ..base import QUERY_SENT, BackupReader, SliceDomain, Span, pipelined_ranges
 from .catalog import ColumnFacts, collect_objects, large_innodb_tables, read_table_specs
 from .render import (
     INTEGER_TYPES,
@@ -55,7 +55,7 @@ RENDER_SESSIONS = 3
 SNAPSHOT_LOCK_WAIT = 1
 
 
-def _prepare_snapshot(session: ServerSession, database: str) -> None:
+def prepare_snapshot(session: ServerSession, database: str) -> None:
     session.execute(f"USE {session.quote(database)}")
     session.execute("SET SESSION time_zone = '+00:00'")
     session.execute(f"SET SESSION sql_mode = '{BACKUP_SQL_MODE}'")
@@ -64,7 +64,7 @@ def _prepare_snapshot(session: ServerSession, database: str) -> None:
     session.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
-def _begin_snapshot(session: ServerSession) -> None:
+def begin_snapshot(session: ServerSession) -> None:
     # DDL is not transactional: a table altered during the backup can still tear it;
     # InnoDB reports "table definition has changed" rather than returning mixed rows.
     session.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -84,7 +84,7 @@ def start_snapshots(
     tables (their DATA_LENGTH), or ``((), {})``: no such table, no privilege, no
     connection, or a writer still holding the tables after :data:`SNAPSHOT_LOCK_WAIT` s.
     """
-    _prepare_snapshot(first, database)
+    prepare_snapshot(first, database)
     sizes = large_innodb_tables(first, database, 2 * RANGE_BYTES)
     begun = False
     if sizes:
@@ -98,21 +98,89 @@ def start_snapshots(
                         f"{locker.quote(database)}.{locker.quote(n)} READ" for n in sorted(sizes)
                     )
                 )
-                _begin_snapshot(first)
+                begin_snapshot(first)
                 begun = True
                 helpers = []
                 for _ in range(RENDER_SESSIONS - 1):
                     helper = stack.enter_context(server_session(engine))
-                    _prepare_snapshot(helper, database)
-                    _begin_snapshot(helper)
+                    prepare_snapshot(helper, database)
+                    begin_snapshot(helper)
                     helpers.append(helper)
                 locker.execute("UNLOCK TABLES")
             return tuple(helpers), sizes
         except (pymysql.err.MySQLError, DBAPIError) as exc:
             logger.info("rendering on one session: no other one in the snapshot (%s)", exc)
     if not begun:
-        _begin_snapshot(first)
+        begin_snapshot(first)
     return (), {}
+
+
+def _without_marker(
+    stream: Generator[Any, None, None],
+) -> Generator[tuple[int, bytes], None, None]:
+    """A key range's stream without its QUERY_SENT: closed early, it is read to its end, so
+    the snapshot's session goes on (a part whose store failed is written again from it)."""
+    with closing(stream):
+        for item in stream:
+            if item is not QUERY_SENT:
+                yield item
+
+
+#: Seconds a parallel backup waits to lock every table while its workers start their
+#: snapshots; past that it reads on one process.
+SHARED_LOCK_WAIT = 10
+
+
+@contextmanager
+def shared_snapshot_lock(engine: Engine, database: str) -> Iterator[Callable[[], None]]:
+    """Hold every base table of ``database`` with ``LOCK TABLES ... READ`` until the returned
+    function is called: sessions that start their snapshot meanwhile (the worker processes of
+    a parallel backup) all see the same state, as with :func:`start_snapshots`.
+
+    Raises the server's error when the tables cannot be locked within
+    :data:`SHARED_LOCK_WAIT` seconds (or the privilege is missing).
+    """
+    with server_session(engine) as locker:
+        locker.dbapi.autocommit(True)
+        locker.execute(f"SET SESSION lock_wait_timeout = {SHARED_LOCK_WAIT}")
+        names = [
+            name
+            for (name,) in locker.query(
+                "SELECT TABLE_NAME FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'BASE TABLE'",
+                (database,),
+            )
+        ]
+        if names:
+            locker.execute(
+                "LOCK TABLES "
+                + ", ".join(f"{locker.quote(database)}.{locker.quote(n)} READ" for n in names)
+            )
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                locker.execute("UNLOCK TABLES")
+
+        try:
+            yield release
+        finally:
+            with suppress(Exception):
+                release()
+
+
+@contextmanager
+def snapshot_session(engine: Engine, database: str) -> Iterator[MySQLBackupReader]:
+    """A reader on a session of its own that starts its snapshot now (a worker of a
+    parallel backup joins the owner's this way, under :func:`shared_snapshot_lock`)."""
+    with server_session(engine) as session:
+        prepare_snapshot(session, database)
+        begin_snapshot(session)
+        reader = MySQLBackupReader(session, database, (), {})
+        reader.tables()  # the column facts rendering needs
+        yield reader
 
 
 class MySQLBackupReader(BackupReader):
@@ -146,7 +214,9 @@ class MySQLBackupReader(BackupReader):
         self._column_facts.update(columns)
         return specs
 
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
         session = self.session
@@ -163,6 +233,7 @@ class MySQLBackupReader(BackupReader):
         if not exprs:
             return
         sql = f"SELECT {', '.join(exprs)} FROM {session.quote(table.name)}"
+        sql += self._span_clause(table, span)
         if table.key:
             sql += " ORDER BY " + ", ".join(session.quote(c) for c in table.key)
         cursor = session.dbapi.cursor(pymysql.cursors.SSCursor)
@@ -177,7 +248,7 @@ class MySQLBackupReader(BackupReader):
             cursor.close()
 
     def rendered_rows(
-        self, table: TableSpec, chunk_rows: int
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
     ) -> Generator[tuple[int, bytes], None, None] | None:
         """Rows rendered by the server with CONCAT, one JSON object per row.
 
@@ -223,10 +294,15 @@ class MySQLBackupReader(BackupReader):
             bound += sum(f * int(n) for (_, f), n in zip(long_columns, lengths, strict=True))
         if bound >= min(self.max_packet, ONE_PACKET):
             return None
-        return self._rendered(table, names, parts, chunk_rows)
+        return self._rendered(table, names, parts, chunk_rows, span)
 
     def _rendered(
-        self, table: TableSpec, names: list[str], parts: list[str], chunk_rows: int
+        self,
+        table: TableSpec,
+        names: list[str],
+        parts: list[str],
+        chunk_rows: int,
+        span: Span | None,
     ) -> Generator[tuple[int, bytes], None, None]:
         session = self.session
         # Column names go in as parameters; the expressions' own % are doubled for them.
@@ -239,6 +315,11 @@ class MySQLBackupReader(BackupReader):
             row = f"CAST(CONVERT({row} USING utf8mb4) AS BINARY)"
         select = f"SELECT {row} FROM {session.quote(table.name)}"
         order = " ORDER BY " + ", ".join(session.quote(c) for c in table.key) if table.key else ""
+        if span is not None:  # a part of a multi-part dump: one range, on this session
+            sql = select + self._span_clause(table, span) + order
+            return _without_marker(
+                rendered_stream(session, sql, names, table.name, chunk_rows, key_range=True)
+            )
         ranges = self._key_ranges(table)
         if not self.helpers or len(ranges) < 2:
             return rendered_stream(session, select + order, names, table.name, chunk_rows)
@@ -257,16 +338,52 @@ class MySQLBackupReader(BackupReader):
 
         return pipelined_ranges(open_range, len(ranges), ahead=len(sessions) - 1)
 
+    def _integer_key(self, table: TableSpec) -> str | None:
+        """The single integer key column a table can be cut on, if it has one."""
+        if len(table.key) != 1:
+            return None
+        column = next((c for c in table.columns if c.name == table.key[0]), None)
+        if column is None or data_type_of(column.type) not in INTEGER_TYPES:
+            return None
+        return column.name
+
+    def slice_domain(self, table: TableSpec) -> SliceDomain | None:
+        """Values of the table's single integer key, as the snapshot sees them."""
+        key = self._integer_key(table)
+        if key is None:
+            return None
+        name = self.session.quote(key)
+        low, high = self.session.query(
+            f"SELECT MIN({name}), MAX({name}) FROM {self.session.quote(table.name)}"
+        )[0]
+        if low is None:
+            return None
+        size = self.session.scalar(
+            "SELECT DATA_LENGTH FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (self.database, table.name),
+        )
+        return SliceDomain("key", int(low), int(high) + 1, int(size or 0))
+
+    def _span_clause(self, table: TableSpec, span: Span | None) -> str:
+        if span is None:
+            return ""
+        key = self._integer_key(table)
+        if key is None:
+            raise ValueError(f"table {table.name!r} has no integer key to read a span of")
+        name = self.session.quote(key)
+        low, high = span
+        terms = [f"{name} >= {int(low)}"] if low is not None else []
+        terms += [f"{name} < {int(high)}"] if high is not None else []
+        return " WHERE " + " AND ".join(terms) if terms else ""
+
     def _key_ranges(self, table: TableSpec) -> list[str]:
         """WHERE clauses splitting a table all sessions see into ranges of its integer key
         of about :data:`RANGE_BYTES` each (the first and last open-ended); one, empty, for
         a table that is not split."""
         size = self.shared.get(table.name)
-        if size is None or len(table.key) != 1:
-            return [""]
-        key = table.key[0]
-        column = next((c for c in table.columns if c.name == key), None)
-        if column is None or data_type_of(column.type) not in INTEGER_TYPES:
+        key = self._integer_key(table)
+        if size is None or key is None:
             return [""]
         name = self.session.quote(key)
         bounds = self.session.query(

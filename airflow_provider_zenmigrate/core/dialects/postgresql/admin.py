@@ -23,9 +23,11 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from ...dump.model import BackupScope, RestoreOptions
 from ...errors import MigrationLockTimeout
-from ..base import DialectOps
+from ..base import BackupReader, DialectOps, SharedSnapshot
+from . import connection
 from .catalog import USER_SCHEMA
 from .connection import transaction_connection
+from .names import quote_literal
 from .reader import PostgreSQLBackupReader
 from .writer import PostgreSQLRestoreWriter
 
@@ -121,6 +123,34 @@ class PostgreSQLOps(DialectOps):
         table, and :attr:`~PostgreSQLBackupReader.excluded` (schemas left out, and why).
         """
         return _open_backup(engine, scope or BackupScope())
+
+    @contextmanager
+    def open_shared_backup(
+        self, engine: Engine, scope: BackupScope | None, jobs: int
+    ) -> Iterator[SharedSnapshot]:
+        """The owner's snapshot, exported (``pg_export_snapshot``) for the workers to
+        import; a standby cannot export one, and then one process reads."""
+        with _open_backup(engine, scope or BackupScope()) as reader:
+            token: str | None = None
+            why = ""
+            if jobs > 1:
+                if reader.in_recovery():
+                    jobs, why = 1, "a standby cannot export its snapshot"
+                else:
+                    token = reader.export_snapshot()
+            yield SharedSnapshot(reader, token, jobs, why)
+
+    @contextmanager
+    def join_backup(
+        self, engine: Engine, token: Any, scope: BackupScope | None
+    ) -> Iterator[BackupReader]:
+        with transaction_connection(engine, read_only=True) as conn:
+            connection.execute_one(conn, f"SET TRANSACTION SNAPSHOT {quote_literal(str(token))}")
+            reader = PostgreSQLBackupReader(conn, None, scope or BackupScope())
+            try:
+                yield reader
+            finally:
+                reader.close_streams()
 
     def open_restore(
         self, engine: Engine, label: str, options: RestoreOptions | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ...dump.model import BackupScope, ColumnSpec, ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
-from ..base import BackupReader, pipelined_ranges
+from ..base import BackupReader, SliceDomain, Span, pipelined_ranges
 from . import catalog, connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
 from .copy_stream import copy_text_rows
@@ -316,7 +317,9 @@ class PostgreSQLBackupReader(BackupReader):
             return qualified_name(schema, table.name.removeprefix(f"{schema}."))
         return found.qname
 
-    def rows(self, table: TableSpec, chunk_rows: int) -> Iterator[list[tuple[Any, ...]]]:
+    def rows(
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
+    ) -> Iterator[list[tuple[Any, ...]]]:
         """Rows of ``table`` itself (``FROM ONLY``), through a server-side cursor."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
@@ -328,12 +331,13 @@ class PostgreSQLBackupReader(BackupReader):
         self._cursors += 1
         with self._conn.cursor(name=f"zm_rows_{self._cursors}") as cur:
             cur.itersize = chunk_rows
-            cur.execute(f"SELECT {select} FROM ONLY {self._relation(table)}".encode())
+            relation = self._relation(table)
+            cur.execute(f"SELECT {select} FROM ONLY {relation}{_span_clause(span)}".encode())
             while chunk := cur.fetchmany(chunk_rows):
                 yield [tuple(row) for row in chunk]
 
     def rendered_rows(
-        self, table: TableSpec, chunk_rows: int
+        self, table: TableSpec, chunk_rows: int, span: Span | None = None
     ) -> Generator[tuple[int, bytes], None, None] | None:
         """Rows rendered by the server as JSON text, streamed with COPY ... TO STDOUT."""
         if chunk_rows < 1:
@@ -354,13 +358,40 @@ class PostgreSQLBackupReader(BackupReader):
                 f"{quote_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')"
             )
         select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {found.qname}"
-        ranges = self._block_ranges(found.oid)
+        ranges = [_span_clause(span)] if span is not None else self._block_ranges(found.oid)
         if len(ranges) > 1 and (second := self._second_connection()) is not None:
             stream = self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
         else:
-            stream = copy_text_rows(self._conn, select, chunk_rows, COPY_BATCH_BYTES)
+            stream = copy_text_rows(self._conn, select + ranges[0], chunk_rows, COPY_BATCH_BYTES)
         self._streams.append(stream)
         return stream
+
+    @contextmanager
+    def retryable(self) -> Iterator[None]:
+        """A savepoint: a COPY cancelled midway aborts only what came after it, and the
+        snapshot (the transaction) goes on."""
+        connection.execute_one(self._conn, "SAVEPOINT zm_part")
+        try:
+            yield
+        except BaseException:
+            self.close_streams()
+            with suppress(psycopg.Error):
+                connection.execute_one(self._conn, "ROLLBACK TO SAVEPOINT zm_part")
+            raise
+        connection.execute_one(self._conn, "RELEASE SAVEPOINT zm_part")
+
+    def slice_domain(self, table: TableSpec) -> SliceDomain | None:
+        """The table's heap blocks (TID range scans, PostgreSQL 14 and later); the last
+        part is open-ended, so rows on blocks added since the snapshot began are read too."""
+        found = next((t for t in self._load_tables() if t.display == table.name), None)
+        if found is None or self._server_version_num < 140000 or not table.columns:
+            return None
+        blocks, size = self._fetch_one(
+            "SELECT pg_relation_size(%s) / current_setting('block_size')::int, "
+            "pg_relation_size(%s)",
+            (found.oid, found.oid),
+        )
+        return SliceDomain("block", 0, max(int(blocks), 1), int(size))
 
     # -- rendering on two connections ------------------------------------------------------
     def _block_ranges(self, oid: int) -> list[str]:
@@ -381,15 +412,23 @@ class PostgreSQLBackupReader(BackupReader):
         ]
         return [*clauses, f" WHERE ctid >= '({starts[-1] + RANGE_BLOCKS},0)'::tid"]
 
+    def in_recovery(self) -> bool:
+        """Whether the server is a standby (which cannot export its snapshot)."""
+        return bool(self._fetch_one("SELECT pg_is_in_recovery()")[0])
+
+    def export_snapshot(self) -> str:
+        """This transaction's snapshot, for other sessions to import while it lives."""
+        return str(self._fetch_one("SELECT pg_export_snapshot()")[0])
+
     def _second_connection(self) -> psycopg.Connection[Any] | None:
         """A second session in this transaction's snapshot (pg_export_snapshot), opened on
         first use; None where there is none to be had (then one session renders)."""
         if self._second is not None or self._open_second is None:
             return self._second
         opener, self._open_second = self._open_second, None
-        if self._fetch_one("SELECT pg_is_in_recovery()")[0]:
+        if self.in_recovery():
             return None  # a standby cannot export snapshots
-        (snapshot,) = self._fetch_one("SELECT pg_export_snapshot()")
+        snapshot = self.export_snapshot()
         try:
             second = opener()
             connection.execute_one(
@@ -436,6 +475,16 @@ class PostgreSQLBackupReader(BackupReader):
         """Everything created after the data, in an order that restores cleanly (see
         :meth:`.objects.ObjectReader.after_data`)."""
         return self._objects().after_data()
+
+
+def _span_clause(span: Span | None) -> str:
+    """A WHERE clause of the heap blocks ``[low, high)`` of a span."""
+    if span is None:
+        return ""
+    low, high = span
+    terms = [f"ctid >= '({int(low)},0)'::tid"] if low is not None else []
+    terms += [f"ctid < '({int(high)},0)'::tid"] if high is not None else []
+    return " WHERE " + " AND ".join(terms) if terms else ""
 
 
 def select_schemas(found: list[str], scope: BackupScope) -> tuple[list[str], list[dict[str, str]]]:
