@@ -38,11 +38,15 @@ RecordObserver = Callable[[Record, bytes | None], None]
 
 @dataclass
 class RestoreSummary:
-    """What a restore put in place."""
+    """What a restore put in place (for a multi-part dump also how: ``parts`` loaded,
+    ``resumed_parts`` an earlier attempt had loaded, the workers' peak memory in MB)."""
 
     tables: dict[str, int] = field(default_factory=dict)
     header: Record | None = None
     verified: bool = True
+    parts: int = 0
+    resumed_parts: int = 0
+    worker_peak_mb: float = 0.0
 
     @property
     def rows(self) -> int:
@@ -82,19 +86,26 @@ def table_spec(record: Record) -> TableSpec:
     )
 
 
-class _Loader:
+class Loader:
     """Applies verified records to a RestoreWriter."""
 
     def __init__(self, writer: RestoreWriter) -> None:
         self.writer = writer
         self.tables: dict[str, _StagedTable] = {}
 
+    @staticmethod
+    def staged(spec: TableSpec) -> _StagedTable:
+        return _StagedTable(spec, [c.name for c in spec.columns])
+
+    def known(self, record: Record) -> _StagedTable:
+        """Learn a table record's table without creating it (it is already staged)."""
+        staged = self.tables[record["table"]] = self.staged(table_spec(record))
+        return staged
+
     def apply(self, record: Record) -> None:
         kind = record["kind"]
         if kind == "table":
-            spec = table_spec(record)
-            self.writer.create_table(spec)
-            self.tables[spec.name] = _StagedTable(spec, [c.name for c in spec.columns])
+            self.writer.create_table(self.known(record).spec)
         elif kind == "data":
             self._load(self.tables[record["table"]], record["data"])
         elif kind == "object":
@@ -111,6 +122,26 @@ class _Loader:
         # Values stay in the dump's encoding: each writer decodes what its server cannot
         # parse itself (see RestoreWriter.load_encoded).
         self.writer.load_encoded(table.spec, table.columns(data))
+
+
+def apply_record(loader: Loader, header: Record | None, line: int, checked: Record) -> None:
+    """Apply one checked record; a failure is a dump error naming the record's line."""
+    try:
+        if checked["kind"] in _APPLIED:
+            loader.writer.begin(header)
+        loader.apply(checked)
+    except DumpError as exc:  # refused by a dialect: name the record's line
+        if exc.line is not None:
+            raise
+        raise type(exc)(str(exc), line) from exc
+    except (ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as exc:
+        # A value its codec cannot decode, a malformed option: the dump's fault.
+        what = checked.get("table") or checked.get("name")
+        raise DumpFormatError(
+            f"{checked.get('kind')} record of {what!r} cannot be restored "
+            f"({type(exc).__name__}: {exc})",
+            line,
+        ) from exc
 
 
 @contextmanager
@@ -161,25 +192,10 @@ def restore_entries(
     label = uuid.uuid4().hex[:8]
     opened = get_dialect(engine).open_restore(engine, label, options)
     with restore_lock(engine), opened as writer:
-        loader = _Loader(writer)
+        loader = Loader(writer)
         for line, record, raw in entries:
             checked = rules.check(line, record, raw)
-            try:
-                if checked["kind"] in _APPLIED:
-                    writer.begin(verifier.header)
-                loader.apply(checked)
-            except DumpError as exc:  # refused by a dialect: name the record's line
-                if exc.line is not None:
-                    raise
-                raise type(exc)(str(exc), line) from exc
-            except (ValueError, TypeError, AttributeError, KeyError, ArithmeticError) as exc:
-                # A value its codec cannot decode, a malformed option: the dump's fault.
-                what = checked.get("table") or checked.get("name")
-                raise DumpFormatError(
-                    f"{checked.get('kind')} record of {what!r} cannot be restored "
-                    f"({type(exc).__name__}: {exc})",
-                    line,
-                ) from exc
+            apply_record(loader, verifier.header, line, checked)
             if on_record is not None:
                 on_record(checked, raw)
         rules.finish()

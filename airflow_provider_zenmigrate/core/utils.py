@@ -27,6 +27,8 @@ from .dump.model import BackupScope, RestoreOptions
 from .dump.reader import entries_from_records
 from .dump.records import Record
 from .parts.backup import backup_parts
+from .parts.layout import is_multipart
+from .parts.restore import restore_parts
 from .restore import RestoreSummary, restore_entries, restore_from_uri
 from .storage import open_for_write, safe_uri
 
@@ -315,14 +317,33 @@ class MigrationUtils(BaseModel):
         allow_unverified: bool = False,
         *,
         allow_routines: bool = False,
+        jobs: int = 1,
+        fresh: bool = False,
     ) -> RestoreSummary:
         """Restore the database from a backup dump file or object (any URI of
         :meth:`backup_database_to_file`), verifying it as it streams (options as for
         :meth:`restore_database_from_storage`).
 
+        A multi-part dump is found by itself: ``jobs`` worker processes load its parts, and
+        a restore that failed resumes when run again with the same arguments (on
+        MariaDB/MySQL; ``fresh`` starts over). ``jobs`` does not split a single stream.
+
         Raises:
             StorageNotFoundError: If nothing exists at ``dump_file``.
         """
+        if not isinstance(jobs, int) or jobs < 1:
+            raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+        if is_multipart(dump_file, self.transport_params):
+            return restore_parts(
+                self,
+                dump_file,
+                jobs=jobs,
+                fresh=fresh,
+                allow_unverified=allow_unverified,
+                allow_routines=allow_routines,
+            )
+        if jobs > 1:
+            logger.info("%s is a single stream: one process restores it", safe_uri(dump_file))
         return restore_from_uri(
             self, dump_file, allow_unverified=allow_unverified, allow_routines=allow_routines
         )

@@ -103,7 +103,7 @@ def wrap(owner, name, before=None, after=None):
     setattr(owner, name, wrapper)
 
 if point == "restore-data":
-    wrap(restore_module._Loader, "apply",
+    wrap(restore_module.Loader, "apply",
          before=lambda self, record: record["kind"] == "data" and nth_time()
          and pause(table=record["table"]))
 elif point == "mysql-before-swap-block":

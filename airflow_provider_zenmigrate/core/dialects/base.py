@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
@@ -165,13 +165,20 @@ class DialectOps(ABC):
             )
 
     def open_restore(
-        self, engine: Engine, label: str, options: RestoreOptions | None = None
+        self,
+        engine: Engine,
+        label: str,
+        options: RestoreOptions | None = None,
+        *,
+        resumable: bool = False,
     ) -> AbstractContextManager[RestoreWriter]:
         """A staging area beside ``engine``'s database that a dump is loaded into.
 
         ``label`` is a short, identifier-safe string naming this restore (its staging area
         includes it). Leaving the block by an exception discards the staging area and leaves
         the target untouched; :meth:`RestoreWriter.swap` is the only step that changes it.
+        ``resumable`` asks for a staging area that outlives a failure, found again by the
+        same label (a :class:`ResumableWriter`); backends that cannot keep one ignore it.
         """
         raise NotImplementedError(f"restore is not implemented for {self.name}")
 
@@ -399,6 +406,44 @@ class RestoreWriter(ABC):
     @abstractmethod
     def swap(self) -> None:
         """Replace the target's contents with the staging area's, as one step if possible."""
+
+
+class PartLoader(Protocol):
+    """A worker's connection into a resumable staging area: one part in one transaction,
+    committed with its progress record."""
+
+    def begin(self) -> None: ...
+
+    def load(self, table: TableSpec, columns: list[Sequence[Any]], /) -> None: ...
+
+    def commit(self, part: str, digest: str, rows: int, /) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+@runtime_checkable
+class ResumableWriter(Protocol):
+    """What a :class:`RestoreWriter` offers when its staging area outlives a failure
+    (``open_restore(..., resumable=True)``): a progress record in the staging area, parts
+    loaded by other processes (:meth:`part_loader`, opened in the worker)."""
+
+    resumed: bool
+
+    def progress(self) -> dict[str, str] | None: ...
+
+    def start_progress(self) -> None: ...
+
+    def mark(self, name: str, digest: str, /) -> None: ...
+
+    def forget_progress(self) -> None: ...
+
+    def discard_staging(self) -> None: ...
+
+    def staging_tables(self) -> list[str]: ...
+
+    def part_loader(self) -> AbstractContextManager[PartLoader]: ...
+
+    def is_retryable(self, exc: BaseException, /) -> bool: ...
 
 
 def decode_base64_column(table: TableSpec, index: int, values: Sequence[Any]) -> list[bytes | None]:

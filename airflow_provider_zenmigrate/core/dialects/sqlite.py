@@ -248,7 +248,12 @@ class SQLiteOps(DialectOps):
 
     @contextmanager
     def open_restore(
-        self, engine: Engine, label: str, options: RestoreOptions | None = None
+        self,
+        engine: Engine,
+        label: str,
+        options: RestoreOptions | None = None,
+        *,
+        resumable: bool = False,  # one transaction (PostgreSQL) or a temporary file: never kept
     ) -> Iterator[RestoreWriter]:
         target = _required_path(engine.url)
         writer = SQLiteRestoreWriter(target, target.with_name(f"{target.name}.zm-stage-{label}"))

@@ -156,7 +156,12 @@ class MySQLOps(DialectOps):
 
     @contextmanager
     def open_restore(
-        self, engine: Engine, label: str, options: RestoreOptions | None = None
+        self,
+        engine: Engine,
+        label: str,
+        options: RestoreOptions | None = None,
+        *,
+        resumable: bool = False,
     ) -> Iterator[RestoreWriter]:
         if not _RESTORE_LABEL.fullmatch(label):
             raise ValueError(f"restore label {label!r} must match {_RESTORE_LABEL.pattern}")
@@ -164,18 +169,21 @@ class MySQLOps(DialectOps):
         staging = side_name("zmstage", label, target)
         trash = side_name("zmtrash", label, target)
         writer: MySQLRestoreWriter | None = None
+        failed = True
         try:
             with server_session(engine) as session:
                 writer = MySQLRestoreWriter(session, target, staging, trash)
                 try:
-                    writer.start(engine)
+                    writer.start(engine, resume=resumable)
                     yield writer
+                    failed = False
                 finally:
                     writer.close()
         finally:
             # Only what this restore created, on a fresh connection: the restore's own may be
-            # the thing that broke.
+            # the thing that broke. A resumable restore that failed keeps its staging.
             if writer is not None and writer.created:
-                drop_side_databases(engine, *writer.created)
+                kept = {staging} if failed and resumable else set()
+                drop_side_databases(engine, *(n for n in writer.created if n not in kept))
         if writer is not None and writer.swapped:
             drop_stale_side_databases(engine, target)

@@ -151,18 +151,7 @@ class BulkLoader:
     @staticmethod
     def _load(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> None:
         try:
-            with connection.cursor() as cur:
-                with local_infile_allowed(connection):
-                    cur.execute(statement, (f"{_PROC_FD}/{handle.fileno()}",))
-                warnings = cur.warning_count
-                if warnings:
-                    cur.execute("SHOW WARNINGS LIMIT 1")
-                    first = cur.fetchone()
-                    message = first[2] if first else "unknown"
-                    raise ZenMigrateError(
-                        f"table {table.name!r}: the server did not load a row as it is in the "
-                        f"dump ({warnings} warnings; first: {message})"
-                    )
+            _load_file(connection, table, statement, handle)
         finally:
             handle.close()
 
@@ -174,6 +163,30 @@ class BulkLoader:
         for connection in self.connections:
             with suppress(Exception):
                 connection.close()
+
+
+def _load_file(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> None:
+    """Run one LOAD DATA LOCAL of ``handle``; its first warning fails it."""
+    with connection.cursor() as cur:
+        with local_infile_allowed(connection):
+            cur.execute(statement, (f"{_PROC_FD}/{handle.fileno()}",))
+        warnings = cur.warning_count
+        if warnings:
+            cur.execute("SHOW WARNINGS LIMIT 1")
+            first = cur.fetchone()
+            message = first[2] if first else "unknown"
+            raise ZenMigrateError(
+                f"table {table.name!r}: the server did not load a row as it is in the "
+                f"dump ({warnings} warnings; first: {message})"
+            )
+
+
+def run_load(connection: Any, table: TableSpec, statement: str, data: bytes) -> None:
+    """Load ``data`` (tab-separated rows) with ``statement`` on ``connection``, now."""
+    with tempfile.TemporaryFile() as handle:
+        handle.write(data)
+        handle.flush()
+        _load_file(connection, table, statement, handle)
 
 
 def load_statement(quote: Any, database: str, table: TableSpec) -> str:

@@ -4,7 +4,8 @@ multi-row INSERTs), its statements checked by :mod:`.statements`, swapped in by 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -15,12 +16,14 @@ from ...dump.model import ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
 from ..base import RestoreWriter, decode_base64_column
 from ..text_rows import BULK_CODECS, bulk_text
+from . import parts
+from .catalog import table_names
 from .grants import RoutineGrant
 from .load import BulkLoader, load_statement
 from .pymysql_internals import has_multi_statements, set_executemany_limit
 from .session import ServerSession
 from .statements import LOAD_SQL_MODE, check_object_statement, check_table_statement
-from .swap import TargetSwapMixin, alive_lock
+from .swap import TargetSwapMixin, alive_lock, drop_side_database
 
 ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 # Keep one INSERT well below max_allowed_packet.
@@ -53,6 +56,8 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         #: The grants on the target's routines, read before the swap (see .grants).
         self.grants: list[RoutineGrant] = []
         self._load_statements: dict[str, str] = {}
+        #: Whether the staging database is an earlier attempt's (a resumed restore).
+        self.resumed = False
 
     def _load_settings(self) -> list[str]:
         """The loading sessions' settings (the last one exists on MariaDB only)."""
@@ -75,7 +80,9 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         if self.bulk_loader is not None:
             self.bulk_loader.close()
 
-    def start(self, engine: Engine) -> None:
+    def start(self, engine: Engine, *, resume: bool = False) -> None:
+        """Create the staging database (or, with ``resume``, take the one an earlier
+        attempt left: :attr:`resumed` says which) and open the loading connections."""
         self.engine = engine
         session = self.session
         if has_multi_statements(session.dbapi):
@@ -94,11 +101,14 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         if session.scalar("SELECT GET_LOCK(%s, 0)", (alive_lock(self.staging),)) != 1:
             raise ZenMigrateError(f"restore label of {self.staging!r} is already in use")
         session.dbapi.autocommit(True)
-        session.execute(
-            f"CREATE DATABASE {session.quote(self.staging)} "
-            f"CHARACTER SET {session.quote(self.charset)} "
-            f"COLLATE {session.quote(self.collation)}"
+        self.resumed = resume and bool(
+            session.scalar(
+                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+                (self.staging,),
+            )
         )
+        if not self.resumed:
+            self.create_staging()
         self.created.append(self.staging)
         settings = self._load_settings()
         for statement in settings[:-1]:
@@ -111,6 +121,49 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         self.bulk_loader = BulkLoader.open(engine, settings)
         packet = int(session.scalar("SELECT @@max_allowed_packet"))
         self.max_insert_bytes = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
+
+    def create_staging(self) -> None:
+        session = self.session
+        session.execute(
+            f"CREATE DATABASE {session.quote(self.staging)} "
+            f"CHARACTER SET {session.quote(self.charset)} "
+            f"COLLATE {session.quote(self.collation)}"
+        )
+
+    def discard_staging(self) -> None:
+        """Start the staging database over, empty (an earlier attempt's is not usable)."""
+        drop_side_database(self.session, self.staging)
+        self.create_staging()
+        self.session.execute(f"USE {self.session.quote(self.staging)}")
+        self.resumed = False
+
+    # -- a resumable restore (see .parts) ----------------------------------------------------
+    def progress(self) -> dict[str, str] | None:
+        """What an earlier attempt recorded (part or marker -> digest); None if nothing."""
+        return parts.read_progress(self.session, self.staging)
+
+    def start_progress(self) -> None:
+        parts.create_progress(self.session, self.staging)
+
+    def mark(self, name: str, digest: str) -> None:
+        parts.mark(self.session, self.staging, name, digest)
+
+    def forget_progress(self) -> None:
+        """Drop the progress table: the swap moves every staging table into the target."""
+        parts.drop_progress(self.session, self.staging)
+
+    def staging_tables(self) -> list[str]:
+        return [t for t in table_names(self.session, self.staging) if t != parts.PROGRESS_TABLE]
+
+    @contextmanager
+    def part_loader(self) -> Iterator[parts.PartLoader]:
+        """A loading connection for a worker process (opened in it, after the fork)."""
+        assert self.engine is not None
+        with parts.part_loader(self.engine, self.staging, self._load_settings()) as loader:
+            yield loader
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        return parts.is_retryable(exc)
 
     # -- loading ---------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:

@@ -153,7 +153,12 @@ class PostgreSQLOps(DialectOps):
                 reader.close_streams()
 
     def open_restore(
-        self, engine: Engine, label: str, options: RestoreOptions | None = None
+        self,
+        engine: Engine,
+        label: str,
+        options: RestoreOptions | None = None,
+        *,
+        resumable: bool = False,  # one transaction (PostgreSQL) or a temporary file: never kept
     ) -> AbstractContextManager[PostgreSQLRestoreWriter]:
         """Replace the dump's schemas in one transaction (see
         :class:`PostgreSQLRestoreWriter`). Without a swap nothing is ever committed."""

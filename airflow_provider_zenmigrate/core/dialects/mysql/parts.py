@@ -1,0 +1,133 @@
+"""A MySQL/MariaDB restore of a multi-part dump: the staging database kept across
+attempts with a progress table in it, and the loading connections of worker processes.
+
+A part is loaded in one transaction with its row in the progress table, so after a kill
+the staging holds each part whole or not at all: a rerun skips the parts the table names
+and loads the others again. The progress table is dropped just before the swap, which
+moves every table of the staging database into the target.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import pymysql.err
+from sqlalchemy.engine import Engine
+
+from ...dump.model import TableSpec
+from ...errors import ZenMigrateError
+from ..base import decode_base64_column
+from ..text_rows import BULK_CODECS, bulk_text
+from .load import BulkLoader, load_statement, run_load
+from .session import ServerSession, server_session
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_TABLE = "_zenmigrate_progress"
+#: A part that met these (two loads into one empty table) is loaded again.
+RETRY_ERRORS = (1205, 1213)
+
+
+def create_progress(session: ServerSession, staging: str) -> None:
+    table = f"{session.quote(staging)}.{session.quote(PROGRESS_TABLE)}"
+    session.execute(
+        f"CREATE TABLE {table} (part VARCHAR(255) PRIMARY KEY, digest CHAR(64) NOT NULL, "
+        "`rows` BIGINT NOT NULL) ENGINE=InnoDB"
+    )
+
+
+def mark(session: ServerSession, staging: str, part: str, digest: str, rows: int = 0) -> None:
+    session.execute(
+        f"INSERT INTO {session.quote(staging)}.{session.quote(PROGRESS_TABLE)} "
+        "(part, digest, `rows`) VALUES (%s, %s, %s)",
+        (part, digest, rows),
+    )
+
+
+def read_progress(session: ServerSession, staging: str) -> dict[str, str] | None:
+    """Part (or marker) -> digest, or None where the staging has no progress table."""
+    found = session.scalar(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_NAME = %s",
+        (staging, PROGRESS_TABLE),
+    )
+    if not found:
+        return None
+    rows = session.query(
+        f"SELECT part, digest FROM {session.quote(staging)}.{session.quote(PROGRESS_TABLE)}"
+    )
+    return {str(p): str(d) for p, d in rows}
+
+
+def drop_progress(session: ServerSession, staging: str) -> None:
+    session.execute(
+        f"DROP TABLE IF EXISTS {session.quote(staging)}.{session.quote(PROGRESS_TABLE)}"
+    )
+
+
+class PartLoader:
+    """One worker's connection into the staging database: a part in one transaction."""
+
+    def __init__(self, session: ServerSession, staging: str, local: Any | None) -> None:
+        self.session = session
+        self.staging = staging
+        #: The connection LOAD DATA LOCAL runs on (the session's own when it may).
+        self.local = local
+        self._statements: dict[str, str] = {}
+
+    def begin(self) -> None:
+        self.session.dbapi.begin()
+
+    def load(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+        """Rows given column by column, still in the dump's encoding (see load_encoded)."""
+        if not columns or not columns[0]:
+            return
+        codecs = [c.codec for c in table.columns]
+        if self.local is None or not set(codecs) <= BULK_CODECS or len(columns) != len(codecs):
+            raise ZenMigrateError(
+                f"table {table.name!r}: parallel restores load with LOAD DATA LOCAL, which "
+                "this server or table does not allow; restore with jobs=1"
+            )
+        for i, codec in enumerate(codecs):
+            if codec == "bytes":
+                decode_base64_column(table, i, columns[i])
+        statement = self._statements.get(table.name)
+        if statement is None:
+            statement = load_statement(self.session.quote, self.staging, table)
+            self._statements[table.name] = statement
+        run_load(self.local, table, statement, bulk_text(table, columns))
+
+    def commit(self, part: str, digest: str, rows: int) -> None:
+        mark(self.session, self.staging, part, digest, rows)
+        self.session.dbapi.commit()
+
+    def rollback(self) -> None:
+        with suppress(Exception):
+            self.session.dbapi.rollback()
+
+
+@contextmanager
+def part_loader(engine: Engine, staging: str, settings: list[str]) -> Iterator[PartLoader]:
+    """A :class:`PartLoader` on a connection with the LOCAL capability (where allowed)."""
+    local = BulkLoader._connect(engine, settings)  # noqa: SLF001 - the same connection recipe
+    if local is None:
+        with server_session(engine) as session:
+            yield PartLoader(session, staging, None)
+        return
+    try:
+        local.autocommit(False)
+        yield PartLoader(ServerSession(local, engine), staging, local)
+    finally:
+        with suppress(Exception):
+            local.rollback()
+        with suppress(Exception):
+            local.close()
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, pymysql.err.MySQLError) and bool(exc.args) and exc.args[0] in RETRY_ERRORS
+    )

@@ -1,0 +1,318 @@
+"""Restoring a multi-part dump: the schema part first, the data parts by ``jobs`` worker
+processes into the staging area, the objects, the row counts, the swap.
+
+Where the staging area outlives a failure (MariaDB/MySQL: a staging database; see
+:class:`.dialects.base.ResumableWriter`) each part is loaded in one transaction with its
+progress record, so a rerun with the same arguments skips what an earlier attempt loaded.
+Elsewhere (PostgreSQL restores in one transaction; SQLite into a temporary file) the parts
+are loaded one after another into the restore's staging, and a failed restore starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..dialects import get_dialect
+from ..dialects.base import PartLoader, ResumableWriter
+from ..dump.model import TableSpec
+from ..dump.records import Record
+from ..errors import DumpIntegrityError, ZenMigrateError
+from ..preflight import DumpRules
+from ..restore import Loader, RecordObserver, RestoreSummary, RestoreTarget, apply_record
+from ..storage import drop_idle_connections, safe_uri
+from .manifest import PartEntry, PartsManifest
+from .reading import checked_part, load_manifest, missing_parts
+from .workers import Scheduler, WorkerReport, worker_pool
+
+logger = logging.getLogger(__name__)
+
+#: Progress records that are not parts: the dump restored, its schema staged, objects begun.
+DUMP, SCHEMA, OBJECTS = "@dump", "@schema", "@objects"
+#: Attempts at a part that met a lock wait or deadlock (its transaction rolled back).
+PART_ATTEMPTS = 3
+
+
+class ResumeMismatchError(ZenMigrateError):
+    """The staging area holds an earlier attempt at another dump."""
+
+
+def resume_label(database: str, uri: str) -> str:
+    """The label of a restore of ``uri`` into ``database``: the same on every attempt, so
+    a rerun finds the staging area the last one left."""
+    return "p" + hashlib.sha256(f"{database}\n{safe_uri(uri)}".encode()).hexdigest()[:12]
+
+
+@dataclass
+class _Run:
+    """What loading a part needs, the same in every worker."""
+
+    uri: str
+    transport_params: dict[str, Any] | None
+    manifest: PartsManifest
+    table_records: dict[str, Record]
+    specs: dict[str, TableSpec]
+    rules: Callable[[], DumpRules]
+    retryable: Callable[[BaseException], bool]
+
+
+def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
+    """Load one data part in one transaction, committed with its progress record; a lock
+    wait or deadlock rolls it back and loads it again. Returns its rows."""
+    assert entry.table is not None
+    spec = run.specs[entry.table]
+    staged = Loader.staged(spec)
+    for attempt in range(1, PART_ATTEMPTS + 1):
+        loader.begin()
+        rows = 0
+        try:
+            for _line, record, _raw in checked_part(
+                run.uri,
+                run.transport_params,
+                run.manifest,
+                entry,
+                run.rules(),
+                run.table_records,
+            ):
+                if record["kind"] == "data":
+                    loader.load(spec, staged.columns(record["data"]))
+                    rows += len(record["data"])
+            loader.commit(entry.name, entry.digest, rows)
+            return rows
+        except BaseException as exc:
+            loader.rollback()
+            if attempt < PART_ATTEMPTS and run.retryable(exc):
+                logger.info("part %s: %s; loading it again", entry.name, exc)
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass
+class _PartScheduler(Scheduler[PartEntry]):
+    """Parts in the manifest's order; a table's first part loads alone (two loads into one
+    empty InnoDB table deadlock), the rest of it once that one is in."""
+
+    todo: list[PartEntry]
+    opened: set[str]
+    on_done: Callable[[PartEntry, int], None]
+    _starting: set[str] = field(default_factory=set)
+    _in_flight: int = 0
+
+    def next_task(self) -> PartEntry | None:
+        for i, part in enumerate(self.todo):
+            table = str(part.table)
+            if table in self.opened or table not in self._starting:
+                self._starting.add(table)
+                self._in_flight += 1
+                return self.todo.pop(i)
+        return None
+
+    def done(self, task: PartEntry, result: Any) -> None:
+        self._in_flight -= 1
+        self.opened.add(str(task.table))
+        self.on_done(task, int(result))
+
+    def finished(self) -> bool:
+        return not self.todo and self._in_flight == 0
+
+
+def _resumed_parts(
+    writer: ResumableWriter, manifest: PartsManifest, fresh: bool, uri: str
+) -> dict[str, str] | None:
+    """The parts an earlier attempt loaded (name -> digest), with :data:`SCHEMA` when it
+    staged the schema; None when the staging area starts empty (then it is made so)."""
+    progress = writer.progress() if writer.resumed else None
+    reason = ""
+    if writer.resumed:
+        if fresh:
+            reason = "fresh=True"
+        elif progress is None or DUMP not in progress:
+            reason = "it holds no progress record"
+        elif progress[DUMP] != manifest.digest:
+            raise ResumeMismatchError(
+                f"an earlier restore of {safe_uri(uri)} into this database stopped with a dump "
+                f"of digest {progress[DUMP]}; the dump there now has digest {manifest.digest}: "
+                "it changed since. Nothing was changed; restore again with fresh=True "
+                "(--fresh) to start over with the dump as it is now"
+            )
+        elif OBJECTS in progress or SCHEMA not in progress:
+            reason = "it stopped while creating tables or objects"
+        if reason:
+            logger.warning("discarding the staging area of an earlier attempt (%s)", reason)
+            writer.discard_staging()
+            progress = None
+        else:
+            logger.info(
+                "resuming an earlier restore: %d of %d parts are loaded",
+                len([k for k in progress or {} if not k.startswith("@")]),
+                len(manifest.data_parts()),
+            )
+    if progress is None:
+        writer.start_progress()
+        writer.mark(DUMP, manifest.digest)
+    return progress
+
+
+def restore_parts(
+    target: RestoreTarget,
+    uri: str,
+    *,
+    jobs: int = 1,
+    fresh: bool = False,
+    allow_unverified: bool = False,
+    allow_routines: bool = False,
+    on_record: RecordObserver | None = None,
+) -> RestoreSummary:
+    """Restore ``target``'s database from the multi-part dump at ``uri`` (see the module
+    docstring), every part checked against its trailer and the manifest before anything of
+    the target changes. ``fresh`` discards what an earlier attempt left to resume."""
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+    params = target.transport_params
+    manifest = load_manifest(uri, params)
+    missing = missing_parts(uri, params, manifest)
+    if missing:
+        raise DumpIntegrityError(
+            f"{safe_uri(uri)}: {len(missing)} part(s) the manifest names are missing "
+            f"({', '.join(missing[:5])}); nothing was changed"
+        )
+    logger.info(
+        "restoring %s from %s (%d parts)", target.safe_url, safe_uri(uri), len(manifest.parts)
+    )
+    if not target.database_exists():
+        target.create_database()
+    engine = target.engine
+    options = target.restore_options
+
+    def rules() -> DumpRules:
+        return DumpRules(
+            allow_unverified=allow_unverified,
+            allow_routines=allow_routines,
+            target=engine,
+            options=options,
+        )
+
+    from ..restore import restore_lock  # noqa: PLC0415 - beside its only other user
+
+    ops = get_dialect(engine)
+    label = resume_label(str(engine.url.database), uri)
+    summary = RestoreSummary(parts=len(manifest.parts))
+    report = WorkerReport()
+    with restore_lock(engine), ops.open_restore(engine, label, options, resumable=True) as writer:
+        resumable = writer if isinstance(writer, ResumableWriter) else None
+        progress = _resumed_parts(resumable, manifest, fresh, uri) if resumable else None
+        loader = Loader(writer)
+        header: Record | None = None
+        table_records: dict[str, Record] = {}
+        post: list[tuple[int, Record]] = []
+        staged_schema = progress is not None and SCHEMA in progress
+        for line, record, _raw in checked_part(uri, params, manifest, manifest.parts[0], rules()):
+            kind = record["kind"]
+            if kind == "header":
+                header = record
+                continue
+            if kind == "table":
+                table_records[record["table"]] = record
+                if staged_schema:
+                    loader.known(record)
+                    continue
+            if kind == "object" and record.get("phase") == "post":
+                post.append((line, record))
+            elif kind in ("table", "object"):
+                apply_record(loader, header, line, record)
+        writer.begin(header)
+        if resumable is not None and not staged_schema:
+            resumable.mark(SCHEMA, manifest.digest)
+        done = {p.name for p in manifest.data_parts() if (progress or {}).get(p.name) == p.digest}
+        summary.resumed_parts = len(done)
+        todo = [p for p in manifest.data_parts() if p.name not in done]
+
+        def seen(part: PartEntry, rows: int) -> None:
+            if on_record is not None:
+                on_record({"kind": "data", "table": part.table, "data": range(rows)}, None)
+
+        if resumable is not None:
+            run = _Run(
+                uri,
+                params,
+                manifest,
+                table_records,
+                {name: t.spec for name, t in loader.tables.items()},
+                rules,
+                resumable.is_retryable,
+            )
+            scheduler = _PartScheduler(
+                todo, {str(p.table) for p in manifest.data_parts() if p.name in done}, seen
+            )
+            _load_all(run, resumable, scheduler, jobs, report)
+            resumable.mark(OBJECTS, manifest.digest)
+        else:
+            if jobs > 1:
+                logger.info(
+                    "%s restores in one staging transaction: parts load one by one", ops.name
+                )
+            for part in todo:
+                rows = 0
+                for line, record, _raw in checked_part(
+                    uri, params, manifest, part, rules(), table_records
+                ):
+                    if record["kind"] == "data":
+                        apply_record(loader, header, line, record)
+                        rows += len(record["data"])
+                seen(part, rows)
+        for line, record in post:
+            apply_record(loader, header, line, record)
+        for name, table in loader.tables.items():
+            loaded = writer.row_count(table.spec)
+            expected = manifest.tables.get(name, 0)
+            if loaded != expected:
+                raise DumpIntegrityError(
+                    f"table {name!r}: {loaded} rows loaded, the dump holds {expected}"
+                )
+            summary.tables[name] = loaded
+        if resumable is not None:
+            resumable.forget_progress()
+        writer.swap()
+    summary.header = header
+    summary.worker_peak_mb = round(report.peak_mb, 1)
+    logger.info(
+        "restored %d tables, %d rows from %d parts (%d loaded by an earlier attempt)",
+        len(summary.tables),
+        summary.rows,
+        len(manifest.parts),
+        summary.resumed_parts,
+    )
+    return summary
+
+
+def _load_all(
+    run: _Run, writer: ResumableWriter, scheduler: _PartScheduler, jobs: int, report: WorkerReport
+) -> None:
+    """Every part the scheduler hands out loaded: by ``jobs`` forked workers, each on its
+    own connection into the staging area, or here on one when ``jobs`` is 1."""
+    if jobs <= 1 or len(scheduler.todo) <= 1:
+        with writer.part_loader() as loader:
+            while (part := scheduler.next_task()) is not None:
+                scheduler.done(part, load_part(run, loader, part))
+        return
+    if run.transport_params and run.transport_params.get("client") is not None:
+        drop_idle_connections(run.transport_params["client"])
+    engine = getattr(writer, "engine", None)
+
+    @contextmanager
+    def open_state() -> Iterator[PartLoader]:
+        if engine is not None:
+            engine.dispose(close=False)  # the parent's pooled connections are not ours
+        with writer.part_loader() as loader:
+            yield loader
+
+    def work(loader: PartLoader, part: PartEntry) -> int:
+        return load_part(run, loader, part)
+
+    with worker_pool(min(jobs, len(scheduler.todo)), open_state, work, report) as drive:
+        drive(scheduler)
