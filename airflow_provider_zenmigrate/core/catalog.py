@@ -23,6 +23,15 @@ when given one) without running any of it, and reports what it found.
 
 :func:`find_backup` reads what the manifest of one dump says (cheap: sizes for progress);
 :func:`inspect_backup` reads the dump itself and describes it (header, tables, objects).
+
+Multi-part dumps (:mod:`.parts`)
+    A multi-part dump at ``U`` is the prefix ``U/`` with its parts and ``U/manifest.json``,
+    written last; every function here treats it as one backup at ``U``. The listing finds
+    its manifest (``/manifest.json``, never confused with a single dump's
+    ``.manifest.json``) and lists it when the manifest checks out and every part it names is
+    stored with the size it records; a prefix with parts and no manifest is an unfinished
+    backup and is not listed. Pruning deletes it whole; :func:`verify_backup` hands it to
+    :func:`.parts.verify.verify_parts`, which applies the same rules to every part.
 """
 
 from __future__ import annotations
@@ -30,7 +39,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -39,6 +50,10 @@ from .dump.model import RestoreOptions
 from .dump.reader import DumpVerifier, entries_from_stream
 from .dump.records import Record
 from .errors import DumpError
+from .parts.layout import MANIFEST_NAME, PART_NAME, child_uri, is_multipart, prefix_key
+from .parts.manifest import PartsManifest, parse_manifest
+from .parts.reading import load_manifest, missing_parts
+from .parts.verify import verify_parts
 from .preflight import DumpRules
 from .storage import (
     Backend,
@@ -111,11 +126,17 @@ class VerifyReport:
     #: Roles the dump's records name and extensions they create.
     roles: list[str] = field(default_factory=list)
     extensions: list[str] = field(default_factory=list)
+    #: A multi-part dump: how many parts its manifest names (``None`` for a single stream),
+    #: and the part a problem was found in.
+    parts: int | None = None
+    error_part: str | None = None
 
     def __str__(self) -> str:
         if self.ok:
             rows = sum(self.tables.values())
             found = f"{len(self.tables)} tables, {rows} rows, {self.records} records"
+            if self.parts is not None:
+                found += f" in {self.parts} parts"
             if self.unverified:
                 return f"{self.uri}: OK but UNVERIFIED (no header or trailer), {found}"
             return f"{self.uri}: OK, {found}"
@@ -210,6 +231,59 @@ def _backup_info(
     )
 
 
+def _parts_info(
+    location: Location, dump_key: str, manifest: PartsManifest, modified: dt.datetime | None
+) -> BackupInfo:
+    header = manifest.header
+    return BackupInfo(
+        uri=location.with_key(dump_key),
+        size=manifest.size,
+        created_at=_created(header, modified),
+        database=header.get("database"),
+        dialect=header.get("dialect"),
+        revisions=list(header.get("revisions") or []),
+        server_version=header.get("server_version"),
+        tool_version=header.get("tool_version"),
+        tables=dict(manifest.tables),
+        digest=manifest.digest,
+    )
+
+
+def _parts_manifest(backend: Backend, dump_key: str) -> PartsManifest | None:
+    """The checked manifest of the multi-part dump at ``dump_key``; ``None`` when it is not
+    one of ours or does not check out (logged: a listing skips it)."""
+    where = safe_uri(backend.location.with_key(dump_key + "/" + MANIFEST_NAME))
+    try:
+        return parse_manifest(backend.read_bytes(dump_key + "/" + MANIFEST_NAME), where)
+    except DumpError as exc:
+        logger.warning("skipping %s: %s", where, exc)
+    except Exception as exc:  # noqa: BLE001 - a foreign or unreadable object: not ours
+        logger.debug("skipping %s: %s", where, type(exc).__name__)
+    return None
+
+
+def _listed_parts(
+    backend: Backend, dump_key: str, objects: dict[str, ObjectInfo]
+) -> BackupInfo | None:
+    """The multi-part dump at ``dump_key`` as a listing shows it, when its manifest checks
+    out and ``objects`` (the listing) holds every part with the size the manifest records."""
+    manifest = _parts_manifest(backend, dump_key)
+    if manifest is None:
+        return None
+    for part in manifest.parts:
+        stored = objects.get(dump_key + "/" + part.name)
+        if stored is None or stored.size != part.bytes:
+            logger.warning(
+                "skipping %s: part %s is %s",
+                safe_uri(backend.location.with_key(dump_key)),
+                part.name,
+                "missing" if stored is None else "not the size its manifest records",
+            )
+            return None
+    modified = objects[dump_key + "/" + MANIFEST_NAME].modified
+    return _parts_info(backend.location, dump_key, manifest, modified)
+
+
 def list_backups(
     prefix_uri: str, transport_params: dict[str, Any] | None = None
 ) -> list[BackupInfo]:
@@ -224,6 +298,11 @@ def list_backups(
         objects: dict[str, ObjectInfo] = {o.key: o for o in backend.list(location.key)}
         found: list[BackupInfo] = []
         for key, info in objects.items():
+            if key.endswith("/" + MANIFEST_NAME):
+                multi = _listed_parts(backend, key[: -len(MANIFEST_NAME) - 1], objects)
+                if multi is not None:
+                    found.append(multi)
+                continue
             if not key.endswith(MANIFEST_SUFFIX):
                 continue
             dump_key = key[: -len(MANIFEST_SUFFIX)]
@@ -256,7 +335,7 @@ def prune_backups(
     Only listed (complete) backups are touched, with their rehearsal sidecars (see
     :data:`SIDECAR_SUFFIXES`). The sidecars and then the manifest go first, so an
     interrupted prune never leaves a listed backup without its dump, nor a sidecar that no
-    later prune would find.
+    later prune would find. A multi-part dump goes whole (:func:`_delete_parts`).
     """
     if keep_last < 0:
         raise ValueError("keep_last must be 0 or more")
@@ -271,10 +350,27 @@ def prune_backups(
             for sidecar in (key + suffix for suffix in SIDECAR_SUFFIXES):
                 if backend.stat(sidecar) is not None:
                     backend.delete(sidecar)
-            backend.delete(manifest_key(key))
-            backend.delete(key)
+            if backend.stat(key) is None and backend.stat(key + "/" + MANIFEST_NAME):
+                _delete_parts(backend, key)
+            else:
+                backend.delete(manifest_key(key))
+                backend.delete(key)
         logger.info("pruned backup %s", safe_uri(backup.uri))
     return doomed
+
+
+def _delete_parts(backend: Backend, dump_key: str) -> None:
+    """Delete a multi-part dump whole: its manifest first (from then on it is no backup,
+    so an interrupted prune never leaves a listed dump with parts missing), then every
+    part under its prefix, those of an earlier attempt too."""
+    prefix = dump_key + "/"
+    backend.delete(prefix + MANIFEST_NAME)
+    for info in list(backend.list(prefix)):
+        if PART_NAME.fullmatch(info.key[len(prefix) :]):
+            backend.delete(info.key)
+    if backend.location.scheme == "file":
+        with suppress(OSError):  # the folder is left when something else is in it
+            Path(prefix).rmdir()
 
 
 def verify_backup(
@@ -295,12 +391,25 @@ def verify_backup(
     restore's ``options``, which decide whether a missing role refuses the dump): a dump
     verified without one may still lack something on the server it is restored to.
 
+    A multi-part dump is checked by :func:`.parts.verify.verify_parts`: its manifest, then
+    every part with the same rules (``allow_unverified`` does not apply to parts, which
+    always have a header and trailer); the report names the part a problem is in.
+
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
         StorageError: If the store cannot be read; problems of the dump itself are reported.
     """
     location = parse_location(uri)
     report = VerifyReport(uri=location.safe)
+    if is_multipart(uri, transport_params):
+        return verify_parts(
+            uri,
+            transport_params,
+            report,
+            allow_routines=allow_routines,
+            target=target,
+            options=options,
+        )
     rules = DumpRules(
         allow_unverified=allow_unverified,
         allow_routines=allow_routines,
@@ -347,11 +456,20 @@ def find_backup(uri: str, transport_params: dict[str, Any] | None = None) -> Bac
     ``None`` when it has no manifest of ours that matches it (the dump may still be whole:
     only :func:`verify_backup` can tell).
 
+    A multi-part dump is found when its manifest checks out and every part it names is
+    stored with the size the manifest records.
+
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
     """
     backend = backend_for(uri, transport_params)
     location = backend.location
+    if is_multipart(uri, transport_params):
+        _, prefix = prefix_key(uri, transport_params)
+        dump_key = prefix[:-1]
+        with translated_errors("listing", location):
+            objects = {o.key: o for o in backend.list(prefix)}
+            return _listed_parts(backend, dump_key, objects)
     dump = _stat_dump(backend)
     manifest = _read_manifest(backend, manifest_key(location.key))
     if manifest is None or manifest["size"] != dump.size:
@@ -364,7 +482,8 @@ class TableContents:
     """One table of a dump, as :func:`inspect_backup` counted it."""
 
     rows: int = 0
-    #: Bytes of its lines in the dump, uncompressed (its table record and data records).
+    #: Bytes of its lines in the dump, uncompressed (its table record and data records); of
+    #: a multi-part dump, the stored bytes of its data parts.
     bytes: int = 0
     columns: int = 0
 
@@ -376,7 +495,8 @@ class BackupInspection:
     uri: str
     #: The stored (possibly compressed) size; ``None`` when the store does not say.
     size: int | None
-    uncompressed: int
+    #: Bytes of its lines; ``None`` for a multi-part dump (only its schema part is read).
+    uncompressed: int | None
     #: The header without its ``kind`` (empty for the legacy (unverified) format).
     header: dict[str, Any]
     tables: dict[str, TableContents]
@@ -387,6 +507,8 @@ class BackupInspection:
     #: The legacy (unverified) format: no header and no trailer.
     legacy: bool
     error: str | None = None
+    #: A multi-part dump: how many parts its manifest names (``None`` for a single stream).
+    parts: int | None = None
 
     @property
     def revision(self) -> str | None:
@@ -407,10 +529,56 @@ def inspect_backup(uri: str, transport_params: dict[str, Any] | None = None) -> 
     as far as it could be read, with the reason in ``error``; no statement is checked (that
     is :func:`verify_backup`'s work).
 
+    A multi-part dump is described from its manifest (rows, stored bytes, parts) and its
+    schema part (header, columns, objects), not its data parts: ``verified`` then means the
+    manifest checks out, every part is stored and the schema part matches the manifest;
+    :func:`verify_backup` reads every part.
+
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
         StorageError: If the store cannot be read.
     """
+    if is_multipart(uri, transport_params):
+        return _inspect_parts(uri, transport_params)
+    found, _trailer = _inspect_stream(uri, transport_params)
+    return found
+
+
+def _inspect_parts(uri: str, transport_params: dict[str, Any] | None) -> BackupInspection:
+    """:func:`inspect_backup` of a multi-part dump (see there)."""
+    try:
+        manifest = load_manifest(uri, transport_params)
+    except DumpError as exc:
+        return BackupInspection(safe_uri(uri), None, None, {}, {}, {}, False, False, str(exc))
+    schema = manifest.parts[0]
+    found, trailer = _inspect_stream(child_uri(uri, schema.name), transport_params)
+    header = {k: v for k, v in found.header.items() if k != "part"}
+    error = found.error
+    missing = missing_parts(uri, transport_params, manifest)
+    where = safe_uri(child_uri(uri, schema.name))
+    if error is None and header != {k: v for k, v in manifest.header.items() if k != "kind"}:
+        error = f"{where}: its header is not the manifest's"
+    elif error is None and (trailer or {}).get("digest") != schema.digest:
+        error = f"{where}: its digest is not the manifest's: the part was changed or replaced"
+    elif error is None and missing:
+        error = f"{safe_uri(child_uri(uri, missing[0]))}: the part is missing"
+    for name, table in found.tables.items():
+        table.rows = manifest.tables.get(name, 0)
+        table.bytes = sum(p.bytes for p in manifest.data_parts() if p.table == name)
+    found.uri = safe_uri(uri)
+    found.size = manifest.size
+    found.uncompressed = None
+    found.header = header
+    found.error = error
+    found.verified = error is None
+    found.parts = len(manifest.parts)
+    return found
+
+
+def _inspect_stream(
+    uri: str, transport_params: dict[str, Any] | None
+) -> tuple[BackupInspection, Record | None]:
+    """:func:`inspect_backup` of one stream, and its trailer (``None`` without one)."""
     verifier = DumpVerifier(allow_unverified=True)
     tables: dict[str, TableContents] = {}
     objects: dict[str, int] = {}
@@ -448,4 +616,4 @@ def inspect_backup(uri: str, transport_params: dict[str, Any] | None = None) -> 
         verified=error is None and verifier.trailer is not None,
         legacy=verifier.legacy,
         error=error,
-    )
+    ), verifier.trailer
