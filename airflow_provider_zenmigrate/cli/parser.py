@@ -112,6 +112,10 @@ def _trust_options() -> argparse.ArgumentParser:
     return trust
 
 
+def _jobs(parser: argparse.ArgumentParser, help_: str) -> None:
+    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help=help_)
+
+
 def _exclude_schema(parser: argparse.ArgumentParser, help_: str) -> None:
     parser.add_argument(
         "--exclude-schema", action="append", metavar="NAME", dest="exclude_schema", help=help_
@@ -162,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
         "the system ones)",
     )
     _exclude_schema(p, "PostgreSQL: leave this schema out (repeatable); the dump says so")
+    _jobs(
+        p,
+        "worker processes reading one snapshot (default 1: one stream at DEST_URI); above 1, "
+        "DEST_URI is the prefix of a multi-part dump (its parts and manifest.json)",
+    )
 
     p = add(cmd_restore, database, storage, trust)
     p.add_argument("source_uri", metavar="SOURCE_URI")
@@ -174,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the roles and extensions it needs; report what would be replaced",
     )
     _exclude_schema(p, "PostgreSQL: refuse a dump that holds this schema (repeatable)")
+    _jobs(p, "worker processes loading the parts of a multi-part dump (default 1)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard what an interrupted restore of this dump left (its staging area and "
+        "progress) and start over; by default a rerun resumes it",
+    )
     p.add_argument(
         "--no-owner",
         action="store_true",

@@ -96,6 +96,8 @@ class BackupInfo:
     tool_version: str | None
     tables: dict[str, int]
     digest: str | None
+    #: A multi-part dump: how many parts it has (``None`` for a single stream).
+    parts: int | None = None
 
     @property
     def revision(self) -> str | None:
@@ -246,6 +248,7 @@ def _parts_info(
         tool_version=header.get("tool_version"),
         tables=dict(manifest.tables),
         digest=manifest.digest,
+        parts=len(manifest.parts),
     )
 
 

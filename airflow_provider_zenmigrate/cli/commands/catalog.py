@@ -31,6 +31,7 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
             "tables": len(b.tables),
             "rows": sum(b.tables.values()),
             "size": b.size,
+            "parts": b.parts,
         }
         for b in backups
     ]
@@ -44,6 +45,7 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
                 f"{item['created_at']}  {item['dialect']:10} {item['database'] or '-':20} "
                 f"rev {item['revision'] or '-':12} {item['rows']:>12,} rows "
                 f"{size(item['size']):>10}  {item['uri']}"
+                + (f" ({item['parts']} parts)" if item["parts"] else "")
             )
 
     out.result({"backups": items}, human)

@@ -10,7 +10,7 @@ import argparse
 import time
 from typing import TYPE_CHECKING, Any
 
-from ...core.errors import CommandFailed
+from ...core.errors import CommandFailed, CommandUsageError
 from ...core.storage import safe_uri
 from ..databases import dispose, estimate, make_utils, user_tables, with_transport
 from ..exits import EXIT_OK, interrupted
@@ -27,8 +27,17 @@ VERIFY_TARGET_NOTE = (
 )
 
 
+def jobs_argument(args: argparse.Namespace) -> int:
+    """``--jobs``, checked: a usage error below 1 (argparse has made it an int)."""
+    jobs: int = args.jobs
+    if jobs < 1:
+        raise CommandUsageError(f"--jobs must be 1 or more (worker processes), not {jobs}")
+    return jobs
+
+
 def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     """back up a database to a file or object"""
+    jobs = jobs_argument(args)
     utils = with_transport(args, make_utils(args, out, args.db_url))
     try:
         if not utils.database_exists():
@@ -36,7 +45,9 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
         tables, rows = estimate(utils)
         with Progress(out, "backup", tables, rows) as progress:
             try:
-                result = utils.backup_database_to_file(args.dest_uri, on_record=progress.record)
+                result = utils.backup_database_to_file(
+                    args.dest_uri, on_record=progress.record, jobs=jobs
+                )
             except BaseException as exc:
                 if not interrupted(exc):
                     raise
@@ -46,11 +57,16 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     finally:
         dispose(utils)
     manifest = result.manifest()
+    parts = (
+        f" in {manifest['parts']} parts by {manifest['jobs']} processes"
+        if manifest.get("layout") == "parts"
+        else ""
+    )
     out.result(
         {**manifest, "table_rows": result.tables},
         lambda: out.text(
             f"backed up {utils.safe_url} to {result.uri}: {len(result.tables)} tables, "
-            f"{result.rows:,} rows, {size(result.bytes)} in {result.seconds:.1f}s "
+            f"{result.rows:,} rows, {size(result.bytes)}{parts} in {result.seconds:.1f}s "
             f"(revision {manifest['revision'] or 'none'})"
         ),
     )
@@ -58,10 +74,12 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
-    """restore a database from a dump (atomically)"""
+    """restore a database from a dump (atomically; a multi-part dump's interrupted restore
+    resumes when run again)"""
     from ...core.catalog import find_backup
     from ...core.restore import restore_from_uri
 
+    jobs = jobs_argument(args)
     utils = with_transport(args, make_utils(args, out, args.db_url))
     source = safe_uri(args.source_uri)
     try:
@@ -78,20 +96,32 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         tables = len(listed.tables) if listed else None
         rows = sum(listed.tables.values()) if listed else None
         started = time.monotonic()
+        parted = listed is not None and listed.parts is not None
         with Progress(out, "restore", tables, rows) as progress:
             try:
-                summary = restore_from_uri(
-                    utils,
-                    args.source_uri,
-                    allow_unverified=args.allow_unverified,
-                    allow_routines=args.allow_routines,
-                    on_record=progress.record,
-                )
+                if parted or jobs > 1 or args.fresh:
+                    summary = utils.restore_database_from_file(
+                        args.source_uri,
+                        allow_unverified=args.allow_unverified,
+                        allow_routines=args.allow_routines,
+                        jobs=jobs,
+                        fresh=args.fresh,
+                    )
+                else:  # one stream: its records reach the progress bar
+                    summary = restore_from_uri(
+                        utils,
+                        args.source_uri,
+                        allow_unverified=args.allow_unverified,
+                        allow_routines=args.allow_routines,
+                        on_record=progress.record,
+                    )
             except BaseException as exc:
                 if not interrupted(exc):
                     raise
+                again = "; run the same command again to resume" if parted else ""
                 raise CommandFailed(
                     f"interrupted: {utils.safe_url} was left as it was (nothing was replaced)"
+                    + again
                 ) from None
     finally:
         dispose(utils)
@@ -105,6 +135,8 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         "revisions": header.get("revisions"),
         "created_at": header.get("created_at"),
         "seconds": round(time.monotonic() - started, 3),
+        "parts": listed.parts if listed else None,
+        "jobs": jobs,
     }
     out.result(
         data,
@@ -223,6 +255,8 @@ def _verify_data(report: VerifyReport) -> dict[str, Any]:
         "rows": sum(report.tables.values()),
         "records": report.records,
         "size": report.size,
+        "parts": report.parts,
+        "error_part": report.error_part,
         "manifest_ok": report.manifest_ok,
         "target_checked": False,
         "roles": report.roles,
@@ -252,6 +286,7 @@ def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
         "verified": found.verified,
         "legacy": found.legacy,
         "error": found.error,
+        "parts": found.parts,
     }
     if found.error is not None:
         out.failed_result(data, lambda: _print_inspection(found))
@@ -282,15 +317,21 @@ def _print_inspection(found: BackupInspection) -> None:
         missed = "; ".join(f"{o['kind']} {o['name']}" for o in header.get("not_carried", []))
         if missed:
             line("not carried", missed)
-    line("size", f"{size(found.size or 0)} stored, {size(found.uncompressed)} uncompressed")
-    table = Table("table", "columns", "rows", "bytes")
+    if found.uncompressed is None:
+        line("size", f"{size(found.size or 0)} stored in {found.parts} parts (multi-part dump)")
+    else:
+        line("size", f"{size(found.size or 0)} stored, {size(found.uncompressed)} uncompressed")
+    table = Table("table", "columns", "rows", "bytes" if found.parts is None else "stored")
     for name, t in found.tables.items():
         table.add_row(name, str(t.columns), f"{t.rows:,}", size(t.bytes))
     console.print(table)
     if found.objects:
         line("objects", ", ".join(f"{n} {k}" for k, n in sorted(found.objects.items())))
     legacy = "no trailer (legacy (unverified) format)"
-    line("verified", "yes" if found.verified else (legacy if found.legacy else "NO"))
+    verified = "yes" if found.verified else (legacy if found.legacy else "NO")
+    if found.parts is not None and found.verified:
+        verified = "manifest and schema part (verify reads every part)"
+    line("verified", verified)
 
 
 def cmd_backup_to_db(args: argparse.Namespace, out: Output) -> int:
