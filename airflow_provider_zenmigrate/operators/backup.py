@@ -9,7 +9,7 @@ from airflow.sdk import Asset, Context
 
 from ..core.catalog import prune_backups
 from ..links import BackupLink
-from .base import ZenMigrateBaseOperator, names
+from .base import ZenMigrateBaseOperator, check_jobs, jobs_count, names
 
 
 def backups_asset(conn_id: str) -> Asset:
@@ -41,6 +41,10 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
         "a, b"); by default every schema but the system ones, as ``pg_dump``.
     :param exclude_schemas: PostgreSQL: leave these schemas out (templated; a list or
         "a, b").
+    :param jobs: Worker processes reading one snapshot (templated; an int or its rendered
+        string, 1 or more). Above 1, ``uri`` is the prefix of a multi-part dump (its parts
+        and ``manifest.json``), which the catalog, restore and prune treat as one backup;
+        the manifest returned then also says ``layout``, ``parts`` and ``jobs``.
     """
 
     template_fields: Sequence[str] = (
@@ -49,6 +53,7 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
         "uri",
         "schemas",
         "exclude_schemas",
+        "jobs",
     )
     ui_color = "#9ecae1"
     operator_extra_links = (BackupLink(),)
@@ -61,20 +66,24 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
         storage_conn_id: str | None = None,
         schemas: list[str] | str | None = None,
         exclude_schemas: list[str] | str | None = None,
+        jobs: int | str = 1,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [backups_asset(conn_id)])
+        check_jobs(jobs, type(self).__name__)
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
         self.uri = uri
         self.schemas = schemas
         self.exclude_schemas = exclude_schemas
+        self.jobs = jobs
 
     def execute(self, context: Context) -> dict[str, Any]:
         with self.open_hook() as hook:
             utils = hook.get_migration_utils()
             utils.schemas = names(self.schemas)
             utils.exclude_schemas = names(self.exclude_schemas)
-            manifest = utils.backup_database_to_file(self.uri).manifest()
+            jobs = jobs_count(self.jobs, type(self).__name__)
+            manifest = utils.backup_database_to_file(self.uri, jobs=jobs).manifest()
         self.log.info(
             "backup complete: %s, %d tables, %d rows, %d bytes, %.1fs",
             manifest["uri"],

@@ -60,6 +60,30 @@ def names(value: Any) -> list[str]:
     raise TypeError(f"expected schema names (a list or a comma-separated string), got {value!r}")
 
 
+def jobs_count(value: Any, operator: str) -> int:
+    """``jobs`` as an int of at least 1, from an int or its rendered template ("4").
+
+    Raises:
+        ValueError: Naming the operator, for anything else (a DAG error, not a task's).
+    """
+    try:
+        jobs = int(str(value).strip()) if not isinstance(value, bool) else 0
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise ValueError(
+            f"{operator}: jobs must be a whole number of worker processes, 1 or more; got {value!r}"
+        )
+    return jobs
+
+
+def check_jobs(value: Any, operator: str) -> None:
+    """:func:`jobs_count` at construction, unless ``value`` is a template still to render
+    (it is checked again in execute())."""
+    if not (isinstance(value, str) and "{{" in value):
+        jobs_count(value, operator)
+
+
 def flag(value: Any) -> bool:
     """A bool, or a rendered template of one ("True", "false", "1")."""
     return str(value).strip().lower() in ("true", "1", "yes")

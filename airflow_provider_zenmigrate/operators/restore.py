@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from ..core.catalog import list_backups
 from ..hooks.zenmigrate import ZenMigrateHook
 from ..links import BackupLink
-from .base import ZenMigrateBaseOperator, backup_uri, flag, names
+from .base import ZenMigrateBaseOperator, backup_uri, check_jobs, flag, jobs_count, names
 from .migrate import MIGRATION_STARTED
 
 
@@ -50,6 +50,12 @@ class RestoreOperator(ZenMigrateBaseOperator):
     :param migration_task_id: The :class:`UpgradeOperator` task of this run this restore
         rolls back (templated): when it never started changing the database (a rehearsal or
         a task before it failed), there is nothing to restore and the task is skipped.
+    :param jobs: Worker processes loading the parts of a multi-part dump (templated; an int
+        or its rendered string, 1 or more); a single stream is restored by one.
+    :param fresh: Discard what an earlier, failed attempt at this restore left (templated).
+        By default a retried task resumes a multi-part restore where it stopped (on
+        MariaDB/MySQL), skipping the parts already loaded and verified; with ``fresh`` every
+        try starts over.
     """
 
     template_fields: Sequence[str] = (
@@ -66,6 +72,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
         "skip_missing_roles",
         "exclude_schemas",
         "migration_task_id",
+        "jobs",
+        "fresh",
     )
     ui_color = "#fcbba1"
     operator_extra_links = (BackupLink(),)
@@ -86,9 +94,14 @@ class RestoreOperator(ZenMigrateBaseOperator):
         skip_missing_roles: bool | str = False,
         exclude_schemas: list[str] | str | None = None,
         migration_task_id: str | None = None,
+        jobs: int | str = 1,
+        fresh: bool | str = False,
         **kwargs: Any,
     ) -> None:
+        check_jobs(jobs, type(self).__name__)
         super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        self.jobs = jobs
+        self.fresh = fresh
         self.migration_task_id = migration_task_id
         self.backup_task_id = backup_task_id
         self.uri = uri
@@ -121,6 +134,7 @@ class RestoreOperator(ZenMigrateBaseOperator):
         """Restore from the one source given (the backup task's URI already resolved)."""
         allow_unverified = flag(self.allow_unverified)
         allow_routines = flag(self.allow_routines)
+        jobs = jobs_count(self.jobs, type(self).__name__)
         utils = hook.get_migration_utils()
         utils.no_owner = flag(self.no_owner)
         utils.no_privileges = flag(self.no_privileges)
@@ -139,10 +153,16 @@ class RestoreOperator(ZenMigrateBaseOperator):
         assert uri is not None
         BackupLink.persist(context, uri)
         summary = utils.restore_database_from_file(
-            uri, allow_unverified=allow_unverified, allow_routines=allow_routines
+            uri,
+            allow_unverified=allow_unverified,
+            allow_routines=allow_routines,
+            jobs=jobs,
+            fresh=flag(self.fresh),
         )
         self.log.info("restored %d tables, %d rows from %s", len(summary.tables), summary.rows, uri)
+        parts = {"parts": summary.parts, "resumed_parts": summary.resumed_parts, "jobs": jobs}
         return {
+            **(parts if summary.parts else {}),
             "source": uri,
             "kind": "uri",
             "tables": len(summary.tables),

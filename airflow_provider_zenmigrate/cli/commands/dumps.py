@@ -135,7 +135,8 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         "revisions": header.get("revisions"),
         "created_at": header.get("created_at"),
         "seconds": round(time.monotonic() - started, 3),
-        "parts": listed.parts if listed else None,
+        "parts": summary.parts or None,
+        "resumed_parts": summary.resumed_parts,
         "jobs": jobs,
     }
     out.result(
@@ -143,6 +144,12 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         lambda: out.text(
             f"restored {utils.safe_url} from {source}: {len(summary.tables)} tables, "
             f"{summary.rows:,} rows"
+            + (f" from {summary.parts} parts" if summary.parts else "")
+            + (
+                f" ({summary.resumed_parts} loaded before, resumed)"
+                if summary.resumed_parts
+                else ""
+            )
             + ("" if summary.verified else " (UNVERIFIED: the dump has no trailer)")
         ),
     )
