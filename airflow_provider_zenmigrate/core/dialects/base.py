@@ -94,6 +94,11 @@ class DialectOps(ABC):
             for t in self.user_tables(connection)
         )
 
+    def spare_connections(self, engine: Engine) -> int | None:
+        """How many more connections the server would accept now (None: no limit known);
+        a parallel backup or restore runs no more workers than that."""
+        return None
+
     # -- migrations --------------------------------------------------------------------------
     @staticmethod
     def lock_digest(engine: Engine, scope: str) -> bytes:

@@ -36,7 +36,7 @@ from ..storage import (
 )
 from .layout import MANIFEST_NAME, PART_NAME, child_uri, part_name, part_suffix, prefix_key
 from .manifest import PartEntry, PartsManifest
-from .workers import Scheduler, WorkerReport, worker_pool
+from .workers import Scheduler, WorkerReport, jobs_allowed, worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -284,6 +284,9 @@ def backup_parts(
                 "location (or delete that one first)"
             )
     ops = get_dialect(engine)
+    # Two connections of the owner's: its snapshot and (MariaDB) the lock.
+    spare = ops.spare_connections(engine) if jobs > 1 else None
+    jobs = jobs_allowed(None if spare is None else spare - 2, jobs, "backing up")
     suffix = part_suffix(uri)
     report = WorkerReport()
     written: list[str] = []

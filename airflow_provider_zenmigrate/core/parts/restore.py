@@ -27,7 +27,7 @@ from ..restore import Loader, RecordObserver, RestoreSummary, RestoreTarget, app
 from ..storage import drop_idle_connections, safe_uri
 from .manifest import PartEntry, PartsManifest
 from .reading import checked_part, load_manifest, missing_parts
-from .workers import Scheduler, WorkerReport, worker_pool
+from .workers import Scheduler, WorkerReport, jobs_allowed, worker_pool
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ def restore_parts(
     from ..restore import restore_lock  # noqa: PLC0415 - beside its only other user
 
     ops = get_dialect(engine)
+    if jobs > 1:  # beside the restore's own session, its lock's and its loaders'
+        spare = ops.spare_connections(engine)
+        jobs = jobs_allowed(None if spare is None else spare - 4, jobs, "restoring")
     label = resume_label(str(engine.url.database), uri)
     summary = RestoreSummary(parts=len(manifest.parts))
     report = WorkerReport()

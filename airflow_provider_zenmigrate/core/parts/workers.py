@@ -114,6 +114,22 @@ def _worker_main(
         os._exit(code)  # no atexit handlers of the parent (Airflow's) in a worker
 
 
+def jobs_allowed(spare: int | None, jobs: int, action: str) -> int:
+    """``jobs``, or fewer when the server has only ``spare`` connections left (said in the
+    log): a worker the server refused would fail the whole run."""
+    if spare is None or spare >= jobs or jobs <= 1:
+        return jobs
+    allowed = max(1, spare)
+    logger.warning(
+        "%s with %d worker process(es), not %d: the server accepts only %d more connections",
+        action,
+        allowed,
+        jobs,
+        spare,
+    )
+    return allowed
+
+
 class Scheduler(Generic[Task]):
     """Hands out tasks as workers become free, and hears of each one done."""
 

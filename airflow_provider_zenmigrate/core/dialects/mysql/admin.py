@@ -83,6 +83,24 @@ class MySQLOps(DialectOps):
         ).scalar()
         return int(rows) if rows is not None else None
 
+    def spare_connections(self, engine: Engine) -> int | None:
+        with engine.connect() as conn:
+            limit, per_user = conn.execute(
+                text("SELECT @@max_connections, @@max_user_connections")
+            ).one()
+            row = conn.execute(text("SHOW GLOBAL STATUS LIKE 'Threads_connected'")).first()
+            used = int(row[1]) if row else 0
+            spare = int(limit) - used
+            if int(per_user):  # the account's own limit, counted over its sessions we can see
+                mine = conn.execute(
+                    text(
+                        "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                        "WHERE USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1)"
+                    )
+                ).scalar()
+                spare = min(spare, int(per_user) - int(mine or 0))
+        return max(spare, 0)
+
     def is_missing_database_error(self, error: BaseException) -> bool:
         orig = getattr(error, "orig", error)
         args: tuple[Any, ...] = getattr(orig, "args", ())

@@ -112,6 +112,18 @@ class PostgreSQLOps(DialectOps):
                         raise
                     logger.warning("lost the lock session of %r", engine.url.database)
 
+    def spare_connections(self, engine: Engine) -> int | None:
+        with engine.connect() as conn:
+            spare = conn.execute(
+                text(
+                    "SELECT current_setting('max_connections')::int "
+                    "- current_setting('superuser_reserved_connections')::int "
+                    "- (SELECT count(*) FROM pg_stat_activity "
+                    "WHERE backend_type = 'client backend')"
+                )
+            ).scalar()
+        return max(int(spare or 0), 0)
+
     # -- backup and restore --------------------------------------------------------------------
     def open_backup(
         self, engine: Engine, scope: BackupScope | None = None
