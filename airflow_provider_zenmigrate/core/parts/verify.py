@@ -91,6 +91,7 @@ def verify_parts(
     roles: set[str] = set()
     extensions: set[str] = set()
     current: PartEntry | None = None
+    part_rules: DumpRules | None = None
     try:
         manifest = load_manifest(uri, transport_params)
     except DumpError as exc:
@@ -131,6 +132,12 @@ def verify_parts(
         report.error, report.error_line = _named(exc, uri, current), exc.line
         if current is not None:
             report.error_part = current.name
+            if part_rules is not None and part_rules.verifier.header is None:
+                report.error = _named(
+                    "the part has no header (a part is never in the legacy (unverified) format)",
+                    uri,
+                    current,
+                )
     except StorageError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken read or a corrupt compressed frame
