@@ -257,7 +257,8 @@ def restore_parts(
         else:
             if jobs > 1:
                 logger.info(
-                    "%s restores in one staging transaction: parts load one by one", ops.name
+                    "a %s restore loads its parts one by one (its staging is one transaction or file)",
+                    ops.name,
                 )
             for part in todo:
                 rows = 0
