@@ -157,6 +157,7 @@ def parse_manifest(data: bytes, where: str) -> PartsManifest:
         jobs=int(raw.get("jobs", 1)),
         seconds=float(raw.get("seconds", 0.0)),
     )
+    span_gaps(manifest, where)
     if raw.get("digest") != manifest.digest:
         raise DumpIntegrityError(
             f"{where}: the manifest's digest {raw.get('digest')!r} is not the digest of its "
@@ -185,4 +186,31 @@ def _check_spans(parts: list[PartEntry], where: str) -> None:
             if second[0] < first[1]:
                 raise DumpIntegrityError(
                     f"{where}: parts {name} and {other} of table {table!r} overlap"
+                )
+
+
+def span_gaps(manifest: PartsManifest, where: str) -> None:
+    """Refuse a manifest whose data parts do not cover each table exactly: a table is one
+    whole part, or spans whose first is open below, whose last is open above, and each of
+    which starts where the one before ends (overlaps are refused by ``parse_manifest``).
+
+    Raises:
+        DumpIntegrityError: Naming the table and the gap.
+    """
+    by_table: dict[str, list[PartEntry]] = {}
+    for part in manifest.data_parts():
+        by_table.setdefault(str(part.table), []).append(part)
+    for table, found in by_table.items():
+        if len(found) == 1 and found[0].span is None:
+            continue
+        spans = sorted(
+            (p.span for p in found if p.span is not None),
+            key=lambda s: -(2**63) if s[0] is None else s[0],
+        )
+        if spans[0][0] is not None or spans[-1][1] is not None:
+            raise DumpIntegrityError(f"{where}: the parts of table {table!r} miss an end of it")
+        for before, after in zip(spans, spans[1:], strict=False):
+            if before[1] != after[0]:
+                raise DumpIntegrityError(
+                    f"{where}: the parts of table {table!r} miss the span [{before[1]}, {after[0]})"
                 )

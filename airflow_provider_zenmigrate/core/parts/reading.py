@@ -58,6 +58,12 @@ def checked_part(
         for line, record, raw in entries_from_stream(stream):
             checked = rules.check(line, record, raw)
             kind = checked.get("kind")
+            if rules.verifier.legacy:
+                raise DumpIntegrityError(
+                    f"{where}: the part has no header (a part is never in the legacy "
+                    "(unverified) format)",
+                    line,
+                )
             if kind == "header":
                 part = checked.get("part") or {}
                 span = part.get("span")

@@ -257,7 +257,7 @@ def restore_parts(
         else:
             if jobs > 1:
                 logger.info(
-                    "a %s restore loads its parts one by one (its staging is one transaction or file)",
+                    "a %s restore loads its parts one by one (one staging transaction or file)",
                     ops.name,
                 )
             for part in todo:

@@ -16,8 +16,8 @@ from airflow_provider_zenmigrate.core.parts.manifest import (
     PartEntry,
     PartsManifest,
     parse_manifest,
+    span_gaps,
 )
-from airflow_provider_zenmigrate.core.parts.verify import span_gaps
 
 HEADER = {"kind": "header", "format": "zenmigrate-dump", "version": 1, "dialect": "mysql"}
 
@@ -129,16 +129,15 @@ def test_a_changed_digest_is_refused() -> None:
         parse_manifest(b"{", "m")
 
 
-def test_span_gaps_finds_a_part_left_out() -> None:
+def test_a_manifest_with_a_part_left_out_is_refused() -> None:
     raw = _raw()  # the middle span dropped and the rows adjusted: only coverage tells
     del raw["parts"][3]
     raw["tables"]["t"] = 15
-    manifest = parse_manifest(_redigest(raw), "m")
     with pytest.raises(DumpIntegrityError, match=r"table 't' miss the span \[11, 21\)"):
-        span_gaps(manifest, "m")
+        parse_manifest(_redigest(raw), "m")
 
     raw = _raw()  # the last span dropped: the table's upper end is missing
     del raw["parts"][4]
     raw["tables"]["t"] = 20
     with pytest.raises(DumpIntegrityError, match="miss an end"):
-        span_gaps(parse_manifest(_redigest(raw), "m"), "m")
+        parse_manifest(_redigest(raw), "m")
