@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ logger = logging.getLogger(__name__)
 #: Progress records that are not parts: the dump restored, its schema staged, objects begun.
 DUMP, SCHEMA, OBJECTS = "@dump", "@schema", "@objects"
 #: Attempts at a part that met a lock wait or deadlock (its transaction rolled back).
-PART_ATTEMPTS = 3
+PART_ATTEMPTS = 5
 
 
 class ResumeMismatchError(ZenMigrateError):
@@ -58,6 +60,9 @@ class _Run:
     specs: dict[str, TableSpec]
     rules: Callable[[], DumpRules]
     retryable: Callable[[BaseException], bool]
+    #: An earlier attempt may have left rows of a part it did not finish (non-transactional
+    #: tables): delete a part's rows before loading it.
+    clear_first: bool = False
 
 
 def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
@@ -70,6 +75,8 @@ def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
         loader.begin()
         rows = 0
         try:
+            if run.clear_first or attempt > 1:
+                loader.clear(spec, entry.span)
             for _line, record, _raw in checked_part(
                 run.uri,
                 run.transport_params,
@@ -87,6 +94,7 @@ def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
             loader.rollback()
             if attempt < PART_ATTEMPTS and run.retryable(exc):
                 logger.info("part %s: %s; loading it again", entry.name, exc)
+                time.sleep(random.uniform(0.1, 0.5) * attempt)  # out of the other's way
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
@@ -248,6 +256,7 @@ def restore_parts(
                 {name: t.spec for name, t in loader.tables.items()},
                 rules,
                 resumable.is_retryable,
+                clear_first=progress is not None,
             )
             scheduler = _PartScheduler(
                 todo, {str(p.table) for p in manifest.data_parts() if p.name in done}, seen

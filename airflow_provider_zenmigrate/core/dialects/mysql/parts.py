@@ -81,6 +81,23 @@ class PartLoader:
     def begin(self) -> None:
         self.session.dbapi.begin()
 
+    def clear(self, table: TableSpec, span: tuple[int | None, int | None] | None) -> None:
+        """Delete what an earlier attempt left of a part (a non-transactional table keeps
+        a part cut short; InnoDB rolled it back and this deletes nothing)."""
+        session = self.session
+        where = ""
+        if span is not None:
+            key = session.quote(table.key[0])
+            low, high = span
+            terms = [f"{key} >= {int(low)}"] if low is not None else []
+            terms += [f"{key} < {int(high)}"] if high is not None else []
+            where = " WHERE " + " AND ".join(terms) if terms else ""
+        name = f"{session.quote(self.staging)}.{session.quote(table.name)}"
+        # A plain read first: a DELETE's range locks would deadlock with the other
+        # workers' loads, and there is almost never anything to delete.
+        if session.query(f"SELECT 1 FROM {name}{where} LIMIT 1"):
+            session.execute(f"DELETE FROM {name}{where}")
+
     def load(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
         """Rows given column by column, still in the dump's encoding (see load_encoded)."""
         if not columns or not columns[0]:
