@@ -1,7 +1,7 @@
 """Our backup and restore side by side with the standard tools, on MariaDB and PostgreSQL.
 
-Usage: python -m bench [--rows N] [--runs N] [--datasets abcd] [--dialect mysql|postgresql]
-                       [--only tools|rehearsal]
+Usage: python -m bench [--rows N] [--runs N] [--datasets abcdef] [--dialect mysql|postgresql]
+                       [--only tools|parallel|rehearsal] [--jobs N]
 
 For each dataset (see :mod:`bench.datasets`) and each tool, every run times a backup and a
 restore into an empty database, then checks the restored tables against the source
@@ -13,9 +13,12 @@ machine with one taken during it; each run starts a dataset with a different too
 command starts on a settled server and disk (:func:`settle`). Times are whole-process wall times
 (our interpreter's start-up included); peak RSS is ``ru_maxrss`` of the command (through
 ``/usr/bin/time``; for a pipeline, its largest process), never of a fork of this process.
+Every command's CPU time is counted too, the client's and the server's (:mod:`bench.measure`),
+and printed per GB of the source's table data.
 The tables and the issue's targets (PASS/MISS) go to stdout and ``build/bench/results.txt``.
-After the tools, each server gets the rehearsal row (:mod:`bench.rehearsal`, on (a));
-``--only`` runs one of the two parts.
+Each server gets three parts, each timed: the rehearsal row (:mod:`bench.rehearsal`, on (a)),
+the tools on (a)-(d), and the parallel rows on (e) and (f) with the resumed restore
+(:mod:`bench.parallel`); ``--only`` runs one of them.
 """
 
 from __future__ import annotations
@@ -23,140 +26,46 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import functools
-import json
 import os
 import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from bench import datasets, rehearsal
-from bench.throughput import ROOT, child_env, ours_command
+from bench import datasets, parallel, rehearsal
+from bench.measure import (
+    SERVER_PROCESSES,
+    Cell,
+    Command,
+    Target,
+    become_subreaper,
+    fingerprint,
+    fmt,
+    log,
+    median,
+    remove,
+    settle,
+    size_of,
+    timed,
+)
+from bench.throughput import ROOT, ours_command
 
 SERVERS = {
     "mysql": "mysql+pymysql://root@127.0.0.1:3306/",
     "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432/",
 }
 TITLES = {"mysql": "MariaDB", "postgresql": "PostgreSQL"}
-SRC, DST = "zm_bench_src_{key}", "zm_bench_dst"  # a source database per dataset
-
-
-# -- running and measuring one command --------------------------------------------------------
-@dataclass
-class Command:
-    argv: list[str]
-    stdin: Path | None = None
-    stdout: Path | None = None
-
-
-@dataclass
-class Sample:
-    seconds: float
-    peak_mb: float
-    inner: float | None = None  # our own timing of the call (no interpreter start-up)
-
-
-def timed(command: Command, workdir: Path) -> Sample:
-    rss_file = workdir / "rss.txt"
-    argv = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command.argv]
-    stdin = open(command.stdin, "rb") if command.stdin else subprocess.DEVNULL  # noqa: SIM115
-    stdout = open(command.stdout, "wb") if command.stdout else subprocess.PIPE  # noqa: SIM115
-    try:
-        start = time.perf_counter()
-        proc = subprocess.run(
-            argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT, env=child_env()
-        )
-        seconds = time.perf_counter() - start
-    finally:
-        for handle in (stdin, stdout):
-            if not isinstance(handle, int):
-                handle.close()
-    if proc.returncode:
-        raise RuntimeError(
-            f"{' '.join(command.argv[:3])}... exited {proc.returncode}: "
-            f"{proc.stderr.decode(errors='replace')[-2000:]}"
-        )
-    peak_kb = int(rss_file.read_text().split()[-1])
-    inner = None
-    if proc.stdout and proc.stdout.strip().startswith(b"{"):
-        inner = json.loads(proc.stdout.strip().splitlines()[-1])["seconds"]
-    return Sample(seconds, peak_kb / 1024, inner)
-
-
-# -- a quiet server before each command -------------------------------------------------------
-def settle(url: URL, timeout: float = 120.0) -> None:
-    """Let the server and the disks finish what the previous command left them (InnoDB
-    flushing dirty pages and purging, PostgreSQL's checkpoint and autovacuum, the kernel's
-    writeback and the disks' pending I/O), so that it is not timed as part of the next
-    command: whichever tool ran after a large restore would otherwise pay for it.
-    """
-    # The previous command's files (mariadb-dump's output is not fsynced) would otherwise
-    # be written back by the kernel while the next command runs.
-    os.sync()
-    engine = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
-    deadline = time.monotonic() + timeout
-    try:
-        with engine.connect() as conn:
-            if url.get_backend_name() == "mysql":
-                _settle_innodb(conn.exec_driver_sql, deadline)
-            else:
-                conn.exec_driver_sql("CHECKPOINT")
-                busy = (
-                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
-                )
-                while conn.exec_driver_sql(busy).scalar() and time.monotonic() < deadline:
-                    time.sleep(0.2)
-    finally:
-        engine.dispose()
-    _quiet_disks(deadline)
-
-
-def _quiet_disks(deadline: float, window: float = 0.5, busy: float = 0.05) -> None:
-    """Wait until the disks are less than ``busy`` busy over ``window`` seconds, so that no
-    command starts while the last one's I/O (a dropped database, a deleted dump) still runs.
-    It did not explain the first-command slowdown noted in :func:`run_dialect`."""
-
-    def busy_ms() -> int:  # io_ticks: milliseconds with I/O in flight, all disks
-        total = 0
-        for stat in Path("/sys/block").glob("*/stat"):
-            if not stat.parent.name.startswith(("loop", "ram", "zram")):
-                total += int(stat.read_text().split()[9])
-        return total
-
-    while time.monotonic() < deadline:
-        before = busy_ms()
-        time.sleep(window)
-        if busy_ms() - before <= busy * window * 1000:
-            return
-
-
-def _settle_innodb(sql: Callable[[str], Any], deadline: float) -> None:
-    def status(name: str) -> int:
-        return int(sql(f"SHOW GLOBAL STATUS LIKE '{name}'").one()[1])
-
-    pct = sql("SELECT @@GLOBAL.innodb_max_dirty_pages_pct").scalar()
-    sql("SET GLOBAL innodb_max_dirty_pages_pct = 0")  # flush now, not at leisure
-    try:
-        while time.monotonic() < deadline and (
-            status("Innodb_buffer_pool_pages_dirty") > 100
-            or status("Innodb_history_list_length") > 1000
-        ):
-            time.sleep(0.2)
-    finally:
-        sql(f"SET GLOBAL innodb_max_dirty_pages_pct = {float(pct)}")
+SRC, DST = "zmbench_src_{key}", "zmbench_dst"  # a source database per dataset
+SINGLE, PARALLEL = "abcd", "ef"  # the datasets of the tools' part and of the parallel part
 
 
 # -- the tools ----------------------------------------------------------------------------------
@@ -168,22 +77,38 @@ class Tool:
     restore: Callable[[Path], Command] | None = None
     zst: bool = False  # compared with the other compressed tool
     ours: bool = False
-    only: str = "abcd"  # the datasets it runs on (the .zst targets are on (a) alone)
+    only: str = SINGLE  # the datasets it runs on (the .zst targets are on (a) alone)
+    jobs: int = 1  # ours: worker processes (a multi-part dump when more than one)
 
 
-def _ours(name: str, output: str, src: URL, dst: URL, restore: bool, zst: bool) -> Tool:
+def _ours(
+    name: str,
+    output: str,
+    src: URL,
+    dst: URL,
+    restore: bool,
+    zst: bool,
+    jobs: int = 1,
+    only: str | None = None,
+) -> Tool:
     return Tool(
         name,
         output,
-        lambda out: Command(ours_command("backup", src, str(out))),
-        (lambda out: Command(ours_command("restore", dst, str(out)))) if restore else None,
+        lambda out: Command(ours_command("backup", src, str(out), jobs)),
+        (lambda out: Command(ours_command("restore", dst, str(out), jobs))) if restore else None,
         zst=zst,
         ours=True,
-        only="a" if zst else "abcd",
+        only=only or ("a" if zst else SINGLE + PARALLEL),
+        jobs=jobs,
     )
 
 
-def mysql_tools(src: URL, dst: URL) -> list[Tool]:
+def ours_parallel(src: URL, dst: URL, jobs: int) -> Tool:
+    """Ours with ``jobs`` worker processes, on the parallel part's datasets."""
+    return _ours(f"ours -j{jobs}", f"ours-j{jobs}.jsonl", src, dst, True, False, jobs, PARALLEL)
+
+
+def mysql_tools(src: URL, dst: URL, jobs: int) -> list[Tool]:
     conn = ["-h", "127.0.0.1", "-P", "3306", "-u", "root"]
     source, target = str(src.database), str(dst.database)
     dump = ["mariadb-dump", *conn, "--single-transaction", source]
@@ -191,6 +116,7 @@ def mysql_tools(src: URL, dst: URL) -> list[Tool]:
     return [
         _ours("ours", "ours.jsonl", src, dst, restore=True, zst=False),
         _ours("ours .zst", "ours.jsonl.zst", src, dst, restore=False, zst=True),
+        ours_parallel(src, dst, jobs),
         Tool(
             "mariadb-dump / mariadb",
             "dump.sql",
@@ -211,16 +137,18 @@ def mysql_tools(src: URL, dst: URL) -> list[Tool]:
             "mydumper",
             lambda out: Command([*mydump, "-o", str(out)]),
             lambda out: Command(["myloader", *conn, "-d", str(out), "-B", target, "-t", "2", "-o"]),
+            only=SINGLE + PARALLEL,
         ),
     ]
 
 
-def postgresql_tools(src: URL, dst: URL) -> list[Tool]:
+def postgresql_tools(src: URL, dst: URL, jobs: int) -> list[Tool]:
     conn = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
     source, target = str(src.database), str(dst.database)
     return [
         _ours("ours", "ours.jsonl", src, dst, restore=True, zst=False),
         _ours("ours .zst", "ours.jsonl.zst", src, dst, restore=False, zst=True),
+        ours_parallel(src, dst, jobs),
         Tool(
             "pg_dump / psql",
             "dump.sql",
@@ -234,6 +162,7 @@ def postgresql_tools(src: URL, dst: URL) -> list[Tool]:
             "pgdir",
             lambda out: Command(["pg_dump", *conn, "-d", source, "-Fd", "-j", "2", "-f", str(out)]),
             lambda out: Command(["pg_restore", *conn, "-d", target, "-j", "2", str(out)]),
+            only=SINGLE + PARALLEL,
         ),
     ]
 
@@ -274,50 +203,24 @@ def make_datasets(args: argparse.Namespace) -> list[Dataset]:
             args.blob_rows,
             lambda e: datasets.create_blobs(e, args.blob_rows),
         ),
+        # Issue 24's: one table of 10x (a)'s rows, and 50 tables of a tenth of them each.
+        Dataset(
+            "e",
+            f"(e) mixed, {10 * args.rows:,} rows, one table",
+            10 * args.rows,
+            lambda e: datasets.create_mixed(e, 10 * args.rows),
+        ),
+        Dataset(
+            "f",
+            f"(f) 50 tables x {args.rows // 10:,} rows of (a)'s shape",
+            50 * (args.rows // 10),
+            lambda e: datasets.create_wide(e, 50, args.rows // 10),
+        ),
     ]
     return [d for d in every if d.key in args.datasets]
 
 
 # -- one dialect ----------------------------------------------------------------------------------
-@dataclass
-class Cell:
-    backup: list[Sample] = field(default_factory=list)
-    restore: list[Sample] = field(default_factory=list)
-    size: int = 0
-    wrong: int = 0  # restores whose checksums differed from the source
-
-
-def _median(samples: list[Sample], attr: str) -> float | None:
-    values = [getattr(s, attr) for s in samples if getattr(s, attr) is not None]
-    return statistics.median(values) if values else None
-
-
-def _size(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size if path.exists() else 0
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-        Path(str(path) + ".manifest.json").unlink(missing_ok=True)
-
-
-def _fingerprint(url: URL) -> dict[str, str]:
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        return datasets.checksums(engine)
-    finally:
-        engine.dispose()
-
-
-def log(message: str) -> None:
-    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
-
-
 @dataclass
 class _Source:
     """One dataset's source database, its checksums and the tools (all of them) that dump it."""
@@ -325,87 +228,130 @@ class _Source:
     utils: MigrationUtils
     expected: dict[str, str]
     tools: list[Tool]
+    data_bytes: int  # the tables' data as the server counts it (datasets.data_bytes)
 
 
-def _generate(dialect: str, ds: Dataset, dst_url: URL) -> _Source:
+def _generate(dialect: str, ds: Dataset, dst_url: URL, jobs: int) -> _Source:
     log(f"{TITLES[dialect]}: generating {ds.title}")
+    started = time.monotonic()
     url = make_url(SERVERS[dialect])._replace(database=SRC.format(key=ds.key))
     src = MigrationUtils(url=url, connect_args={}, engine_args={})
     src.create_database(drop=True)
     ds.create(src.engine)
     datasets.steady(src.engine)
+    data = datasets.data_bytes(src.engine)
     src.dispose()
     make_tools = mysql_tools if dialect == "mysql" else postgresql_tools
-    return _Source(src, _fingerprint(src.url), make_tools(src.url, dst_url))
+    log(f"{TITLES[dialect]}: {ds.key} generated in {time.monotonic() - started:.0f}s")
+    return _Source(src, fingerprint(src.url), make_tools(src.url, dst_url, jobs), data)
 
 
-def _time_tool(tool: Tool, src: _Source, dst: MigrationUtils, cell: Cell, workdir: Path) -> str:
+def _time_tool(
+    tool: Tool, src: _Source, dst: MigrationUtils, cell: Cell, workdir: Path, dialect: str
+) -> str:
     """One backup (and restore, checked) by ``tool``; the log line's figures."""
     out = workdir / tool.output
-    _remove(out)
+    server = SERVER_PROCESSES[dialect]
+    remove(out)
     settle(src.utils.url)
-    sample = timed(tool.backup(out), workdir)
+    sample = timed(tool.backup(out), workdir, server)
     cell.backup.append(sample)
-    cell.size = cell.size or _size(out)
+    cell.size = cell.size or size_of(out)
     line = f"backup {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
     if tool.restore is not None:
         dst.create_database(drop=True)
         dst.dispose()
         settle(src.utils.url)
-        sample = timed(tool.restore(out), workdir)
+        sample = timed(tool.restore(out), workdir, server)
         cell.restore.append(sample)
-        ok = _fingerprint(dst.url) == src.expected
+        ok = fingerprint(dst.url) == src.expected
         # Gone before the next command: PostgreSQL's autovacuum would otherwise read the
         # restored tables while that command runs.
         dst.drop_database()
         cell.wrong += not ok
         line += f", restore {sample.seconds:.1f}s {sample.peak_mb:.0f}MB"
         line += "" if ok else " CHECKSUM MISMATCH"
-    _remove(out)
+    remove(out)
     return line
 
 
+@dataclass
+class DialectRun:
+    """One part's measurements on one server."""
+
+    cells: dict[tuple[str, str], Cell]
+    tools: list[Tool]
+    version: str
+    data_bytes: dict[str, int]  # per dataset
+    missing: dict[str, str] = field(default_factory=dict)  # tool: why it was not run
+    resume: parallel.Resume | None = None
+
+
+After = Callable[[dict[str, _Source], MigrationUtils, DialectRun, Path], None]
+
+
 def run_dialect(
-    dialect: str, sets: list[Dataset], runs: int, workdir: Path
-) -> tuple[dict[tuple[str, str], Cell], list[Tool], str]:
+    dialect: str,
+    sets: list[Dataset],
+    runs: int,
+    workdir: Path,
+    jobs: int = 2,
+    after: After | None = None,
+) -> DialectRun:
+    """Every run of every tool on ``sets``; ``after`` runs with the sources still there."""
     dst_url = make_url(SERVERS[dialect])._replace(database=DST)
     dst = MigrationUtils(url=dst_url, connect_args={}, engine_args={})
     sources: dict[str, _Source] = {}
     cells: dict[tuple[str, str], Cell] = {}
     try:
         for ds in sets:
-            sources[ds.key] = _generate(dialect, ds, dst_url)
+            sources[ds.key] = _generate(dialect, ds, dst_url, jobs)
         version = datasets.server_version(dst.master_engine)
+        tools = next(iter(sources.values())).tools
+        missing = {t.name: why for t in tools if (why := unavailable(t))}
+        for name, why in missing.items():
+            log(f"{TITLES[dialect]}: MISSING TOOL {name}: {why}; its rows are not measured")
         for run in range(runs):
             for ds in sets:
                 src = sources[ds.key]
                 # Each run starts with another tool: the first command after the last
                 # dataset's was seen up to 3x slower (PostgreSQL, ours 4.0 / 7.8 / 11.7 s
                 # when it always came first), whichever tool it was.
-                these = [t for t in src.tools if ds.key in t.only]
+                these = [t for t in src.tools if ds.key in t.only and t.name not in missing]
                 turn = run % len(these)
                 for tool in these[turn:] + these[:turn]:
                     cell = cells.setdefault((ds.key, tool.name), Cell())
-                    line = _time_tool(tool, src, dst, cell, workdir)
+                    line = _time_tool(tool, src, dst, cell, workdir, dialect)
                     log(f"{TITLES[dialect]} {ds.key} run {run + 1}: {tool.name}: {line}")
+        result = DialectRun(
+            cells,
+            tools,
+            version,
+            {key: source.data_bytes for key, source in sources.items()},
+            missing,
+        )
+        if after is not None:
+            after(sources, dst, result, workdir)
     finally:
         for mu in (*(s.utils for s in sources.values()), dst):
             mu.drop_database()
             mu.dispose()
-    return cells, next(iter(sources.values())).tools, version
+    return result
 
 
 # -- reporting ----------------------------------------------------------------------------------
-def _fmt(value: float | None, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
+def _baseline(tools: list[Tool], key: str, zst: bool) -> Tool | None:
+    """Our tool the others are compared with on dataset ``key``: the one with the most jobs."""
+    mine = [t for t in tools if t.ours and t.zst == zst and key in t.only]
+    return max(mine, key=lambda t: t.jobs) if mine else None
 
 
 def table(
-    dialect: str,
     version: str,
     sets: list[Dataset],
     tools: list[Tool],
     cells: dict[tuple[str, str], Cell],
+    missing: dict[str, str],
 ) -> list[str]:
     head = (
         f"{'tool':34} {'backup s':>9} {'MB':>6} {'restore s':>10} {'MB':>6} {'size MB':>8} "
@@ -414,39 +360,55 @@ def table(
     lines = [f"== {version} ==", head, "-" * len(head)]
     for ds in sets:
         lines.append(ds.title)
-        ours = {t.zst: cells[(ds.key, t.name)] for t in tools if t.ours and ds.key in t.only}
         for tool in (t for t in tools if ds.key in t.only):
+            if tool.name in missing:
+                lines.append(f"  {tool.name:32} not measured: {missing[tool.name]}")
+                continue
             cell = cells[(ds.key, tool.name)]
-            b, r = _median(cell.backup, "seconds"), _median(cell.restore, "seconds")
+            b, r = median(cell.backup, "seconds"), median(cell.restore, "seconds")
             ratio_b = ratio_r = ""
-            if not tool.ours:
-                mine = ours[tool.zst]
-                ob, orr = _median(mine.backup, "seconds"), _median(mine.restore, "seconds")
+            mine = _baseline(tools, ds.key, tool.zst)
+            if not tool.ours and mine is not None:
+                ob = median(cells[(ds.key, mine.name)].backup, "seconds")
+                orr = median(cells[(ds.key, mine.name)].restore, "seconds")
                 ratio_b = f"{ob / b:.2f}x" if ob and b else ""
                 ratio_r = f"{orr / r:.2f}x" if orr and r else ""
             check = "-" if tool.restore is None else ("WRONG" if cell.wrong else "ok")
             lines.append(
-                f"  {tool.name:32} {_fmt(b):>9} {_fmt(_median(cell.backup, 'peak_mb'), '.0f'):>6} "
-                f"{_fmt(r):>10} {_fmt(_median(cell.restore, 'peak_mb'), '.0f'):>6} "
+                f"  {tool.name:32} {fmt(b):>9} {fmt(median(cell.backup, 'peak_mb'), '.0f'):>6} "
+                f"{fmt(r):>10} {fmt(median(cell.restore, 'peak_mb'), '.0f'):>6} "
                 f"{cell.size / 1e6:>8.0f} {ratio_b:>18} {ratio_r:>8}  {check}"
             )
+        lines += _jobs_lines(ds, tools, cells)
     return lines
 
 
-@dataclass
-class Target:
-    text: str
-    value: float | None
-    limit: float
-    unit: str = "x"
+def _jobs_lines(ds: Dataset, tools: list[Tool], cells: dict[tuple[str, str], Cell]) -> list[str]:
+    """For a ``-jN`` tool: its time over ours in one stream, its workers' peak RSS."""
+    single = cells.get((ds.key, "ours"))
+    lines = []
+    for tool in (t for t in tools if t.ours and t.jobs > 1 and ds.key in t.only):
+        cell = cells.get((ds.key, tool.name))
+        if cell is None or single is None:
+            continue
+        shown = []
+        for what in ("backup", "restore"):
+            mine = median(getattr(cell, what), "seconds")
+            one = median(getattr(single, what), "seconds")
+            worker = median(getattr(cell, what), "worker_mb")
+            if mine and one:
+                shown.append(f"{what} {mine / one:.2f}x (largest worker {fmt(worker, '.0f')} MB)")
+        lines.append(f"  ({tool.name} / ours: {'; '.join(shown)})")
+    return lines
 
-    def line(self) -> str:
-        if self.value is None:
-            verdict, shown = "n/a", "-"
-        else:
-            verdict = "PASS" if self.value <= self.limit else "MISS"
-            shown = f"{self.value:.2f}{self.unit}"
-        return f"  {verdict:4}  {self.text:62} {shown:>9}  (<= {self.limit:g}{self.unit})"
+
+def unavailable(tool: Tool) -> str | None:
+    """Why ``tool`` cannot run here (a program not installed), or None."""
+    commands = [tool.backup(Path("x"))] + ([tool.restore(Path("x"))] if tool.restore else [])
+    programs = [c.argv[0] for c in commands if c.argv[0] != "bash"]
+    programs += [w for w in ("mariadb-dump", "zstd") if tool.name == "mariadb-dump | zstd"]
+    gone = [p for p in programs if shutil.which(p) is None]
+    return f"{', '.join(gone)} not installed" if gone else None
 
 
 def targets(dialect: str, sets: list[Dataset], cells: dict[tuple[str, str], Cell]) -> list[Target]:
@@ -454,7 +416,7 @@ def targets(dialect: str, sets: list[Dataset], cells: dict[tuple[str, str], Cell
 
     def med(ds: str, tool: str, what: str, attr: str = "seconds") -> float | None:
         cell = cells.get((ds, tool))
-        return _median(getattr(cell, what), attr) if cell else None
+        return median(getattr(cell, what), attr) if cell else None
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a is not None and b else None
@@ -532,7 +494,7 @@ def tool_scaling(tools: list[Tool], cells: dict[tuple[str, str], Cell]) -> list[
             a, b = cells.get(("a", tool.name)), cells.get(("b", tool.name))
             if a is None or b is None:
                 continue
-            ta, tb = _median(getattr(a, what), "seconds"), _median(getattr(b, what), "seconds")
+            ta, tb = median(getattr(a, what), "seconds"), median(getattr(b, what), "seconds")
             if ta and tb:
                 shown.append(f"{tool.name} {tb / ta:.2f}x")
         if shown:
@@ -555,33 +517,93 @@ def machine() -> str:
     )
 
 
+def _resume_after(dialect: str, jobs: int) -> After:
+    """The resumed restore of (e), run while (e)'s source still exists."""
+
+    def after(
+        sources: dict[str, _Source], dst: MigrationUtils, run: DialectRun, work: Path
+    ) -> None:
+        tool = next(
+            (t for t in run.tools if t.ours and t.jobs == jobs and t.only == PARALLEL), None
+        )
+        cell = run.cells.get(("e", tool.name)) if tool else None
+        full = median(cell.restore, "seconds") if cell else None
+        if tool is None or tool.restore is None or full is None or "e" not in sources:
+            return
+        log(f"{TITLES[dialect]}: resumed restore of (e) by {tool.name}")
+        src, out = sources["e"], work / tool.output
+        run.resume = parallel.measure_resume(
+            tool.backup(out),
+            tool.restore(out),
+            src.utils.url,
+            src.expected,
+            dst,
+            full,
+            SERVER_PROCESSES[dialect],
+            work,
+            out,
+        )
+        log(f"{TITLES[dialect]}: {run.resume.lines()[0].strip()}")
+
+    return after
+
+
+def _startup(cells: dict[tuple[str, str], Cell]) -> list[str]:
+    startup = [
+        s.seconds - s.inner
+        for (_, name), cell in cells.items()
+        if name == "ours"
+        for s in cell.backup + cell.restore
+        if s.inner is not None
+    ]
+    if not startup:
+        return []
+    return [
+        f"  (our times include {statistics.median(startup):.1f}s of interpreter "
+        "start-up and imports)"
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of (a); (b) is 2x")
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows of (a); (b) is 2x, (e) 10x, (f) 50 x 1/10"
+    )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--datasets", default="abcd", help="which of a, b, c, d (default all)")
+    parser.add_argument("--datasets", default="abcdef", help="which of a-f (default all)")
     parser.add_argument("--tables", type=int, default=200, help="tables of (c)")
     parser.add_argument("--table-rows", type=int, default=1000, help="rows per table of (c)")
     parser.add_argument("--blob-rows", type=int, default=50_000, help="rows of (d)")
     parser.add_argument("--dialect", choices=sorted(SERVERS), action="append")
     parser.add_argument(
-        "--only", choices=["tools", "rehearsal"], help="the tools' rows or the rehearsal row"
+        "--only",
+        choices=["tools", "parallel", "rehearsal"],
+        help="one part: the tools on (a)-(d), the parallel rows on (e)-(f), or the rehearsal row",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="our worker processes in the parallel part (-jN)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "results.txt")
     args = parser.parse_args(argv)
     # Killed: still remove the work directory (dumps of up to a few GB).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    subreaper = become_subreaper()
     sets = make_datasets(args)
+    single = [d for d in sets if d.key in SINGLE]
+    wide = [d for d in sets if d.key in PARALLEL]
     started = time.monotonic()
     report = [
         f"zenmigrate benchmark, {dt.datetime.now():%Y-%m-%d %H:%M}, {machine()}",
         f"python -m bench {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip(),
         f"median of {args.runs} run(s); times are whole-process wall seconds, MB is peak RSS.",
-        "",
+        "" if subreaper else "(not a child subreaper: orphaned processes' CPU is not counted)",
     ]
     with tempfile.TemporaryDirectory(prefix="zm-bench-") as folder:
         for dialect in args.dialect or sorted(SERVERS):
-            if args.only != "tools":
+            took: dict[str, float] = {}
+            rehearsed: list[str] = []
+            if args.only in (None, "rehearsal"):
+                begun = time.monotonic()
                 row = rehearsal.run(
                     SERVERS[dialect],
                     TITLES[dialect],
@@ -590,29 +612,39 @@ def main(argv: list[str] | None = None) -> None:
                     functools.partial(settle, make_url(SERVERS[dialect])),
                     log,
                 )
-            if args.only == "rehearsal":
-                report += [f"== {row.version} ==", *rehearsal.lines(row), ""]
-                print("\n".join(report), flush=True)
-                continue
-            cells, tools, version = run_dialect(dialect, sets, args.runs, Path(folder))
-            report += table(dialect, version, sets, tools, cells)
-            startup = [
-                s.seconds - s.inner
-                for (_, name), cell in cells.items()
-                if name == "ours"
-                for s in cell.backup + cell.restore
-                if s.inner is not None
-            ]
-            if startup:
-                report.append(
-                    f"  (our times include {statistics.median(startup):.1f}s of interpreter "
-                    "start-up and imports)"
-                )
-            report.append("Targets (issue 7):")
-            report += [t.line() for t in targets(dialect, sets, cells)]
-            report += tool_scaling(tools, cells)
-            if args.only != "tools":
-                report += rehearsal.lines(row)
+                rehearsed = rehearsal.lines(row)
+                took["rehearsal"] = time.monotonic() - begun
+                if args.only == "rehearsal" or not single:
+                    report += [f"== {row.version} ==", *rehearsed]
+            if args.only in (None, "tools") and single:
+                begun = time.monotonic()
+                run = run_dialect(dialect, single, args.runs, Path(folder), args.jobs)
+                report += table(run.version, single, run.tools, run.cells, run.missing)
+                report += _startup(run.cells)
+                report.append("Targets (issue 7):")
+                report += [t.line() for t in targets(dialect, single, run.cells)]
+                report += tool_scaling(run.tools, run.cells)
+                report += rehearsed
+                report += parallel.cpu_table(single, run.tools, run.cells, run.data_bytes)
+                took["tools (a)-(d)"] = time.monotonic() - begun
+            if args.only in (None, "parallel") and wide:
+                begun = time.monotonic()
+                after = _resume_after(dialect, args.jobs) if "e" in args.datasets else None
+                run = run_dialect(dialect, wide, args.runs, Path(folder), args.jobs, after)
+                report += table(run.version, wide, run.tools, run.cells, run.missing)
+                report.append("Targets (issue 24):")
+                keys = [d.key for d in wide]
+                ours = f"ours -j{args.jobs}"
+                report += [
+                    t.line() for t in parallel.targets(dialect, keys, ours, run.cells, run.resume)
+                ]
+                report += run.resume.lines() if run.resume else []
+                report += parallel.cpu_table(wide, run.tools, run.cells, run.data_bytes)
+                took["parallel (e)-(f)"] = time.monotonic() - begun
+            report.append(
+                f"{TITLES[dialect]} took "
+                + ", ".join(f"{part} {seconds:.0f}s" for part, seconds in took.items())
+            )
             report.append("")
             print("\n".join(report), flush=True)  # so far, in case a later dialect fails
     report.append(f"total benchmark time {time.monotonic() - started:.0f}s")

@@ -3,6 +3,8 @@
 (a)/(b) ``mixed``: one table of mixed types, N rows (a: N, b: 2N).
 (c) ``many``: 200 small tables of 1,000 rows, each with a foreign key to the one before.
 (d) ``blobs``: one table of 50,000 rows of 20 KiB (10 KiB BLOB/BYTEA + 10 KiB TEXT).
+(e) ``mixed`` again, 10N rows: one large table, for the parallel (multi-part) dumps.
+(f) ``wide``: 50 tables ``m00``..``m49`` of (a)'s shape, N/10 rows each.
 
 :func:`checksums` fingerprints every table (MariaDB ``CHECKSUM TABLE``, PostgreSQL an md5
 over the rows' text in key order), so a restore can be compared with its source.
@@ -15,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 MIXED = {
     "mysql": [
-        """CREATE TABLE mixed (
+        """CREATE TABLE {name} (
             id BIGINT NOT NULL PRIMARY KEY,
             created DATETIME(6) NOT NULL,
             label VARCHAR(255) NOT NULL,
@@ -24,7 +26,7 @@ MIXED = {
             token VARBINARY(64),
             flag BOOLEAN NOT NULL
         )""",
-        """INSERT INTO mixed
+        """INSERT INTO {name}
            SELECT seq,
                   TIMESTAMP('2024-01-01') + INTERVAL seq SECOND
                       + INTERVAL MOD(seq, 1000000) MICROSECOND,
@@ -37,7 +39,7 @@ MIXED = {
            FROM seq_1_to_{n}""",
     ],
     "postgresql": [
-        """CREATE TABLE mixed (
+        """CREATE TABLE {name} (
             id BIGINT NOT NULL PRIMARY KEY,
             created TIMESTAMP(6) NOT NULL,
             label VARCHAR(255) NOT NULL,
@@ -46,7 +48,7 @@ MIXED = {
             token BYTEA,
             flag BOOLEAN NOT NULL
         )""",
-        """INSERT INTO mixed
+        """INSERT INTO {name}
            SELECT i,
                   timestamp '2024-01-01' + i * interval '1 second'
                       + mod(i, 1000000) * interval '1 microsecond',
@@ -131,10 +133,16 @@ def _run(conn: Connection, statements: list[str], **values: object) -> None:
         conn.exec_driver_sql(statement.format(**values))
 
 
-def create_mixed(engine: Engine, rows: int) -> None:
+def create_mixed(engine: Engine, rows: int, name: str = "mixed") -> None:
     with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS mixed")
-        _run(conn, MIXED[backend(engine)], n=rows)
+        conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+        _run(conn, MIXED[backend(engine)], n=rows, name=name)
+
+
+def create_wide(engine: Engine, tables: int = 50, rows: int = 100_000) -> None:
+    """(f): many tables of (a)'s shape, so that parallel workers can take whole tables."""
+    for i in range(tables):
+        create_mixed(engine, rows, f"m{i:02d}")
 
 
 def create_many(engine: Engine, tables: int = 200, rows: int = 1000) -> None:
@@ -161,6 +169,40 @@ def steady(engine: Engine) -> None:
     if backend(engine) == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM (FREEZE, ANALYZE)")
+
+
+def data_bytes(engine: Engine) -> int:
+    """The base tables' data as the server counts it: the denominator of CPU seconds per GB.
+
+    MariaDB: ``DATA_LENGTH`` (InnoDB's clustered index, which holds the rows; off-page BLOBs
+    included), after ``ANALYZE TABLE`` so that it is not a stale estimate. PostgreSQL:
+    ``pg_table_size`` (heap, TOAST, free space and visibility maps; no indexes).
+    """
+    with engine.connect() as conn:
+        if backend(engine) == "mysql":
+            names = conn.scalars(
+                text(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+                )
+            ).all()
+            if names:
+                conn.exec_driver_sql("ANALYZE TABLE " + ", ".join(f"`{n}`" for n in names)).all()
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT COALESCE(SUM(DATA_LENGTH), 0) FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE'"
+                ).scalar()
+                or 0
+            )
+        return int(
+            conn.exec_driver_sql(
+                "SELECT COALESCE(SUM(pg_table_size(c.oid)), 0) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind = 'r'"
+            ).scalar()
+            or 0
+        )
 
 
 def checksums(engine: Engine) -> dict[str, str]:

@@ -1,18 +1,22 @@
 """Our backup or restore in a fresh interpreter, for timing and peak memory from outside.
 
-Usage: python -m bench.ours backup|restore URL DUMP
+Usage: python -m bench.ours backup|restore URL DUMP [--jobs N]
 
 Prints one JSON line: ``seconds`` (the call alone, without interpreter start-up), ``peak_mb``
 (VmHWM of this whole process) and ``growth_mb`` (VmHWM counted from just before the call,
 after writing "5" to /proc/self/clear_refs). A fresh process, not a fork: ``ru_maxrss`` of a
-forked child starts from its parent's, VmHWM of a new program does not.
+forked child starts from its parent's, VmHWM of a new program does not. With ``--jobs N``
+(N > 1, a multi-part dump) it adds what the call reports of it: ``worker_peak_mb`` (the
+largest VmHWM of one worker process, which this process's own does not include), ``parts``
+and, for a restore, ``resumed_parts`` (loaded by an earlier, interrupted attempt).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
@@ -35,26 +39,38 @@ def reset_peak() -> float:
     return peak
 
 
-def run(action: str, url: str, dump: str) -> dict[str, float]:
+def run(action: str, url: str, dump: str, jobs: int = 1) -> dict[str, Any]:
     mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
     with mu.engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
+    # jobs=1 calls exactly as before the parallel dumps existed (and still works on that code).
+    options: dict[str, Any] = {"jobs": jobs} if jobs != 1 else {}
     before = reset_peak()
     base = status_mb("VmRSS")
     start = time.perf_counter()
+    found: dict[str, Any] = {}
     if action == "backup":
-        mu.backup_database_to_file(dump)
+        result = mu.backup_database_to_file(dump, **options)
+        found = {k: result.extra[k] for k in ("worker_peak_mb", "parts") if k in result.extra}
     elif action == "restore":
-        mu.restore_database_from_file(dump)
+        summary = mu.restore_database_from_file(dump, **options)
+        worker = getattr(summary, "worker_peak_mb", None)
+        found = {"worker_peak_mb": worker} if worker else {}
+        if getattr(summary, "parts", 0):
+            found |= {"parts": summary.parts, "resumed_parts": summary.resumed_parts}
     else:
         raise SystemExit(f"unknown action {action!r}")
     seconds = time.perf_counter() - start
     peak = status_mb("VmHWM")
     mu.dispose()
-    return {"seconds": seconds, "peak_mb": max(before, peak), "growth_mb": peak - base}
+    return {"seconds": seconds, "peak_mb": max(before, peak), "growth_mb": peak - base, **found}
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        raise SystemExit(__doc__)
-    print(json.dumps(run(*sys.argv[1:])), flush=True)
+    parser = argparse.ArgumentParser(prog="python -m bench.ours", description=__doc__)
+    parser.add_argument("action", choices=["backup", "restore"])
+    parser.add_argument("url")
+    parser.add_argument("dump")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    args = parser.parse_args()
+    print(json.dumps(run(args.action, args.url, args.dump, args.jobs)), flush=True)

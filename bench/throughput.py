@@ -27,7 +27,7 @@ SERVERS = {
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ours_command(action: str, url: URL, dump: str) -> list[str]:
+def ours_command(action: str, url: URL, dump: str, jobs: int = 1) -> list[str]:
     """The command line of one backup or restore by :mod:`bench.ours`."""
     return [
         sys.executable,
@@ -36,6 +36,7 @@ def ours_command(action: str, url: URL, dump: str) -> list[str]:
         action,
         url.render_as_string(hide_password=False),
         dump,
+        *(["--jobs", str(jobs)] if jobs != 1 else []),
     ]
 
 
