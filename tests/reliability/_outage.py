@@ -411,3 +411,103 @@ def fill(folder: Path, leave: int) -> Path:
     with filler.open("wb") as out:
         out.write(b"\0" * size)
     return filler
+
+
+# -- multi-part dumps (tests/reliability/test_parts_*.py) ----------------------------------------
+#: Part sizes small enough that a table of a few hundred KB is cut into several parts.
+SMALL_PART_BYTES = 96 * 1024
+SMALL_PART_SECONDS = 0.02
+
+
+def split_into_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the backups of this process (and of the workers it forks) cut small tables into
+    several parts: the real sizes would keep every test table whole."""
+    from airflow_provider_zenmigrate.core.parts import backup as parts_backup
+
+    monkeypatch.setattr(parts_backup, "PART_BYTES", SMALL_PART_BYTES)
+    monkeypatch.setattr(parts_backup, "PART_SECONDS", SMALL_PART_SECONDS)
+
+
+def rel_url(dialect: str, tmp_path: Path) -> URL:
+    """A new database name of the parts tests (prefix ``zmrel_``)."""
+    from tests.support.servers import database_url, unique_name
+
+    return database_url(dialect, tmp_path, unique_name("zmrel"))
+
+
+@contextmanager
+def rel_database(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
+    """A created ``zmrel_`` database; dropped afterwards with every staging or trash
+    database a (killed) restore of it left behind."""
+    mu = MigrationUtils(url=rel_url(dialect, tmp_path), connect_args={}, engine_args={})
+    mu.create_database()
+    try:
+        yield mu
+    finally:
+        mu.dispose()
+        if dialect == "mysql":
+            engine = _admin(dialect)
+            try:
+                with engine.connect() as conn:
+                    for name in side_objects(dialect, mu.url):
+                        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+            finally:
+                engine.dispose()
+        mu.drop_database()
+        mu.dispose()
+
+
+def fill_parts_source(mu: MigrationUtils, rows: int = 900) -> None:
+    """``big`` (``rows`` rows of 1 KiB, cut into several parts), ``small`` (one part), an
+    index and a view; statistics fresh (MariaDB's DATA_LENGTH, which sizes the parts, is
+    stale after a bulk insert until ANALYZE TABLE)."""
+    fill_big(mu, rows)
+    with mu.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE small (id INTEGER PRIMARY KEY, label VARCHAR(20))")
+        conn.execute(
+            text("INSERT INTO small (id, label) VALUES (:id, :label)"),
+            [{"id": i, "label": f"label {i}"} for i in range(1, 51)],
+        )
+        conn.exec_driver_sql("CREATE INDEX small_label ON small (label)")
+        conn.exec_driver_sql("CREATE VIEW big_count AS SELECT COUNT(*) AS n FROM big")
+        analyze(conn)
+    mu.dispose()
+
+
+def analyze(conn: Any) -> None:
+    """Fresh table statistics (parts are sized from them)."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        names = conn.exec_driver_sql(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_TYPE = 'BASE TABLE'"
+        ).scalars()
+        for name in list(names):
+            conn.exec_driver_sql(f"ANALYZE TABLE `{name}`").all()
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE")
+
+
+def fill_previous(mu: MigrationUtils) -> None:
+    """What a restore target holds before: other tables than the dump's, so a restore that
+    touched it shows."""
+    with mu.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE previous (id INTEGER PRIMARY KEY, note VARCHAR(40))")
+        conn.execute(
+            text("INSERT INTO previous (id, note) VALUES (:id, :n)"),
+            [{"id": i, "n": f"kept {i}"} for i in range(20)],
+        )
+    mu.dispose()
+
+
+def manifest_of(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    return data
+
+
+def parts_per_table(manifest: dict[str, Any]) -> dict[str, int]:
+    """How many data parts each table of a multi-part dump's manifest has."""
+    counts: dict[str, int] = {}
+    for part in manifest["parts"]:
+        if part["kind"] == "data":
+            counts[part["table"]] = counts.get(part["table"], 0) + 1
+    return counts
