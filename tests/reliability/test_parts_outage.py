@@ -175,11 +175,9 @@ def _name(request_line: str, prefix: str) -> str:
 
 
 def _completes(request_line: str) -> bool:
-    """Whether the request publishes an object (completes an upload, or puts it whole)."""
-    method, path = request_line.split(" ")[:2]
-    return (method == "POST" and "uploadId=" in path) or (
-        method == "PUT" and "partNumber=" not in path
-    )
+    """Whether the request is the last one of a part's upload: the look-up of its size
+    that follows the publishing (a part whose look-up the outage cut is written again)."""
+    return request_line.startswith("HEAD ") and "/part-" in request_line
 
 
 def _initiations(server: MotoServer, prefix: str) -> dict[str, int]:
