@@ -4,6 +4,7 @@ block range of it) written as a part of its own, the manifest published last."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -46,6 +47,8 @@ PART_BYTES = 64 * 1024 * 1024
 #: Seconds a part should take to write: later spans of a table are sized from the time
 #: the earlier ones took (as mydumper sizes its chunks), so parts take about as long each.
 PART_SECONDS = 3.0
+#: A part, or the temporary file of a local part being written (see storage.local).
+_LEFT_BY_A_BACKUP = re.compile(rf"\.?{PART_NAME.pattern}(\.[0-9a-f]{{8}}\.partial)?")
 #: Attempts at a part whose store failed (a transient error retries that part only).
 PART_ATTEMPTS = 3
 
@@ -407,9 +410,18 @@ def _workers(
 
 
 def _discard(backend: Backend, prefix: str, names: list[str]) -> None:
-    """Delete the parts a failed backup published (best effort: without a manifest they
+    """Delete what a failed backup wrote under ``prefix`` (which holds no complete dump: a
+    backup into one is refused): the parts it knows of and any other part or temporary
+    file of a part there, such as a killed worker's (best effort: without a manifest they
     are no backup anyway)."""
-    for name in names:
+    found = set(names)
+    with suppress(Exception):
+        found |= {
+            info.key[len(prefix) :]
+            for info in backend.list(prefix)
+            if _LEFT_BY_A_BACKUP.fullmatch(info.key[len(prefix) :])
+        }
+    for name in sorted(found):
         with suppress(Exception):
             backend.delete(prefix + name)
 

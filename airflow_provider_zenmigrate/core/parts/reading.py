@@ -8,7 +8,7 @@ from typing import Any
 
 from ..dump.reader import Entry, entries_from_stream
 from ..dump.records import Record
-from ..errors import DumpIntegrityError, StorageNotFoundError
+from ..errors import DumpError, DumpIntegrityError, StorageNotFoundError
 from ..preflight import DumpRules
 from ..storage import open_for_read, safe_uri, translated_errors
 from .layout import MANIFEST_NAME, child_uri, prefix_key
@@ -53,6 +53,27 @@ def checked_part(
     naming the part otherwise; the last entry comes only once all of it is checked.
     """
     where = safe_uri(child_uri(uri, entry.name))
+    try:
+        yield from _checked_part(
+            where, uri, transport_params, manifest, entry, rules, table_records
+        )
+    except DumpError as exc:  # a part's own stream refused it: name the part
+        if str(exc).startswith(where):
+            raise
+        named = type(exc)(f"{where}: {exc}")
+        named.line = exc.line
+        raise named from exc
+
+
+def _checked_part(
+    where: str,
+    uri: str,
+    transport_params: dict[str, Any] | None,
+    manifest: PartsManifest,
+    entry: PartEntry,
+    rules: DumpRules,
+    table_records: dict[str, Record] | None,
+) -> Iterator[Entry]:
     with open_for_read(child_uri(uri, entry.name), transport_params) as stream:
         pending: Entry | None = None
         for line, record, raw in entries_from_stream(stream):

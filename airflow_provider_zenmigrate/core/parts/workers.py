@@ -179,6 +179,11 @@ def worker_pool(
             _drive(scheduler, pipes, processes, report)
 
         yield drive
+    except BaseException:
+        for process in processes:  # a failed run: no worker finishes (publishes) its task
+            if process.is_alive():
+                process.kill()
+        raise
     finally:
         _stop(pipes, processes, report)
 
