@@ -122,6 +122,14 @@ class PostgreSQLOps(DialectOps):
                     "WHERE backend_type = 'client backend')"
                 )
             ).scalar()
+            limit, used = conn.execute(  # the role's own CONNECTION LIMIT (-1: none)
+                text(
+                    "SELECT rolconnlimit, (SELECT count(*) FROM pg_stat_activity "
+                    "WHERE usename = current_user) FROM pg_roles WHERE rolname = current_user"
+                )
+            ).one()
+        if int(limit) >= 0:
+            spare = min(int(spare or 0), int(limit) - int(used))
         return max(int(spare or 0), 0)
 
     # -- backup and restore --------------------------------------------------------------------
