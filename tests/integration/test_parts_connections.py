@@ -65,8 +65,8 @@ def limited(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
             f"DROP ROLE IF EXISTS {user}",
         ]
     _admin(dialect, setup)
-    as_user = {"username": user, "password": "pw"}
-    source, target = source._replace(**as_user), target._replace(**as_user)
+    source = source._replace(username=user, password="pw")
+    target = target._replace(username=user, password="pw")
     engine = sqlalchemy.create_engine(source, poolclass=NullPool)
     try:
         with engine.begin() as conn:
