@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 
 #: Sees every record a restore has checked and applied, in order, with its line as read
 #: (``None`` for records given in memory): the restore's progress, as ``on_record`` is the
-#: backup's. A data record's ``data`` is a sequence of rows (its ``len`` is the row count).
+#: backup's. A data record's ``data`` is a sequence of rows (its ``len`` is the row count);
+#: a multi-part restore tells of each part loaded as ``{"kind": "data", "table", "rows"}``.
 RecordObserver = Callable[[Record, bytes | None], None]
 
 

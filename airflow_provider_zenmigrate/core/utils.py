@@ -29,7 +29,7 @@ from .dump.records import Record
 from .parts.backup import backup_parts
 from .parts.layout import is_multipart
 from .parts.restore import restore_parts
-from .restore import RestoreSummary, restore_entries, restore_from_uri
+from .restore import RecordObserver, RestoreSummary, restore_entries, restore_from_uri
 from .storage import open_for_write, safe_uri
 
 logger = logging.getLogger(__name__)
@@ -319,6 +319,7 @@ class MigrationUtils(BaseModel):
         allow_routines: bool = False,
         jobs: int = 1,
         fresh: bool = False,
+        on_record: RecordObserver | None = None,
     ) -> RestoreSummary:
         """Restore the database from a backup dump file or object (any URI of
         :meth:`backup_database_to_file`), verifying it as it streams (options as for
@@ -327,6 +328,7 @@ class MigrationUtils(BaseModel):
         A multi-part dump is found by itself: ``jobs`` worker processes load its parts, and
         a restore that failed resumes when run again with the same arguments (on
         MariaDB/MySQL; ``fresh`` starts over). ``jobs`` does not split a single stream.
+        ``on_record`` is told of the restore's progress (see :data:`.restore.RecordObserver`).
 
         Raises:
             StorageNotFoundError: If nothing exists at ``dump_file``.
@@ -341,11 +343,16 @@ class MigrationUtils(BaseModel):
                 fresh=fresh,
                 allow_unverified=allow_unverified,
                 allow_routines=allow_routines,
+                on_record=on_record,
             )
         if jobs > 1:
             logger.info("%s is a single stream: one process restores it", safe_uri(dump_file))
         return restore_from_uri(
-            self, dump_file, allow_unverified=allow_unverified, allow_routines=allow_routines
+            self,
+            dump_file,
+            allow_unverified=allow_unverified,
+            allow_routines=allow_routines,
+            on_record=on_record,
         )
 
     def restore_database_from_db(self, backup_db_name: str) -> None:

@@ -63,7 +63,7 @@ def dry_runs(
     return alone, with_target
 
 
-def restore_error(w: World, path: Path, **flags: bool) -> DumpError | None:
+def restore_error(w: World, path: Path, **flags: Any) -> DumpError | None:
     """The restore's refusal, or None when it restored."""
     try:
         w.target.restore_database_from_file(str(path), **flags)
@@ -115,7 +115,7 @@ def test_good_dump_passes_dry_runs_and_restore(
 
 
 # -- each refusal on its own -------------------------------------------------------------------
-def restores_cleanly(w: World, path: Path, **flags: bool) -> Any:
+def restores_cleanly(w: World, path: Path, **flags: Any) -> Any:
     """Restore ``path`` into a new scratch database (the world's target stays as it is)."""
     scratch = MigrationUtils(
         url=database_url(w.dialect, w.folder, unique_name("zmdry")), connect_args={}, engine_args={}

@@ -77,7 +77,6 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     """restore a database from a dump (atomically; a multi-part dump's interrupted restore
     resumes when run again)"""
     from ...core.catalog import find_backup
-    from ...core.restore import restore_from_uri
 
     jobs = jobs_argument(args)
     utils = with_transport(args, make_utils(args, out, args.db_url))
@@ -99,22 +98,14 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         parted = listed is not None and listed.parts is not None
         with Progress(out, "restore", tables, rows) as progress:
             try:
-                if parted or jobs > 1 or args.fresh:
-                    summary = utils.restore_database_from_file(
-                        args.source_uri,
-                        allow_unverified=args.allow_unverified,
-                        allow_routines=args.allow_routines,
-                        jobs=jobs,
-                        fresh=args.fresh,
-                    )
-                else:  # one stream: its records reach the progress bar
-                    summary = restore_from_uri(
-                        utils,
-                        args.source_uri,
-                        allow_unverified=args.allow_unverified,
-                        allow_routines=args.allow_routines,
-                        on_record=progress.record,
-                    )
+                summary = utils.restore_database_from_file(
+                    args.source_uri,
+                    allow_unverified=args.allow_unverified,
+                    allow_routines=args.allow_routines,
+                    jobs=jobs,
+                    fresh=args.fresh,
+                    on_record=progress.record,
+                )
             except BaseException as exc:
                 if not interrupted(exc):
                     raise

@@ -222,13 +222,15 @@ def restore_parts(
         table_records: dict[str, Record] = {}
         post: list[tuple[int, Record]] = []
         staged_schema = progress is not None and SCHEMA in progress
-        for line, record, _raw in checked_part(uri, params, manifest, manifest.parts[0], rules()):
+        for line, record, raw in checked_part(uri, params, manifest, manifest.parts[0], rules()):
             kind = record["kind"]
             if kind == "header":
                 header = record
                 continue
             if kind == "table":
                 table_records[record["table"]] = record
+                if on_record is not None:
+                    on_record(record, raw)
                 if staged_schema:
                     loader.known(record)
                     continue
@@ -245,7 +247,7 @@ def restore_parts(
 
         def seen(part: PartEntry, rows: int) -> None:
             if on_record is not None:
-                on_record({"kind": "data", "table": part.table, "data": range(rows)}, None)
+                on_record({"kind": "data", "table": part.table, "rows": rows}, None)
 
         if resumable is not None:
             run = _Run(
