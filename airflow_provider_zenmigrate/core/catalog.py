@@ -218,37 +218,52 @@ def _backup_info(
     manifest: dict[str, Any],
     modified: dt.datetime | None,
 ) -> BackupInfo:
-    header = manifest["header"]
-    return BackupInfo(
-        uri=location.with_key(dump_key),
-        size=dump.size,
-        created_at=_created(header, modified),
-        database=header.get("database"),
-        dialect=header.get("dialect"),
-        revisions=list(header.get("revisions") or []),
-        server_version=header.get("server_version"),
-        tool_version=header.get("tool_version"),
-        tables=dict(manifest.get("tables") or {}),
-        digest=manifest.get("digest"),
+    return _info(
+        location.with_key(dump_key),
+        manifest["header"],
+        dump.size,
+        dict(manifest.get("tables") or {}),
+        manifest.get("digest"),
+        modified,
     )
 
 
 def _parts_info(
     location: Location, dump_key: str, manifest: PartsManifest, modified: dt.datetime | None
 ) -> BackupInfo:
-    header = manifest.header
+    return _info(
+        location.with_key(dump_key),
+        manifest.header,
+        manifest.size,
+        dict(manifest.tables),
+        manifest.digest,
+        modified,
+        parts=len(manifest.parts),
+    )
+
+
+def _info(
+    uri: str,
+    header: dict[str, Any],
+    size: int,
+    tables: dict[str, int],
+    digest: str | None,
+    modified: dt.datetime | None,
+    parts: int | None = None,
+) -> BackupInfo:
+    """A listed backup, from what its manifest (either kind) says."""
     return BackupInfo(
-        uri=location.with_key(dump_key),
-        size=manifest.size,
+        uri=uri,
+        size=size,
         created_at=_created(header, modified),
         database=header.get("database"),
         dialect=header.get("dialect"),
         revisions=list(header.get("revisions") or []),
         server_version=header.get("server_version"),
         tool_version=header.get("tool_version"),
-        tables=dict(manifest.tables),
-        digest=manifest.digest,
-        parts=len(manifest.parts),
+        tables=tables,
+        digest=digest,
+        parts=parts,
     )
 
 
