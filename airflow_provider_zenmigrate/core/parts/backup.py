@@ -424,6 +424,8 @@ def _discard(backend: Backend, prefix: str, names: list[str]) -> None:
     for name in sorted(found):
         with suppress(Exception):
             backend.delete(prefix + name)
+    with suppress(Exception):  # a killed worker's upload (S3 keeps its parts until aborted)
+        backend.abort_uploads(prefix)
 
 
 def _remove_strays(backend: Backend, prefix: str, keep: set[str]) -> None:

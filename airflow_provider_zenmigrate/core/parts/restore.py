@@ -148,8 +148,8 @@ def _resumed_parts(
                 "it changed since. Nothing was changed; restore again with fresh=True "
                 "(--fresh) to start over with the dump as it is now"
             )
-        elif OBJECTS in progress or SCHEMA not in progress:
-            reason = "it stopped while creating tables or objects"
+        elif SCHEMA not in progress:
+            reason = "it stopped while creating the tables"
         if reason:
             logger.warning("discarding the staging area of an earlier attempt (%s)", reason)
             writer.discard_staging()
@@ -264,7 +264,10 @@ def restore_parts(
                 todo, {str(p.table) for p in manifest.data_parts() if p.name in done}, seen
             )
             _load_all(run, resumable, scheduler, jobs, report)
-            resumable.mark(OBJECTS, manifest.digest)
+            if progress is not None and OBJECTS in progress:
+                resumable.discard_objects()  # those an earlier attempt made, to make anew
+            else:
+                resumable.mark(OBJECTS, manifest.digest)
         else:
             if jobs > 1:
                 logger.info(

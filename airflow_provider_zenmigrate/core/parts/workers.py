@@ -82,6 +82,14 @@ def _raise(kind: str, message: str, worker: int) -> None:
     raise ZenMigrateError(f"worker {worker}: {kind}: {message}")
 
 
+class _Stopped(BaseException):
+    """The caller stopped this worker (SIGTERM) because the run failed elsewhere."""
+
+
+def _stopped(_signum: int, _frame: Any) -> None:
+    raise _Stopped
+
+
 def _worker_main(
     conn: Connection,
     open_state: Callable[[], AbstractContextManager[Any]],
@@ -89,7 +97,7 @@ def _worker_main(
 ) -> None:
     """A worker's life: open its state, say ready, run tasks until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the caller decides when to stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, _stopped)  # unwinds: an upload in hand is aborted
     _restart_peak()
     code = 0
     try:
@@ -180,7 +188,14 @@ def worker_pool(
 
         yield drive
     except BaseException:
-        for process in processes:  # a failed run: no worker finishes (publishes) its task
+        # A failed run: no worker finishes (publishes) its task. Asked first, so each
+        # aborts the upload in hand; killed if it does not end.
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + 5
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
         raise

@@ -84,6 +84,11 @@ class Backend:
     def delete(self, key: str) -> None:
         raise NotImplementedError
 
+    def abort_uploads(self, prefix: str) -> None:
+        """Abort unfinished uploads under ``prefix`` (a killed writer's); stores whose
+        unfinished uploads cost nothing and expire by themselves keep this default."""
+        return None
+
     def read_bytes(self, key: str) -> bytes:
         with self.open_reader(key) as stream:
             return stream.read()

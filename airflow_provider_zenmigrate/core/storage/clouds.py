@@ -66,6 +66,18 @@ class S3Backend(Backend):
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.location.bucket, Key=key)
 
+    def abort_uploads(self, prefix: str) -> None:
+        """Abort the multipart uploads under ``prefix``: their parts are stored (and billed)
+        until aborted or expired by a lifecycle rule."""
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.location.bucket, Prefix=prefix
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                self.client.abort_multipart_upload(
+                    Bucket=self.location.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                )
+
 
 class GCSBackend(Backend):
     """Google Cloud Storage: the caller's client, else google-auth's application default

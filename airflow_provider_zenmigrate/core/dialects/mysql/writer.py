@@ -152,6 +152,12 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         """Drop the progress table: the swap moves every staging table into the target."""
         parts.drop_progress(self.session, self.staging)
 
+    def discard_objects(self) -> None:
+        """Drop the views, triggers, routines and events an earlier attempt created in the
+        staging database (our dumps keep indexes in their tables), to create them anew."""
+        self._drop_objects(self.staging)
+        self.objects.clear()
+
     def staging_tables(self) -> list[str]:
         return [t for t in table_names(self.session, self.staging) if t != parts.PROGRESS_TABLE]
 
