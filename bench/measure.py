@@ -276,9 +276,12 @@ class Target:
     value: float | None
     limit: float
     unit: str = "x"
+    failed: bool = False  # the result was wrong: no time counts
 
     def line(self) -> str:
-        if self.value is None:
+        if self.failed:
+            verdict, shown = "FAIL", "wrong"
+        elif self.value is None:
             verdict, shown = "n/a", "-"
         else:
             verdict = "PASS" if self.value <= self.limit else "MISS"

@@ -6,10 +6,12 @@ On (e) (one table of 10x (a)'s rows) and (f) (50 tables of a tenth of (a)'s rows
 them like every other tool. This module adds:
 
 - the resumed restore (:func:`measure_resume`): a ``jobs`` restore of (e) started in its own
-  process group, killed with SIGKILL (the whole group, workers included) after
-  ``fraction`` of the median full restore's wall time, then rerun with the same arguments;
-  its time over the full restore's is the target, and the result is checked against the
-  source like every restore;
+  process group, killed with SIGKILL (the whole group, workers included) once the target
+  and its staging area hold 70% of the bytes the source's tables take on the server's disk
+  (polled from the files every 0.25 s; a first attempt at 70% of the full restore's time
+  killed MariaDB's after all its data was in, in its final phase), then rerun with the same
+  arguments; its time over the median full restore's is the target, and the result is
+  checked against the source like every restore;
 - the issue's targets (:func:`targets`);
 - CPU seconds per GB (:func:`cpu_table`) of every backup and restore measured.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import create_engine
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -48,7 +50,8 @@ from bench.measure import (
 )
 from bench.throughput import ROOT, child_env
 
-KILL_AT = 0.7  # of the median full restore's wall time
+KILL_AT = 0.7  # of the source's stored bytes present in the target (and its staging)
+LAST_CHANCE = 0.95  # of the median full restore's time: kill then if KILL_AT never comes
 GB = 1e9
 
 
@@ -83,11 +86,14 @@ class Resume:
         if self.killed_after is None:
             killed = "it finished before the kill was due (nothing measured)"
         else:
-            killed = f"killed (SIGKILL, whole process group) after {self.killed_after:.1f}s"
+            killed = (
+                f"killed (SIGKILL, whole process group) after {self.killed_after:.1f}s "
+                f"({self.killed_after / self.full:.0%} of it)"
+            )
             if self.in_target_at_kill is not None:
                 killed += (
-                    f", when the target and its staging held {100 * self.in_target_at_kill:.0f}% "
-                    "of the source's stored size (approximate)"
+                    f", when the target and its staging held {self.in_target_at_kill:.0%} "
+                    "of the source's stored bytes"
                 )
         parts = self.rerun.report.get("parts")
         resumed = (
@@ -102,34 +108,47 @@ class Resume:
         ]
 
 
-def stored_bytes(url: URL, database: str) -> int:
-    """How much table data the server holds for ``database``, a restore's staging included:
-    on MariaDB the size of its InnoDB files and those of its ``zmstage_*`` staging database
-    (files, so a killed load's pages count; the statistics would lag), on PostgreSQL
-    ``pg_table_size`` of every table in it that other sessions can see."""
-    engine = create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            if datasets.backend(engine) != "mysql":
-                return int(
-                    conn.exec_driver_sql(
-                        "SELECT COALESCE(SUM(pg_table_size(c.oid)), 0) FROM pg_class c "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
-                        "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-                    ).scalar()
-                    or 0
-                )
-            files = conn.exec_driver_sql(
-                "SELECT NAME, FILE_SIZE FROM information_schema.INNODB_SYS_TABLESPACES"
-            ).all()
-    finally:
-        engine.dispose()
+def stored_bytes(engine: Engine, database: str) -> int:
+    """The bytes the server stores for ``database``'s tables, a restore's staging included,
+    read from files so that a load in progress counts (statistics lag, and PostgreSQL's
+    staging is one uncommitted transaction that no catalog query sees): on MariaDB the
+    InnoDB files of ``database`` and of its ``zmstage_*`` staging databases, on PostgreSQL
+    ``pg_database_size`` less that of ``template1`` (what an empty database starts with)."""
+    with engine.connect() as conn:
+        if datasets.backend(engine) != "mysql":
+            return int(
+                conn.exec_driver_sql(
+                    f"SELECT pg_database_size('{database}') - pg_database_size('template1')"
+                ).scalar()
+                or 0
+            )
+        files = conn.exec_driver_sql(
+            "SELECT NAME, FILE_SIZE FROM information_schema.INNODB_SYS_TABLESPACES"
+        ).all()
 
-    def ours(name: str) -> bool:
+    def mine(name: str) -> bool:
         db = name.split("/", 1)[0]
         return db == database or (db.startswith("zmstage_") and db.endswith("_" + database))
 
-    return sum(int(size) for name, size in files if ours(str(name)))
+    return sum(int(size) for name, size in files if mine(str(name)))
+
+
+def _kill_when_loaded(
+    proc: subprocess.Popen[bytes], engine: Engine, database: str, source: int, full: float
+) -> tuple[float | None, float | None]:
+    """Poll the target's stored bytes; SIGKILL ``proc``'s process group once they reach
+    :data:`KILL_AT` of the source's, or at :data:`LAST_CHANCE` of the full restore's time if
+    they never do. (seconds, share) at the kill; (None, None) when it finished first."""
+    start = time.perf_counter()
+    while proc.poll() is None:
+        elapsed = time.perf_counter() - start
+        share = stored_bytes(engine, database) / source if source else 0.0
+        if share >= KILL_AT or elapsed >= LAST_CHANCE * full:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return time.perf_counter() - start, share
+        time.sleep(0.25)
+    return None, None
 
 
 def measure_resume(
@@ -150,34 +169,29 @@ def measure_resume(
     dst.create_database(drop=True)
     dst.dispose()
     settle(src_url)
-    due = KILL_AT * full
-    killed_after = share = None
-    with tempfile.TemporaryFile(dir=workdir) as errors:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            restore.argv,
-            stdout=subprocess.DEVNULL,
-            stderr=errors,
-            cwd=ROOT,
-            env=child_env(),
-            start_new_session=True,  # its own process group: the workers die with it
-        )
-        try:
-            code = proc.wait(timeout=due)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            killed_after = time.perf_counter() - start
-            code = 0
-        reap()
-        if code:
-            errors.seek(0)
-            raise RuntimeError(f"restore exited {code}: {errors.read()[-2000:]!r}")
+    engine = create_engine(dst.url, poolclass=NullPool)
+    try:
+        source = stored_bytes(engine, str(src_url.database))
+        with tempfile.TemporaryFile(dir=workdir) as errors:
+            proc = subprocess.Popen(
+                restore.argv,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                cwd=ROOT,
+                env=child_env(),
+                start_new_session=True,  # its own process group: the workers die with it
+            )
+            killed_after, share = _kill_when_loaded(
+                proc, engine, str(dst.url.database), source, full
+            )
+            reap()
+            if killed_after is None and proc.returncode:
+                errors.seek(0)
+                raise RuntimeError(f"restore exited {proc.returncode}: {errors.read()[-2000:]!r}")
+    finally:
+        engine.dispose()
     if killed_after is not None:
-        source = stored_bytes(src_url, str(src_url.database))
-        loaded = stored_bytes(dst.url, str(dst.url.database))
-        share = loaded / source if source else None
-        log(f"resume: killed after {killed_after:.1f}s; rerunning")
+        log(f"resume: killed after {killed_after:.1f}s at {share:.0%} stored; rerunning")
     settle(src_url)
     rerun = timed(restore, workdir, server)
     ok = fingerprint(dst.url) == expected
@@ -210,8 +224,11 @@ def targets(
         limits = (1.0, 1.0)
     found = []
     for key in keys:
+        # A wrong restore fails both: the backup may be what lost the rows.
+        wrong = bool(cells.get((key, ours), Cell()).wrong)
         for what, name, limit in zip(("backup", "restore"), short, limits, strict=True):
-            found.append(Target(f"({key}) {what}: {ours} / {name}", ratio(key, what, tool), limit))
+            text = f"({key}) {what}: {ours} / {name}" + (" (RESTORED DATA WRONG)" if wrong else "")
+            found.append(Target(text, ratio(key, what, tool), limit, failed=wrong))
     for what in ("backup", "restore"):
         samples = [s for key in keys for s in getattr(cells.get((key, ours), Cell()), what)]
         workers = [s.worker_mb for s in samples if s.worker_mb is not None]
@@ -236,10 +253,11 @@ def targets(
     if resume is not None:
         found.append(
             Target(
-                f"(e) restore killed at ~{KILL_AT:.0%}, rerun / full restore"
+                f"(e) restore killed at ~{KILL_AT:.0%} of its data, rerun / full restore"
                 + ("" if resume.ok else " (RESULT WRONG)"),
-                resume.ratio if resume.killed_after is not None and resume.ok else None,
+                resume.ratio if resume.killed_after is not None else None,
                 0.40,
+                failed=not resume.ok,
             )
         )
     return found
