@@ -358,11 +358,12 @@ class PostgreSQLBackupReader(BackupReader):
                 f"{quote_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')"
             )
         select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {found.qname}"
-        ranges = [_span_clause(span)] if span is not None else self._block_ranges(found.oid)
+        ranges = self._block_ranges(found.oid) if span is None else []
         if len(ranges) > 1 and (second := self._second_connection()) is not None:
             stream = self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
-        else:
-            stream = copy_text_rows(self._conn, select + ranges[0], chunk_rows, COPY_BATCH_BYTES)
+        else:  # the span, or the whole table on this session
+            query = select + _span_clause(span)
+            stream = copy_text_rows(self._conn, query, chunk_rows, COPY_BATCH_BYTES)
         self._streams.append(stream)
         return stream
 
