@@ -199,7 +199,7 @@ if point == "schema":  # creating the schema part's tables, before the schema is
          lambda self, table: nth_time() and pause(table=table.name))
 elif point == "data":  # in a worker: a part's rows loaded, its transaction not committed
     wrap(mysql_parts.PartLoader, "commit",
-         lambda self, part, digest, rows: nth_time() and pause(part=part))
+         lambda self, part, digest, table, rows: nth_time() and pause(part=part))
 elif point == "parts-done":  # every part committed, objects not begun
     wrap(mysql.MySQLRestoreWriter, "mark",
          lambda self, name, digest: name == "@objects" and pause())

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 PART_BYTES = 64 * 1024 * 1024
 #: Seconds a part should take to write: later spans of a table are sized from the time
 #: the earlier ones took (as mydumper sizes its chunks), so parts take about as long each.
-PART_SECONDS = 3.0
+PART_SECONDS = 1.5
 #: A part, or the temporary file of a local part being written (see storage.local).
 _LEFT_BY_A_BACKUP = re.compile(rf"\.?{PART_NAME.pattern}(\.[0-9a-f]{{8}}\.partial)?")
 #: Attempts at a part whose store failed (a transient error retries that part only).

@@ -116,6 +116,7 @@ def _worker_main(
         with suppress(OSError):
             conn.send(("error", _error_message(exc)))
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ending anyway: no second unwinding
         with suppress(OSError):
             conn.send(("peak", _status_mb("VmHWM")))
         conn.close()

@@ -165,11 +165,12 @@ class BulkLoader:
                 connection.close()
 
 
-def _load_file(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> None:
-    """Run one LOAD DATA LOCAL of ``handle``; its first warning fails it."""
+def _load_file(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> int:
+    """Run one LOAD DATA LOCAL of ``handle``; its first warning fails it. Returns the rows
+    the server says it loaded."""
     with connection.cursor() as cur:
         with local_infile_allowed(connection):
-            cur.execute(statement, (f"{_PROC_FD}/{handle.fileno()}",))
+            loaded = int(cur.execute(statement, (f"{_PROC_FD}/{handle.fileno()}",)))
         warnings = cur.warning_count
         if warnings:
             cur.execute("SHOW WARNINGS LIMIT 1")
@@ -179,14 +180,16 @@ def _load_file(connection: Any, table: TableSpec, statement: str, handle: IO[byt
                 f"table {table.name!r}: the server did not load a row as it is in the "
                 f"dump ({warnings} warnings; first: {message})"
             )
+    return loaded
 
 
-def run_load(connection: Any, table: TableSpec, statement: str, data: bytes) -> None:
-    """Load ``data`` (tab-separated rows) with ``statement`` on ``connection``, now."""
+def run_load(connection: Any, table: TableSpec, statement: str, data: bytes) -> int:
+    """Load ``data`` (tab-separated rows) with ``statement`` on ``connection``, now;
+    returns the rows the server says it loaded."""
     with tempfile.TemporaryFile() as handle:
         handle.write(data)
         handle.flush()
-        _load_file(connection, table, statement, handle)
+        return _load_file(connection, table, statement, handle)
 
 
 def load_statement(quote: Any, database: str, table: TableSpec) -> str:

@@ -18,7 +18,7 @@ import pymysql.err
 from sqlalchemy.engine import Engine
 
 from ...dump.model import TableSpec
-from ...errors import ZenMigrateError
+from ...errors import DumpIntegrityError, ZenMigrateError
 from ..base import decode_base64_column
 from ..text_rows import BULK_CODECS, bulk_text
 from .load import BulkLoader, load_statement, run_load
@@ -35,16 +35,34 @@ def create_progress(session: ServerSession, staging: str) -> None:
     table = f"{session.quote(staging)}.{session.quote(PROGRESS_TABLE)}"
     session.execute(
         f"CREATE TABLE {table} (part VARCHAR(255) PRIMARY KEY, digest CHAR(64) NOT NULL, "
-        "`rows` BIGINT NOT NULL) ENGINE=InnoDB"
+        "`table` VARCHAR(255) NULL, `rows` BIGINT NOT NULL) ENGINE=InnoDB"
     )
 
 
-def mark(session: ServerSession, staging: str, part: str, digest: str, rows: int = 0) -> None:
+def mark(
+    session: ServerSession,
+    staging: str,
+    part: str,
+    digest: str,
+    table: str | None = None,
+    rows: int = 0,
+) -> None:
     session.execute(
         f"INSERT INTO {session.quote(staging)}.{session.quote(PROGRESS_TABLE)} "
-        "(part, digest, `rows`) VALUES (%s, %s, %s)",
-        (part, digest, rows),
+        "(part, digest, `table`, `rows`) VALUES (%s, %s, %s, %s)",
+        (part, digest, table, rows),
     )
+
+
+def loaded_rows(session: ServerSession, staging: str) -> dict[str, int]:
+    """Rows the server loaded into each table, by the committed parts' records."""
+    return {
+        str(table): int(rows)
+        for table, rows in session.query(
+            f"SELECT `table`, SUM(`rows`) FROM {session.quote(staging)}."
+            f"{session.quote(PROGRESS_TABLE)} WHERE `table` IS NOT NULL GROUP BY `table`"
+        )
+    }
 
 
 def read_progress(session: ServerSession, staging: str) -> dict[str, str] | None:
@@ -77,9 +95,12 @@ class PartLoader:
         #: The connection LOAD DATA LOCAL runs on (the session's own when it may).
         self.local = local
         self._statements: dict[str, str] = {}
+        #: Rows the server reports loaded in this part's transaction so far.
+        self.loaded = 0
 
     def begin(self) -> None:
         self.session.dbapi.begin()
+        self.loaded = 0
 
     def clear(self, table: TableSpec, span: tuple[int | None, int | None] | None) -> None:
         """Delete what an earlier attempt left of a part (a non-transactional table keeps
@@ -115,10 +136,17 @@ class PartLoader:
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)
             self._statements[table.name] = statement
-        run_load(self.local, table, statement, bulk_text(table, columns))
+        self.loaded += run_load(self.local, table, statement, bulk_text(table, columns))
 
-    def commit(self, part: str, digest: str, rows: int) -> None:
-        mark(self.session, self.staging, part, digest, rows)
+    def commit(self, part: str, digest: str, table: str, rows: int) -> None:
+        """Commit the part with its record; the rows the server loaded must be the part's
+        (the record is what the final check adds up, instead of counting every table)."""
+        if self.loaded != rows:
+            raise DumpIntegrityError(
+                f"part {part}: the server loaded {self.loaded} rows of table {table!r}, the "
+                f"part holds {rows}"
+            )
+        mark(self.session, self.staging, part, digest, table, rows)
         self.session.dbapi.commit()
 
     def rollback(self) -> None:

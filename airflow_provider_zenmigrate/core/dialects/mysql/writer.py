@@ -148,6 +148,9 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
     def mark(self, name: str, digest: str) -> None:
         parts.mark(self.session, self.staging, name, digest)
 
+    def loaded_rows(self) -> dict[str, int]:
+        return parts.loaded_rows(self.session, self.staging)
+
     def forget_progress(self) -> None:
         """Drop the progress table: the swap moves every staging table into the target."""
         parts.drop_progress(self.session, self.staging)
