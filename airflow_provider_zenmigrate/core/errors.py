@@ -92,3 +92,19 @@ class RehearsalError(ZenMigrateError, RuntimeError):
 
     A rehearsal that ran and found a failing migration does not raise this: its report's
     ``reason`` says why the gate failed."""
+
+
+class ResumeMismatchError(ZenMigrateError, RuntimeError):
+    """A restore found the staging area of an earlier attempt at another dump (the dump at
+    its URI changed since): nothing was changed; ``fresh=True`` starts over."""
+
+
+class WorkerDied(ZenMigrateError, RuntimeError):
+    """A worker process of a parallel backup or restore ended without answering (killed,
+    out of memory): the run stopped, publishing or replacing nothing."""
+
+
+class WorkerStopped(BaseException):
+    """Raised inside a worker process by its SIGTERM handler, so that a worker told to stop
+    (the run failed elsewhere) unwinds and aborts the upload in hand. A BaseException, as
+    KeyboardInterrupt is: no handler of ordinary errors should take it for a failure."""

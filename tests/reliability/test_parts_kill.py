@@ -35,8 +35,8 @@ import smart_open.s3
 import sqlalchemy
 from sqlalchemy.pool import NullPool
 
+from airflow_provider_zenmigrate.core.errors import WorkerDied
 from airflow_provider_zenmigrate.core.parts import backup as parts_backup
-from airflow_provider_zenmigrate.core.parts.workers import WorkerDied
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.reliability._outage import (
     BUCKET,

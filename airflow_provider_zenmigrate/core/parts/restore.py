@@ -23,7 +23,7 @@ from ..dialects import get_dialect
 from ..dialects.base import PartLoader, ResumableWriter
 from ..dump.model import TableSpec
 from ..dump.records import Record
-from ..errors import DumpIntegrityError, ZenMigrateError
+from ..errors import DumpIntegrityError, ResumeMismatchError
 from ..preflight import DumpRules
 from ..restore import Loader, RecordObserver, RestoreSummary, RestoreTarget, apply_record
 from ..storage import drop_idle_connections, safe_uri
@@ -37,10 +37,6 @@ logger = logging.getLogger(__name__)
 DUMP, SCHEMA, OBJECTS = "@dump", "@schema", "@objects"
 #: Attempts at a part that met a lock wait or deadlock (its transaction rolled back).
 PART_ATTEMPTS = 5
-
-
-class ResumeMismatchError(ZenMigrateError):
-    """The staging area holds an earlier attempt at another dump."""
 
 
 def resume_label(database: str, uri: str) -> str:

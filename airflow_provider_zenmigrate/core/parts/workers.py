@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar
 
 from .. import errors
-from ..errors import ZenMigrateError
+from ..errors import WorkerDied, WorkerStopped, ZenMigrateError
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +33,6 @@ Task = TypeVar("Task")
 
 #: Seconds the workers have to start (connect, join the snapshot) before the caller gives up.
 READY_TIMEOUT = 120.0
-
-
-class WorkerDied(ZenMigrateError):
-    """A worker process ended without answering (killed, out of memory)."""
 
 
 @dataclass
@@ -82,12 +78,8 @@ def _raise(kind: str, message: str, worker: int) -> None:
     raise ZenMigrateError(f"worker {worker}: {kind}: {message}")
 
 
-class _Stopped(BaseException):
-    """The caller stopped this worker (SIGTERM) because the run failed elsewhere."""
-
-
 def _stopped(_signum: int, _frame: Any) -> None:
-    raise _Stopped
+    raise WorkerStopped
 
 
 def _worker_main(
