@@ -158,6 +158,10 @@ class _TableCut:
     domain: SliceDomain | None
     next_low: int | None = None
     step: int = 0
+    #: The first span's size: later ones never shrink below it. A store's fixed cost per
+    #: part (round trips) would otherwise make every part seem slow and halve them to
+    #: nothing after one slow part (a store outage).
+    min_step: int = 0
     dispensed: int = 0
     done: int = 0
     rows: int = 0
@@ -185,7 +189,7 @@ class _BackupScheduler(Scheduler[PartTask]):
             return _TableCut(table, None)
         width = domain.high - domain.low
         step = max(1, int(width * PART_BYTES / max(domain.bytes, 1)))
-        return _TableCut(table, domain, next_low=domain.low, step=step)
+        return _TableCut(table, domain, next_low=domain.low, step=step, min_step=step)
 
     def next_task(self) -> PartTask | None:
         while self._position < len(self.tables):
@@ -225,7 +229,8 @@ class _BackupScheduler(Scheduler[PartTask]):
             high = task.span[1]
             if high is not None:  # the rate this span went at sizes the next ones
                 rate = (high - low) / result.seconds
-                cut.step = max(1, min(cut.step * 2, max(cut.step // 2, int(rate * PART_SECONDS))))
+                wanted = max(cut.step // 2, int(rate * PART_SECONDS))
+                cut.step = max(cut.min_step, min(cut.step * 2, wanted))
         self.progress.add(result.entry.rows, table_done=cut.exhausted and cut.done == cut.dispensed)
         self.on_part(result.entry)
 
