@@ -128,6 +128,14 @@ def test_usage_and_operational_errors_exit_codes(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.jsonl"
     truncated.write_bytes(b"".join(lines[:-1]))
     x = str(tmp_path / "x.jsonl")
+    # The restores run at once: each gets its own copy of the target, or one would meet the
+    # other's restore lock ("another restore ... is already running") instead of its dump's
+    # error.
+    targets = []
+    for name in ("missing", "corrupt", "truncated"):
+        copy = tmp_path / f"{name}.db"
+        copy.write_bytes((tmp_path / "app.db").read_bytes())
+        targets.append(url_text(URL.create("sqlite", database=str(copy))))
 
     results = zm_parallel(
         ("backup", "not a url", x),
@@ -135,11 +143,11 @@ def test_usage_and_operational_errors_exit_codes(tmp_path: Path) -> None:
         ("backup",),
         ("prune", str(tmp_path)),
         ("frobnicate",),
-        ("restore", str(tmp_path / "nope.jsonl"), sqlite, "--yes", "--json"),
+        ("restore", str(tmp_path / "nope.jsonl"), targets[0], "--yes", "--json"),
         ("verify", str(corrupt), "--json"),
         ("verify", str(truncated), "--json"),
-        ("restore", str(corrupt), sqlite, "--yes"),
-        ("restore", str(truncated), sqlite, "--yes", "--debug"),
+        ("restore", str(corrupt), targets[1], "--yes"),
+        ("restore", str(truncated), targets[2], "--yes", "--debug"),
         ("inspect", str(corrupt), "--json"),
         ("restore", str(truncated), sqlite, "--dry-run", "--json"),
         ("backup", "mysql+pymysql://root:pw-on-the-line@127.0.0.1:1/nothing", x),
