@@ -194,9 +194,7 @@ def table_data(
     each accounted in ``digest``; see :func:`iter_backup` for ``materialize``."""
 
     def emit(record: Record) -> tuple[Record, bytes]:
-        line = serialize(record)
-        digest.add_line(line, record)
-        return record, line
+        return record, digest.line_of(record)
 
     def count(rows: int) -> None:
         if progress is not None:
@@ -281,9 +279,7 @@ def iter_backup(
     digest = DumpDigest()
 
     def emit(record: Record) -> tuple[Record, bytes]:
-        line = serialize(record)
-        digest.add_line(line, record)
-        return record, line
+        return record, digest.line_of(record)
 
     with ops.open_backup(engine, scope) as reader:
         tables = reader.tables()

@@ -293,6 +293,17 @@ def pipelined_ranges(
 Span = tuple[int | None, int | None]
 
 
+def span_where(column: str, span: Span | None, bound: Callable[[int], str] = str) -> str:
+    """`` WHERE`` clause of ``column`` in ``[low, high)`` (each bound rendered by ``bound``;
+    an open side has no term), or nothing for no span or an open one."""
+    if span is None:
+        return ""
+    low, high = span
+    terms = [f"{column} >= {bound(int(low))}"] if low is not None else []
+    terms += [f"{column} < {bound(int(high))}"] if high is not None else []
+    return " WHERE " + " AND ".join(terms) if terms else ""
+
+
 @dataclass(frozen=True)
 class SliceDomain:
     """How a table can be cut into parts read separately (multi-part dumps): integer values

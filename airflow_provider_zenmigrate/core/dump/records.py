@@ -126,6 +126,12 @@ class DumpDigest:
             return
         self._hasher.update(line)
 
+    def line_of(self, record: Record) -> bytes:
+        """The record's canonical line, accounted for (what a writer writes)."""
+        line = serialize(record)
+        self.add_line(line, record)
+        return line
+
     def add_data_line(self, line: bytes, table: str, rows: int) -> None:
         """Account for a data record built as a line (the backup's rendered rows)."""
         self.records += 1

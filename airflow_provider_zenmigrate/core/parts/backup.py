@@ -97,15 +97,10 @@ def write_stream(uri: str, transport_params: dict[str, Any] | None, lines: Itera
 def _part_lines(
     ctx: _Context, reader: BackupReader, task: PartTask, digest: DumpDigest
 ) -> Iterator[bytes]:
-    def emit(record: Record) -> bytes:
-        line = serialize(record)
-        digest.add_line(line, record)
-        return line
-
     span = list(task.span) if task.span is not None else None
     part = {"index": task.index, "table": task.table.name, "span": span, "unit": task.unit}
-    yield emit({**task.header, "part": part})
-    yield emit(table_record(task.table))
+    yield digest.line_of({**task.header, "part": part})
+    yield digest.line_of(table_record(task.table))
     for _record, line in table_data(
         reader, task.table, digest, chunk_rows=ctx.chunk_rows, materialize=False, span=task.span
     ):
@@ -248,18 +243,13 @@ class _BackupScheduler(Scheduler[PartTask]):
 def _schema_lines(
     header: Record, reader: BackupReader, tables: list[TableSpec], digest: DumpDigest
 ) -> Iterator[bytes]:
-    def emit(record: Record) -> bytes:
-        line = serialize(record)
-        digest.add_line(line, record)
-        return line
-
-    yield emit({**header, "part": {"index": 0, "kind": "schema"}})
+    yield digest.line_of({**header, "part": {"index": 0, "kind": "schema"}})
     for obj in list(getattr(reader, "pre_objects", list)()):
-        yield emit(object_record(obj, "pre"))
+        yield digest.line_of(object_record(obj, "pre"))
     for table in tables:
-        yield emit(table_record(table))
+        yield digest.line_of(table_record(table))
     for obj in reader.objects():
-        yield emit(object_record(obj, "post"))
+        yield digest.line_of(object_record(obj, "post"))
     yield serialize(digest.trailer())
 
 

@@ -25,7 +25,14 @@ from ..dump.model import TableSpec
 from ..dump.records import Record
 from ..errors import DumpIntegrityError, ResumeMismatchError
 from ..preflight import DumpRules
-from ..restore import Loader, RecordObserver, RestoreSummary, RestoreTarget, apply_record
+from ..restore import (
+    Loader,
+    RecordObserver,
+    RestoreSummary,
+    RestoreTarget,
+    apply_record,
+    restore_lock,
+)
 from ..storage import drop_idle_connections, safe_uri
 from .manifest import PartEntry, PartsManifest
 from .reading import checked_part, load_manifest, missing_parts
@@ -200,8 +207,6 @@ def restore_parts(
             target=engine,
             options=options,
         )
-
-    from ..restore import restore_lock  # noqa: PLC0415 - beside its only other user
 
     ops = get_dialect(engine)
     if jobs > 1:  # beside the restore's own session, its lock's and its loaders'

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from ...dump.model import TableSpec
 from ...errors import DumpIntegrityError, ZenMigrateError
-from ..base import decode_base64_column
+from ..base import decode_base64_column, span_where
 from ..text_rows import BULK_CODECS, bulk_text
 from .load import BulkLoader, load_statement, run_load
 from .session import ServerSession, server_session
@@ -106,13 +106,7 @@ class PartLoader:
         """Delete what an earlier attempt left of a part (a non-transactional table keeps
         a part cut short; InnoDB rolled it back and this deletes nothing)."""
         session = self.session
-        where = ""
-        if span is not None:
-            key = session.quote(table.key[0])
-            low, high = span
-            terms = [f"{key} >= {int(low)}"] if low is not None else []
-            terms += [f"{key} < {int(high)}"] if high is not None else []
-            where = " WHERE " + " AND ".join(terms) if terms else ""
+        where = span_where(session.quote(table.key[0]), span) if span is not None else ""
         name = f"{session.quote(self.staging)}.{session.quote(table.name)}"
         # A plain read first: a DELETE's range locks would deadlock with the other
         # workers' loads, and there is almost never anything to delete.

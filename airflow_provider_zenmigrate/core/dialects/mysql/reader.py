@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from ...dump.model import ObjectSpec, TableSpec
-from ..base import QUERY_SENT, BackupReader, SliceDomain, Span, pipelined_ranges
+from ..base import QUERY_SENT, BackupReader, SliceDomain, Span, pipelined_ranges, span_where
 from .catalog import ColumnFacts, collect_objects, large_innodb_tables, read_table_specs
 from .render import (
     INTEGER_TYPES,
@@ -371,11 +371,7 @@ class MySQLBackupReader(BackupReader):
         key = self._integer_key(table)
         if key is None:
             raise ValueError(f"table {table.name!r} has no integer key to read a span of")
-        name = self.session.quote(key)
-        low, high = span
-        terms = [f"{name} >= {int(low)}"] if low is not None else []
-        terms += [f"{name} < {int(high)}"] if high is not None else []
-        return " WHERE " + " AND ".join(terms) if terms else ""
+        return span_where(self.session.quote(key), span)
 
     def _key_ranges(self, table: TableSpec) -> list[str]:
         """WHERE clauses splitting a table all sessions see into ranges of its integer key

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ...dump.model import BackupScope, ColumnSpec, ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
-from ..base import BackupReader, SliceDomain, Span, pipelined_ranges
+from ..base import BackupReader, SliceDomain, Span, pipelined_ranges, span_where
 from . import catalog, connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
 from .copy_stream import copy_text_rows
@@ -480,12 +480,7 @@ class PostgreSQLBackupReader(BackupReader):
 
 def _span_clause(span: Span | None) -> str:
     """A WHERE clause of the heap blocks ``[low, high)`` of a span."""
-    if span is None:
-        return ""
-    low, high = span
-    terms = [f"ctid >= '({int(low)},0)'::tid"] if low is not None else []
-    terms += [f"ctid < '({int(high)},0)'::tid"] if high is not None else []
-    return " WHERE " + " AND ".join(terms) if terms else ""
+    return span_where("ctid", span, lambda block: f"'({block},0)'::tid")
 
 
 def select_schemas(found: list[str], scope: BackupScope) -> tuple[list[str], list[dict[str, str]]]:
