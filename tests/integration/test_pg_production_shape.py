@@ -323,3 +323,49 @@ def test_missing_roles_refuse_or_are_skipped_when_asked(
         assert _rows(other.url, owner_of) == [("postgres",)]
     finally:
         pg_script(admin, f"ALTER ROLE {app}_gone RENAME TO {app}")
+
+
+def _staged_shape(app: str, owner: str) -> str:
+    """The production shape without its extension: a dump without one is restored staged
+    (in parallel, resumable); one with an extension is restored in one transaction."""
+    lines = _shape(app, owner).splitlines()
+    return "\n".join(line for line in lines if "pg_trgm" not in line and "trgm" not in line)
+
+
+def test_parallel_rollback_is_what_pg_dump_sees(
+    tmp_path: Path, roles: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rollback above with a multi-part dump restored by two workers into staging
+    schemas: pg_dump sees the database as it was (owners, ACLs, comments, policies, the
+    key from a schema left out re-pointed), and nothing of the staging is left."""
+    app, _owner = roles
+    url = database_url("postgresql", tmp_path)
+    production = MigrationUtils(url=url, connect_args={}, engine_args={})
+    production.create_database()
+    try:
+        pg_script(url, _staged_shape(*roles))
+        before_schema, before_data = schema_dump(url), data_digest(url)
+        dump = str(tmp_path / "prod")
+        production.backup_database_to_file(dump, jobs=2)
+        pg_script(
+            url,
+            f"""REVOKE ALL ON app.customers FROM {app}; ALTER TABLE app.customers DROP COLUMN
+            secret; DELETE FROM public.notes WHERE id > 10; CREATE SCHEMA reporting;
+            CREATE TABLE reporting.picks (customer_id int REFERENCES app.customers (id));
+            INSERT INTO reporting.picks VALUES (1), (2);""",
+        )
+        with caplog.at_level(logging.INFO):
+            summary = production.restore_database_from_file(dump, jobs=2, allow_routines=True)
+        assert "cannot resume" not in caplog.text  # it was staged
+        assert summary.parts > 1 and summary.resumed_parts == 0
+        after = schema_dump(url)
+        assert "REFERENCES app.customers(id)" in after
+        assert _rows(url, "SELECT count(*) FROM reporting.picks") == [(2,)]
+        assert "zm_stage_" not in after and "zm_old_" not in after
+        pg_script(url, "DROP SCHEMA reporting CASCADE")
+        assert schema_dump(url) == before_schema
+        assert data_digest(url) == before_data
+        assert _rows(url, "SELECT count(*) FROM app.customers", user=app) == [(160,)]
+    finally:
+        production.drop_database()
+        production.dispose()

@@ -159,7 +159,8 @@ def _store(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 # -- a restore killed, then run again ----------------------------------------------------------
 _CHILD = r"""
-import json, os, sys, time
+import json, logging, os, sys, time
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 spec = json.loads(sys.argv[1])
 point, nth = spec.get("pause"), spec.get("nth", 1)
 MAIN = os.getpid()
@@ -191,23 +192,29 @@ def wrap(owner, name, before):
 
 from airflow_provider_zenmigrate.core.dialects import mysql
 from airflow_provider_zenmigrate.core.dialects.mysql import parts as mysql_parts
-from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
+from airflow_provider_zenmigrate.core.dialects.postgresql import staging as pg
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
+WRITER, LOADER = (
+    (mysql.MySQLRestoreWriter, mysql_parts.PartLoader) if spec["url"].startswith("mysql")
+    else (pg.PostgreSQLStagedWriter, pg.PartLoader)
+)
 if point == "schema":  # creating the schema part's tables, before the schema is marked staged
-    wrap(mysql.MySQLRestoreWriter, "create_table",
-         lambda self, table: nth_time() and pause(table=table.name))
+    wrap(WRITER, "create_table", lambda self, table: nth_time() and pause(table=table.name))
 elif point == "data":  # in a worker: a part's rows loaded, its transaction not committed
-    wrap(mysql_parts.PartLoader, "commit",
-         lambda self, part, digest, table, rows: nth_time() and pause(part=part))
+    wrap(LOADER, "commit", lambda self, part, digest, table, rows: nth_time() and pause(part=part))
 elif point == "parts-done":  # every part committed, objects not begun
-    wrap(mysql.MySQLRestoreWriter, "mark",
-         lambda self, name, digest: name == "@objects" and pause())
-elif point == "objects":  # objects being created
-    wrap(mysql.MySQLRestoreWriter, "create_object", lambda self, obj: nth_time() and pause())
+    wrap(WRITER, "mark", lambda self, name, digest: name == "@objects" and pause())
+elif point == "objects":  # objects after the data being created
+    wrap(WRITER, "begin_swap", lambda self: seen.update(objects=True))
+    wrap(WRITER, "create_object",
+         lambda self, obj: seen.get("objects") and nth_time() and pause())
 elif point == "swap":  # everything staged and counted, the progress table dropped
-    wrap(mysql.MySQLRestoreWriter, "swap", lambda self: pause())
-elif point == "pg-data":
+    wrap(WRITER, "swap", lambda self: pause())
+elif point == "one-transaction-data":  # a restore that cannot be staged, loading its data
+    from airflow_provider_zenmigrate.core.dialects.postgresql.writer import (
+        PostgreSQLRestoreWriter,
+    )
     wrap(PostgreSQLRestoreWriter, "load_encoded", lambda self, *a: nth_time() and pause())
 
 mu = MigrationUtils(url=spec["url"], connect_args={}, engine_args={})
@@ -300,19 +307,32 @@ def _settle(dialect: str, target: MigrationUtils) -> None:
 
 
 def _progress(dialect: str, target: MigrationUtils) -> dict[str, str]:
-    """The progress table of the target's staging database (MariaDB)."""
-    staging = [n for n in side_objects(dialect, target.url) if n.startswith("zmstage_")]
-    assert len(staging) == 1, f"expected one staging database, found {staging}"
-    engine = sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)
+    """The progress table a killed restore kept: in the target's staging database
+    (MariaDB), in the staging schema named after the restore (PostgreSQL)."""
+    if dialect == "mysql":
+        staging = [n for n in side_objects(dialect, target.url) if n.startswith("zmstage_")]
+        assert len(staging) == 1, f"expected one staging database, found {staging}"
+        engine = sqlalchemy.create_engine(server_url(dialect), poolclass=NullPool)
+        exists = (
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s"
+        )
+        table = f"`{staging[0]}`.`{PROGRESS}`"
+    else:
+        staging = [
+            n
+            for n in side_objects(dialect, target.url)
+            if re.fullmatch(r"zm_stage_p[0-9a-f]{12}", n)
+        ]
+        assert len(staging) == 1, f"expected one progress schema, found {staging}"
+        engine = sqlalchemy.create_engine(target.url, poolclass=NullPool)
+        exists = "SELECT COUNT(*) FROM pg_tables WHERE schemaname = %s AND tablename = %s"
+        table = f'"{staging[0]}"."{PROGRESS}"'
     try:
         with engine.connect() as conn:
-            if not conn.exec_driver_sql(
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                "AND TABLE_NAME = %s",
-                (staging[0], PROGRESS),
-            ).scalar():
+            if not conn.exec_driver_sql(exists, (staging[0], PROGRESS)).scalar():
                 return {}
-            rows = conn.exec_driver_sql(f"SELECT part, digest FROM `{staging[0]}`.`{PROGRESS}`")
+            rows = conn.exec_driver_sql(f"SELECT part, digest FROM {table}")
             return {str(p): str(d) for p, d in rows}
     finally:
         engine.dispose()
@@ -336,7 +356,7 @@ def _killed_at(
         running.kill()
     _settle(dialect, target)
     assert fingerprint(target.url) == before, f"killed at {point}: the target changed"
-    return _progress(dialect, target) if dialect == "mysql" else {}
+    return _progress(dialect, target) if point != "one-transaction-data" else {}
 
 
 def _rerun_checked(
@@ -363,8 +383,8 @@ def _parts_of(progress: dict[str, str]) -> set[str]:
     ("point", "nth"),
     [("schema", 2), ("data", 3), ("parts-done", 1), ("objects", 1), ("swap", 1)],
 )
-@pytest.mark.parametrize("dialect", ["mysql"])
-def test_mariadb_restore_killed_then_rerun_is_exact(
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
+def test_restore_killed_then_rerun_is_exact(
     dialect: str,
     source: MigrationUtils,
     target: MigrationUtils,
@@ -382,7 +402,9 @@ def test_mariadb_restore_killed_then_rerun_is_exact(
         "data": len(loaded),  # whatever was committed, and only that
         "parts-done": data_parts,
         "objects": data_parts,  # objects begun: made anew, every part kept
-        "swap": 0,  # the progress table was dropped just before the swap
+        # MariaDB dropped the progress table just before the swap; PostgreSQL drops it in
+        # the swap's own transaction, which the kill rolled back
+        "swap": 0 if dialect == "mysql" else data_parts,
     }[point]
     if point == "data":
         assert 0 < len(loaded) < data_parts, f"not mid-data: {len(loaded)} of {data_parts}"
@@ -392,8 +414,8 @@ def test_mariadb_restore_killed_then_rerun_is_exact(
     assert outcome["resumed_parts"] == expected, (point, outcome, sorted(progress))
 
 
-@pytest.mark.parametrize("dialect", ["mysql"])
-def test_mariadb_fresh_discards_the_progress(
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
+def test_fresh_discards_the_progress(
     dialect: str,
     source: MigrationUtils,
     target: MigrationUtils,
@@ -406,8 +428,8 @@ def test_mariadb_fresh_discards_the_progress(
     assert outcome["resumed_parts"] == 0, outcome
 
 
-@pytest.mark.parametrize("dialect", ["mysql"])
-def test_mariadb_resume_against_a_changed_dump_is_refused(
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
+def test_resume_against_a_changed_dump_is_refused(
     dialect: str,
     source: MigrationUtils,
     target: MigrationUtils,
@@ -443,21 +465,27 @@ def test_mariadb_resume_against_a_changed_dump_is_refused(
 
 
 @pytest.mark.parametrize("dialect", ["postgresql"])
-def test_postgresql_restore_killed_leaves_the_target_and_reruns(
+def test_postgresql_dump_with_an_extension_restores_in_one_transaction(
     dialect: str,
     source: MigrationUtils,
     target: MigrationUtils,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """PostgreSQL restores in one transaction: killed mid-data, nothing of it remains, and
-    the rerun starts over (resumed_parts == 0) and is exact."""
+    """An extension exists once per database, so a dump holding one cannot be staged
+    beside the target: it restores in one transaction. Killed mid-data, nothing of it
+    remains, and the rerun starts over (resumed_parts == 0) and is exact."""
+    with source.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE EXTENSION citext SCHEMA public")
+        conn.exec_driver_sql("ALTER TABLE small ADD COLUMN tag public.citext DEFAULT 'Aa'")
+    source.dispose()
     uri = _dump(source, tmp_path / "dump", monkeypatch)
-    _killed_at(dialect, target, uri, "pg-data", 3)
+    _killed_at(dialect, target, uri, "one-transaction-data", 3)
     assert side_objects(dialect, target.url) == set()
     with child(target, uri) as running:
         outcome = running.outcome()
     assert outcome["event"] == "finished", f"{outcome}\n{''.join(running.stderr)[-3000:]}"
     assert outcome["resumed_parts"] == 0
+    assert "holds extensions (citext)" in "".join(running.stderr)
     assert fingerprint(target.url) == fingerprint(source.url)
     assert side_objects(dialect, target.url) == set()

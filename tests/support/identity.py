@@ -113,10 +113,13 @@ def canonical_check(definition: str) -> str:
     return _CAST_ARRAY.sub(first_form, definition)
 
 
-# The schemas a PostgreSQL backup covers (condition on pg_namespace ``n``).
+# The schemas a PostgreSQL backup covers (condition on pg_namespace ``n``). The staging
+# schemas a failed parallel restore keeps to resume (``zm_stage_``) are not the target's
+# contents: tests look for them with their own checks (tests/reliability/_outage.py).
 _USER = (
     "n.nspname NOT IN ('pg_catalog', 'information_schema') "
-    "AND left(n.nspname, 8) <> 'pg_toast' AND left(n.nspname, 7) <> 'pg_temp'"
+    "AND left(n.nspname, 8) <> 'pg_toast' AND left(n.nspname, 7) <> 'pg_temp' "
+    "AND left(n.nspname, 9) <> 'zm_stage_'"
 )
 _IN_USER = f"IN (SELECT n.nspname FROM pg_namespace n WHERE {_USER})"
 _IN_USER_OID = f"IN (SELECT n.oid FROM pg_namespace n WHERE {_USER})"

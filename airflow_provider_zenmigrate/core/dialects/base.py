@@ -187,6 +187,13 @@ class DialectOps(ABC):
         """
         raise NotImplementedError(f"restore is not implemented for {self.name}")
 
+    def why_not_resumable(
+        self, header: dict[str, Any] | None, objects: Sequence[ObjectSpec]
+    ) -> str | None:
+        """Why a dump with this header and these objects (those before the tables) is
+        restored without a resumable staging area; ``None`` where it can have one."""
+        return None
+
     def copy_database(self, source: Engine, target: Engine) -> None:
         """Replace ``target``'s contents with a copy of ``source`` (same server).
 
@@ -407,9 +414,7 @@ class RestoreWriter(ABC):
         Backends that load the dump's text forms directly (base64, decimal and date text)
         override this; by default every value is decoded and :meth:`load_rows` loads it.
         """
-        decode = decoders([c.codec for c in table.columns])
-        decoded = [list(map(d, column)) for d, column in zip(decode, columns, strict=True)]
-        self.load_rows(table, list(zip(*decoded, strict=True)))
+        self.load_rows(table, decoded_rows(table, columns))
 
     @abstractmethod
     def create_object(self, obj: ObjectSpec) -> None:
@@ -459,6 +464,12 @@ class ResumableWriter(Protocol):
 
     def discard_staging(self) -> None: ...
 
+    #: A table or object (before the tables) that an earlier attempt staged: learn it.
+    def staged(self, spec: TableSpec | ObjectSpec, /) -> None: ...
+
+    #: Called once the data is in, before the objects after it are created.
+    def begin_swap(self) -> None: ...
+
     def discard_objects(self) -> None: ...
 
     def staging_tables(self) -> list[str]: ...
@@ -466,6 +477,13 @@ class ResumableWriter(Protocol):
     def part_loader(self) -> AbstractContextManager[PartLoader]: ...
 
     def is_retryable(self, exc: BaseException, /) -> bool: ...
+
+
+def decoded_rows(table: TableSpec, columns: list[Sequence[Any]]) -> list[tuple[Any, ...]]:
+    """Rows of Python values from columns in the dump's encoding (each column's codec)."""
+    decode = decoders([c.codec for c in table.columns])
+    decoded = [list(map(d, column)) for d, column in zip(decode, columns, strict=True)]
+    return list(zip(*decoded, strict=True))
 
 
 def decode_base64_column(table: TableSpec, index: int, values: Sequence[Any]) -> list[bytes | None]:

@@ -1,11 +1,12 @@
 """Restoring a multi-part dump: the schema part first, the data parts by ``jobs`` worker
 processes into the staging area, the objects, the row counts, the swap.
 
-Where the staging area outlives a failure (MariaDB/MySQL: a staging database; see
-:class:`.dialects.base.ResumableWriter`) each part is loaded in one transaction with its
-progress record, so a rerun with the same arguments skips what an earlier attempt loaded.
-Elsewhere (PostgreSQL restores in one transaction; SQLite into a temporary file) the parts
-are loaded one after another into the restore's staging, and a failed restore starts over.
+Where the staging area outlives a failure (a :class:`.dialects.base.ResumableWriter`: a
+staging database on MariaDB/MySQL, staging schemas in the target database on PostgreSQL)
+each part is loaded in one transaction with its progress record, so a rerun with the same
+arguments skips what an earlier attempt loaded. Elsewhere (SQLite restores into a temporary
+file; a PostgreSQL dump that cannot be staged, see ``why_not_resumable``, restores in one
+transaction) the parts are loaded one after another, and a failed restore starts over.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..dialects.base import PartLoader, ResumableWriter
 from ..dump.model import TableSpec
 from ..dump.records import Record
 from ..errors import DumpIntegrityError, ResumeMismatchError
-from ..preflight import DumpRules
+from ..preflight import DumpRules, object_spec
 from ..restore import (
     Loader,
     RecordObserver,
@@ -208,38 +209,40 @@ def restore_parts(
             options=options,
         )
 
+    # The schema part is read and checked whole before anything of the target changes.
+    header, before, post = _schema_part(uri, params, manifest, rules())
     ops = get_dialect(engine)
+    refused = ops.why_not_resumable(
+        header, [object_spec(r) for _line, r, _raw in before if r["kind"] == "object"]
+    )
+    table_records = {r["table"]: r for _line, r, _raw in before if r["kind"] == "table"}
+    if refused is not None:
+        logger.info("this restore cannot resume after a failure: %s", refused)
     if jobs > 1:  # beside the restore's own session, its lock's and its loaders'
         spare = ops.spare_connections(engine)
         jobs = jobs_allowed(None if spare is None else spare - 4, jobs, "restoring")
     label = resume_label(str(engine.url.database), uri)
     summary = RestoreSummary(parts=len(manifest.parts))
     report = WorkerReport()
-    with restore_lock(engine), ops.open_restore(engine, label, options, resumable=True) as writer:
+    with (
+        restore_lock(engine),
+        ops.open_restore(engine, label, options, resumable=refused is None) as writer,
+    ):
         resumable = writer if isinstance(writer, ResumableWriter) else None
         progress = _resumed_parts(resumable, manifest, fresh, uri) if resumable else None
         loader = Loader(writer)
-        header: Record | None = None
-        table_records: dict[str, Record] = {}
-        post: list[tuple[int, Record]] = []
         staged_schema = progress is not None and SCHEMA in progress
-        for line, record, raw in checked_part(uri, params, manifest, manifest.parts[0], rules()):
-            kind = record["kind"]
-            if kind == "header":
-                header = record
-                continue
-            if kind == "table":
-                table_records[record["table"]] = record
-                if on_record is not None:
-                    on_record(record, raw)
-                if staged_schema:
-                    loader.known(record)
-                    continue
-            if kind == "object" and record.get("phase") == "post":
-                post.append((line, record))
-            elif kind in ("table", "object"):
-                apply_record(loader, header, line, record)
         writer.begin(header)
+        for line, record, raw in before:
+            if resumable is not None and staged_schema:
+                if record["kind"] == "table":
+                    resumable.staged(loader.known(record).spec)
+                else:
+                    resumable.staged(object_spec(record))
+            else:
+                apply_record(loader, header, line, record)
+            if on_record is not None and record["kind"] == "table":
+                on_record(record, raw)
         if resumable is not None and not staged_schema:
             resumable.mark(SCHEMA, manifest.digest)
         done = {p.name for p in manifest.data_parts() if (progress or {}).get(p.name) == p.digest}
@@ -269,10 +272,12 @@ def restore_parts(
                 resumable.discard_objects()  # those an earlier attempt made, to make anew
             else:
                 resumable.mark(OBJECTS, manifest.digest)
+            resumable.begin_swap()
         else:
             if jobs > 1:
                 logger.info(
-                    "a %s restore loads its parts one by one (one staging transaction or file)",
+                    "a %s restore of this dump loads its parts one by one (one staging "
+                    "transaction or file)",
                     ops.name,
                 )
             for part in todo:
@@ -338,3 +343,22 @@ def _load_all(
 
     with worker_pool(min(jobs, len(scheduler.todo)), open_state, work, report) as drive:
         drive(scheduler)
+
+
+def _schema_part(
+    uri: str, params: dict[str, Any] | None, manifest: PartsManifest, rules: DumpRules
+) -> tuple[Record | None, list[tuple[int, Record, bytes | None]], list[tuple[int, Record]]]:
+    """The schema part, checked to its trailer: its header, the table records and objects
+    before the data (with their lines and text), and the objects after it."""
+    header: Record | None = None
+    before: list[tuple[int, Record, bytes | None]] = []
+    post: list[tuple[int, Record]] = []
+    for line, record, raw in checked_part(uri, params, manifest, manifest.parts[0], rules):
+        kind = record["kind"]
+        if kind == "header":
+            header = record
+        elif kind == "object" and record.get("phase") == "post":
+            post.append((line, record))
+        elif kind in ("table", "object"):
+            before.append((line, record, raw))
+    return header, before, post

@@ -161,6 +161,13 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         self._drop_objects(self.staging)
         self.objects.clear()
 
+    def staged(self, spec: TableSpec | ObjectSpec) -> None:
+        """Nothing to learn: the staging database holds what an earlier attempt created."""
+
+    def begin_swap(self) -> None:
+        """Nothing to do: the objects are created in the staging database, moved by the
+        swap."""
+
     def staging_tables(self) -> list[str]:
         return [t for t in table_names(self.session, self.staging) if t != parts.PROGRESS_TABLE]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager, suppress
 from typing import Any, ClassVar
 
@@ -21,7 +21,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection, Engine
 
-from ...dump.model import BackupScope, RestoreOptions
+from ...dump.model import BackupScope, ObjectSpec, RestoreOptions
 from ...errors import MigrationLockTimeout
 from ..base import BackupReader, DialectOps, SharedSnapshot
 from . import connection
@@ -29,6 +29,7 @@ from .catalog import USER_SCHEMA
 from .connection import transaction_connection
 from .names import quote_literal
 from .reader import PostgreSQLBackupReader
+from .staging import PostgreSQLStagedWriter, why_not_staged
 from .writer import PostgreSQLRestoreWriter
 
 logger = logging.getLogger(__name__)
@@ -178,11 +179,18 @@ class PostgreSQLOps(DialectOps):
         label: str,
         options: RestoreOptions | None = None,
         *,
-        resumable: bool = False,  # one transaction (PostgreSQL) or a temporary file: never kept
+        resumable: bool = False,
     ) -> AbstractContextManager[PostgreSQLRestoreWriter]:
         """Replace the dump's schemas in one transaction (see
-        :class:`PostgreSQLRestoreWriter`). Without a swap nothing is ever committed."""
-        return _open_restore(engine, label, options)
+        :class:`PostgreSQLRestoreWriter`). Without a swap nothing is ever committed.
+        ``resumable``: built in committed staging schemas instead (:mod:`.staging`), kept
+        after a failure for the next attempt; the target changes only at the swap."""
+        return _open_restore(engine, label, options, resumable)
+
+    def why_not_resumable(
+        self, header: dict[str, Any] | None, objects: Sequence[ObjectSpec]
+    ) -> str | None:
+        return why_not_staged(header, objects)
 
 
 #: What a restore's label may be: it becomes part of schema names.
@@ -206,13 +214,18 @@ def _open_backup(engine: Engine, scope: BackupScope) -> Iterator[PostgreSQLBacku
 
 @contextmanager
 def _open_restore(
-    engine: Engine, label: str, options: RestoreOptions | None
+    engine: Engine, label: str, options: RestoreOptions | None, staged: bool = False
 ) -> Iterator[PostgreSQLRestoreWriter]:
     if not isinstance(label, str) or not _RESTORE_LABEL.match(label):
         raise ValueError(f"restore label {label!r} must be 1-40 letters, digits or underscores")
     with transaction_connection(engine, read_only=False) as conn:
-        # Leaving without swap() rolls back: nothing of the restore was ever committed.
-        writer = PostgreSQLRestoreWriter(conn, label, options)
+        # Leaving without swap() rolls back what was not committed: all of a restore in one
+        # transaction, the last transaction of a staged one (its staging stays).
+        writer = (
+            PostgreSQLStagedWriter(conn, engine, label, options)
+            if staged
+            else PostgreSQLRestoreWriter(conn, label, options)
+        )
         try:
             yield writer
         except BaseException as exc:

@@ -479,3 +479,37 @@ SELECT 'event trigger', t.evtname FROM pg_event_trigger t
 UNION ALL
 SELECT 'large objects', count(*)::text FROM pg_largeobject_metadata HAVING count(*) > 0
 ORDER BY 1, 2"""
+
+
+# What the objects of the schemas %(s)s store as text that holds %(p)s: after a staged
+# restore renamed its schemas, a staging name in any of it would outlive the rename.
+STORED_TEXT_NAMING = """
+SELECT pg_describe_object('pg_attrdef'::regclass, d.oid, 0) FROM pg_attrdef d
+  JOIN pg_class c ON c.oid = d.adrelid
+  WHERE c.relnamespace = ANY(%(s)s) AND strpos(pg_get_expr(d.adbin, d.adrelid), %(p)s) > 0
+UNION ALL
+SELECT pg_describe_object('pg_constraint'::regclass, co.oid, 0) FROM pg_constraint co
+  WHERE co.connamespace = ANY(%(s)s) AND strpos(pg_get_constraintdef(co.oid), %(p)s) > 0
+UNION ALL
+SELECT pg_describe_object('pg_proc'::regclass, p.oid, 0) FROM pg_proc p
+  WHERE p.pronamespace = ANY(%(s)s) AND strpos(concat_ws(' ', p.prosrc, p.proconfig::text,
+        CASE WHEN p.prokind <> 'a' THEN pg_get_functiondef(p.oid) END), %(p)s) > 0
+UNION ALL
+SELECT pg_describe_object('pg_class'::regclass, c.oid, 0) FROM pg_class c
+  WHERE c.relnamespace = ANY(%(s)s) AND strpos(concat_ws(' ', c.reloptions::text,
+        CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END,
+        CASE WHEN c.relkind = 'i' THEN pg_get_indexdef(c.oid) END,
+        CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END,
+        CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END), %(p)s) > 0
+UNION ALL
+SELECT pg_describe_object('pg_type'::regclass, t.oid, 0) FROM pg_type t
+  WHERE t.typnamespace = ANY(%(s)s) AND strpos(coalesce(t.typdefault, ''), %(p)s) > 0
+UNION ALL
+SELECT pg_describe_object('pg_trigger'::regclass, g.oid, 0) FROM pg_trigger g
+  JOIN pg_class c ON c.oid = g.tgrelid
+  WHERE c.relnamespace = ANY(%(s)s) AND NOT g.tgisinternal
+    AND strpos(pg_get_triggerdef(g.oid), %(p)s) > 0
+UNION ALL
+SELECT pg_describe_object(d.classoid, d.objoid, d.objsubid) FROM pg_description d
+  WHERE strpos(d.description, %(p)s) > 0
+ORDER BY 1"""

@@ -33,3 +33,12 @@ def bare_name(schema: str, name: str) -> str:
     """A relation's own name from its record's (:func:`display_name`)."""
     prefix = f"{schema}."
     return name[len(prefix) :] if schema != "public" and name.startswith(prefix) else name
+
+
+#: Prefix of the schemas a staged restore builds (its label follows: see :mod:`.staging`).
+STAGE_PREFIX = "zm_stage_"
+
+
+def is_staging_schema(name: str) -> bool:
+    """A schema a staged restore kept for its next attempt (never part of a backup)."""
+    return name.startswith(STAGE_PREFIX)

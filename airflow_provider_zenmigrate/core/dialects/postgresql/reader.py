@@ -22,7 +22,7 @@ from . import catalog, connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
 from .copy_stream import copy_text_rows
 from .meta import CatalogMeta, read_meta
-from .names import display_name, qualified_name, quote_ident, quote_literal
+from .names import display_name, is_staging_schema, qualified_name, quote_ident, quote_literal
 from .objects import ObjectReader, sequence_state
 from .render import CODEC_BY_TYPE_OID, json_value_sql
 from .schemas import not_carried
@@ -497,6 +497,8 @@ def select_schemas(found: list[str], scope: BackupScope) -> tuple[list[str], lis
     for name in found:
         if name in scope.exclude_schemas:
             excluded.append({"schema": name, "reason": "named by exclude_schemas"})
+        elif is_staging_schema(name) and name not in scope.schemas:
+            excluded.append({"schema": name, "reason": "kept by a failed restore to resume"})
         elif scope.schemas and name not in scope.schemas:
             excluded.append({"schema": name, "reason": "not named by schemas"})
         else:

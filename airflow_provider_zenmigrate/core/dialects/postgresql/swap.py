@@ -54,6 +54,25 @@ class SchemaSwap:
         for name in names:
             connection.execute_one(conn, f"CREATE SCHEMA {quote_ident(name)}")
 
+    def replace_staged(self, staged: dict[str, str]) -> None:
+        """Rename the existing schemas of ``staged`` (name -> the schema built for it) away
+        and the built ones to their names (:mod:`.staging`)."""
+        conn = self._conn
+        found = existing(conn, staged)
+        # Taken first: anything outside the old schemas that depends on them (a staged
+        # object that names one of them instead of its staged twin) refuses the swap.
+        self._outside_keys = outside_keys(conn, list(found.values()))
+        for n, name in enumerate(sorted(found)):
+            self.renamed[name] = f"{self.old}_{n}"
+            connection.execute_one(
+                conn,
+                f"ALTER SCHEMA {quote_ident(name)} RENAME TO {quote_ident(self.renamed[name])}",
+            )
+        for name, built in staged.items():
+            connection.execute_one(
+                conn, f"ALTER SCHEMA {quote_ident(built)} RENAME TO {quote_ident(name)}"
+            )
+
     def drop_old(self, apply_meta: Callable[[], None]) -> None:
         """Give the new schemas what they keep, run ``apply_meta`` (the restored objects'
         owners and privileges), then drop the old schemas, foreign keys from outside

@@ -10,13 +10,12 @@ import psycopg
 
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ...errors import UnsafeDumpError, ZenMigrateError
-from ..base import RestoreWriter, decode_base64_column
-from ..text_rows import BULK_CODECS, bulk_text
+from ..base import RestoreWriter
 from . import connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
+from .copy_in import CopyIn
 from .meta import MetaWriter
 from .names import bare_name, qualified_name, quote_ident
-from .render import bytea_copy_fields
 from .statements import QUALIFIED_TYPES, PgStatementRules
 from .swap import SchemaSwap
 
@@ -45,7 +44,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         #: Where unqualified names land (a dump of ``public`` alone, from before).
         self.stage = "public"
         self.swapped = False
-        self._copy: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
+        self._copy = CopyIn(conn)
         self._started = False
         self._legacy = True
         self._rules = PgStatementRules(None)
@@ -58,12 +57,16 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             no_privileges=self._options.no_privileges,
             skip_missing_roles=self._options.skip_missing_roles,
         )
+        self._settings()
+
+    def _settings(self) -> None:
+        """The transaction's settings (SET LOCAL: each transaction of the restore's)."""
         for setting in (
             *SESSION_SETTINGS,
             READ_SEARCH_PATH,
             "SET LOCAL check_function_bodies = off",  # bodies may use what comes later
         ):
-            connection.execute_one(conn, setting)
+            connection.execute_one(self._conn, setting)
 
     def _rows(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         return connection.fetch_all(self._conn, query, tuple(params))
@@ -91,7 +94,15 @@ class PostgreSQLRestoreWriter(RestoreWriter):
     def _table(self, table: TableSpec) -> str:
         self.begin(None)
         schema = self._rules.schema_of("table", table.name, table.options)
-        return qualified_name(schema, bare_name(schema, table.name))
+        return qualified_name(self._where(schema), bare_name(schema, table.name))
+
+    def _where(self, schema: str) -> str:
+        """The schema that now holds what the dump puts in ``schema`` (itself, here)."""
+        return schema
+
+    def _statement(self, statement: str) -> str:
+        """A table's or object's statement as it runs (as written, here)."""
+        return statement
 
     # -- loading -----------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:
@@ -100,76 +111,27 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         schema = self._rules.check_table_statement(table)
         self._require_roles("table", table.name, table.options)
         owned = table.options.get("owned_sequences") or {}
-        connection.execute_one(self._conn, table.create_stmt)
+        connection.execute_one(self._conn, self._statement(table.create_stmt))
         self._set_positions(schema, table.options.get("identity_positions") or {})
         for column, sequence in owned.items():
             connection.execute_one(
                 self._conn,
-                f"ALTER SEQUENCE {qualified_name(schema, sequence)} OWNED BY "
+                f"ALTER SEQUENCE {qualified_name(self._where(schema), sequence)} OWNED BY "
                 f"{self._table(table)}.{quote_ident(column)}",
             )
         bare = bare_name(schema, table.name)
         self._meta_writer.add("table", schema, bare, None, table.options, self.schemas)
 
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        if not table.columns:  # a table with no columns (or only generated ones)
-            self.end_copy()
-            with self._conn.cursor() as cur:
-                for _ in rows:
-                    cur.execute(f"INSERT INTO {self._table(table)} DEFAULT VALUES".encode())
-            return
-        copy = self._copy_into(table)
-        for row in rows:
-            copy.write_row(row)
+        self._copy.rows_of(self._table(table), table, rows)
 
-    def _copy_into(self, table: TableSpec) -> psycopg.Copy:
-        """The COPY into ``table``, kept open across chunks so the server parses one chunk
-        while the next is decoded; any other statement ends it first (:meth:`end_copy`)."""
-        if self._copy is not None and self._copy[0] == table.name:
-            return self._copy[2]
-        self.end_copy()
-        columns = ", ".join(quote_ident(c.name) for c in table.columns)
-        statement = f"COPY {self._table(table)} ({columns}) FROM STDIN"
-        cursor = self._conn.cursor()
-        try:
-            manager = cursor.copy(statement.encode())
-            copy = manager.__enter__()
-        except BaseException:
-            cursor.close()
-            raise
-        self._copy = (table.name, cursor, copy, manager)
-        return copy
+    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+        if not self._copy.encoded(self._table(table), table, columns):
+            super().load_encoded(table, columns)
 
     def end_copy(self, failed: BaseException | None = None) -> None:
         """Finish the open COPY (or abort it, after ``failed``)."""
-        if self._copy is None:
-            return
-        _name, cursor, _copy, manager = self._copy
-        self._copy = None
-        try:
-            if failed is None:
-                manager.__exit__(None, None, None)
-            else:
-                manager.__exit__(type(failed), failed, failed.__traceback__)
-        finally:
-            cursor.close()
-
-    def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
-        codecs = [c.codec for c in table.columns]
-        if not table.columns or not set(codecs) <= BULK_CODECS:
-            super().load_encoded(table, columns)
-            return
-        if not columns[0]:
-            return
-        # COPY parses the dump's decimal, float and date/time text exactly as the backup
-        # read it; only bytea is turned from base64 into COPY's hex form here.
-        columns = list(columns)
-        for i, codec in enumerate(codecs):
-            if codec == "bytes":
-                columns[i] = bytea_copy_fields(decode_base64_column(table, i, columns[i]))
-        self._copy_into(table).write(bulk_text(table, columns))
+        self._copy.end(failed)
 
     def create_object(self, obj: ObjectSpec) -> None:
         self.end_copy()
@@ -183,7 +145,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         if kind == "extension":
             self._extension(obj.name, schema)
         else:
-            connection.execute_one(self._conn, obj.create_stmt)
+            connection.execute_one(self._conn, self._statement(obj.create_stmt))
         if kind == "sequence" and "position" in obj.options:
             self._set_positions(schema, {bare_name(schema, obj.name): obj.options["position"]})
         bare = obj.name if kind not in QUALIFIED_TYPES else bare_name(schema, obj.name)
@@ -217,7 +179,8 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             ):
                 raise UnsafeDumpError(f"sequence {name!r}: malformed position {position!r}")
             self._rows(
-                "SELECT setval(%s::regclass, %s, %s)", (qualified_name(schema, name), *position)
+                "SELECT setval(%s::regclass, %s, %s)",
+                (qualified_name(self._where(schema), name), *position),
             )
 
     def _carried(self, obj: ObjectSpec) -> None:

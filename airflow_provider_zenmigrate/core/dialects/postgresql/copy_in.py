@@ -1,0 +1,90 @@
+"""Rows into a PostgreSQL table by COPY FROM STDIN, for the restore writer and for the
+loading connections of a parallel restore (:mod:`.staging`).
+
+One COPY stays open across the chunks of a table, so the server parses one chunk while the
+next is decoded; any other statement on the connection ends it first (:meth:`CopyIn.end`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+
+from ...dump.model import TableSpec
+from ..base import decode_base64_column
+from ..text_rows import BULK_CODECS, bulk_text
+from .names import quote_ident
+from .render import bytea_copy_fields
+
+
+class CopyIn:
+    """The open COPY of one connection, and the rows the server took by it."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        self._open: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
+        #: Rows the server reported for the COPYs ended so far (and the INSERTs).
+        self.rows = 0
+
+    def _into(self, qualified: str, table: TableSpec) -> psycopg.Copy:
+        if self._open is not None and self._open[0] == qualified:
+            return self._open[2]
+        self.end()
+        columns = ", ".join(quote_ident(c.name) for c in table.columns)
+        cursor = self._conn.cursor()
+        try:
+            manager = cursor.copy(f"COPY {qualified} ({columns}) FROM STDIN".encode())
+            copy = manager.__enter__()
+        except BaseException:
+            cursor.close()
+            raise
+        self._open = (qualified, cursor, copy, manager)
+        return copy
+
+    def rows_of(self, qualified: str, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        """Python values, as a backup reader gives them."""
+        if not rows:
+            return
+        if not table.columns:  # a table with no columns (or only generated ones)
+            self.end()
+            with self._conn.cursor() as cur:
+                for _ in rows:
+                    cur.execute(f"INSERT INTO {qualified} DEFAULT VALUES".encode())
+            self.rows += len(rows)
+            return
+        copy = self._into(qualified, table)
+        for row in rows:
+            copy.write_row(row)
+
+    def encoded(self, qualified: str, table: TableSpec, columns: list[Sequence[Any]]) -> bool:
+        """Columns still in the dump's encoding, written as COPY text; False (nothing
+        written) where a codec needs its values decoded first."""
+        if not table.columns or not {c.codec for c in table.columns} <= BULK_CODECS:
+            return False
+        if not columns[0]:
+            return True
+        # COPY parses the dump's decimal, float and date/time text exactly as the backup
+        # read it; only bytea is turned from base64 into COPY's hex form here.
+        columns = list(columns)
+        for i, column in enumerate(table.columns):
+            if column.codec == "bytes":
+                columns[i] = bytea_copy_fields(decode_base64_column(table, i, columns[i]))
+        self._into(qualified, table).write(bulk_text(table, columns))
+        return True
+
+    def end(self, failed: BaseException | None = None) -> None:
+        """Finish the open COPY (or abort it, after ``failed``)."""
+        if self._open is None:
+            return
+        _name, cursor, _copy, manager = self._open
+        self._open = None
+        try:
+            if failed is None:
+                manager.__exit__(None, None, None)
+                self.rows += max(cursor.rowcount, 0)
+            else:
+                manager.__exit__(type(failed), failed, failed.__traceback__)
+        finally:
+            cursor.close()
