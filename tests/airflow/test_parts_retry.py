@@ -1,6 +1,7 @@
-"""A retried RestoreOperator resumes: its first try loses its loading connection halfway
-through a multi-part dump (the server kills it), Airflow retries the task, and the retry
-skips the parts the first try committed, then swaps in exactly the source."""
+"""A retried RestoreOperator resumes (MariaDB and PostgreSQL): its first try loses its
+loading connection halfway through a multi-part dump (the server kills it), Airflow retries
+the task, and the retry skips the parts the first try committed, then swaps in exactly the
+source."""
 
 from __future__ import annotations
 
@@ -30,13 +31,16 @@ from tests.support.servers import database_url, server_url, unique_name
 ROWS = 200_000
 
 
-@pytest.fixture
-def databases(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
-    """A MariaDB source with one table of ROWS rows, and an empty target."""
+@pytest.fixture(params=["mysql", "postgresql"])
+def databases(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
+    """A source with one table of ROWS rows, and an empty target."""
+    dialect = str(request.param)
     made = []
     for _ in range(2):
         utils = MigrationUtils(
-            url=database_url("mysql", tmp_path, unique_name("zmint")),
+            url=database_url(dialect, tmp_path, unique_name("zmint")),
             connect_args={},
             engine_args={},
         )
@@ -44,8 +48,13 @@ def databases(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]
         made.append(utils)
     with made[0].engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64))"))
-        conn.execute(text(f"INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_{ROWS}"))
-        conn.execute(text("ANALYZE TABLE t"))
+        if dialect == "mysql":
+            conn.execute(text(f"INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_{ROWS}"))
+            conn.execute(text("ANALYZE TABLE t"))
+        else:
+            conn.execute(
+                text(f"INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, {ROWS}) i")
+            )
     try:
         yield made[0], made[1]
     finally:
@@ -54,54 +63,63 @@ def databases(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]
             utils.dispose()
 
 
+#: Per server: the staging that holds the progress table (by a pattern of its name), the
+#: count of committed parts in it, the sessions loading into it, and how to kill one.
+_STAGING = {
+    "mysql": (
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE :p",
+        "SELECT COUNT(*) FROM `{s}`.`_zenmigrate_progress` WHERE LEFT(part, 1) <> '@'",
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :s",
+        "KILL CONNECTION {id}",
+    ),
+    "postgresql": (
+        "SELECT nspname FROM pg_namespace WHERE nspname ~ :p",
+        "SELECT count(*) FROM \"{s}\"._zenmigrate_progress WHERE left(part, 1) <> '@'",
+        "SELECT pid FROM pg_stat_activity WHERE datname = :d AND query LIKE 'COPY %'",
+        "SELECT pg_terminate_backend({id})",
+    ),
+}
+
+
 def _kill_loading_once(
-    staging_prefix: str, after_parts: int, killed: threading.Event, stop: threading.Event
+    target: MigrationUtils,
+    staging_prefix: str,
+    after_parts: int,
+    killed: threading.Event,
+    stop: threading.Event,
 ) -> None:
-    """Once ``after_parts`` parts are committed in a staging database of the target, kill
-    the connection that is loading the next one (as a server restart or a network cut
-    would end it)."""
+    """Once ``after_parts`` parts are committed in the target's staging, kill the
+    connection that is loading the next one (as a server restart or a network cut would
+    end it)."""
+    dialect = target.url.get_backend_name()
+    find, count, loading_sql, kill = _STAGING[dialect]
     # Autocommit: each look sees what is committed now, and holds no lock on the progress
-    # table (the restore drops it before its swap).
+    # table (the restore drops it before or in its swap).
     engine = sqlalchemy.create_engine(
-        server_url("mysql"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+        server_url(dialect) if dialect == "mysql" else target.url,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
     )
     deadline = time.monotonic() + 60
     try:
         with engine.connect() as conn:
             while time.monotonic() < deadline and not stop.is_set():
-                staging = conn.execute(
-                    text(
-                        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA "
-                        "WHERE SCHEMA_NAME LIKE :p"
-                    ),
-                    {"p": staging_prefix},
-                ).scalar()
+                staging = conn.execute(text(find), {"p": staging_prefix}).scalar()
                 committed = 0
                 if staging:
                     try:
-                        committed = int(
-                            conn.execute(
-                                text(
-                                    f"SELECT COUNT(*) FROM `{staging}`.`_zenmigrate_progress` "
-                                    "WHERE LEFT(part, 1) <> '@'"
-                                )
-                            ).scalar()
-                            or 0
-                        )
+                        committed = int(conn.execute(text(count.format(s=staging))).scalar() or 0)
                     except sqlalchemy.exc.DBAPIError:  # not created yet
                         committed = 0
                 if committed >= after_parts:
                     loading = (
-                        conn.execute(
-                            text("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = :s"),
-                            {"s": staging},
-                        )
+                        conn.execute(text(loading_sql), {"s": staging, "d": target.url.database})
                         .scalars()
                         .all()
                     )
-                    for thread in loading:
+                    for session in loading:
                         with suppress(sqlalchemy.exc.DBAPIError):  # gone meanwhile
-                            conn.execute(text(f"KILL CONNECTION {int(thread)}"))
+                            conn.execute(text(kill.format(id=int(session))))
                             killed.set()
                     if killed.is_set():
                         return
@@ -141,9 +159,13 @@ def test_a_retried_restore_operator_resumes(
     sync_bag_to_db(bag, "dags-folder", None)
 
     killed, stop = threading.Event(), threading.Event()
-    staging_prefix = f"zmstage\\_%\\_{target.url.database}"
+    staging_prefix = (
+        f"zmstage\\_%\\_{target.url.database}"
+        if target.url.get_backend_name() == "mysql"
+        else "^zm_stage_p[0-9a-f]{12}$"  # the progress table's (the staged ones end _<n>)
+    )
     killer = threading.Thread(
-        target=_kill_loading_once, args=(staging_prefix, 3, killed, stop), daemon=True
+        target=_kill_loading_once, args=(target, staging_prefix, 3, killed, stop), daemon=True
     )
     killer.start()
     run = dag.test()
