@@ -20,7 +20,7 @@ from tests.support.engine_support import populate_library
 from tests.support.example_dags import connection_json, task_states, xcom
 from tests.support.identity import fingerprint
 from tests.support.paths import REPO
-from tests.support.servers import database_url, unique_name
+from tests.support.servers import created_databases, unique_name
 
 
 @pytest.mark.parametrize("value", [0, -2, "0", "two", True, None])
@@ -36,19 +36,9 @@ def test_jobs_below_one_is_refused_when_the_dag_is_built(value: object) -> None:
 @pytest.fixture
 def databases(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
     """A MariaDB source with the example library, and an empty target database."""
-    made = []
-    for _ in range(2):
-        url = database_url("mysql", tmp_path, unique_name("zmint"))
-        utils = MigrationUtils(url=url, connect_args={}, engine_args={})
-        utils.create_database()
-        made.append(utils)
-    populate_library(made[0])
-    try:
-        yield made[0], made[1]
-    finally:
-        for utils in made:
-            utils.drop_database()
-            utils.dispose()
+    with created_databases("mysql", tmp_path, 2, "zmint") as (source, target):
+        populate_library(source)
+        yield source, target
 
 
 def test_multipart_backup_and_restore_in_a_dag(

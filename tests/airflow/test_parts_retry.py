@@ -26,7 +26,7 @@ from airflow_provider_zenmigrate.operators import RestoreOperator
 from tests.support.example_dags import connection_json, task_states, xcom
 from tests.support.identity import fingerprint
 from tests.support.paths import REPO
-from tests.support.servers import database_url, server_url, unique_name
+from tests.support.servers import created_databases, server_url, unique_name
 
 ROWS = 200_000
 
@@ -37,30 +37,17 @@ def databases(
 ) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
     """A source with one table of ROWS rows, and an empty target."""
     dialect = str(request.param)
-    made = []
-    for _ in range(2):
-        utils = MigrationUtils(
-            url=database_url(dialect, tmp_path, unique_name("zmint")),
-            connect_args={},
-            engine_args={},
-        )
-        utils.create_database()
-        made.append(utils)
-    with made[0].engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64))"))
-        if dialect == "mysql":
-            conn.execute(text(f"INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_{ROWS}"))
-            conn.execute(text("ANALYZE TABLE t"))
-        else:
-            conn.execute(
-                text(f"INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, {ROWS}) i")
-            )
-    try:
-        yield made[0], made[1]
-    finally:
-        for utils in made:
-            utils.drop_database()
-            utils.dispose()
+    with created_databases(dialect, tmp_path, 2, "zmint") as (source, target):
+        with source.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(64))"))
+            if dialect == "mysql":
+                conn.execute(text(f"INSERT INTO t SELECT seq, MD5(seq) FROM seq_1_to_{ROWS}"))
+                conn.execute(text("ANALYZE TABLE t"))
+            else:
+                conn.execute(
+                    text(f"INSERT INTO t SELECT i, md5(i::text) FROM generate_series(1, {ROWS}) i")
+                )
+        yield source, target
 
 
 #: Per server: the staging that holds the progress table (by a pattern of its name), the

@@ -13,23 +13,13 @@ from airflow_provider_zenmigrate.core.parts.restore import resume_label
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.reliability._outage import side_objects
 from tests.support.identity import fingerprint
-from tests.support.servers import database_url, pg_script
+from tests.support.servers import created_databases, pg_script
 
 
 @pytest.fixture
 def databases(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]:
-    made = [
-        MigrationUtils(url=database_url("postgresql", tmp_path), connect_args={}, engine_args={})
-        for _ in range(2)
-    ]
-    for utils in made:
-        utils.create_database()
-    try:
-        yield made[0], made[1]
-    finally:
-        for utils in made:
-            utils.drop_database()
-            utils.dispose()
+    with created_databases("postgresql", tmp_path, 2) as (source, target):
+        yield source, target
 
 
 def _stored_name_source(source: MigrationUtils, text: str) -> None:

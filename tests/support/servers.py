@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
+
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 SERVER_URLS = {
     "mysql": os.environ.get("ZENMIGRATE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306"),
@@ -81,3 +85,21 @@ def pg_script(url: URL, script: str) -> None:
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq, autocommit=True) as conn:
         conn.execute(script.encode())
+
+
+@contextmanager
+def created_databases(
+    dialect: str, tmp_path: Path, count: int, prefix: str = "zmt"
+) -> Iterator[list[MigrationUtils]]:
+    """``count`` new, empty databases on ``dialect``, dropped afterwards."""
+    made: list[MigrationUtils] = []
+    try:
+        for _ in range(count):
+            url = database_url(dialect, tmp_path, unique_name(prefix))
+            made.append(MigrationUtils(url=url, connect_args={}, engine_args={}))
+            made[-1].create_database()
+        yield made
+    finally:
+        for utils in made:
+            utils.drop_database()
+            utils.dispose()
