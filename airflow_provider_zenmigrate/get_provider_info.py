@@ -75,6 +75,14 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
+        # The "Backups" view; also the airflow.plugins entry point (pyproject.toml), which
+        # loads it when provider discovery is lazy (Airflow's default).
+        "plugins": [
+            {
+                "name": "zenmigrate",
+                "plugin-class": "airflow_provider_zenmigrate.plugins.plugin.ZenMigratePlugin",
+            }
+        ],
         "extra-links": [
             "airflow_provider_zenmigrate.links.BackupLink",
             "airflow_provider_zenmigrate.links.RehearsalReportLink",
