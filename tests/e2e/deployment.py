@@ -59,6 +59,8 @@ class Airflow:
     metadata_url: URL
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _token: str | None = None
+    #: Every user's password (the admin's too), by name; see ``airflow_deployment``'s users.
+    passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -217,8 +219,14 @@ def _admin_engine() -> sqlalchemy.Engine:
 
 
 @contextlib.contextmanager
-def airflow_deployment(root: Path, extra_env: dict[str, str]) -> Iterator[Airflow]:
-    """Start the deployment in ``root`` (its AIRFLOW_HOME); stop it and drop its metadata."""
+def airflow_deployment(
+    root: Path, extra_env: dict[str, str], users: dict[str, str] | None = None
+) -> Iterator[Airflow]:
+    """Start the deployment in ``root`` (its AIRFLOW_HOME); stop it and drop its metadata.
+
+    ``users`` adds users of the simple auth manager beside the admin (name -> role:
+    ``viewer``, ``user``, ``op`` or ``admin``), each with a password of its own.
+    """
     home = root / "airflow"
     home.mkdir(parents=True)
     name = f"zme2e_airflow_{uuid.uuid4().hex[:8]}"
@@ -226,9 +234,11 @@ def airflow_deployment(root: Path, extra_env: dict[str, str]) -> Iterator[Airflo
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     metadata = make_url(SERVER_URLS["postgresql"])._replace(database=name)
-    password = "ui-" + secrets.token_urlsafe(12)
+    roles = {USERNAME: "admin", **(users or {})}
+    secrets_by_user = {user: "ui-" + secrets.token_urlsafe(12) for user in roles}
+    password = secrets_by_user[USERNAME]
     passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({USERNAME: password}))
+    passwords.write_text(json.dumps(secrets_by_user))
     port = free_port()
     env = {
         **os.environ,
@@ -239,7 +249,7 @@ def airflow_deployment(root: Path, extra_env: dict[str, str]) -> Iterator[Airflo
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in roles.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata.render_as_string(hide_password=False),
@@ -255,7 +265,14 @@ def airflow_deployment(root: Path, extra_env: dict[str, str]) -> Iterator[Airflo
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
     }
     env.pop("ZENMIGRATE_TEST_AIRFLOW_HOME", None)
-    airflow = Airflow(home=home, port=port, password=password, env=env, metadata_url=metadata)
+    airflow = Airflow(
+        home=home,
+        port=port,
+        password=password,
+        env=env,
+        metadata_url=metadata,
+        passwords=secrets_by_user,
+    )
     try:
         airflow.run("db", "migrate")
         for component in COMPONENTS:
