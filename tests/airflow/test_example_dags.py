@@ -29,7 +29,12 @@ FAILING = REPO / "example_dags" / "migrations_failing"
 pytest_plugins = ["tests.support.object_stores"]
 
 BACKUP_THEN_MIGRATE = "zenmigrate_backup_then_migrate"
-DAG_IDS = {BACKUP_THEN_MIGRATE, "zenmigrate_nightly_backup", "zenmigrate_restore"}
+DAG_IDS = {
+    BACKUP_THEN_MIGRATE,
+    "zenmigrate_nightly_backup",
+    "zenmigrate_restore",
+    "zenmigrate_fleet_backup_then_migrate",
+}
 
 
 def test_dags_import_without_touching_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
