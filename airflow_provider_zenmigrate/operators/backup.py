@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from airflow.sdk import Asset, Context
 
 from ..core.catalog import prune_backups
+from ..lineage import ReportsLineage, azure_account, backup_lineage
 from ..links import BackupLink
 from .base import ZenMigrateBaseOperator, check_jobs, jobs_count, names
 
@@ -23,7 +25,7 @@ def backups_asset(conn_id: str) -> Asset:
     return Asset(name=f"zenmigrate_backups_{conn_id}", uri=f"zenmigrate://backups/{conn_id}")
 
 
-class BackupToStorageOperator(ZenMigrateBaseOperator):
+class BackupToStorageOperator(ReportsLineage, ZenMigrateBaseOperator):
     """Back the database up to ``uri`` (local path, file://, s3://, gs://, azure://).
 
     The object appears only once the backup is complete. Returns the manifest (uri, bytes,
@@ -83,7 +85,10 @@ class BackupToStorageOperator(ZenMigrateBaseOperator):
             utils.schemas = names(self.schemas)
             utils.exclude_schemas = names(self.exclude_schemas)
             jobs = jobs_count(self.jobs, type(self).__name__)
-            manifest = utils.backup_database_to_file(self.uri, jobs=jobs).manifest()
+            result = utils.backup_database_to_file(self.uri, jobs=jobs)
+            url, azure = utils.url.set(password=None), azure_account(utils.transport_params)
+            self._lineage = partial(backup_lineage, url, result, azure)
+        manifest = result.manifest()
         self.log.info(
             "backup complete: %s, %d tables, %d rows, %d bytes, %.1fs",
             manifest["uri"],

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ..core.errors import MigrationError
+from ..lineage import (
+    ReportsLineage,
+    enabled,
+    migration_lineage,
+    schema_changes,
+    schema_snapshot,
+)
 from .base import ZenMigrateBaseOperator, unset
 
 #: The XCom key a migration task pushes just before it changes the database.
 MIGRATION_STARTED = "migration_started"
 
 
-class _MigrateOperator(ZenMigrateBaseOperator):
+class _MigrateOperator(ReportsLineage, ZenMigrateBaseOperator):
     """Upgrade or downgrade (``direction``) to ``revision``; the arguments are documented on
     :class:`UpgradeOperator`."""
 
@@ -78,12 +86,20 @@ class _MigrateOperator(ZenMigrateBaseOperator):
             ti = context.get("ti")
             if ti is not None:
                 ti.xcom_push(key=MIGRATION_STARTED, value=True)
+            # The tables a migration changed are reported as lineage: the schema is read
+            # before and after, only when the OpenLineage provider will emit it.
+            schema = schema_snapshot(alembic.engine, alembic.version_table) if enabled() else None
             try:
                 getattr(alembic, self.direction)(self.revision)
             except MigrationError as exc:
                 raise AirflowFailException(
                     f"{self.direction} failed at revision {exc.revision}: {exc.cause}"
                 ) from exc
+            if schema is not None:
+                changed = schema_snapshot(alembic.engine, alembic.version_table)
+                if changed is not None:
+                    url = alembic.engine.url.set(password=None)
+                    self._lineage = partial(migration_lineage, url, schema_changes(schema, changed))
             if alembic.revisions_before is not None:  # read under the lock, after any wait
                 before = alembic.revisions_before
             after = alembic.current_revisions()

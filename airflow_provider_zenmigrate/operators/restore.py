@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from airflow.sdk import Context
@@ -10,12 +11,13 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from ..core.catalog import list_backups
 from ..hooks.zenmigrate import ZenMigrateHook
+from ..lineage import ReportsLineage, azure_account, restore_lineage
 from ..links import BackupLink
 from .base import ZenMigrateBaseOperator, backup_uri, check_jobs, flag, jobs_count, names
 from .migrate import MIGRATION_STARTED
 
 
-class RestoreOperator(ZenMigrateBaseOperator):
+class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
     """Replace the database's contents with a backup, atomically.
 
     Give exactly one source: ``backup_task_id``, ``uri``, ``backup_db_name`` or
@@ -160,6 +162,8 @@ class RestoreOperator(ZenMigrateBaseOperator):
             fresh=flag(self.fresh),
         )
         self.log.info("restored %d tables, %d rows from %s", len(summary.tables), summary.rows, uri)
+        url, azure = utils.url.set(password=None), azure_account(utils.transport_params)
+        self._lineage = partial(restore_lineage, url, uri, summary, azure)
         parts = {"parts": summary.parts, "resumed_parts": summary.resumed_parts, "jobs": jobs}
         return {
             **(parts if summary.parts else {}),
