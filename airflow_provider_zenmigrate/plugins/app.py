@@ -370,6 +370,15 @@ def create_app() -> FastAPI:
 
         database, uri = _backup_of(body.conn_id, body.uri)
         try:
+            complete = find_backup(uri, _transport_params(database)) is not None
+        except StorageError as exc:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, message(exc)) from exc
+        if not complete:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST,
+                f"{safe_uri(uri)} is not a complete backup (its manifest does not check out)",
+            )
+        try:
             Connection.get_connection_from_secrets(body.target_conn_id)
         except AirflowNotFoundException as exc:
             raise HTTPException(

@@ -357,6 +357,17 @@ def test_restore_is_refused_to_a_viewer_and_to_a_missing_target(view: View) -> N
     missing = view.post("/api/restore", {**body, "target_conn_id": "hvw_nowhere"}, "user")
     assert missing.status_code == 400
     assert "the target connection 'hvw_nowhere' does not exist" in missing.json()["detail"]
+    gone = view.post("/api/restore", {**body, "uri": view.uris[0] + ".gone"}, "user")
+    assert gone.status_code == 400 and "backup not found" in gone.json()["detail"]
+    damaged = Path(_local_prefix(view)) / "hvw-damaged.jsonl.zst"
+    damaged.write_bytes(Path(view.uris[0]).read_bytes())
+    Path(str(damaged) + ".manifest.json").write_text("{}")
+    try:
+        refused = view.post("/api/restore", {**body, "uri": str(damaged)}, "user")
+    finally:
+        damaged.unlink()
+        Path(str(damaged) + ".manifest.json").unlink()
+    assert refused.status_code == 400 and "not a complete backup" in refused.json()["detail"]
     assert _restore_runs() == []
 
 
