@@ -23,6 +23,7 @@ import pytest
 from pymysql.connections import Connection
 
 from airflow_provider_zenmigrate.core.dialects.mysql.wire import (
+    joined_column,
     read_result,
     send_query,
     single_column,
@@ -249,3 +250,28 @@ def test_backup_goes_on_past_a_row_the_server_cannot_render(
         for utils in made:
             utils.drop_database()
             utils.dispose()
+
+
+def test_joined_batches_are_the_values_joined(conn: Connection) -> None:
+    """joined_column (the backup's rendered rows): each batch's values joined by commas
+    straight from the read buffer, the same batches as single_column's, across refills of
+    the buffer and values longer than it; a batch holding a NULL is None."""
+    setup = "SET @bytes = UNHEX('" + "".join(f"{b:02x}" for b in range(256)) + "')"
+    with conn.cursor() as cursor:
+        cursor.execute(setup)
+    sql = _union([300] * 5000 + LENGTHS)  # ~1.5 MB of two-byte-prefix rows first, then the rest
+    expected = [b for b in _read(conn, sql, 7)]
+    cursor = conn.cursor(pymysql.cursors.SSCursor)
+    cursor.execute(sql)
+    got = list(joined_column(cursor, 7))
+    cursor.close()
+    assert len(got) == len(expected)
+    for block, values in zip(got, expected, strict=True):
+        if None in values:
+            assert block is None
+        else:
+            assert block == (len(values), b",".join(v for v in values if v is not None))
+    assert got[-1] is None and got[0] is not None and got[0][0] == 7
+    with conn.cursor() as cursor:  # read to its end: the connection goes on
+        cursor.execute("SELECT 41 + 1")
+        assert cursor.fetchone() == (42,)

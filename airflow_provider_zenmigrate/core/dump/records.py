@@ -44,6 +44,9 @@ def serialize(record: Any) -> bytes:
 #: into a copy per digest while it is hashed).
 _HASH_BATCH_BYTES = 4 * 1024 * 1024
 _HASH_BATCHES_IN_FLIGHT = 2
+#: A batch of at most this many lines (of 256 KiB or more on average) is hashed a line at
+#: a time instead of joined.
+_LINES_HASHED_AS_THEY_ARE = 16
 
 #: (the line, the table's digest for a data line, else None)
 _Updates = list[tuple[bytes, Any]]
@@ -84,6 +87,16 @@ class _Hasher:
             self._in_flight.popleft().result()
 
     def _hash(self, updates: _Updates) -> None:
+        if len(updates) <= _LINES_HASHED_AS_THEY_ARE:
+            # Long lines (a backup's data records): an update each, the GIL given up for
+            # each, costs less than copying them all twice into joined buffers.
+            whole = self._whole
+            for line, table in updates:
+                whole.update(line)
+                whole.update(b"\n")
+                if table is not None:
+                    table.update(line)
+            return
         self._whole.update(b"".join(chain.from_iterable((line, b"\n") for line, _ in updates)))
         for table, group in groupby(updates, key=itemgetter(1)):
             if table is not None:

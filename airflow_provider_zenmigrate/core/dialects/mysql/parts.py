@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -29,6 +30,13 @@ logger = logging.getLogger(__name__)
 PROGRESS_TABLE = "_zenmigrate_progress"
 #: A part that met these (two loads into one empty table) is loaded again.
 RETRY_ERRORS = (1205, 1213)
+#: After the loading settings: a part's transaction loads with unique checks on. With them
+#: (and foreign key checks) off, MariaDB 10.6+ loads into an empty table in its bulk mode,
+#: which holds and sorts the whole transaction's rows until the commit: for a part (one
+#: transaction) of a table with only a primary key that took the server 2.5-3x the CPU of
+#: loading it row by row (a 100,000-row table of the benchmark's shape: 1.1 s against
+#: 0.4 s, measured on MariaDB 10.11). The checks themselves cost next to nothing then.
+PART_SETTINGS = ("SET SESSION UNIQUE_CHECKS = 1",)
 
 
 def create_progress(session: ServerSession, staging: str) -> None:
@@ -87,7 +95,13 @@ def drop_progress(session: ServerSession, staging: str) -> None:
 
 
 class PartLoader:
-    """One worker's connection into the staging database: a part in one transaction."""
+    """One worker's connection into the staging database: a part in one transaction.
+
+    A chunk's LOAD runs on a thread of its own while the next chunk is decoded and turned
+    into bulk text here, one statement in flight: the worker's CPU work and the server's
+    loading overlap instead of taking turns (the connection is only used here once that
+    load is in, see :meth:`_settle`).
+    """
 
     def __init__(self, session: ServerSession, staging: str, local: Any | None) -> None:
         self.session = session
@@ -97,14 +111,18 @@ class PartLoader:
         self._statements: dict[str, str] = {}
         #: Rows the server reports loaded in this part's transaction so far.
         self.loaded = 0
+        self._loading: ThreadPoolExecutor | None = None
+        self._in_flight: Future[int] | None = None
 
     def begin(self) -> None:
+        self._settle()
         self.session.dbapi.begin()
         self.loaded = 0
 
     def clear(self, table: TableSpec, span: tuple[int | None, int | None] | None) -> None:
         """Delete what an earlier attempt left of a part (a non-transactional table keeps
         a part cut short; InnoDB rolled it back and this deletes nothing)."""
+        self._settle()
         session = self.session
         where = span_where(session.quote(table.key[0]), span) if span is not None else ""
         name = f"{session.quote(self.staging)}.{session.quote(table.name)}"
@@ -114,7 +132,8 @@ class PartLoader:
             session.execute(f"DELETE FROM {name}{where}")
 
     def load(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
-        """Rows given column by column, still in the dump's encoding (see load_encoded)."""
+        """Rows given column by column, still in the dump's encoding (see load_encoded).
+        Their LOAD starts once the previous chunk's is in (whose error this raises)."""
         if not columns or not columns[0]:
             return
         codecs = [c.codec for c in table.columns]
@@ -130,11 +149,22 @@ class PartLoader:
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)
             self._statements[table.name] = statement
-        self.loaded += run_load(self.local, table, statement, bulk_text(table, columns))
+        data = bulk_text(table, columns)
+        self._settle()
+        if self._loading is None:
+            self._loading = ThreadPoolExecutor(1, thread_name_prefix="zenmigrate-part-load")
+        self._in_flight = self._loading.submit(run_load, self.local, table, statement, data)
+
+    def _settle(self) -> None:
+        """Wait for the chunk in flight, if any: its rows counted, its error raised."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            self.loaded += in_flight.result()
 
     def commit(self, part: str, digest: str, table: str, rows: int) -> None:
         """Commit the part with its record; the rows the server loaded must be the part's
         (the record is what the final check adds up, instead of counting every table)."""
+        self._settle()
         if self.loaded != rows:
             raise DumpIntegrityError(
                 f"part {part}: the server loaded {self.loaded} rows of table {table!r}, the "
@@ -144,22 +174,37 @@ class PartLoader:
         self.session.dbapi.commit()
 
     def rollback(self) -> None:
+        with suppress(BaseException):  # its error is the part's, already being raised
+            self._settle()
         with suppress(Exception):
             self.session.dbapi.rollback()
+
+    def close(self) -> None:
+        """Wait for the chunk in flight (its error no longer matters); stop the thread."""
+        with suppress(BaseException):
+            self._settle()
+        if self._loading is not None:
+            self._loading.shutdown(wait=True)
+            self._loading = None
 
 
 @contextmanager
 def part_loader(engine: Engine, staging: str, settings: list[str]) -> Iterator[PartLoader]:
-    """A :class:`PartLoader` on a connection with the LOCAL capability (where allowed)."""
-    local = BulkLoader._connect(engine, settings)  # noqa: SLF001 - the same connection recipe
+    """A :class:`PartLoader` on a connection with the LOCAL capability (where allowed),
+    with InnoDB's unique checks on (see :data:`PART_SETTINGS`)."""
+    local = BulkLoader._connect(  # noqa: SLF001 - the same connection recipe
+        engine, [*settings, *PART_SETTINGS]
+    )
     if local is None:
         with server_session(engine) as session:
             yield PartLoader(session, staging, None)
         return
+    loader = PartLoader(ServerSession(local, engine), staging, local)
     try:
         local.autocommit(False)
-        yield PartLoader(ServerSession(local, engine), staging, local)
+        yield loader
     finally:
+        loader.close()
         with suppress(Exception):
             local.rollback()
         with suppress(Exception):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import suppress
-from typing import Any, cast
+from typing import Any
 
 import pymysql.cursors
 import pymysql.err
@@ -19,7 +19,7 @@ import pymysql.err
 from ...errors import RowsNotRendered
 from ..base import QUERY_SENT
 from .session import ServerSession
-from .wire import read_result, send_query, single_column
+from .wire import joined_column, read_result, send_query
 
 # -- value codecs by information_schema.COLUMNS.DATA_TYPE ------------------------------------
 INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year")
@@ -130,18 +130,18 @@ def rendered_stream(
             read_result(cursor)
         else:
             cursor.execute(sql, tuple(names))
-        batches = single_column(cursor, chunk_rows)
-        for rows in batches:
-            if None in rows:  # too long for max_allowed_packet
+        batches = joined_column(cursor, chunk_rows)
+        for block in batches:
+            if block is None:  # a row too long for max_allowed_packet
                 for _ in batches:  # the snapshot's session goes on
                     pass
                 raise RowsNotRendered(table)
-            yield len(rows), b",".join(cast(list[bytes], rows))
+            yield block
     finally:
         if sent:  # closed before its result was read: read it to its end
             with suppress(pymysql.err.MySQLError):
                 read_result(cursor)
-                batches = single_column(cursor, chunk_rows)
+                batches = joined_column(cursor, chunk_rows)
         if batches is not None:
             if key_range:
                 with suppress(pymysql.err.MySQLError):
