@@ -94,6 +94,11 @@ class RehearsalError(ZenMigrateError, RuntimeError):
     ``reason`` says why the gate failed."""
 
 
+class SettingsError(ZenMigrateError, ValueError):
+    """A deployment setting (the Airflow Variable the Backups view reads) is missing or
+    malformed; the message says what to set."""
+
+
 class ResumeMismatchError(ZenMigrateError, RuntimeError):
     """A restore found the staging area of an earlier attempt at another dump (the dump at
     its URI changed since): nothing was changed; ``fresh=True`` starts over."""

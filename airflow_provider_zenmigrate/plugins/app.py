@@ -40,10 +40,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.alembic import current_revisions
 from ..core.catalog import find_backup, inspect_backup, verify_backup
+from ..core.errors import SettingsError
 from ..core.parts.layout import is_multipart
 from ..core.storage import StorageError, StorageNotFoundError, safe_uri
 from .listing import Candidate, backup_row, describe, list_page, location_key, message
-from .settings import RESTORE_DAG_ID, VARIABLE, DatabaseBackups, SettingsError, parse_settings
+from .settings import RESTORE_DAG_ID, VARIABLE, DatabaseBackups, parse_settings
 
 REVISION_SECONDS = 10.0
 LIST_SECONDS = 10.0

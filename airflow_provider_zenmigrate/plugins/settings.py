@@ -23,15 +23,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.errors import SettingsError
 from ..core.storage import StorageError, parse_location
 
 VARIABLE = "zenmigrate_backup_prefixes"
 #: The DAG the view's "Restore…" action triggers (``example_dags/zenmigrate_restore.py``).
 RESTORE_DAG_ID = "zenmigrate_restore"
-
-
-class SettingsError(ValueError):
-    """The Variable is missing or malformed; the message says what to set."""
 
 
 @dataclass(frozen=True)
