@@ -19,6 +19,9 @@ from .names import bare_name, qualified_name, quote_ident
 from .statements import QUALIFIED_TYPES, PgStatementRules
 from .swap import SchemaSwap
 
+#: maintenance_work_mem while a restore builds its indexes (see _settings).
+INDEX_BUILD_MEMORY = "256MB"
+
 
 class PostgreSQLRestoreWriter(RestoreWriter):
     """Loads a dump into the target database itself, all inside one transaction.
@@ -65,6 +68,10 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             *SESSION_SETTINGS,
             READ_SEARCH_PATH,
             "SET LOCAL check_function_bodies = off",  # bodies may use what comes later
+            # Indexes and keys are built after the data, in this transaction: a sort in
+            # memory instead of on disk, and room for a parallel build's participants
+            # (32 MB each). The server's default is 64 MB; this lasts the transaction.
+            f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'",
         ):
             connection.execute_one(self._conn, setting)
 
