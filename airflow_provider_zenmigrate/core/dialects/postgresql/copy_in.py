@@ -13,10 +13,9 @@ from typing import Any
 import psycopg
 
 from ...dump.model import TableSpec
-from ..base import decode_base64_column
 from ..text_rows import BULK_CODECS, bulk_text
 from .names import quote_ident
-from .render import bytea_copy_fields
+from .render import bytea_copy_column
 
 
 class CopyIn:
@@ -70,7 +69,7 @@ class CopyIn:
         columns = list(columns)
         for i, column in enumerate(table.columns):
             if column.codec == "bytes":
-                columns[i] = bytea_copy_fields(decode_base64_column(table, i, columns[i]))
+                columns[i] = bytea_copy_column(table, i, columns[i])
         self._into(qualified, table).write(bulk_text(table, columns))
         return True
 

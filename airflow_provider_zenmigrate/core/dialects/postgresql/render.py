@@ -3,10 +3,13 @@ its codec's JSON on the server (backup), and bytea in COPY's text form (restore)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import cast
+import binascii
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
-from ..text_rows import VerbatimColumn
+from ...dump.model import TableSpec
+from ..base import decode_base64_column
+from ..text_rows import VerbatimColumn, has_none
 
 #: Type OIDs read as Python values; every other type travels as the server's text form.
 CODEC_BY_TYPE_OID: dict[int, str] = {
@@ -46,10 +49,28 @@ def json_value_sql(codec: str, type_oid: int) -> str:
 def bytea_copy_fields(values: list[bytes | None]) -> VerbatimColumn:
     """Bytea values in COPY's text form: hex input, its backslash escaped for COPY (two
     backslashes a value)."""
-    nulls = values.count(None)
+    nulls = values.count(None) if has_none(values) else 0
     fields: Iterable[str | None] = (
         [None if v is None else "\\\\x" + v.hex() for v in values]
         if nulls
         else map("\\\\x".__add__, map(bytes.hex, cast(list[bytes], values)))
     )
     return VerbatimColumn(fields, backslashes=2 * (len(values) - nulls))
+
+
+def bytea_copy_column(table: TableSpec, index: int, values: Sequence[Any]) -> VerbatimColumn:
+    """Column ``index`` of a chunk, base64 text in the dump, as COPY's bytea fields: each
+    value decoded strictly and written as hex in one pass (a third less than decoding the
+    column, then writing it); a bad value names the column."""
+    a2b = binascii.a2b_base64
+    try:
+        if has_none(values):
+            fields = [
+                None if v is None else "\\\\x" + a2b(v, strict_mode=True).hex() for v in values
+            ]
+            return VerbatimColumn(fields, backslashes=2 * (len(values) - fields.count(None)))
+        fields = ["\\\\x" + a2b(v, strict_mode=True).hex() for v in values]
+        return VerbatimColumn(fields, backslashes=2 * len(fields))
+    except (binascii.Error, TypeError, ValueError):
+        decode_base64_column(table, index, values)  # raises, naming the column
+        raise
