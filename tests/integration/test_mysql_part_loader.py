@@ -5,8 +5,9 @@ unique checks on (MariaDB's bulk mode for empty tables is what they keep off).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def _settings(database: str) -> list[str]:
     ]
 
 
-def _chunk(first: int, count: int, label: str = "x") -> list[list[object]]:
+def _chunk(first: int, count: int, label: str = "x") -> list[Sequence[Any]]:
     return [list(range(first, first + count)), [label] * count]
 
 
