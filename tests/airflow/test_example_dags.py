@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import BaseHook
 from sqlalchemy import text
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
@@ -16,6 +15,7 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.example_dags import (
     connection_json,
     example_dag_bag,
+    parsed_without_connections,
     run_example_dag,
     task_states,
     xcom,
@@ -38,14 +38,7 @@ DAG_IDS = {
 
 
 def test_dags_import_without_touching_a_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    touched: list[str] = []
-
-    def refuse(cls: Any, conn_id: str) -> Any:
-        touched.append(conn_id)
-        raise AssertionError(f"connection {conn_id!r} read while parsing")
-
-    monkeypatch.setattr(BaseHook, "get_connection", classmethod(refuse))
-    bag = example_dag_bag()
+    bag, touched = parsed_without_connections(monkeypatch)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == DAG_IDS
     assert touched == []

@@ -8,13 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.sdk import BaseHook
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.example_dags import connection_json, example_dag_bag, run_example_dag
+from tests.support.example_dags import (
+    connection_json,
+    parsed_without_connections,
+    run_example_dag,
+)
 from tests.support.identity import fingerprint
 from tests.support.paths import EXAMPLE_MIGRATIONS
 from tests.support.servers import unique_name
@@ -67,14 +70,7 @@ def _task_instances(airflow_home: Path, run: Any) -> dict[tuple[str, int], tuple
 def test_fleet_dag_imports_without_touching_a_connection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    touched: list[str] = []
-
-    def refuse(cls: Any, conn_id: str) -> Any:
-        touched.append(conn_id)
-        raise AssertionError(f"connection {conn_id!r} read while parsing")
-
-    monkeypatch.setattr(BaseHook, "get_connection", classmethod(refuse))
-    bag = example_dag_bag()
+    bag, touched = parsed_without_connections(monkeypatch)
     assert bag.import_errors == {}
     dag = bag.dags[FLEET]
     assert touched == []

@@ -25,6 +25,21 @@ def example_dag_bag() -> DagBag:
     return DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
 
 
+def parsed_without_connections(monkeypatch: pytest.MonkeyPatch) -> tuple[DagBag, list[str]]:
+    """The example DAGs parsed with every connection lookup refused (parsing a DAG must not
+    read a connection), and the connection ids that were asked for anyway."""
+    from airflow.sdk import BaseHook
+
+    touched: list[str] = []
+
+    def refuse(cls: Any, conn_id: str) -> Any:
+        touched.append(conn_id)
+        raise AssertionError(f"connection {conn_id!r} read while parsing")
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(refuse))
+    return example_dag_bag(), touched
+
+
 def connection_json(utils: MigrationUtils) -> str:
     """An Airflow connection (``AIRFLOW_CONN_<ID>`` JSON) to ``utils``' database."""
     url = utils.url
