@@ -7,6 +7,8 @@ Airflow (tests/unit/test_public_api.py keeps it so).
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ZenMigrateError(Exception):
     """Base of every error the core raises on purpose."""
@@ -113,3 +115,36 @@ class WorkerStopped(BaseException):
     """Raised inside a worker process by its SIGTERM handler, so that a worker told to stop
     (the run failed elsewhere) unwinds and aborts the upload in hand. A BaseException, as
     KeyboardInterrupt is: no handler of ordinary errors should take it for a failure."""
+
+
+class EncryptionError(ZenMigrateError):
+    """An encrypted dump cannot be written or read for a reason of keys or key services;
+    the message names the key by its id, never by its material."""
+
+
+class EncryptionKeyError(EncryptionError, ValueError):
+    """A key is missing, malformed (wrong length, not base64), unknown to the dump (another
+    key id), or refused by its key service (a disabled or deleted KMS key)."""
+
+
+class MissingKeyError(EncryptionKeyError, DumpError):
+    """The dump is encrypted and no key was given: it can be neither read nor verified.
+    ``envelope`` is its public header (what ``inspect`` shows without the key)."""
+
+    def __init__(self, message: str, envelope: dict[str, Any] | None = None) -> None:
+        self.envelope = envelope or {}
+        DumpError.__init__(self, message)
+
+
+class KeyServiceError(EncryptionError, RuntimeError):
+    """A key service (AWS KMS) could not be reached or answered with an error that is not
+    about the key itself; raised before anything is written."""
+
+
+class DumpAuthenticationError(DumpIntegrityError):
+    """An encrypted dump does not authenticate: a segment was altered, reordered, cut off or
+    added, or the envelope does not belong to its segments."""
+
+
+class EncryptionRequiredError(DumpError, ValueError):
+    """The dump is plaintext and the caller required an encrypted one."""
