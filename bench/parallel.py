@@ -6,12 +6,14 @@ On (e) (one table of 10x (a)'s rows) and (f) (50 tables of a tenth of (a)'s rows
 them like every other tool. This module adds:
 
 - the resumed restore (:func:`measure_resume`): a ``jobs`` restore of (e) started in its own
-  process group, killed with SIGKILL (the whole group, workers included) once the target
-  and its staging area hold 70% of the bytes the source's tables take on the server's disk
-  (polled from the files every 0.25 s; a first attempt at 70% of the full restore's time
-  killed MariaDB's after all its data was in, in its final phase), then rerun with the same
-  arguments; its time over the median full restore's is the target, and the result is
-  checked against the source like every restore;
+  process group, killed with SIGKILL (the whole group, workers included) once the parts it
+  committed hold 70% of the dump's rows (its progress table, polled every 0.25 s), then
+  rerun with the same arguments; its time over the median full restore's is the target,
+  and the result is checked against the source like every restore. Two earlier triggers
+  measured something else: at 70% of the full restore's time MariaDB's restore had all its
+  data in and was finishing; at 70% of the source's bytes on the server's disk (InnoDB
+  files) MariaDB's loaded table never got there (it is denser than the source's), so the
+  kill fell back to 95% of the time with 18 of 31 parts committed;
 - the issue's targets (:func:`targets`);
 - CPU seconds per GB (:func:`cpu_table`) of every backup and restore measured.
 """
@@ -30,8 +32,10 @@ from typing import Protocol
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
+from airflow_provider_zenmigrate.core.parts.reading import load_manifest
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from bench import datasets
 from bench.measure import (
@@ -50,7 +54,7 @@ from bench.measure import (
 )
 from bench.throughput import ROOT, child_env
 
-KILL_AT = 0.7  # of the source's stored bytes present in the target (and its staging)
+KILL_AT = 0.7  # of the dump's rows in the parts the restore has committed
 LAST_CHANCE = 0.95  # of the median full restore's time: kill then if KILL_AT never comes
 GB = 1e9
 
@@ -74,7 +78,7 @@ class Resume:
 
     full: float  # median full restore of the same dump, whole-process wall seconds
     killed_after: float | None  # None: it finished before the kill was due
-    in_target_at_kill: float | None  # the target's table data then / the source's
+    committed_at_kill: float | None  # the rows of the parts committed then / the dump's
     rerun: Sample
     ok: bool  # the rerun's result equals the source
 
@@ -90,10 +94,10 @@ class Resume:
                 f"killed (SIGKILL, whole process group) after {self.killed_after:.1f}s "
                 f"({self.killed_after / self.full:.0%} of it)"
             )
-            if self.in_target_at_kill is not None:
+            if self.committed_at_kill is not None:
                 killed += (
-                    f", when the target and its staging held {self.in_target_at_kill:.0%} "
-                    "of the source's stored bytes"
+                    f", when the parts it had committed held {self.committed_at_kill:.0%} "
+                    "of the dump's rows"
                 )
         parts = self.rerun.report.get("parts")
         resumed = (
@@ -108,41 +112,50 @@ class Resume:
         ]
 
 
-def stored_bytes(engine: Engine, database: str) -> int:
-    """The bytes the server stores for ``database``'s tables, a restore's staging included,
-    read from files so that a load in progress counts (statistics lag, and PostgreSQL's
-    staging is one uncommitted transaction that no catalog query sees): on MariaDB the
-    InnoDB files of ``database`` and of its ``zmstage_*`` staging databases, on PostgreSQL
-    ``pg_database_size`` less that of ``template1`` (what an empty database starts with)."""
+def committed_rows(engine: Engine, database: str) -> int:
+    """The rows of the parts a restore of ``database`` has committed, from its progress
+    table (kept in the staging area across attempts: a ``zmstage_*_<database>`` database on
+    MariaDB, a ``zm_stage_*`` schema of the target on PostgreSQL); 0 before it exists."""
     with engine.connect() as conn:
-        if datasets.backend(engine) != "mysql":
-            return int(
-                conn.exec_driver_sql(
-                    f"SELECT pg_database_size('{database}') - pg_database_size('template1')"
-                ).scalar()
-                or 0
-            )
-        files = conn.exec_driver_sql(
-            "SELECT NAME, FILE_SIZE FROM information_schema.INNODB_SYS_TABLESPACES"
-        ).all()
-
-    def mine(name: str) -> bool:
-        db = name.split("/", 1)[0]
-        return db == database or (db.startswith("zmstage_") and db.endswith("_" + database))
-
-    return sum(int(size) for name, size in files if mine(str(name)))
+        if datasets.backend(engine) == "mysql":
+            found = conn.exec_driver_sql(
+                "SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME = "
+                "'_zenmigrate_progress' AND TABLE_SCHEMA LIKE 'zmstage\\_%%' "
+                f"AND TABLE_SCHEMA LIKE '%%\\_{database}'"
+            ).all()
+            tables = [f"`{r[0]}`._zenmigrate_progress" for r in found]
+        else:
+            found = conn.exec_driver_sql(
+                "SELECT table_schema FROM information_schema.tables WHERE table_name = "
+                "'_zenmigrate_progress' AND table_schema LIKE 'zm\\_stage\\_%%'"
+            ).all()
+            tables = [f'"{r[0]}"._zenmigrate_progress' for r in found]
+        q = "`" if datasets.backend(engine) == "mysql" else '"'
+        total = 0
+        for table in tables:
+            try:
+                total += int(
+                    conn.exec_driver_sql(
+                        f"SELECT COALESCE(SUM({q}rows{q}), 0) FROM {table} "
+                        f"WHERE {q}table{q} IS NOT NULL"
+                    ).scalar()
+                    or 0
+                )
+            except ProgrammingError:  # dropped by the swap meanwhile: nothing to count
+                conn.rollback()
+        return total
 
 
 def _kill_when_loaded(
-    proc: subprocess.Popen[bytes], engine: Engine, database: str, source: int, full: float
+    proc: subprocess.Popen[bytes], engine: Engine, database: str, rows: int, full: float
 ) -> tuple[float | None, float | None]:
-    """Poll the target's stored bytes; SIGKILL ``proc``'s process group once they reach
-    :data:`KILL_AT` of the source's, or at :data:`LAST_CHANCE` of the full restore's time if
-    they never do. (seconds, share) at the kill; (None, None) when it finished first."""
+    """Poll the rows the restore committed; SIGKILL ``proc``'s process group once they
+    reach :data:`KILL_AT` of the dump's, or at :data:`LAST_CHANCE` of the full restore's
+    time if they never do. (seconds, share) at the kill; (None, None) when it finished."""
     start = time.perf_counter()
     while proc.poll() is None:
         elapsed = time.perf_counter() - start
-        share = stored_bytes(engine, database) / source if source else 0.0
+        share = committed_rows(engine, database) / rows if rows else 0.0
         if share >= KILL_AT or elapsed >= LAST_CHANCE * full:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -171,7 +184,7 @@ def measure_resume(
     settle(src_url)
     engine = create_engine(dst.url, poolclass=NullPool)
     try:
-        source = stored_bytes(engine, str(src_url.database))
+        rows = sum(load_manifest(str(out)).tables.values())
         with tempfile.TemporaryFile(dir=workdir) as errors:
             proc = subprocess.Popen(
                 restore.argv,
@@ -181,9 +194,7 @@ def measure_resume(
                 env=child_env(),
                 start_new_session=True,  # its own process group: the workers die with it
             )
-            killed_after, share = _kill_when_loaded(
-                proc, engine, str(dst.url.database), source, full
-            )
+            killed_after, share = _kill_when_loaded(proc, engine, str(dst.url.database), rows, full)
             reap()
             if killed_after is None and proc.returncode:
                 errors.seek(0)
@@ -191,7 +202,7 @@ def measure_resume(
     finally:
         engine.dispose()
     if killed_after is not None:
-        log(f"resume: killed after {killed_after:.1f}s at {share:.0%} stored; rerunning")
+        log(f"resume: killed after {killed_after:.1f}s, {share:.0%} of the rows committed")
     settle(src_url)
     rerun = timed(restore, workdir, server)
     ok = fingerprint(dst.url) == expected
