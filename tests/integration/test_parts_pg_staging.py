@@ -4,11 +4,14 @@ target database while it is unfinished, and what it refuses to swap in."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from airflow_provider_zenmigrate.core.errors import ZenMigrateError
+from airflow_provider_zenmigrate.core.dialects.postgresql.objects import ObjectReader
+from airflow_provider_zenmigrate.core.dump.model import ObjectSpec
+from airflow_provider_zenmigrate.core.errors import DumpIntegrityError, ZenMigrateError
 from airflow_provider_zenmigrate.core.parts.restore import resume_label
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.reliability._outage import side_objects
@@ -65,3 +68,44 @@ def test_a_backup_leaves_a_kept_staging_out_and_says_so(
     left_out = {e["schema"]: e["reason"] for e in header["excluded_schemas"]}
     assert left_out[staged] == "kept by a failed restore to resume"
     assert not any(name.startswith("zm_stage_") for name in header["schemas"])
+
+
+def test_an_index_the_data_breaks_fails_the_restore_and_keeps_the_target(
+    databases: tuple[MigrationUtils, MigrationUtils],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dump whose UNIQUE index cannot be built over its own rows (written here by a
+    backup told to call a plain index unique): the workers' build in the staging schemas
+    fails the restore naming the index, without the rows the server quotes in its detail;
+    the target is as it was."""
+    source, target = databases
+    pg_script(
+        source.url,
+        "CREATE TABLE t (id int PRIMARY KEY, label text);"
+        "INSERT INTO t SELECT i, 'dup-' || (i % 7) FROM generate_series(1, 400) i;"
+        "CREATE INDEX t_label ON t (label);",
+    )
+    real = ObjectReader.after_data
+
+    def unique_label(self: ObjectReader) -> list[ObjectSpec]:
+        unique = "CREATE UNIQUE INDEX"
+        return [
+            replace(s, create_stmt=s.create_stmt.replace("CREATE INDEX", unique))
+            if s.name == "t_label"
+            else s
+            for s in real(self)
+        ]
+
+    monkeypatch.setattr(ObjectReader, "after_data", unique_label)
+    dump = str(tmp_path / "dump")
+    source.backup_database_to_file(dump, jobs=2)
+    pg_script(target.url, "CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)")
+    before = fingerprint(target.url)
+    with pytest.raises(DumpIntegrityError) as caught:
+        target.restore_database_from_file(dump, jobs=2)
+    message = str(caught.value)
+    assert "index 't_label' of the dump could not be built" in message, message
+    assert "could not create unique index" in message, message
+    assert "dup-" not in message and "Key (" not in message, message
+    assert fingerprint(target.url) == before

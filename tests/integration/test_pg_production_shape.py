@@ -357,6 +357,8 @@ def test_parallel_rollback_is_what_pg_dump_sees(
         with caplog.at_level(logging.INFO):
             summary = production.restore_database_from_file(dump, jobs=2, allow_routines=True)
         assert "cannot resume" not in caplog.text  # it was staged
+        # the keys (three primary, one foreign) built by the workers before the swap
+        assert "building 4 indexes and keys in the staging area" in caplog.text, caplog.text
         assert summary.parts > 1 and summary.resumed_parts == 0
         after = schema_dump(url)
         assert "REFERENCES app.customers(id)" in after

@@ -203,6 +203,8 @@ if point == "schema":  # creating the schema part's tables, before the schema is
     wrap(WRITER, "create_table", lambda self, table: nth_time() and pause(table=table.name))
 elif point == "data":  # in a worker: a part's rows loaded, its transaction not committed
     wrap(LOADER, "commit", lambda self, part, digest, table, rows: nth_time() and pause(part=part))
+elif point == "post":  # in a worker: an index or key about to be built in the staging
+    wrap(LOADER, "build", lambda self, build, key, digest: nth_time() and pause(key=key))
 elif point == "parts-done":  # every part committed, objects not begun
     wrap(WRITER, "mark", lambda self, name, digest: name == "@objects" and pause())
 elif point == "objects":  # objects after the data being created
@@ -245,7 +247,8 @@ class Child:
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_stderr, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -257,6 +260,11 @@ class Child:
     def _read_stderr(self) -> None:
         assert self.process.stderr is not None
         self.stderr.extend(self.process.stderr)
+
+    def log(self) -> str:
+        """Everything the child wrote to stderr (its log), once it has ended."""
+        self._stderr_reader.join(WAIT)
+        return "".join(self.stderr)
 
     def next(self) -> dict[str, Any]:
         try:
@@ -372,6 +380,7 @@ def _rerun_checked(
     assert outcome["event"] == "finished", f"{outcome}\n{''.join(running.stderr)[-3000:]}"
     assert fingerprint(target.url) == fingerprint(source.url), "the rerun is not the source"
     assert side_objects(dialect, target.url) == set()
+    outcome["log"] = running.log()
     return outcome
 
 
@@ -412,6 +421,32 @@ def test_restore_killed_then_rerun_is_exact(
         assert len(loaded) == data_parts, progress
     outcome = _rerun_checked(dialect, source, target, uri)
     assert outcome["resumed_parts"] == expected, (point, outcome, sorted(progress))
+
+
+@pytest.mark.parametrize("dialect", ["postgresql"])
+def test_restore_killed_while_building_keys_resumes_them(
+    dialect: str,
+    source: MigrationUtils,
+    target: MigrationUtils,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Killed while its workers build the indexes and keys in the staging schemas (big's
+    and small's primary keys, small's index; one worker about to start its second): the
+    rerun keeps every part and every build the first attempt committed, loads and builds
+    the rest, and is exact (its primary keys and index exactly the source's)."""
+    uri = _dump(source, tmp_path / "dump", monkeypatch)
+    data_parts = len(manifest_of(Path(uri))["parts"]) - 1
+    progress = _killed_at(dialect, target, uri, "post", 2)
+    built = {name for name in progress if name.startswith("@post:")}
+    # a table's builds start once its own parts are in, beside the others' loading
+    loaded = _parts_of(progress)
+    assert loaded and len(loaded) <= data_parts, progress
+    assert 1 <= len(built) < 3, progress
+    outcome = _rerun_checked(dialect, source, target, uri)
+    assert outcome["resumed_parts"] == len(loaded)
+    said = f"building 3 indexes and keys in the staging area ({len(built)} built by an earlier"
+    assert said in outcome["log"], outcome["log"][-3000:]
 
 
 @pytest.mark.parametrize("dialect", ["mysql", "postgresql"])

@@ -429,6 +429,28 @@ class RestoreWriter(ABC):
         """Replace the target's contents with the staging area's, as one step if possible."""
 
 
+@dataclass(frozen=True)
+class StagedBuild:
+    """An object after the data (an index, a key, a foreign key) that the workers build in
+    a resumable staging area before the swap, each in a committed transaction of its own
+    with its progress record, instead of one by one in the swap's transaction."""
+
+    #: The record's line in the schema part (its progress key is made from it).
+    line: int
+    #: What it is, for messages: ``index 'name'``.
+    label: str
+    #: The statement as it runs in the staging area.
+    statement: str
+    #: The dump's tables it needs loaded and locks while it runs.
+    tables: frozenset[str]
+    #: Whether it may run beside another shared one on the same tables (CREATE INDEX takes
+    #: a SHARE lock; ALTER TABLE an exclusive one).
+    shared: bool
+    #: Whether it waits until every other build is done (a foreign key needs the
+    #: referenced table's unique index).
+    late: bool
+
+
 class PartLoader(Protocol):
     """A worker's connection into a resumable staging area: one part in one transaction,
     committed with its progress record."""
@@ -442,6 +464,9 @@ class PartLoader(Protocol):
     def commit(self, part: str, digest: str, table: str, rows: int, /) -> None: ...
 
     def rollback(self) -> None: ...
+
+    #: Run one :class:`StagedBuild` and commit it with its progress record ``key``.
+    def build(self, build: StagedBuild, key: str, digest: str, /) -> None: ...
 
 
 @runtime_checkable
@@ -466,6 +491,10 @@ class ResumableWriter(Protocol):
 
     #: A table or object (before the tables) that an earlier attempt staged: learn it.
     def staged(self, spec: TableSpec | ObjectSpec, /) -> None: ...
+
+    #: Of the objects after the data (``(line, object)``), those the workers build in the
+    #: staging area before the swap, by line; the others are created in the swap.
+    def staged_builds(self, objects: list[tuple[int, ObjectSpec]], /) -> dict[int, StagedBuild]: ...
 
     #: Called once the data is in, before the objects after it are created.
     def begin_swap(self) -> None: ...

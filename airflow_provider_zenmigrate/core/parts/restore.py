@@ -1,5 +1,7 @@
 """Restoring a multi-part dump: the schema part first, the data parts by ``jobs`` worker
-processes into the staging area, the objects, the row counts, the swap.
+processes into the staging area (with the indexes and keys the dialect builds there, each
+once its tables are loaded: :meth:`.ResumableWriter.staged_builds`), the other objects,
+the row counts, the swap.
 
 Where the staging area outlives a failure (a :class:`.dialects.base.ResumableWriter`: a
 staging database on MariaDB/MySQL, staging schemas in the target database on PostgreSQL)
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..dialects import get_dialect
-from ..dialects.base import PartLoader, ResumableWriter
+from ..dialects.base import PartLoader, ResumableWriter, StagedBuild
 from ..dump.model import TableSpec
 from ..dump.records import Record
 from ..errors import DumpIntegrityError, ResumeMismatchError
@@ -45,6 +47,8 @@ logger = logging.getLogger(__name__)
 DUMP, SCHEMA, OBJECTS = "@dump", "@schema", "@objects"
 #: Attempts at a part that met a lock wait or deadlock (its transaction rolled back).
 PART_ATTEMPTS = 5
+#: Progress records of the objects after the data built early: this, then the record's line.
+POST = "@post:"
 
 
 def resume_label(database: str, uri: str) -> str:
@@ -104,6 +108,23 @@ def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def build_post(run: _Run, loader: PartLoader, build: StagedBuild) -> int:
+    """Build one index or key in the staging area, committed with its progress record; a
+    lock wait or deadlock rolls it back and runs it again."""
+    for attempt in range(1, PART_ATTEMPTS + 1):
+        try:
+            loader.build(build, f"{POST}{build.line}", run.manifest.digest)
+            return 0
+        except BaseException as exc:
+            loader.rollback()
+            if attempt < PART_ATTEMPTS and run.retryable(exc):
+                logger.info("%s: %s; building it again", build.label, exc)
+                time.sleep(random.uniform(0.1, 0.5) * attempt)
+                continue
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @dataclass
 class _PartScheduler(Scheduler[PartEntry]):
     """Parts in the manifest's order; a table's first part loads alone (two loads into one
@@ -131,6 +152,56 @@ class _PartScheduler(Scheduler[PartEntry]):
 
     def finished(self) -> bool:
         return not self.todo and self._in_flight == 0
+
+
+_Task = PartEntry | StagedBuild
+
+
+@dataclass
+class _RestoreScheduler(Scheduler[_Task]):
+    """The parts (as :class:`_PartScheduler` hands them out), and the indexes and keys
+    built early: each once its tables' parts are all in, not beside another build that
+    conflicts with its lock (only two CREATE INDEX share a table), foreign keys after
+    every other build (they need the referenced tables' unique indexes)."""
+
+    parts: _PartScheduler
+    builds: list[StagedBuild]
+    _running: list[StagedBuild] = field(default_factory=list)
+    _loading: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for part in self.parts.todo:
+            self._loading[str(part.table)] = self._loading.get(str(part.table), 0) + 1
+
+    def size(self) -> int:
+        return len(self.parts.todo) + len(self.builds)
+
+    def _ready(self, build: StagedBuild, early_left: bool) -> bool:
+        return (
+            not (build.late and early_left)
+            and not any(self._loading.get(t) for t in build.tables)
+            and not any(
+                r.tables & build.tables and not (r.shared and build.shared) for r in self._running
+            )
+        )
+
+    def next_task(self) -> _Task | None:
+        early_left = any(not b.late for b in (*self.builds, *self._running))
+        for i, build in enumerate(self.builds):
+            if self._ready(build, early_left):
+                self._running.append(build)
+                return self.builds.pop(i)
+        return self.parts.next_task()
+
+    def done(self, task: _Task, result: Any) -> None:
+        if isinstance(task, StagedBuild):
+            self._running.remove(task)
+            return
+        self._loading[str(task.table)] -= 1
+        self.parts.done(task, result)
+
+    def finished(self) -> bool:
+        return self.parts.finished() and not self.builds and not self._running
 
 
 def _resumed_parts(
@@ -224,6 +295,7 @@ def restore_parts(
     label = resume_label(str(engine.url.database), uri)
     summary = RestoreSummary(parts=len(manifest.parts))
     report = WorkerReport()
+    builds: dict[int, StagedBuild] = {}
     with (
         restore_lock(engine),
         ops.open_restore(engine, label, options, resumable=refused is None) as writer,
@@ -264,8 +336,20 @@ def restore_parts(
                 resumable.is_retryable,
                 clear_first=progress is not None,
             )
-            scheduler = _PartScheduler(
-                todo, {str(p.table) for p in manifest.data_parts() if p.name in done}, seen
+            builds = resumable.staged_builds([(line, object_spec(r)) for line, r in post])
+            built = {n for n in builds if (progress or {}).get(f"{POST}{n}") == manifest.digest}
+            if builds:
+                logger.info(
+                    "building %d indexes and keys in the staging area (%d built by an "
+                    "earlier attempt)",
+                    len(builds),
+                    len(built),
+                )
+            scheduler = _RestoreScheduler(
+                _PartScheduler(
+                    todo, {str(p.table) for p in manifest.data_parts() if p.name in done}, seen
+                ),
+                [b for n, b in builds.items() if n not in built],
             )
             _load_all(run, resumable, scheduler, jobs, report)
             if progress is not None and OBJECTS in progress:
@@ -290,7 +374,11 @@ def restore_parts(
                         rows += len(record["data"])
                 seen(part, rows)
         for line, record in post:
-            apply_record(loader, header, line, record)
+            if line in builds:  # built in the staging area: what the swap needs of it
+                assert resumable is not None
+                resumable.staged(object_spec(record))
+            else:
+                apply_record(loader, header, line, record)
         # What the committed parts' records say the server loaded (a resumable staging):
         # the same check as counting every table, without reading them all again.
         counted = resumable.loaded_rows() if resumable is not None else None
@@ -317,15 +405,25 @@ def restore_parts(
     return summary
 
 
+def _run_task(run: _Run, loader: PartLoader, task: _Task) -> int:
+    if isinstance(task, StagedBuild):
+        return build_post(run, loader, task)
+    return load_part(run, loader, task)
+
+
 def _load_all(
-    run: _Run, writer: ResumableWriter, scheduler: _PartScheduler, jobs: int, report: WorkerReport
+    run: _Run,
+    writer: ResumableWriter,
+    scheduler: _RestoreScheduler,
+    jobs: int,
+    report: WorkerReport,
 ) -> None:
-    """Every part the scheduler hands out loaded: by ``jobs`` forked workers, each on its
-    own connection into the staging area, or here on one when ``jobs`` is 1."""
-    if jobs <= 1 or len(scheduler.todo) <= 1:
+    """Every part and build the scheduler hands out done: by ``jobs`` forked workers, each
+    on its own connection into the staging area, or here on one when ``jobs`` is 1."""
+    if jobs <= 1 or scheduler.size() <= 1:
         with writer.part_loader() as loader:
-            while (part := scheduler.next_task()) is not None:
-                scheduler.done(part, load_part(run, loader, part))
+            while (task := scheduler.next_task()) is not None:
+                scheduler.done(task, _run_task(run, loader, task))
         return
     if run.transport_params and run.transport_params.get("client") is not None:
         drop_idle_connections(run.transport_params["client"])
@@ -338,10 +436,10 @@ def _load_all(
         with writer.part_loader() as loader:
             yield loader
 
-    def work(loader: PartLoader, part: PartEntry) -> int:
-        return load_part(run, loader, part)
+    def work(loader: PartLoader, task: _Task) -> int:
+        return _run_task(run, loader, task)
 
-    with worker_pool(min(jobs, len(scheduler.todo)), open_state, work, report) as drive:
+    with worker_pool(min(jobs, scheduler.size()), open_state, work, report) as drive:
         drive(scheduler)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from ...dump.model import TableSpec
 from ...errors import DumpIntegrityError, ZenMigrateError
-from ..base import decode_base64_column, span_where
+from ..base import StagedBuild, decode_base64_column, span_where
 from ..text_rows import BULK_CODECS, bulk_text
 from .load import BulkLoader, load_statement, run_load
 from .session import ServerSession, server_session
@@ -178,6 +178,11 @@ class PartLoader:
             self._settle()
         with suppress(Exception):
             self.session.dbapi.rollback()
+
+    def build(self, build: StagedBuild, key: str, digest: str) -> None:
+        """Never asked: the MariaDB/MySQL writer builds nothing early (its dumps keep the
+        indexes inside their CREATE TABLE)."""
+        raise ZenMigrateError(f"{build.label}: a MariaDB/MySQL restore builds no object early")
 
     def close(self) -> None:
         """Wait for the chunk in flight (its error no longer matters); stop the thread."""

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from ...dump.model import ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
-from ..base import RestoreWriter, decode_base64_column
+from ..base import RestoreWriter, StagedBuild, decode_base64_column
 from ..text_rows import BULK_CODECS, bulk_text
 from . import parts
 from .catalog import table_names
@@ -163,6 +163,11 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
 
     def staged(self, spec: TableSpec | ObjectSpec) -> None:
         """Nothing to learn: the staging database holds what an earlier attempt created."""
+
+    def staged_builds(self, objects: list[tuple[int, ObjectSpec]]) -> dict[int, StagedBuild]:
+        """None: the objects after the data are created in the staging database anyway
+        (our dumps keep the indexes inside their tables)."""
+        return {}
 
     def begin_swap(self) -> None:
         """Nothing to do: the objects are created in the staging database, moved by the

@@ -5,15 +5,19 @@ Each schema the dump restores is built as ``zm_stage_<label>_<n>`` (its statemen
 qualifiers moved there: :mod:`.remap`); the progress table lives in ``zm_stage_<label>``.
 The tables and the objects they need are created in one transaction, committed with the
 ``@schema`` mark; each data part is loaded on a worker's connection in one transaction
-with its progress row. The last transaction (:meth:`PostgreSQLStagedWriter.begin_swap` to
+with its progress row; the indexes and keys of plain tables are then built there by the
+workers too, each committed with its progress row (:mod:`.post_build`). The last
+transaction (:meth:`PostgreSQLStagedWriter.begin_swap` to
 :meth:`~PostgreSQLStagedWriter.swap`) renames the target's schemas away and the staged
-ones to their names, creates indexes, constraints, views and the rest as the dump wrote
-them, checks, drops the old schemas and commits: other sessions see the old schemas until
-then. A failure anywhere keeps the staging for the next attempt; the target is untouched.
+ones to their names, creates the other objects after the data (views, triggers, the
+indexes of partitioned tables, ...) as the dump wrote them, checks, drops the old schemas
+and commits: other sessions see the old schemas until then. A failure anywhere keeps the
+staging for the next attempt; the target is untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -24,16 +28,16 @@ import psycopg.errors
 from sqlalchemy.engine import Engine
 
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
-from ...errors import DumpIntegrityError, ZenMigrateError
-from ..base import Span, decoded_rows
-from . import catalog, connection
-from .connection import SESSION_SETTINGS, fetch_all, transaction_connection
+from ...errors import DumpError, DumpIntegrityError, ZenMigrateError
+from ..base import Span, StagedBuild, decoded_rows
+from . import catalog, connection, post_build
+from .connection import READ_SEARCH_PATH, SESSION_SETTINGS, fetch_all, transaction_connection
 from .copy_in import CopyIn
-from .names import STAGE_PREFIX, bare_name, qualified_name, quote_ident
+from .names import STAGE_PREFIX, bare_name, display_name, qualified_name, quote_ident
 from .remap import move_schemas
 from .schemas import existing
 from .statements import QUALIFIED_TYPES, PgStatementRules
-from .writer import PostgreSQLRestoreWriter
+from .writer import INDEX_BUILD_MEMORY, PostgreSQLRestoreWriter
 
 logger = logging.getLogger(__name__)
 
@@ -205,10 +209,50 @@ class PostgreSQLStagedWriter(PostgreSQLRestoreWriter):
     def staging_tables(self) -> list[str]:
         return sorted(self._targets.values())
 
+    def staged_builds(self, objects: list[tuple[int, ObjectSpec]]) -> dict[int, StagedBuild]:
+        """The indexes and keys after the data that the workers build in the staging schemas
+        (:mod:`.post_build`), each checked as :meth:`create_object` checks it and moved
+        into the staging schemas as the tables were."""
+        self.begin(None)
+        rows = fetch_all(
+            self._conn,
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = ANY(%s) AND c.relkind = 'r' AND NOT c.relispartition",
+            (list(self._staged.values()),),
+        )
+        dump_schema = {staged: name for name, staged in self._staged.items()}
+        plain = {display_name(dump_schema[str(s)], str(t)) for s, t in rows} & set(self._targets)
+        builds: dict[int, StagedBuild] = {}
+        for line, (obj, build) in post_build.plan(objects, plain).items():
+            try:
+                self._rules.check_object_statement(obj)
+                self._require_roles(obj.object_type, obj.name, obj.options)
+            except DumpError as exc:
+                if exc.line is not None:
+                    raise
+                raise type(exc)(str(exc), line) from exc
+            builds[line] = dataclasses.replace(build, statement=self._statement(build.statement))
+        return builds
+
+    def _build_settings(self) -> tuple[str, ...]:
+        """A worker's settings while it builds an index or key: the restore's own, names
+        resolved as in the staging (unqualified ones in the staged ``public``)."""
+        where = "''"
+        if "public" in self.schemas:
+            where = quote_ident(self._where("public"))
+        return (
+            READ_SEARCH_PATH,
+            "SET LOCAL check_function_bodies = off",
+            f"SET LOCAL maintenance_work_mem = '{INDEX_BUILD_MEMORY}'",
+            f"SET LOCAL search_path = {where}",
+        )
+
     @contextmanager
     def part_loader(self) -> Iterator[PartLoader]:
+        settings = self._build_settings() if self._started else ()
         with transaction_connection(self.engine, read_only=False) as conn:
-            yield PartLoader(conn, self._targets, self._progress_table())
+            yield PartLoader(conn, self._targets, self._progress_table(), settings)
 
     def is_retryable(self, exc: BaseException) -> bool:
         return isinstance(exc, RETRYABLE)
@@ -253,10 +297,17 @@ def mark(
 class PartLoader:
     """One worker's connection into the staged schemas: a part in one transaction."""
 
-    def __init__(self, conn: psycopg.Connection[Any], targets: dict[str, str], progress: str):
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        targets: dict[str, str],
+        progress: str,
+        build_settings: Sequence[str] = (),
+    ):
         self._conn = conn
         self._targets = targets
         self._progress = progress
+        self._build_settings = build_settings
         self._copy = CopyIn(conn)
 
     def begin(self) -> None:
@@ -281,6 +332,27 @@ class PartLoader:
                 f"the part holds {rows}"
             )
         mark(self._conn, self._progress, part, digest, table, rows)
+        self._conn.commit()
+
+    def build(self, build: StagedBuild, key: str, digest: str) -> None:
+        """Build an index or key in the staging schemas and commit it with its progress
+        record ``key``. A statement the server refuses fails the restore naming the
+        object and the server's reason (not its detail, which may quote rows)."""
+        self.begin()
+        for setting in self._build_settings:
+            connection.execute_one(self._conn, setting)
+        try:
+            connection.execute_one(self._conn, build.statement)
+        except psycopg.Error as exc:
+            if isinstance(exc, RETRYABLE):
+                raise
+            reason = exc.diag.message_primary or type(exc).__name__
+            raise DumpIntegrityError(
+                f"{build.label} of the dump could not be built: {reason}. Nothing of the "
+                "target was changed (the staging is kept)",
+                build.line,
+            ) from None
+        mark(self._conn, self._progress, key, digest, None, 0)
         self._conn.commit()
 
     def rollback(self) -> None:
