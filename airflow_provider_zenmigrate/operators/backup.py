@@ -14,13 +14,14 @@ from ..links import BackupLink
 from .base import ZenMigrateBaseOperator, check_jobs, jobs_count, names
 
 
-def backups_asset(conn_id: str) -> Asset:
+def backups_asset(conn_id: Any) -> Asset:
     """The Asset every backup of a connection updates (one per database connection).
 
-    A templated connection id has no name yet when the DAG is parsed; its backups update
-    the shared ``zenmigrate_backups`` Asset, and each event names the backup's URI.
+    A templated or mapped connection id (a template, or an argument of ``expand``) has no
+    name yet when the DAG is parsed; its backups update the shared ``zenmigrate_backups``
+    Asset, and each event names the backup's URI.
     """
-    if "{{" in conn_id:
+    if not isinstance(conn_id, str) or "{{" in conn_id:
         return Asset(name="zenmigrate_backups", uri="zenmigrate://backups")
     return Asset(name=f"zenmigrate_backups_{conn_id}", uri=f"zenmigrate://backups/{conn_id}")
 

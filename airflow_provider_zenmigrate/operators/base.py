@@ -89,10 +89,30 @@ def flag(value: Any) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
+def pull_from_run(context: Context, task_id: str, key: str = "return_value") -> Any:
+    """What ``task_id`` pushed under ``key`` in this run. In a mapped task group, a task of
+    the same group is read at this task's own map index: Airflow 3's ``xcom_pull`` without
+    ``map_indexes`` returns every expansion's value, and a restore must take its own
+    database's backup, not a list of all of them."""
+    ti = context["ti"]
+    task = context["task"]
+    group = task.get_closest_mapped_task_group()
+    other = task.dag.get_task(task_id) if task.dag and task.dag.has_task(task_id) else None
+    if (
+        group is not None
+        and other is not None
+        and other.get_closest_mapped_task_group() is group
+        and ti.map_index is not None
+        and ti.map_index >= 0
+    ):
+        return ti.xcom_pull(task_ids=task_id, key=key, map_indexes=ti.map_index)
+    return ti.xcom_pull(task_ids=task_id, key=key)
+
+
 def backup_uri(context: Context, task_id: str) -> str | None:
     """The URI the backup task ``task_id`` returned in this run; None when it returned none
     (it failed, was skipped or did not run): each caller decides what no backup means."""
-    result = context["ti"].xcom_pull(task_ids=task_id)
+    result = pull_from_run(context, task_id)
     if result is None:
         return None
     if isinstance(result, dict) and result.get("uri"):

@@ -13,7 +13,15 @@ from ..core.catalog import list_backups
 from ..hooks.zenmigrate import ZenMigrateHook
 from ..lineage import ReportsLineage, azure_account, restore_lineage
 from ..links import BackupLink
-from .base import ZenMigrateBaseOperator, backup_uri, check_jobs, flag, jobs_count, names
+from .base import (
+    ZenMigrateBaseOperator,
+    backup_uri,
+    check_jobs,
+    flag,
+    jobs_count,
+    names,
+    pull_from_run,
+)
 from .migrate import MIGRATION_STARTED
 
 
@@ -177,7 +185,7 @@ class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
 
     def _migration_started(self, context: Context, task_id: str) -> None:
         """Skip the restore when the migration task never began changing the database."""
-        if context["ti"].xcom_pull(task_ids=task_id, key=MIGRATION_STARTED):
+        if pull_from_run(context, task_id, MIGRATION_STARTED):
             return
         self.log.info(
             "the migration never ran; nothing to restore: task %r did not start changing "

@@ -13,7 +13,7 @@ import psutil
 import pytest
 from airflow.dag_processing.bundles.manager import DagBundlesManager
 from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-from airflow.sdk import DAG, BaseHook, Param, chain
+from airflow.sdk import DAG, BaseHook, Param, chain, task_group
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
 from sqlalchemy.engine import URL
@@ -211,6 +211,56 @@ def test_prune_needs_no_database_connection(
         Path(newest).name,
         Path(newest).name + ".manifest.json",
     ]
+
+
+# -- in a mapped task group ------------------------------------------------------------------
+def test_a_mapped_group_restores_each_database_from_its_own_backup(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """backup -> upgrade -> restore mapped over two databases by ``expand``: each restore
+    reads its own expansion's backup (``backup_task_id``, ``migration_task_id``), and a
+    mapped ``conn_id`` is accepted when the DAG is parsed."""
+    expected: dict[str, dict[str, Any]] = {}
+    for n, name in enumerate(("Ada", "Grace")):
+        utils = MigrationUtils(url=URL.create("sqlite", database=str(tmp_path / f"db{n}.db")))
+        utils.create_database()
+        Alembic(utils.engine, script_location=EXAMPLE_MIGRATIONS).upgrade("0002a")
+        with utils.engine.begin() as conn:
+            conn.execute(text("INSERT INTO author (id, name) VALUES (:i, :n)"), {"i": n, "n": name})
+        expected[f"zm_mapped_{n}"] = fingerprint(utils.url)
+        monkeypatch.setenv(f"AIRFLOW_CONN_ZM_MAPPED_{n}", connection_json(utils))
+        utils.dispose()
+    backups = tmp_path / "backups"
+
+    with DAG(dag_id=unique_name("zm_mapped"), schedule=None, catchup=False) as dag:
+
+        @task_group(group_id="db")
+        def one_database(conn_id: str) -> None:
+            chain(
+                BackupToStorageOperator(
+                    task_id="backup",
+                    conn_id=conn_id,
+                    uri=str(backups) + "/{{ ti.map_index }}.jsonl",
+                ),
+                UpgradeOperator(
+                    task_id="upgrade", conn_id=conn_id, script_location=str(EXAMPLE_MIGRATIONS)
+                ),
+                RestoreOperator(
+                    task_id="restore",
+                    conn_id=conn_id,
+                    backup_task_id="db.backup",
+                    migration_task_id="db.upgrade",
+                ),
+            )
+
+        one_database.expand(conn_id=sorted(expected))
+    run = _run(dag)
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances()}
+    assert set(states.values()) == {"success"}, states
+    assert {i for _, i in states} == {0, 1}
+    for n, conn_id in enumerate(sorted(expected)):
+        url = URL.create("sqlite", database=str(tmp_path / f"db{n}.db"))
+        assert fingerprint(url) == expected[conn_id], conn_id
 
 
 # -- config_file, templated ------------------------------------------------------------------
