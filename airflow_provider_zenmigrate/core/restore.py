@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 
@@ -27,6 +27,9 @@ from .errors import (
 )
 from .preflight import DumpRules, object_spec
 from .storage import open_for_read, safe_uri
+
+if TYPE_CHECKING:
+    from .crypto import Encryption
 
 logger = logging.getLogger(__name__)
 
@@ -243,9 +246,14 @@ def restore_from_uri(
     allow_unverified: bool = False,
     allow_routines: bool = False,
     on_record: RecordObserver | None = None,
+    encryption: Encryption | None = None,
 ) -> RestoreSummary:
     """Restore ``target``'s database from the dump at ``uri`` (any location of
     :mod:`.storage`), verifying it as it streams; see :func:`restore_entries`.
+
+    An encrypted dump is authenticated whole (every segment decrypted and checked) before
+    it is read for the restore, so a dump altered anywhere is refused before any of its
+    rows reaches the staging area; ``encryption`` holds its key (and may require one).
 
     The target database is created when it is missing, but only once the dump was opened:
     a dump that does not exist creates nothing.
@@ -254,7 +262,9 @@ def restore_from_uri(
         StorageNotFoundError: If nothing exists at ``uri``.
     """
     logger.info("restoring %s from %s", target.safe_url, safe_uri(uri))
-    with open_for_read(uri, target.transport_params) as stream:
+    with open_for_read(
+        uri, target.transport_params, encryption=encryption, authenticate_first=True
+    ) as stream:
         if not target.database_exists():
             target.create_database()
         return restore_entries(

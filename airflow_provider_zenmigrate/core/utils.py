@@ -22,10 +22,12 @@ from sqlalchemy.pool import NullPool
 
 from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
 from .catalog import write_manifest
+from .crypto import Encryption
 from .dialects import DialectOps, get_dialect
 from .dump.model import BackupScope, RestoreOptions
 from .dump.reader import entries_from_records
 from .dump.records import Record
+from .errors import EncryptionRequiredError
 from .parts.backup import backup_parts
 from .parts.layout import is_multipart
 from .parts.restore import restore_parts
@@ -68,6 +70,10 @@ class MigrationUtils(BaseModel):
     no_owner: bool = False
     no_privileges: bool = False
     skip_missing_roles: bool = False
+    #: Encrypted dumps (see :mod:`.crypto`): with a key, every dump written to a file or
+    #: object is encrypted and authenticated; encrypted dumps are read with its keys, and
+    #: ``Encryption(require=True)`` refuses to restore a plaintext one. Never in ``repr``.
+    encryption: Encryption | None = Field(default=None, repr=False)
 
     _engines: dict[str | None, Engine] = PrivateAttr(default_factory=dict)
 
@@ -213,6 +219,8 @@ class MigrationUtils(BaseModel):
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+        if jobs > 1 and self.encryption is not None and self.encryption.encrypts:
+            raise ValueError("multi-part dumps (jobs > 1) cannot be encrypted yet; use jobs=1")
         if jobs > 1:
             return backup_parts(
                 self.engine,
@@ -227,7 +235,7 @@ class MigrationUtils(BaseModel):
         started = time.monotonic()
         header: Record | None = None
         trailer: Record | None = None
-        with open_for_write(dump_file, self.transport_params) as stream:
+        with open_for_write(dump_file, self.transport_params, encryption=self.encryption) as stream:
             for record, line in self._backup_records(materialize=False):
                 if header is None:
                     header = record
@@ -336,6 +344,11 @@ class MigrationUtils(BaseModel):
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
         if is_multipart(dump_file, self.transport_params):
+            if self.encryption is not None and self.encryption.require:
+                raise EncryptionRequiredError(
+                    f"{safe_uri(dump_file)} is a multi-part dump, which is never encrypted, "
+                    "and an encrypted dump is required"
+                )
             return restore_parts(
                 self,
                 dump_file,
@@ -353,6 +366,7 @@ class MigrationUtils(BaseModel):
             allow_unverified=allow_unverified,
             allow_routines=allow_routines,
             on_record=on_record,
+            encryption=self.encryption,
         )
 
     def restore_database_from_db(self, backup_db_name: str) -> None:

@@ -22,6 +22,12 @@ Clients and credentials, in this order
     multiple of 256 KiB, which we round up to). GCS reads 8 MiB windows (the client's
     default is 40 MiB; ``blob_open_kwargs={"chunk_size": ...}`` changes it).
 
+Encrypted dumps (:mod:`..crypto`)
+    :func:`open_for_write` and :func:`open_for_read` take ``encryption``: written, a dump is
+    compressed, then encrypted; read, an encrypted dump is recognised by its first bytes
+    and decrypted before it is decompressed. ``authenticate_first`` authenticates every
+    segment before the stream is handed out (restores use it).
+
 Each store's SDK is an install extra (``[s3]``, ``[gcs]``, ``[azure]``, ``[all]``); a location
 whose SDK is missing fails with a message naming the extra (:mod:`.sdks`). Errors name the
 location through :func:`safe_uri` (no user information, no query) and carry a scrubbed

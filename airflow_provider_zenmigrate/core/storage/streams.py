@@ -1,17 +1,24 @@
 """Opening a dump as a stream: written so that it appears at its final name only when the
 block finished without error, read with its codec's and its store's errors named after the
-dump. Memory stays bounded by the part size in both directions."""
+dump. Memory stays bounded by the part size in both directions.
+
+Encryption (:mod:`..crypto`) sits between the codec and the store: written, a dump is
+compressed, then encrypted; read, it is decrypted, then decompressed. An encrypted dump is
+recognised by its first bytes, whatever its name; a plaintext dump read with keys is read
+as plaintext unless the encryption requires otherwise."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from typing import IO, Any, cast
 
+from ..crypto import DecryptingReader, EncryptingWriter, Encryption, Envelope, missing_key, sniff
+from ..crypto.policy import check_plaintext_allowed
 from ..errors import DumpIntegrityError, StorageNotFoundError
 from .backends import backend_for
-from .base import logger
+from .base import Backend, logger
 from .compression import compression_for, compression_wrapper, decompression_errors
 from .failures import translated_errors
 from .locations import Location, scrub
@@ -39,8 +46,16 @@ class _Sink(io.RawIOBase):
 
 
 @contextmanager
-def open_for_write(uri: str, transport_params: dict[str, Any] | None = None) -> Iterator[IO[bytes]]:
-    """A binary stream whose contents appear at ``uri`` only if the block succeeds."""
+def open_for_write(
+    uri: str,
+    transport_params: dict[str, Any] | None = None,
+    *,
+    encryption: Encryption | None = None,
+) -> Iterator[IO[bytes]]:
+    """A binary stream whose contents appear at ``uri`` only if the block succeeds;
+    encrypted when ``encryption`` has a key (its data key is wrapped, and a key service
+    that cannot be reached fails, before anything is opened at ``uri``)."""
+    sealing = encryption.seal_new() if encryption is not None and encryption.encrypts else None
     backend = backend_for(uri, transport_params)
     location = backend.location
     with translated_errors("opening for writing", location):
@@ -48,14 +63,16 @@ def open_for_write(uri: str, transport_params: dict[str, Any] | None = None) -> 
         raw = upload.__enter__()
     compression = compression_for(uri)
     sink = _Sink(raw, location)
-    stream: IO[bytes] = (
-        cast(IO[bytes], sink)
-        if compression == "disable"
-        else compression_wrapper(cast(IO[bytes], sink), "wb", compression)
-    )
+    sealed = EncryptingWriter(cast(IO[bytes], sink), *sealing) if sealing is not None else None
+    below = cast(IO[bytes], sealed if sealed is not None else sink)
+    stream: IO[bytes] = below
     try:
+        if compression != "disable":
+            stream = compression_wrapper(below, "wb", compression)
         yield stream
         stream.close()  # the compressor's last frame goes in; closing the sink commits nothing
+        if sealed is not None:
+            sealed.finish()  # the final segment: only a stream that ends here is whole
     except BaseException as exc:
         sink.abandoned = True
         with suppress(Exception):
@@ -72,25 +89,70 @@ def open_for_write(uri: str, transport_params: dict[str, Any] | None = None) -> 
 
 
 @contextmanager
-def open_for_read(uri: str, transport_params: dict[str, Any] | None = None) -> Iterator[IO[bytes]]:
-    """A binary stream of the (decompressed) contents at ``uri``.
+def open_for_read(
+    uri: str,
+    transport_params: dict[str, Any] | None = None,
+    *,
+    encryption: Encryption | None = None,
+    authenticate_first: bool = False,
+) -> Iterator[IO[bytes]]:
+    """A binary stream of the (decrypted, decompressed) contents at ``uri``.
+
+    An encrypted dump needs a key of ``encryption`` that unwraps its data key. With
+    ``authenticate_first``, every segment of an encrypted dump is decrypted and
+    authenticated (and dropped) before the stream is handed out, so a reader that acts on
+    the contents as they come (a restore) sees none of a dump that would later fail; the
+    second read must find the same stream (its stream id).
 
     Raises:
         StorageNotFoundError: If nothing (complete) exists at ``uri``.
+        MissingKeyError: If the dump is encrypted and ``encryption`` has no keys.
+        EncryptionRequiredError: If it is plaintext and ``encryption.require`` is set.
     """
     backend = backend_for(uri, transport_params)
     location = backend.location
     with translated_errors("opening", location):
         if backend.stat(location.key) is None:
             raise StorageNotFoundError(f"backup not found: {location.safe}")
-        raw = backend.open_reader(location.key)
-    compression = compression_for(uri)
-    with raw:
+    with ExitStack() as opened:
+        raw, envelope, reader = opened.enter_context(_opened(backend, location, encryption))
+        if authenticate_first and envelope is not None and reader is not None:
+            with translated_errors("reading", location):
+                reader.drain()
+            first = envelope.stream_id
+            opened.close()
+            raw, envelope, reader = opened.enter_context(_opened(backend, location, encryption))
+            if envelope is None or envelope.stream_id != first:
+                raise DumpIntegrityError(f"{location.safe}: the dump changed while it was read")
+        compression = compression_for(uri)
         if compression == "disable":
             yield cast(IO[bytes], _Decompressed(raw, location))
         else:
             with compression_wrapper(raw, "rb", compression) as stream:
                 yield cast(IO[bytes], _Decompressed(stream, location))
+
+
+@contextmanager
+def _opened(
+    backend: Backend, location: Location, encryption: Encryption | None
+) -> Iterator[tuple[IO[bytes], Envelope | None, DecryptingReader | None]]:
+    """The stored bytes at ``location`` as the codec reads them, with the envelope and
+    the decrypting reader when they start with an envelope (decrypted, behind a buffer)."""
+    with translated_errors("opening", location):
+        raw = backend.open_reader(location.key)
+    with raw:
+        with translated_errors("reading", location):
+            stream, envelope = sniff(raw, location.safe)
+        if envelope is None:
+            check_plaintext_allowed(encryption, location.safe)
+            yield stream, None, None
+            return
+        if encryption is None:
+            raise missing_key(envelope, location.safe)
+        data_key = encryption.unwrap(envelope, location.safe)
+        reader = DecryptingReader(stream, envelope, data_key, location.safe)
+        buffered = io.BufferedReader(reader, envelope.segment_size)
+        yield cast(IO[bytes], buffered), envelope, reader
 
 
 class _Decompressed:
