@@ -43,11 +43,12 @@ class ZenMigratePlugin(AirflowPlugin):
     name = "zenmigrate"
     fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "zenmigrate backups"}]
     # url_route: the view opens inside Airflow's UI (an iframe at /plugin/zenmigrate-backups)
-    # rather than in a new tab.
+    # rather than in a new tab. The href is relative: the UI page's <base> is the API
+    # server's base URL, so the view is found also when Airflow is served under a path.
     external_views = [
         {
             "name": "Backups",
-            "href": URL_PREFIX + "/",
+            "href": URL_PREFIX.lstrip("/") + "/",
             "url_route": "zenmigrate-backups",
             "destination": "nav",
             "category": "browse",
