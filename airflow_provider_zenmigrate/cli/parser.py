@@ -23,12 +23,14 @@ from .commands import (
     cmd_list,
     cmd_prune,
     cmd_rehearse,
+    cmd_rekey,
     cmd_restore,
     cmd_upgrade,
     cmd_verify,
 )
 from .commands.rehearsal import add_rehearse_arguments
 from .databases import PASSWORD_ENV
+from .encryption import add_key_options, encryption_options
 from .output import Output
 
 #: A command: parsed arguments and where to print, to an exit code.
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     storage = _storage_options()
     scripts = _scripts_options()
     trust = _trust_options()
+    keys = encryption_options()
 
     parser = argparse.ArgumentParser(
         prog="zenmigrate",
@@ -155,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=command)
         return p
 
-    p = add(cmd_backup, database, storage)
+    p = add(cmd_backup, database, storage, keys)
     p.add_argument("db_url", nargs="?", metavar="DB_URL")
     p.add_argument("dest_uri", metavar="DEST_URI")
     p.add_argument(
@@ -172,7 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         "DEST_URI is the prefix of a multi-part dump (its parts and manifest.json)",
     )
 
-    p = add(cmd_restore, database, storage, trust)
+    p = add(cmd_restore, database, storage, trust, keys)
+    p.add_argument(
+        "--require-encryption",
+        action="store_true",
+        help="refuse a dump that is not encrypted (and authenticated by one of the keys)",
+    )
     p.add_argument("source_uri", metavar="SOURCE_URI")
     p.add_argument("db_url", nargs="?", metavar="DB_URL")
     p.add_argument("-y", "--yes", action="store_true", help="replace a non-empty database")
@@ -207,8 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
         "target lacks (by default such a dump is refused before anything changes)",
     )
 
-    add(cmd_verify, storage, trust).add_argument("uri", metavar="URI")
-    add(cmd_inspect, storage).add_argument("uri", metavar="URI")
+    add(cmd_verify, storage, trust, keys).add_argument("uri", metavar="URI")
+    add(cmd_inspect, storage, keys).add_argument("uri", metavar="URI")
+    p = add(cmd_rekey, storage, keys)
+    p.add_argument("uri", metavar="URI")
+    add_key_options(p, new=True)
     add(cmd_list, storage).add_argument("prefix_uri", metavar="PREFIX_URI")
 
     p = add(cmd_prune, storage)

@@ -46,6 +46,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from .crypto import Encryption
 from .dump.model import RestoreOptions
 from .dump.reader import DumpVerifier, entries_from_stream
 from .dump.records import Record
@@ -399,6 +400,7 @@ def verify_backup(
     allow_routines: bool = False,
     target: Engine | None = None,
     options: RestoreOptions | None = None,
+    encryption: Encryption | None = None,
 ) -> VerifyReport:
     """Read the whole dump at ``uri`` and check it as a restore would, without running it.
 
@@ -413,9 +415,13 @@ def verify_backup(
     every part with the same rules (``allow_unverified`` does not apply to parts, which
     always have a header and trailer); the report names the part a problem is in.
 
+    An encrypted dump is read with a key of ``encryption``; without one the report's
+    ``error`` says it cannot be verified without its key.
+
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
         StorageError: If the store cannot be read; problems of the dump itself are reported.
+        EncryptionKeyError: If no key given unwraps the dump's data key.
     """
     location = parse_location(uri)
     report = VerifyReport(uri=location.safe)
@@ -437,7 +443,7 @@ def verify_backup(
     verifier = rules.verifier
     report.target_checked = rules.target_checked
     try:
-        with open_for_read(uri, transport_params) as stream:
+        with open_for_read(uri, transport_params, encryption=encryption) as stream:
             for line, record, raw in entries_from_stream(stream):
                 rules.check(line, record, raw)
             rules.finish()
@@ -539,7 +545,12 @@ class BackupInspection:
         return sum(t.rows for t in self.tables.values())
 
 
-def inspect_backup(uri: str, transport_params: dict[str, Any] | None = None) -> BackupInspection:
+def inspect_backup(
+    uri: str,
+    transport_params: dict[str, Any] | None = None,
+    *,
+    encryption: Encryption | None = None,
+) -> BackupInspection:
     """Read the whole dump at ``uri`` and describe it: header, tables with their columns,
     rows and bytes, objects by kind, and whether it is complete and matches its trailer.
 
@@ -552,13 +563,16 @@ def inspect_backup(uri: str, transport_params: dict[str, Any] | None = None) -> 
     manifest checks out, every part is stored and the schema part matches the manifest;
     :func:`verify_backup` reads every part.
 
+    An encrypted dump is read with a key of ``encryption``; without one, ``error`` says so
+    (its public envelope: :func:`.storage.envelope_at`).
+
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
         StorageError: If the store cannot be read.
     """
     if is_multipart(uri, transport_params):
         return _inspect_parts(uri, transport_params)
-    found, _trailer = _inspect_stream(uri, transport_params)
+    found, _trailer = _inspect_stream(uri, transport_params, encryption)
     return found
 
 
@@ -594,7 +608,7 @@ def _inspect_parts(uri: str, transport_params: dict[str, Any] | None) -> BackupI
 
 
 def _inspect_stream(
-    uri: str, transport_params: dict[str, Any] | None
+    uri: str, transport_params: dict[str, Any] | None, encryption: Encryption | None = None
 ) -> tuple[BackupInspection, Record | None]:
     """:func:`inspect_backup` of one stream, and its trailer (``None`` without one)."""
     verifier = DumpVerifier(allow_unverified=True)
@@ -603,7 +617,7 @@ def _inspect_stream(
     error: str | None = None
     total = 0
     try:
-        with open_for_read(uri, transport_params) as stream:
+        with open_for_read(uri, transport_params, encryption=encryption) as stream:
             for line, record, raw in entries_from_stream(stream):
                 size = len(raw) + 1 if raw is not None else 0
                 total += size

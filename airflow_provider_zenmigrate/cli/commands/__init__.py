@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .catalog import cmd_list, cmd_prune
 from .dumps import cmd_backup, cmd_backup_to_db, cmd_inspect, cmd_restore, cmd_verify
+from .keys import cmd_rekey
 from .migrations import cmd_current, cmd_downgrade, cmd_heads, cmd_upgrade
 from .rehearsal import cmd_rehearse
 
@@ -22,6 +23,7 @@ __all__ = [
     "cmd_list",
     "cmd_prune",
     "cmd_rehearse",
+    "cmd_rekey",
     "cmd_restore",
     "cmd_upgrade",
     "cmd_verify",

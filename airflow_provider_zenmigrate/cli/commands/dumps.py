@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ...core.errors import CommandFailed, CommandUsageError
 from ...core.storage import safe_uri
 from ..databases import dispose, estimate, make_utils, user_tables, with_transport
+from ..encryption import encryption_from
 from ..exits import EXIT_OK, interrupted
 from ..output import Output, Progress, confirm, size, spinner
 
@@ -38,7 +39,11 @@ def jobs_argument(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     """back up a database to a file or object"""
     jobs = jobs_argument(args)
+    encryption = encryption_from(args, out)
+    if encryption is not None and jobs > 1:
+        raise CommandUsageError("multi-part dumps (--jobs above 1) cannot be encrypted yet")
     utils = with_transport(args, make_utils(args, out, args.db_url))
+    utils.encryption = encryption
     try:
         if not utils.database_exists():
             raise CommandFailed(f"database {utils.safe_url} does not exist")
@@ -79,7 +84,9 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     from ...core.catalog import find_backup
 
     jobs = jobs_argument(args)
+    encryption = encryption_from(args, out)
     utils = with_transport(args, make_utils(args, out, args.db_url))
+    utils.encryption = encryption
     source = safe_uri(args.source_uri)
     try:
         listed = find_backup(args.source_uri, utils.transport_params)
@@ -163,6 +170,7 @@ def _restore_dry_run(
             allow_routines=args.allow_routines,
             target=target,
             options=utils.restore_options,
+            encryption=utils.encryption,
         )
     header = report.header or {}
     data = {
@@ -224,6 +232,7 @@ def cmd_verify(args: argparse.Namespace, out: Output) -> int:
             transport(args),
             allow_unverified=args.allow_unverified,
             allow_routines=args.allow_routines,
+            encryption=encryption_from(args, out),
         )
     data = _verify_data(report)
     if not report.ok:
@@ -270,8 +279,13 @@ def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
     from ...core.catalog import inspect_backup
     from ..databases import transport
 
+    params = transport(args)
+    encryption = encryption_from(args, out)
+    envelope = _envelope(args.uri, params)
+    if envelope is not None and encryption is None:
+        return _envelope_only(out, safe_uri(args.uri), envelope)
     with spinner(out, f"reading {safe_uri(args.uri)}"):
-        found = inspect_backup(args.uri, transport(args))
+        found = inspect_backup(args.uri, params, encryption=encryption)
     data = {
         "uri": found.uri,
         "size": found.size,
@@ -285,15 +299,43 @@ def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
         "legacy": found.legacy,
         "error": found.error,
         "parts": found.parts,
+        "encryption": envelope,
     }
     if found.error is not None:
-        out.failed_result(data, lambda: _print_inspection(found))
+        out.failed_result(data, lambda: _print_inspection(found, envelope))
         raise CommandFailed(f"{safe_uri(args.uri)}: {found.error}")
-    out.result(data, lambda: _print_inspection(found))
+    out.result(data, lambda: _print_inspection(found, envelope))
     return EXIT_OK
 
 
-def _print_inspection(found: BackupInspection) -> None:
+def _envelope(uri: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The public envelope of an encrypted single-stream dump (``None``: plaintext, or
+    a multi-part dump, never encrypted)."""
+    from ...core.parts.layout import is_multipart
+    from ...core.storage import envelope_at
+
+    if is_multipart(uri, params):
+        return None
+    envelope = envelope_at(uri, params)
+    return envelope.public() if envelope is not None else None
+
+
+def _envelope_only(out: Output, uri: str, envelope: dict[str, Any]) -> int:
+    """``inspect`` of an encrypted dump without its key: only what its envelope says."""
+    note = "encrypted: give its key (--key-env / --kms-key-id) to see its contents"
+    key = envelope["key"]
+
+    def human() -> None:
+        out.text(f"{uri}: {note}")
+        for label in ("version", "algorithm", "segment_size", "created_at"):
+            out.text(f"{label + ':':16}{envelope[label]}")
+        out.text(f"{'key:':16}{key['provider']} {key['key_id']} ({key['wrap']})")
+
+    out.result({"uri": uri, "encrypted": True, "encryption": envelope, "note": note}, human)
+    return EXIT_OK
+
+
+def _print_inspection(found: BackupInspection, envelope: dict[str, Any] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -330,6 +372,9 @@ def _print_inspection(found: BackupInspection) -> None:
     if found.parts is not None and found.verified:
         verified = "manifest and schema part (verify reads every part)"
     line("verified", verified)
+    if envelope is not None:
+        key = envelope["key"]
+        line("encrypted", f"{envelope['algorithm']}, {key['provider']} key {key['key_id']}")
 
 
 def cmd_backup_to_db(args: argparse.Namespace, out: Output) -> int:

@@ -49,7 +49,7 @@ from .compression import COMPRESSIONS, compression_for
 from .failures import translated_errors
 from .local import fsync_path
 from .locations import Location, parse_location, safe_uri, scrub
-from .streams import open_for_read, open_for_write
+from .streams import envelope_at, open_for_read, open_for_write
 
 __all__ = [
     "COMPRESSIONS",
@@ -62,6 +62,7 @@ __all__ = [
     "backend_for",
     "compression_for",
     "drop_idle_connections",
+    "envelope_at",
     "fsync_path",
     "open_for_read",
     "open_for_write",

@@ -132,6 +132,19 @@ def open_for_read(
                 yield cast(IO[bytes], _Decompressed(stream, location))
 
 
+def envelope_at(uri: str, transport_params: dict[str, Any] | None = None) -> Envelope | None:
+    """The public envelope of the encrypted dump at ``uri`` (its first bytes only);
+    ``None`` for a plaintext dump. What ``inspect`` shows without the key."""
+    backend = backend_for(uri, transport_params)
+    location = backend.location
+    with translated_errors("opening", location):
+        if backend.stat(location.key) is None:
+            raise StorageNotFoundError(f"backup not found: {location.safe}")
+        raw = backend.open_reader(location.key)
+    with raw, translated_errors("reading", location):
+        return sniff(raw, location.safe)[1]
+
+
 @contextmanager
 def _opened(
     backend: Backend, location: Location, encryption: Encryption | None
