@@ -343,9 +343,8 @@ class PartLoader:
             connection.execute_one(self._conn, setting)
         try:
             connection.execute_one(self._conn, build.statement)
-        except psycopg.Error as exc:
-            if isinstance(exc, RETRYABLE):
-                raise
+        except (psycopg.IntegrityError, psycopg.DataError, psycopg.ProgrammingError) as exc:
+            # the dump's rows or statement (a lost connection or deadlock is not the dump's)
             reason = exc.diag.message_primary or type(exc).__name__
             raise DumpIntegrityError(
                 f"{build.label} of the dump could not be built: {reason}. Nothing of the "
