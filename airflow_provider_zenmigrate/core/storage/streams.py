@@ -16,7 +16,7 @@ from typing import IO, Any, cast
 
 from ..crypto import DecryptingReader, EncryptingWriter, Encryption, Envelope, missing_key, sniff
 from ..crypto.policy import check_plaintext_allowed
-from ..errors import DumpIntegrityError, StorageNotFoundError
+from ..errors import DumpIntegrityError, EncryptionKeyError, StorageNotFoundError
 from .backends import backend_for
 from .base import Backend, logger
 from .compression import compression_for, compression_wrapper, decompression_errors
@@ -55,6 +55,8 @@ def open_for_write(
     """A binary stream whose contents appear at ``uri`` only if the block succeeds;
     encrypted when ``encryption`` has a key (its data key is wrapped, and a key service
     that cannot be reached fails, before anything is opened at ``uri``)."""
+    if encryption is not None and encryption.require and not encryption.encrypts:
+        raise EncryptionKeyError("encryption is required, and no key to encrypt with was given")
     sealing = encryption.seal_new() if encryption is not None and encryption.encrypts else None
     backend = backend_for(uri, transport_params)
     location = backend.location
