@@ -3,7 +3,8 @@ a database whose migration fails is put back as it was, the others carry on.
 
 conn_ids -> database[conn_id] (mapped, one per connection id) -> fleet_report
 
-database: check_pending -> backup -> rehearse -> upgrade -> restore_needed -> restore_on_failure
+database: wait_turn -> check_pending -> backup -> rehearse -> upgrade -> restore_needed
+          -> restore_on_failure
 
 Which databases: the param ``conn_ids`` (a list of Airflow connection ids), or, when it is
 null (the default), the Airflow Variable ``zenmigrate_fleet_conn_ids`` holding a JSON list,
@@ -12,9 +13,11 @@ for example ``airflow variables set zenmigrate_fleet_conn_ids '["app_eu", "app_u
 (two migrations of one database at once), a list longer than ``max_map_length`` and any
 connection that is not defined (naming each one and how to create it).
 
-Each database goes through the single-database DAG's steps (see
-``zenmigrate_backup_then_migrate``), each task's map index labelled by its connection id:
+Each database waits for its turn (see Concurrency), then goes through the single-database
+DAG's steps (see ``zenmigrate_backup_then_migrate``), each task's map index labelled by its
+connection id:
 
+- its turn never came (wait_turn failed or timed out): nothing ran on it;
 - nothing pending: the rest of its group is skipped;
 - the rehearsal fails (``fail_on``, ``max_duration``, ``check_downgrade``): its upgrade
   never runs and nothing is restored;
@@ -26,10 +29,21 @@ fleet_report runs once every group is done. It logs each database's outcome and 
 the run, naming each database that did not end upgraded (or already at head) and why, so
 on-call sees a red run even when every failed database was restored.
 
-Concurrency: ``max_parallel`` (default 4) databases at a time in each step; it is set on
-every task of the group as ``max_active_tis_per_dagrun``, which Airflow reads when it parses
-the DAG, not per run. Change ``MAX_PARALLEL`` in this file to change it; a run whose conf
-asks for another value is refused rather than silently run at the parsed bound.
+Concurrency: at most the param ``max_parallel`` (default 4) databases are in flight at once,
+per run. wait_turn, the first task of each group, is a sensor in reschedule mode: the
+database at map index i starts when fewer than ``max_parallel`` of the databases before it
+(map indexes j < i) are unfinished, a database being finished when its tasks up to the
+upgrade are in a final state (success, failed, skipped, upstream_failed, removed) and, when
+its upgrade failed, its restore too (see ``unfinished_before``). Databases start
+in list order, the first one always starts (no deadlock), and the last one running sees
+every other running one before it, so the bound holds at every moment. Its cost: each
+waiting database is a task instance in up_for_reschedule that occupies no worker slot
+between checks but starts a short task try every ``poke_interval`` seconds (default 30;
+fewer for a large fleet of long migrations), and a database starts up to ``poke_interval``
+after its turn comes. A database that waits longer than ``[sensors] default_timeout``
+(7 days by default) fails at wait_turn, untouched, and fleet_report names it. Airflow's own
+limits apply on top: the DAG's ``max_active_tasks`` (``[core] max_active_tasks_per_dag``,
+16 by default) and pools cap the task instances running at once, wait_turn's tries included.
 
 Mapping limits: a mapped task group expands into at most ``[core] max_map_length`` map
 indexes (default 1024, ``AIRFLOW__CORE__MAX_MAP_LENGTH``); ``conn_ids`` refuses a longer
@@ -39,7 +53,8 @@ database and in the grid view, so fleets of hundreds are better split into sever
 Params: ``conn_ids``, ``storage_conn_id``, ``script_location`` (one set of scripts for every
 database), ``backup_prefix`` (one backup per database under
 ``<prefix>/<dag_id>/<run_id>/<conn_id>.jsonl.zst``), ``fail_on``, ``max_duration``,
-``check_downgrade`` (as in the single-database DAG), ``max_parallel``.
+``check_downgrade`` (as in the single-database DAG), ``max_parallel`` (at least 1) and
+``poke_interval`` (seconds, at least 1).
 """
 
 from __future__ import annotations
@@ -48,7 +63,16 @@ import logging
 from typing import Any
 
 from _defaults import DEFAULT_PARAMS
-from airflow.sdk import DAG, Param, TriggerRule, Variable, get_current_context, task, task_group
+from airflow.sdk import (
+    DAG,
+    BaseSensorOperator,
+    Param,
+    TriggerRule,
+    Variable,
+    get_current_context,
+    task,
+    task_group,
+)
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_zenmigrate.operators import (
@@ -63,11 +87,14 @@ log = logging.getLogger(__name__)
 
 #: The Variable read when the run gives no ``conn_ids``.
 CONN_IDS_VARIABLE = "zenmigrate_fleet_conn_ids"
-#: Databases at a time in each step (see the module docstring: fixed at parse time).
+#: The default of the param max_parallel: databases in flight at once in a run.
 MAX_PARALLEL = 4
+#: The default of the param poke_interval: seconds between a waiting database's checks.
+POKE_INTERVAL = 30
 GROUP = "database"
-# The group's steps, in order; fleet_report reads their states per map index.
+# The group's steps, in order; wait_turn and fleet_report read their states per map index.
 STEPS = (
+    "wait_turn",
     "check_pending",
     "backup",
     "rehearse",
@@ -102,13 +129,6 @@ def resolve_conn_ids() -> list[str]:
 
     context = get_current_context()
     params = context["params"]
-    if int(params["max_parallel"]) != MAX_PARALLEL:
-        raise AirflowFailException(
-            f"max_parallel is {MAX_PARALLEL} in this DAG and cannot change per run: Airflow "
-            "reads max_active_tis_per_dagrun when it parses the DAG. Change MAX_PARALLEL in "
-            f"the DAG file to run another number of databases at a time (asked for "
-            f"{params['max_parallel']})"
-        )
     conn_ids = params["conn_ids"]
     source = "the param conn_ids"
     if conn_ids is None:
@@ -151,6 +171,67 @@ def resolve_conn_ids() -> list[str]:
     return list(conn_ids)
 
 
+# A task instance in one of these states will not run again in this run.
+FINISHED = frozenset({"success", "failed", "skipped", "upstream_failed", "removed"})
+
+
+def unfinished_before(index: int, states: dict[str, Any]) -> list[int]:
+    """The map indexes before ``index`` whose databases are not finished: waiting for their
+    turn, or in flight.
+
+    A database is finished when its steps up to the upgrade are in a final state and, when
+    its upgrade failed, its restore too. Its restore tasks are not waited for otherwise:
+    they then end skipped without touching it, and Airflow expands them only once every
+    upgrade of the run is done or one failed (ONE_FAILED on a mapped group's unexpanded
+    task), which, waited for, would hold the first database in flight until the last ended.
+    """
+
+    def done(step: str, j: int) -> bool:
+        return states.get(f"{GROUP}.{step}_{j}") in FINISHED
+
+    work = STEPS[: STEPS.index("upgrade") + 1]
+    return [
+        j
+        for j in range(index)
+        if not all(done(step, j) for step in work)
+        or (
+            states.get(f"{GROUP}.upgrade_{j}") == "failed"
+            and not all(done(step, j) for step in STEPS)
+        )
+    ]
+
+
+class WaitTurn(BaseSensorOperator):
+    """Lets this database start once fewer than ``max_parallel`` of the databases before it
+    are unfinished: the run's param bounds the databases in flight (a parse-time
+    ``max_active_tis_per_dagrun`` could not change per run), first come first served."""
+
+    def execute(self, context: Any) -> Any:
+        """Reads the run's poke interval before the sensor's loop uses it."""
+        self.poke_interval = float(context["params"]["poke_interval"])
+        return super().execute(context)
+
+    def poke(self, context: Any) -> bool:
+        """True when this database's turn has come."""
+        ti = context["ti"]
+        bound = int(context["params"]["max_parallel"])
+        if ti.map_index < bound:  # fewer than max_parallel databases come before it
+            return True
+        found = ti.get_task_states(dag_id=ti.dag_id, task_group_id=GROUP, run_ids=[ti.run_id])
+        before = unfinished_before(ti.map_index, found.get(ti.run_id, {}))
+        if len(before) < bound:
+            return True
+        conn_ids = ti.xcom_pull(task_ids="conn_ids") or []
+        names = [conn_ids[j] if j < len(conn_ids) else str(j) for j in before]
+        self.log.info(
+            "Waiting: %d databases before this one are unfinished (max_parallel %d): %s",
+            len(before),
+            bound,
+            ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""),
+        )
+        return False
+
+
 @task(
     task_id="restore_needed",
     trigger_rule=TriggerRule.ONE_FAILED,
@@ -176,12 +257,12 @@ def restore_needed(conn_id: str) -> str:
     return str(backup["uri"])
 
 
-@task_group(
-    group_id=GROUP,
-    default_args={"max_active_tis_per_dagrun": MAX_PARALLEL, "map_index_template": CONN},
-)
+@task_group(group_id=GROUP, default_args={"map_index_template": CONN})
 def database(conn_id: str) -> None:
-    """Backup, rehearsal, upgrade and, when the upgrade fails, restore of one database."""
+    """Its turn, then backup, rehearsal, upgrade and, when the upgrade fails, restore of one
+    database."""
+    # Reschedule mode: a waiting database holds no worker slot between its checks.
+    wait_turn = WaitTurn(task_id="wait_turn", mode="reschedule")
     check_pending = PendingMigrationsOperator(
         task_id="check_pending", conn_id=CONN, script_location=SCRIPTS
     )
@@ -209,13 +290,26 @@ def database(conn_id: str) -> None:
         # DAG on why its routines are allowed).
         allow_routines=True,
     )
-    check_pending >> backup >> rehearse >> upgrade >> restore_needed(conn_id) >> restore
+    (
+        wait_turn
+        >> check_pending
+        >> backup
+        >> rehearse
+        >> upgrade
+        >> restore_needed(conn_id)
+        >> restore
+    )
 
 
 def _outcome(states: dict[str, str | None]) -> tuple[bool, str]:
     """Whether one database ended well, and what happened to it, from its steps' states."""
     if states["upgrade"] == "success":
         return True, "upgraded"
+    if states["wait_turn"] == "failed":
+        return False, (
+            "its turn never came (wait_turn failed or timed out waiting for the databases "
+            "before it, see its log); not touched"
+        )
     if states["check_pending"] == "skipped" and states["backup"] == "skipped":
         return True, "already at head, nothing to do"
     if states["check_pending"] == "failed":
@@ -292,7 +386,13 @@ with DAG(
             MAX_PARALLEL,
             type="integer",
             minimum=1,
-            description="Databases at a time in each step; fixed when the DAG is parsed",
+            description="Databases in flight at once in this run (wait_turn holds the rest)",
+        ),
+        "poke_interval": Param(
+            POKE_INTERVAL,
+            type="integer",
+            minimum=1,
+            description="Seconds between a waiting database's checks for its turn",
         ),
     },
     doc_md=__doc__,
