@@ -68,6 +68,8 @@ def test_encrypted_backup_inspect_verify_rekey_restore(
     assert_one_error_line(stale, new_id, old_id)
 
     target = tmp_path / "restored.db"
+    dry = run("restore", str(dump), f"sqlite:///{target}", "--key-env", "ZM_NEW_KEY", "--dry-run")
+    assert dry["verified"] is True and dry["would_replace"] is False
     restored = run(
         "restore",
         str(dump),

@@ -91,7 +91,7 @@ class LocalKey:
         """The key in environment variable ``name`` (base64 of 32 bytes)."""
         text = os.environ.get(name)
         if not text:
-            raise EncryptionKeyError(f"environment variable {name} holds no key (it is unset)")
+            raise EncryptionKeyError(f"environment variable {name} holds no key (unset or empty)")
         return cls.from_base64(text, f"environment variable {name}")
 
     @property
@@ -195,7 +195,7 @@ class AwsKmsKey:
             raise KeyServiceError(f"AWS KMS {action} failed ({code}: {text})") from None
         except BotoCoreError as exc:
             raise KeyServiceError(
-                f"AWS KMS could not be reached for {action} ({type(exc).__name__}: {exc})"
+                f"AWS KMS could not be reached or used for {action} ({type(exc).__name__}: {exc})"
             ) from None
 
     def _check_enabled(self, key_id: str) -> None:
