@@ -50,6 +50,7 @@ from .crypto import Encryption
 from .dump.model import RestoreOptions
 from .dump.reader import DumpVerifier, entries_from_stream
 from .dump.records import Record
+from .dump.safety import routines_trusted
 from .errors import DumpError
 from .parts.layout import MANIFEST_NAME, PART_NAME, child_uri, is_multipart, prefix_key
 from .parts.manifest import PartsManifest, parse_manifest
@@ -62,6 +63,7 @@ from .storage import (
     ObjectInfo,
     StorageError,
     StorageNotFoundError,
+    authenticated,
     backend_for,
     open_for_read,
     parse_location,
@@ -444,6 +446,8 @@ def verify_backup(
     report.target_checked = rules.target_checked
     try:
         with open_for_read(uri, transport_params, encryption=encryption) as stream:
+            # The restore's trust rule: routines of an authenticated dump are allowed.
+            rules.allow_routines = routines_trusted(allow_routines, authenticated(stream))
             for line, record, raw in entries_from_stream(stream):
                 rules.check(line, record, raw)
             rules.finish()

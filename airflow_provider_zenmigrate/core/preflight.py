@@ -7,7 +7,8 @@ before running it, and the dry runs read the same records through the same class
 
 - the dump's integrity (:class:`.dump.reader.DumpVerifier`: header, trailer, digests);
   a dump without header and trailer only with ``allow_unverified``;
-- routines (functions, procedures, aggregates, events) only with ``allow_routines``;
+- routines (functions, procedures, aggregates, events) only with ``allow_routines`` or
+  from a dump authenticated under the caller's key (:func:`.dump.safety.routines_trusted`);
 - each table and object statement through the checks the dialect's restore writer calls
   (:func:`.dialects.statement_rules`): the target's dialect when there is a target, else the
   dialect the dump's header names (MySQL for a dump without header: ZenML's legacy
@@ -34,7 +35,7 @@ from .dialects.base import DialectOps, StatementRules
 from .dump.model import ObjectSpec, RestoreOptions, TableSpec
 from .dump.reader import DumpVerifier
 from .dump.records import Record
-from .dump.safety import check_routine_allowed
+from .dump.safety import check_routine_allowed, routines_trusted
 from .errors import DumpError, DumpFormatError, MissingRequirementError, UnsupportedDatabaseError
 
 #: The dialect of a dump without header: ZenML's legacy format comes from MySQL only.
@@ -76,6 +77,8 @@ class DumpRules:
     target's, else the one the dump's header names. ``target``, the engine of the database
     to restore into, adds the target rules (roles and extensions). ``options`` are the
     restore's (which roles it looks up, and whether a missing one refuses the dump).
+    ``authenticated``: the dump decrypted and authenticated under the caller's key, so its
+    routines are trusted without ``allow_routines`` (:func:`.dump.safety.routines_trusted`).
     """
 
     def __init__(
@@ -84,11 +87,12 @@ class DumpRules:
         *,
         allow_unverified: bool = False,
         allow_routines: bool = False,
+        authenticated: bool = False,
         target: Engine | None = None,
         options: RestoreOptions | None = None,
     ) -> None:
         self.verifier = DumpVerifier(allow_unverified=allow_unverified)
-        self.allow_routines = allow_routines
+        self.allow_routines = routines_trusted(allow_routines, authenticated)
         #: The restore's options where they decide a refusal (missing roles skipped or not).
         self.options = options or RestoreOptions()
         self.target = target

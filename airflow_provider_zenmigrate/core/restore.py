@@ -26,7 +26,7 @@ from .errors import (
     RestoreInProgressError,
 )
 from .preflight import DumpRules, object_spec
-from .storage import open_for_read, safe_uri
+from .storage import authenticated, open_for_read, safe_uri
 
 if TYPE_CHECKING:
     from .crypto import Encryption
@@ -173,6 +173,7 @@ def restore_entries(
     *,
     allow_unverified: bool = False,
     allow_routines: bool = False,
+    authenticated: bool = False,
     options: RestoreOptions | None = None,
     on_record: RecordObserver | None = None,
 ) -> RestoreSummary:
@@ -181,7 +182,8 @@ def restore_entries(
     Everything is loaded into a staging area; the target is replaced only once the whole
     stream was read, its trailer verified and the staging row counts match it.
     ``allow_routines`` trusts the dump's functions, procedures, aggregates and events: their
-    bodies are code the server runs, which the safety checks cannot fully read.
+    bodies are code the server runs, which the safety checks cannot fully read; so does
+    ``authenticated`` (the dump authenticated under the caller's key: the trust rule).
     ``options`` say how owners, privileges and schemas are treated (PostgreSQL).
     ``on_record`` is told of each record once it was applied (see :data:`RecordObserver`).
     """
@@ -189,6 +191,7 @@ def restore_entries(
     rules = DumpRules(
         allow_unverified=allow_unverified,
         allow_routines=allow_routines,
+        authenticated=authenticated,
         target=engine,
         options=options,
     )
@@ -254,6 +257,8 @@ def restore_from_uri(
     An encrypted dump is authenticated whole (every segment decrypted and checked) before
     it is read for the restore, so a dump altered anywhere is refused before any of its
     rows reaches the staging area; ``encryption`` holds its key (and may require one).
+    Such a dump was written by a holder of that key, so its routines are restored without
+    ``allow_routines`` (:func:`.dump.safety.routines_trusted`).
 
     The target database is created when it is missing, but only once the dump was opened:
     a dump that does not exist creates nothing.
@@ -272,6 +277,7 @@ def restore_from_uri(
             entries_from_stream(stream),
             allow_unverified=allow_unverified,
             allow_routines=allow_routines,
+            authenticated=authenticated(stream),
             options=target.restore_options,
             on_record=on_record,
         )

@@ -73,14 +73,26 @@ _MODIFIERS = frozenset(
 ROUTINE_TYPES = frozenset({"function", "procedure", "aggregate", "event"})
 
 
+def routines_trusted(allow_routines: bool, authenticated: bool) -> bool:
+    """The trust rule: a dump's routines are created when the caller allows them, or when
+    the dump decrypted and authenticated under a key the caller gave (an encrypted dump;
+    docs/dump-format.md, "Threat model"). Only a holder of that key could have written it,
+    so it is as trusted as the deployment that holds the key. A plaintext dump proves
+    nothing about its writer (anyone who can write to the bucket can make one whose
+    digests check out), so it keeps the rule of ``allow_routines`` alone."""
+    return allow_routines or authenticated
+
+
 def check_routine_allowed(object_type: str, name: str, allow_routines: bool) -> None:
-    """Raise :class:`UnsafeDumpError` for a routine unless the caller allowed routines."""
+    """Raise :class:`UnsafeDumpError` for a routine unless the caller allowed routines
+    (``allow_routines`` here is the outcome of :func:`routines_trusted`)."""
     if allow_routines or object_type not in ROUTINE_TYPES:
         return
     raise UnsafeDumpError(
         f"{object_type} {name!r}: the dump creates a routine, whose body is code the server "
         "runs and these checks cannot fully read; restore it only from a source you trust, "
-        "with allow_routines=True (CLI --allow-routines, RestoreOperator(allow_routines=True))"
+        "with allow_routines=True (CLI --allow-routines, RestoreOperator(allow_routines=True)), "
+        "or write the dump encrypted under your key (an authenticated dump is trusted)"
     )
 
 

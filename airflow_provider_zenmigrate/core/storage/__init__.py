@@ -49,9 +49,10 @@ from .compression import COMPRESSIONS, compression_for
 from .failures import translated_errors
 from .local import fsync_path
 from .locations import Location, parse_location, safe_uri, scrub
-from .streams import envelope_at, open_for_read, open_for_write
+from .streams import authenticated, envelope_at, open_for_read, open_for_write
 
 __all__ = [
+    "authenticated",
     "COMPRESSIONS",
     "DEFAULT_PART_SIZE",
     "Backend",

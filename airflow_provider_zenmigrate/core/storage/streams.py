@@ -127,11 +127,19 @@ def open_for_read(
             if envelope is None or envelope.stream_id != first:
                 raise DumpIntegrityError(f"{location.safe}: the dump changed while it was read")
         compression = compression_for(uri)
+        sealed = envelope is not None
         if compression == "disable":
-            yield cast(IO[bytes], _Decompressed(raw, location))
+            yield cast(IO[bytes], _Decompressed(raw, location, sealed))
         else:
             with compression_wrapper(raw, "rb", compression) as stream:
-                yield cast(IO[bytes], _Decompressed(stream, location))
+                yield cast(IO[bytes], _Decompressed(stream, location, sealed))
+
+
+def authenticated(stream: IO[bytes]) -> bool:
+    """Whether ``stream`` (from :func:`open_for_read`) is an encrypted dump read under a key
+    the caller gave: its segments authenticate under that key (the last one by the time
+    the stream was read to its end, all of them first with ``authenticate_first``)."""
+    return isinstance(stream, _Decompressed) and stream.authenticated
 
 
 def envelope_at(uri: str, transport_params: dict[str, Any] | None = None) -> Envelope | None:
@@ -174,8 +182,9 @@ class _Decompressed:
     """A (decompressing) reader whose codec errors are the engine's integrity errors and
     whose transport errors (store gone mid-stream) are storage errors naming the location."""
 
-    def __init__(self, stream: IO[bytes], location: Location) -> None:
+    def __init__(self, stream: IO[bytes], location: Location, authenticated: bool) -> None:
         self._stream = stream
+        self.authenticated = authenticated
         self._location = location
         self._errors = decompression_errors()
 
