@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(cmd_rekey, storage, keys)
     p.add_argument("uri", metavar="URI")
     add_key_options(p, new=True)
-    add(cmd_list, storage).add_argument("prefix_uri", metavar="PREFIX_URI")
+    add(cmd_list, storage, keys).add_argument("prefix_uri", metavar="PREFIX_URI")
 
     p = add(cmd_prune, storage)
     p.add_argument("prefix_uri", metavar="PREFIX_URI")

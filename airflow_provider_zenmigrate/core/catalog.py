@@ -40,13 +40,13 @@ import datetime as dt
 import json
 import logging
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from .crypto import Encryption
+from .crypto import Encryption, Envelope, sniff
 from .dump.model import RestoreOptions
 from .dump.reader import DumpVerifier, entries_from_stream
 from .dump.records import Record
@@ -57,6 +57,7 @@ from .parts.manifest import PartsManifest, parse_manifest
 from .parts.reading import load_manifest, missing_parts
 from .parts.verify import verify_parts
 from .preflight import DumpRules
+from .sealed_manifests import is_sealed, opened_fields, seal_fields
 from .storage import (
     Backend,
     Location,
@@ -101,6 +102,11 @@ class BackupInfo:
     digest: str | None
     #: A multi-part dump: how many parts it has (``None`` for a single stream).
     parts: int | None = None
+    #: An encrypted backup, and the id of the key its data key is wrapped by. Its manifest
+    #: seals the database, revisions, tables, rows and digest: without a key that unwraps
+    #: it they are empty (``None``, ``[]``, ``{}``) and ``created_at`` is the envelope's.
+    encrypted: bool = False
+    key_id: str | None = None
 
     @property
     def revision(self) -> str | None:
@@ -167,27 +173,47 @@ def write_manifest(
     header: Record,
     trailer: Record,
     transport_params: dict[str, Any] | None = None,
+    *,
+    encryption: Encryption | None = None,
 ) -> dict[str, Any]:
     """Record a committed dump at ``uri`` as complete (call only after it was published).
+    Beside an encrypted dump (``encryption`` wrote it), what the manifest says of the data
+    is sealed under the dump's data key (:mod:`.sealed_manifests`).
 
     Returns the manifest written.
     """
     backend = backend_for(uri, transport_params)
     location = backend.location
     info = _stat_dump(backend)
+    private = {
+        "header": {k: v for k, v in header.items() if k != "kind"},
+        "tables": {name: t["rows"] for name, t in trailer["tables"].items()},
+        "records": trailer["records"],
+        "digest": trailer["digest"],
+    }
     with translated_errors("describing", location):
+        sealing = encryption is not None and encryption.encrypts
+        envelope = _envelope(backend, location.key) if sealing else None
+        fields = (
+            seal_fields(private, envelope, encryption, location.safe)
+            if envelope is not None and encryption is not None
+            else private
+        )
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
             "dump": location.key.rsplit("/", 1)[-1],
             "size": info.size,
-            "header": {k: v for k, v in header.items() if k != "kind"},
-            "tables": {name: t["rows"] for name, t in trailer["tables"].items()},
-            "records": trailer["records"],
-            "digest": trailer["digest"],
+            **fields,
         }
         backend.write_bytes(manifest_key(location.key), json.dumps(manifest).encode())
     return manifest
+
+
+def _envelope(backend: Backend, key: str) -> Envelope | None:
+    """The envelope at the start of the stored object ``key``; ``None`` for plaintext."""
+    with backend.open_reader(key) as raw:
+        return sniff(raw, safe_uri(backend.location.with_key(key)))[1]
 
 
 def _read_manifest(backend: Backend, key: str) -> dict[str, Any] | None:
@@ -215,20 +241,31 @@ def _created(header: dict[str, Any], fallback: dt.datetime | None) -> dt.datetim
 
 
 def _backup_info(
-    location: Location,
+    backend: Backend,
     dump_key: str,
     dump: ObjectInfo,
     manifest: dict[str, Any],
     modified: dt.datetime | None,
+    encryption: Encryption | None,
 ) -> BackupInfo:
-    return _info(
-        location.with_key(dump_key),
-        manifest["header"],
-        dump.size,
-        dict(manifest.get("tables") or {}),
-        manifest.get("digest"),
-        modified,
+    uri = backend.location.with_key(dump_key)
+    if not is_sealed(manifest):
+        return _info(
+            uri,
+            manifest["header"],
+            dump.size,
+            dict(manifest.get("tables") or {}),
+            manifest.get("digest"),
+            modified,
+        )
+    public = manifest["encryption"]
+    envelope = _envelope(backend, dump_key) if encryption is not None and encryption.keys else None
+    opened = opened_fields(manifest, envelope, encryption, safe_uri(uri)) or {}
+    header = opened.get("header") or {"created_at": public.get("created_at")}
+    info = _info(
+        uri, header, dump.size, dict(opened.get("tables") or {}), opened.get("digest"), modified
     )
+    return replace(info, encrypted=True, key_id=public.get("key_id"))
 
 
 def _parts_info(
@@ -306,12 +343,16 @@ def _listed_parts(
 
 
 def list_backups(
-    prefix_uri: str, transport_params: dict[str, Any] | None = None
+    prefix_uri: str,
+    transport_params: dict[str, Any] | None = None,
+    *,
+    encryption: Encryption | None = None,
 ) -> list[BackupInfo]:
     """The complete backups under ``prefix_uri``, newest first (see the module docstring).
 
     ``prefix_uri`` is a key prefix (``s3://bucket/backups/`` or ``.../nightly-``) or a local
-    folder or path prefix.
+    folder or path prefix. Encrypted backups are listed as such; their database, tables,
+    rows and revisions only when a key of ``encryption`` unwraps their data key.
     """
     backend = backend_for(prefix_uri, transport_params)
     location = backend.location
@@ -340,7 +381,7 @@ def list_backups(
                     safe_uri(location.with_key(dump_key)),
                 )
                 continue
-            found.append(_backup_info(location, dump_key, dump, manifest, info.modified))
+            found.append(_backup_info(backend, dump_key, dump, manifest, info.modified, encryption))
     found.sort(key=lambda b: (b.created_at, b.uri), reverse=True)
     return found
 
@@ -470,16 +511,29 @@ def verify_backup(
         report.size = info.size if info else None
         if backend.stat(manifest_key(location.key)) is not None:
             manifest = _read_manifest(backend, manifest_key(location.key))
+            sealed = manifest is not None and is_sealed(manifest)
+            envelope = _envelope(backend, location.key) if sealed else None
+            opened = (
+                opened_fields(manifest, envelope, encryption, location.safe)
+                if manifest is not None
+                else None
+            )
             report.manifest_ok = (
                 manifest is not None
+                and opened is not None
                 and manifest["size"] == report.size
                 and verifier.trailer is not None
-                and manifest.get("digest") == verifier.trailer.get("digest")
+                and opened.get("digest") == verifier.trailer.get("digest")
             )
     return report
 
 
-def find_backup(uri: str, transport_params: dict[str, Any] | None = None) -> BackupInfo | None:
+def find_backup(
+    uri: str,
+    transport_params: dict[str, Any] | None = None,
+    *,
+    encryption: Encryption | None = None,
+) -> BackupInfo | None:
     """The backup at ``uri`` as :func:`list_backups` would list it, from its manifest alone;
     ``None`` when it has no manifest of ours that matches it (the dump may still be whole:
     only :func:`verify_backup` can tell).
@@ -502,7 +556,7 @@ def find_backup(uri: str, transport_params: dict[str, Any] | None = None) -> Bac
     manifest = _read_manifest(backend, manifest_key(location.key))
     if manifest is None or manifest["size"] != dump.size:
         return None
-    return _backup_info(location, location.key, dump, manifest, dump.modified)
+    return _backup_info(backend, location.key, dump, manifest, dump.modified, encryption)
 
 
 @dataclass

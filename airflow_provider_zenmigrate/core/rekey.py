@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from .catalog import MANIFEST_FORMAT, manifest_key
-from .crypto import DecryptingReader, Encryption, sniff
+from .crypto import DecryptingReader, Encryption, Envelope, sniff
 from .errors import DumpFormatError, EncryptionKeyError, StorageNotFoundError
 from .parts.layout import is_multipart
+from .sealed_manifests import is_sealed, public_encryption
 from .storage import backend_for, translated_errors
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def rekey_backup(
     with translated_errors("describing", location):
         info = backend.stat(location.key)
         size = info.size if info is not None else 0
-        _update_manifest_size(backend, location.key, size)
+        _update_manifest(backend, location.key, size, rewrapped)
     logger.info(
         "rekeyed %s: key %s -> %s", location.safe, envelope.key.key_id, rewrapped.key.key_id
     )
@@ -106,8 +107,9 @@ def rekey_backup(
     )
 
 
-def _update_manifest_size(backend: Any, key: str, size: int) -> None:
-    """Record the dump's new size in its manifest, if it has one of ours."""
+def _update_manifest(backend: Any, key: str, size: int, envelope: Envelope) -> None:
+    """Record the dump's new size (and, in a sealed manifest, its new key id: the sealed
+    fields stay valid, the data key is the same) in its manifest, if it has one of ours."""
     if backend.stat(manifest_key(key)) is None:
         return
     try:
@@ -116,4 +118,6 @@ def _update_manifest_size(backend: Any, key: str, size: int) -> None:
         return
     if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT:
         manifest["size"] = size
+        if is_sealed(manifest):
+            manifest["encryption"] = public_encryption(envelope)
         backend.write_bytes(manifest_key(key), json.dumps(manifest).encode())

@@ -245,11 +245,13 @@ class MigrationUtils(BaseModel):
                 stream.write(line)
                 stream.write(b"\n")
         assert header is not None and trailer is not None  # iter_backup always yields both
-        manifest = write_manifest(dump_file, header, trailer, self.transport_params)
+        manifest = write_manifest(
+            dump_file, header, trailer, self.transport_params, encryption=self.encryption
+        )
         return BackupResult(
             uri=safe_uri(dump_file),
             bytes=int(manifest["size"]),
-            tables=dict(manifest["tables"]),
+            tables={name: t["rows"] for name, t in trailer["tables"].items()},
             checksum=str(trailer["digest"]),
             revisions=list(header.get("revisions") or []),
             seconds=time.monotonic() - started,

@@ -119,6 +119,7 @@ def backup_row(info: BackupInfo) -> dict[str, Any]:
         "dialect": info.dialect,
         "parts": info.parts,
         "digest": info.digest,
+        "encrypted": info.encrypted,
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from ...core.errors import CommandUsageError
 from ...core.storage import safe_uri
 from ..databases import transport
+from ..encryption import encryption_from
 from ..exits import EXIT_OK
 from ..output import Output, size
 
@@ -20,7 +21,7 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
     """complete backups under a prefix, newest first"""
     from ...core.catalog import list_backups
 
-    backups = list_backups(args.prefix_uri, transport(args))
+    backups = list_backups(args.prefix_uri, transport(args), encryption=encryption_from(args, out))
     items: list[dict[str, Any]] = [
         {
             "uri": b.uri,
@@ -32,6 +33,8 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
             "rows": sum(b.tables.values()),
             "size": b.size,
             "parts": b.parts,
+            "encrypted": b.encrypted,
+            "key_id": b.key_id,
         }
         for b in backups
     ]
@@ -42,10 +45,11 @@ def cmd_list(args: argparse.Namespace, out: Output) -> int:
             return
         for item in items:
             out.text(
-                f"{item['created_at']}  {item['dialect']:10} {item['database'] or '-':20} "
+                f"{item['created_at']}  {item['dialect'] or '-':10} {item['database'] or '-':20} "
                 f"rev {item['revision'] or '-':12} {item['rows']:>12,} rows "
                 f"{size(item['size']):>10}  {item['uri']}"
                 + (f" ({item['parts']} parts)" if item["parts"] else "")
+                + (f" [encrypted, key {item['key_id']}]" if item["encrypted"] else "")
             )
 
     out.result({"backups": items}, human)
