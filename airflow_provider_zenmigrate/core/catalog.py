@@ -51,9 +51,9 @@ from .dump.model import RestoreOptions
 from .dump.reader import DumpVerifier, entries_from_stream
 from .dump.records import Record
 from .dump.safety import routines_trusted
-from .errors import DumpError
+from .errors import DumpAuthenticationError, DumpError, EncryptionError
 from .parts.layout import MANIFEST_NAME, PART_NAME, child_uri, is_multipart, prefix_key
-from .parts.manifest import PartsManifest, parse_manifest
+from .parts.manifest import PartsManifest, PublicParts, parse_manifest, public_parts
 from .parts.reading import load_manifest, missing_parts
 from .parts.verify import verify_parts
 from .preflight import DumpRules
@@ -269,10 +269,18 @@ def _backup_info(
 
 
 def _parts_info(
-    location: Location, dump_key: str, manifest: PartsManifest, modified: dt.datetime | None
+    location: Location,
+    dump_key: str,
+    manifest: PartsManifest | PublicParts,
+    modified: dt.datetime | None,
 ) -> BackupInfo:
-    return _info(
-        location.with_key(dump_key),
+    uri = location.with_key(dump_key)
+    if isinstance(manifest, PublicParts):  # encrypted, and no key given opens it
+        envelope = manifest.envelope
+        info = _info(uri, {"created_at": envelope.created_at}, manifest.size, {}, None, modified)
+        return replace(info, parts=len(manifest.parts), encrypted=True, key_id=envelope.key.key_id)
+    info = _info(
+        uri,
         manifest.header,
         manifest.size,
         dict(manifest.tables),
@@ -280,6 +288,9 @@ def _parts_info(
         modified,
         parts=len(manifest.parts),
     )
+    if manifest.encryption is None:
+        return info
+    return replace(info, encrypted=True, key_id=manifest.encryption.wrapped.key_id)
 
 
 def _info(
@@ -307,12 +318,25 @@ def _info(
     )
 
 
-def _parts_manifest(backend: Backend, dump_key: str) -> PartsManifest | None:
+def _parts_manifest(
+    backend: Backend, dump_key: str, encryption: Encryption | None
+) -> PartsManifest | PublicParts | None:
     """The checked manifest of the multi-part dump at ``dump_key``; ``None`` when it is not
-    one of ours or does not check out (logged: a listing skips it)."""
+    one of ours or does not check out (logged: a listing skips it). An encrypted one that
+    no key of ``encryption`` opens: what it says in the clear (names and sizes of parts)."""
     where = safe_uri(backend.location.with_key(dump_key + "/" + MANIFEST_NAME))
     try:
-        return parse_manifest(backend.read_bytes(dump_key + "/" + MANIFEST_NAME), where)
+        data = backend.read_bytes(dump_key + "/" + MANIFEST_NAME)
+        public = public_parts(data, where)
+        if public is not None and (encryption is None or not encryption.keys):
+            return public
+        try:
+            return parse_manifest(data, where, encryption)
+        except (EncryptionError, DumpAuthenticationError) as exc:
+            if public is None:
+                raise
+            logger.warning("%s: its contents are not shown: %s", where, exc)
+            return public
     except DumpError as exc:
         logger.warning("skipping %s: %s", where, exc)
     except Exception as exc:  # noqa: BLE001 - a foreign or unreadable object: not ours
@@ -321,20 +345,28 @@ def _parts_manifest(backend: Backend, dump_key: str) -> PartsManifest | None:
 
 
 def _listed_parts(
-    backend: Backend, dump_key: str, objects: dict[str, ObjectInfo]
+    backend: Backend,
+    dump_key: str,
+    objects: dict[str, ObjectInfo],
+    encryption: Encryption | None = None,
 ) -> BackupInfo | None:
     """The multi-part dump at ``dump_key`` as a listing shows it, when its manifest checks
     out and ``objects`` (the listing) holds every part with the size the manifest records."""
-    manifest = _parts_manifest(backend, dump_key)
+    manifest = _parts_manifest(backend, dump_key, encryption)
     if manifest is None:
         return None
-    for part in manifest.parts:
-        stored = objects.get(dump_key + "/" + part.name)
-        if stored is None or stored.size != part.bytes:
+    sizes = (
+        manifest.parts
+        if isinstance(manifest, PublicParts)
+        else [(p.name, p.bytes) for p in manifest.parts]
+    )
+    for name, size in sizes:
+        stored = objects.get(dump_key + "/" + name)
+        if stored is None or stored.size != size:
             logger.warning(
                 "skipping %s: part %s is %s",
                 safe_uri(backend.location.with_key(dump_key)),
-                part.name,
+                name,
                 "missing" if stored is None else "not the size its manifest records",
             )
             return None
@@ -361,7 +393,7 @@ def list_backups(
         found: list[BackupInfo] = []
         for key, info in objects.items():
             if key.endswith("/" + MANIFEST_NAME):
-                multi = _listed_parts(backend, key[: -len(MANIFEST_NAME) - 1], objects)
+                multi = _listed_parts(backend, key[: -len(MANIFEST_NAME) - 1], objects, encryption)
                 if multi is not None:
                     found.append(multi)
                 continue
@@ -476,6 +508,7 @@ def verify_backup(
             allow_routines=allow_routines,
             target=target,
             options=options,
+            encryption=encryption,
         )
     rules = DumpRules(
         allow_unverified=allow_unverified,
@@ -551,7 +584,7 @@ def find_backup(
         dump_key = prefix[:-1]
         with translated_errors("listing", location):
             objects = {o.key: o for o in backend.list(prefix)}
-            return _listed_parts(backend, dump_key, objects)
+            return _listed_parts(backend, dump_key, objects, encryption)
     dump = _stat_dump(backend)
     manifest = _read_manifest(backend, manifest_key(location.key))
     if manifest is None or manifest["size"] != dump.size:
@@ -629,19 +662,23 @@ def inspect_backup(
         StorageError: If the store cannot be read.
     """
     if is_multipart(uri, transport_params):
-        return _inspect_parts(uri, transport_params)
+        return _inspect_parts(uri, transport_params, encryption)
     found, _trailer = _inspect_stream(uri, transport_params, encryption)
     return found
 
 
-def _inspect_parts(uri: str, transport_params: dict[str, Any] | None) -> BackupInspection:
+def _inspect_parts(
+    uri: str, transport_params: dict[str, Any] | None, encryption: Encryption | None
+) -> BackupInspection:
     """:func:`inspect_backup` of a multi-part dump (see there)."""
     try:
-        manifest = load_manifest(uri, transport_params)
+        manifest = load_manifest(uri, transport_params, encryption)
     except DumpError as exc:
         return BackupInspection(safe_uri(uri), None, None, {}, {}, {}, False, False, str(exc))
     schema = manifest.parts[0]
-    found, trailer = _inspect_stream(child_uri(uri, schema.name), transport_params)
+    found, trailer = _inspect_stream(
+        child_uri(uri, schema.name), transport_params, manifest.encryption
+    )
     header = {k: v for k, v in found.header.items() if k != "part"}
     error = found.error
     missing = missing_parts(uri, transport_params, manifest)

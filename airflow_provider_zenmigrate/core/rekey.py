@@ -69,7 +69,9 @@ def rekey_backup(
     if not new.encrypts:
         raise EncryptionKeyError("rekey needs a new key to wrap the data key with")
     if is_multipart(uri, transport_params):
-        raise DumpFormatError("multi-part dumps are not encrypted, so they cannot be rekeyed")
+        raise DumpFormatError(
+            "multi-part dumps cannot be rekeyed yet (every part's envelope would be rewritten)"
+        )
     backend = backend_for(uri, transport_params)
     location = backend.location
     with translated_errors("opening", location):

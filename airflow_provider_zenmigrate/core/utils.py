@@ -27,7 +27,6 @@ from .dialects import DialectOps, get_dialect
 from .dump.model import BackupScope, RestoreOptions
 from .dump.reader import entries_from_records
 from .dump.records import Record
-from .errors import EncryptionRequiredError
 from .parts.backup import backup_parts
 from .parts.layout import is_multipart
 from .parts.restore import restore_parts
@@ -219,8 +218,6 @@ class MigrationUtils(BaseModel):
         logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
-        if jobs > 1 and self.encryption is not None and self.encryption.encrypts:
-            raise ValueError("multi-part dumps (jobs > 1) cannot be encrypted yet; use jobs=1")
         if jobs > 1:
             return backup_parts(
                 self.engine,
@@ -231,6 +228,7 @@ class MigrationUtils(BaseModel):
                 chunk_rows=self.chunk_rows,
                 scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
                 on_record=on_record,
+                encryption=self.encryption,
             )
         started = time.monotonic()
         header: Record | None = None
@@ -346,11 +344,6 @@ class MigrationUtils(BaseModel):
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
         if is_multipart(dump_file, self.transport_params):
-            if self.encryption is not None and self.encryption.require:
-                raise EncryptionRequiredError(
-                    f"{safe_uri(dump_file)} is a multi-part dump, which is never encrypted, "
-                    "and an encrypted dump is required"
-                )
             return restore_parts(
                 self,
                 dump_file,
@@ -359,6 +352,7 @@ class MigrationUtils(BaseModel):
                 allow_unverified=allow_unverified,
                 allow_routines=allow_routines,
                 on_record=on_record,
+                encryption=self.encryption,
             )
         if jobs > 1:
             logger.info("%s is a single stream: one process restores it", safe_uri(dump_file))

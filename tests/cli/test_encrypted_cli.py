@@ -110,6 +110,3 @@ def test_bad_keys_are_usage_errors(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stderr
         line = assert_one_error_line(result, message)
         assert short not in line
-    multi = zm("backup", "sqlite:///x.db", dump, "--jobs", "2", "--key-env", "K", K=_key()[0])
-    assert multi.returncode == 2
-    assert_one_error_line(multi, "cannot be encrypted yet")

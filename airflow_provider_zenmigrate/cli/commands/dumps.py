@@ -40,8 +40,6 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     """back up a database to a file or object"""
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
-    if encryption is not None and jobs > 1:
-        raise CommandUsageError("multi-part dumps (--jobs above 1) cannot be encrypted yet")
     utils = with_transport(args, make_utils(args, out, args.db_url))
     utils.encryption = encryption
     try:

@@ -17,9 +17,16 @@ No module here imports Airflow.
 
 from __future__ import annotations
 
-from .envelope import DEFAULT_SEGMENT_SIZE, MAGIC, VERSION, Envelope, WrappedKey
+from .envelope import (
+    DEFAULT_SEGMENT_SIZE,
+    MAGIC,
+    VERSION,
+    Envelope,
+    WrappedKey,
+    envelope_from_json,
+)
 from .keys import AwsKmsKey, AzureKeyVaultKey, GcpKmsKey, KeyProvider, LocalKey
-from .policy import Encryption, missing_key, read_envelope, sniff
+from .policy import Encryption, SharedKey, missing_key, read_envelope, sniff
 from .segments import DecryptingReader, EncryptingWriter
 
 __all__ = [
@@ -35,7 +42,9 @@ __all__ = [
     "GcpKmsKey",
     "KeyProvider",
     "LocalKey",
+    "SharedKey",
     "WrappedKey",
+    "envelope_from_json",
     "missing_key",
     "read_envelope",
     "sniff",

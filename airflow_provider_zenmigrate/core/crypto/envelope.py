@@ -186,6 +186,21 @@ def parse_envelope(preamble: bytes, stream: Any, where: str) -> Envelope:
         raise DumpFormatError(f"{where}: encrypted dump cut off inside its envelope")
     try:
         data = json.loads(body)
+    except ValueError as exc:
+        raise DumpFormatError(
+            f"{where}: encrypted dump with a malformed envelope ({exc})"
+        ) from None
+    return envelope_from_json(data, where, version)
+
+
+def envelope_from_json(data: Any, where: str, version: int = VERSION) -> Envelope:
+    """The envelope whose public JSON (:meth:`Envelope.public`) is ``data``, checked as a
+    dump's is (a multi-part dump's manifest carries one)."""
+    if version != VERSION or (isinstance(data, dict) and data.get("version", VERSION) != VERSION):
+        raise DumpFormatError(
+            f"{where}: an envelope of an unknown version; this package reads {VERSION}"
+        )
+    try:
         if data["algorithm"] != ALGORITHM:
             raise DumpFormatError(
                 f"{where}: encrypted with {data['algorithm']!r}; this package reads {ALGORITHM}"

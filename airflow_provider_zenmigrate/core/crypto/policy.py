@@ -8,12 +8,19 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from ..errors import DumpFormatError, EncryptionKeyError, EncryptionRequiredError, MissingKeyError
+from ..errors import (
+    DumpAuthenticationError,
+    DumpFormatError,
+    EncryptionKeyError,
+    EncryptionRequiredError,
+    MissingKeyError,
+)
 from .envelope import (
     DEFAULT_SEGMENT_SIZE,
     MAGIC,
     PREAMBLE_BYTES,
     Envelope,
+    WrappedKey,
     check_segment_size,
     parse_envelope,
     read_exactly,
@@ -76,6 +83,52 @@ class Encryption:
             f"{where}: its data key is wrapped by {wrapped.provider} key {wrapped.key_id}, "
             f"which is not among the keys given ({ids})"
         )
+
+    def share(self) -> SharedKey:
+        """One new data key for every stream of one backup (the parts of a multi-part
+        dump), wrapped once by the first key (the key service is called here)."""
+        envelope, data_key = self.seal_new()
+        return SharedKey(envelope.key, data_key, segment_size=self.segment_size)
+
+    def shared(self, envelope: Envelope, where: str) -> SharedKey:
+        """The data key ``envelope`` wraps, unwrapped once, for every stream of its backup."""
+        data_key = self.unwrap(envelope, where)
+        return SharedKey(envelope.key, data_key, segment_size=envelope.segment_size)
+
+
+class SharedKey(Encryption):
+    """The one data key of a multi-part backup, already unwrapped: every part is sealed
+    under it (each with an envelope of its own: its own stream id and nonce prefix, the
+    same wrapped key), and a part is read only when its envelope carries that wrapped key.
+    Plaintext parts are refused. The key is never in ``repr``."""
+
+    def __init__(
+        self, wrapped: WrappedKey, data_key: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE
+    ) -> None:
+        super().__init__((), require=True, segment_size=segment_size)
+        self.wrapped = wrapped
+        self._data_key = data_key
+
+    def __repr__(self) -> str:
+        return f"SharedKey({self.wrapped.provider} key {self.wrapped.key_id})"
+
+    @property
+    def encrypts(self) -> bool:
+        return True
+
+    @property
+    def data_key(self) -> bytes:
+        return self._data_key
+
+    def seal_new(self) -> tuple[Envelope, bytes]:
+        return Envelope.new(self.wrapped, self.segment_size), self._data_key
+
+    def unwrap(self, envelope: Envelope, where: str) -> bytes:
+        if envelope.key != self.wrapped:
+            raise DumpAuthenticationError(
+                f"{where}: its data key is not its backup's (a part of another backup?)"
+            )
+        return self._data_key
 
 
 def missing_key(envelope: Envelope, where: str) -> MissingKeyError:

@@ -22,6 +22,7 @@ from ..backup import (
     table_data,
     table_record,
 )
+from ..crypto import Encryption, SharedKey
 from ..dialects import get_dialect
 from ..dialects.base import BackupReader, SharedSnapshot, SliceDomain, Span
 from ..dump.model import BackupScope, TableSpec
@@ -36,7 +37,7 @@ from ..storage import (
     translated_errors,
 )
 from .layout import MANIFEST_NAME, PART_NAME, child_uri, part_name, part_suffix, prefix_key
-from .manifest import PartEntry, PartsManifest
+from .manifest import PartEntry, PartsManifest, sealed_json
 from .workers import Scheduler, WorkerReport, jobs_allowed, worker_pool
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,19 @@ class _Context:
     suffix: str
     transport_params: dict[str, Any] | None
     chunk_rows: int
+    #: The backup's one data key when it is encrypted (every part sealed under it).
+    encryption: SharedKey | None = None
 
 
-def write_stream(uri: str, transport_params: dict[str, Any] | None, lines: Iterator[bytes]) -> int:
-    """Publish ``lines`` at ``uri`` (each followed by a newline); returns the stored size."""
-    with open_for_write(uri, transport_params) as stream:
+def write_stream(
+    uri: str,
+    transport_params: dict[str, Any] | None,
+    lines: Iterator[bytes],
+    encryption: SharedKey | None = None,
+) -> int:
+    """Publish ``lines`` at ``uri`` (each followed by a newline), sealed under the backup's
+    data key when ``encryption`` is given; returns the stored size."""
+    with open_for_write(uri, transport_params, encryption=encryption) as stream:
         for line in lines:
             stream.write(line)
             stream.write(b"\n")
@@ -121,6 +130,7 @@ def write_part(ctx: _Context, reader: BackupReader, task: PartTask) -> PartDone:
                     child_uri(ctx.uri, name),
                     ctx.transport_params,
                     _part_lines(ctx, reader, task, digest),
+                    ctx.encryption,
                 )
         except StorageNotFoundError:
             raise
@@ -263,6 +273,7 @@ def backup_parts(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     scope: BackupScope | None = None,
     on_record: Callable[[Record, bytes], None] | None = None,
+    encryption: Encryption | None = None,
 ) -> BackupResult:
     """Back ``engine``'s database up to a multi-part dump at ``uri`` with ``jobs`` worker
     processes in one snapshot (see :mod:`.parts`). Nothing is published unless every part
@@ -270,10 +281,16 @@ def backup_parts(
 
     ``on_record`` sees the header, then one ``{"kind": "data", "table", "rows"}`` per part
     written (for progress), then the manifest's summary as a ``trailer``.
+
+    With a key in ``encryption``, one data key is made and wrapped (the key service is
+    called once, before anything is written); every part is sealed under it and the
+    manifest carries it wrapped, with what it says of the data sealed
+    (:func:`.manifest.sealed_json`).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     started = time.monotonic()
+    sealing = encryption.share() if encryption is not None and encryption.encrypts else None
     backend, prefix = prefix_key(uri, transport_params)
     with translated_errors("describing", backend.location):
         if backend.stat(prefix + MANIFEST_NAME) is not None:
@@ -296,7 +313,7 @@ def backup_parts(
                 logger.warning(
                     "backing up on %d process(es), not %d: %s", shared.jobs, jobs, shared.why
                 )
-            ctx = _Context(uri, suffix, transport_params, chunk_rows)
+            ctx = _Context(uri, suffix, transport_params, chunk_rows, sealing)
             with _workers(engine, shared, scope, ctx, report) as run_all:
                 shared.release()
                 reader = shared.reader
@@ -310,6 +327,7 @@ def backup_parts(
                     child_uri(uri, schema_name),
                     transport_params,
                     _schema_lines(header, reader, tables, digest),
+                    sealing,
                 )
                 written.append(schema_name)
                 schema = PartEntry(schema_name, "schema", digest.hexdigest(), size)
@@ -332,7 +350,10 @@ def backup_parts(
             seconds=time.monotonic() - started,
         )
         with translated_errors("publishing", backend.location):
-            backend.write_bytes(prefix + MANIFEST_NAME, manifest.to_json())
+            backend.write_bytes(
+                prefix + MANIFEST_NAME,
+                manifest.to_json() if sealing is None else sealed_json(manifest, sealing),
+            )
     except BaseException:
         _discard(backend, prefix, written)
         raise

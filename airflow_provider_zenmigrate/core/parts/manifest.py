@@ -9,12 +9,15 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..crypto import Encryption, Envelope, SharedKey, envelope_from_json, missing_key
+from ..crypto.metadata import open_json, seal_json
 from ..dump.records import Record
-from ..errors import DumpFormatError, DumpIntegrityError
+from ..errors import DumpFormatError, DumpIntegrityError, EncryptionRequiredError
 from .layout import PART_NAME
 
 FORMAT = "zenmigrate-parts"
 VERSION = 1
+SEALED_PURPOSE = "parts manifest"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class PartsManifest:
     jobs: int = 1
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: An encrypted dump: its one data key, unwrapped (every part is read under it).
+    encryption: SharedKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def digest(self) -> str:
@@ -78,6 +83,57 @@ class PartsManifest:
             },
             indent=1,
         ).encode()
+
+
+def sealed_json(manifest: PartsManifest, key: SharedKey) -> bytes:
+    """The manifest of an encrypted multi-part dump: in the clear, an envelope carrying the
+    backup's wrapped data key (and a stream id the seal is bound to) and each part's name
+    and stored size (the store's listing shows those anyway), so a listing finds complete
+    backups without the key; everything else (:meth:`PartsManifest.to_json`) sealed under
+    the data key (:mod:`..crypto.metadata`), so it is neither readable nor changeable."""
+    envelope, data_key = key.seal_new()
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "encryption": envelope.public(),
+            "parts": [{"name": p.name, "bytes": p.bytes} for p in manifest.parts],
+            "bytes": manifest.size,
+            "sealed": seal_json(
+                data_key, envelope.stream_id, SEALED_PURPOSE, json.loads(manifest.to_json())
+            ),
+        },
+        indent=1,
+    ).encode()
+
+
+@dataclass(frozen=True)
+class PublicParts:
+    """What anyone reading the store learns of an encrypted multi-part dump's manifest."""
+
+    envelope: Envelope
+    parts: list[tuple[str, int]]
+
+    @property
+    def size(self) -> int:
+        return sum(size for _name, size in self.parts)
+
+
+def public_parts(data: bytes, where: str) -> PublicParts | None:
+    """The clear part of an encrypted multi-part dump's manifest; ``None`` for a plaintext
+    one (or one that is not ours)."""
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT or "sealed" not in raw:
+        return None
+    envelope = envelope_from_json(raw.get("encryption"), where)
+    try:
+        parts = [(str(p["name"]), int(p["bytes"])) for p in raw["parts"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DumpFormatError(f"{where}: a malformed part entry ({exc!r})") from None
+    return PublicParts(envelope, parts)
 
 
 def parts_digest(parts: list[PartEntry]) -> str:
@@ -116,14 +172,48 @@ def _bound(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def parse_manifest(data: bytes, where: str) -> PartsManifest:
+def parse_manifest(data: bytes, where: str, encryption: Encryption | None = None) -> PartsManifest:
     """The manifest in ``data`` (read from ``where``, named in errors), checked: format and
     version, one schema part first, no part named twice, no table range covered twice,
-    the rows add up, and its digest is the digest of its parts."""
+    the rows add up, and its digest is the digest of its parts.
+
+    An encrypted dump's manifest is opened with a key of ``encryption`` (its sealed part
+    must authenticate and name the parts the clear part names); the manifest returned
+    carries the unwrapped data key (``encryption``). A plaintext one is refused when
+    ``encryption`` requires encryption.
+    """
     try:
         raw = json.loads(data)
     except ValueError as exc:
         raise DumpFormatError(f"{where}: the manifest is not JSON ({exc})") from None
+    if isinstance(raw, dict) and raw.get("format") == FORMAT and "sealed" in raw:
+        return _opened(raw, where, encryption)
+    manifest = _parsed(raw, where)
+    if encryption is not None and encryption.require:
+        raise EncryptionRequiredError(
+            f"{where}: the multi-part dump is not encrypted, and an encrypted dump is required"
+        )
+    return manifest
+
+
+def _opened(raw: dict[str, Any], where: str, encryption: Encryption | None) -> PartsManifest:
+    public = public_parts(json.dumps(raw).encode(), where)
+    assert public is not None
+    if encryption is None or not encryption.keys:
+        raise missing_key(public.envelope, where)
+    shared = encryption.shared(public.envelope, where)
+    inner = open_json(
+        shared.data_key, public.envelope.stream_id, SEALED_PURPOSE, str(raw["sealed"]), where
+    )
+    manifest = _parsed(inner, where)
+    if [(p.name, p.bytes) for p in manifest.parts] != public.parts:
+        raise DumpIntegrityError(f"{where}: its parts in the clear are not its sealed parts")
+    manifest.encryption = shared
+    return manifest
+
+
+def _parsed(raw: Any, where: str) -> PartsManifest:
+    """A plaintext manifest's JSON, checked (see :func:`parse_manifest`)."""
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise DumpFormatError(f"{where}: not a {FORMAT} manifest")
     if raw.get("version") != VERSION:

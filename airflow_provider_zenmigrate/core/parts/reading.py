@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..crypto import Encryption
 from ..dump.reader import Entry, entries_from_stream
 from ..dump.records import Record
 from ..errors import DumpError, DumpIntegrityError, StorageNotFoundError
@@ -18,8 +19,13 @@ from .manifest import PartEntry, PartsManifest, parse_manifest
 RulesFactory = Callable[[], DumpRules]
 
 
-def load_manifest(uri: str, transport_params: dict[str, Any] | None = None) -> PartsManifest:
-    """The checked manifest of the multi-part dump at ``uri``.
+def load_manifest(
+    uri: str,
+    transport_params: dict[str, Any] | None = None,
+    encryption: Encryption | None = None,
+) -> PartsManifest:
+    """The checked manifest of the multi-part dump at ``uri`` (an encrypted one opened
+    with a key of ``encryption``: see :func:`.manifest.parse_manifest`).
 
     Raises:
         StorageNotFoundError: If there is none (no dump, or one whose backup never finished).
@@ -30,7 +36,7 @@ def load_manifest(uri: str, transport_params: dict[str, Any] | None = None) -> P
         if backend.stat(key) is None:
             raise StorageNotFoundError(f"backup not found: {safe_uri(uri)}")
         data = backend.read_bytes(key)
-    return parse_manifest(data, safe_uri(child_uri(uri, MANIFEST_NAME)))
+    return parse_manifest(data, safe_uri(child_uri(uri, MANIFEST_NAME)), encryption)
 
 
 def _same_header(header: Record, manifest: PartsManifest) -> bool:
@@ -44,6 +50,8 @@ def checked_part(
     entry: PartEntry,
     rules: DumpRules,
     table_records: dict[str, Record] | None = None,
+    *,
+    authenticate_first: bool = True,
 ) -> Iterator[Entry]:
     """The records of part ``entry``, each passed by ``rules`` (a part is a complete dump
     stream), and the part matched against the manifest: its header is the dump's, it holds
@@ -51,11 +59,16 @@ def checked_part(
     the same as the schema part's in ``table_records``, then that table's rows), and its
     trailer's digest and row count are the manifest's. Raises :class:`DumpIntegrityError`
     naming the part otherwise; the last entry comes only once all of it is checked.
+
+    The parts of an encrypted dump are read under its data key (``manifest.encryption``),
+    a plaintext part refused; with ``authenticate_first`` (a restore) every segment of the
+    part is authenticated before its first record is read, so no row of a tampered part
+    reaches the staging area. A verify, which loads nothing, reads each part once.
     """
     where = safe_uri(child_uri(uri, entry.name))
     try:
         yield from _checked_part(
-            where, uri, transport_params, manifest, entry, rules, table_records
+            where, uri, transport_params, manifest, entry, rules, table_records, authenticate_first
         )
     except DumpError as exc:  # a part's own stream refused it: name the part
         if str(exc).startswith(where):
@@ -73,8 +86,14 @@ def _checked_part(
     entry: PartEntry,
     rules: DumpRules,
     table_records: dict[str, Record] | None,
+    authenticate_first: bool,
 ) -> Iterator[Entry]:
-    with open_for_read(child_uri(uri, entry.name), transport_params) as stream:
+    with open_for_read(
+        child_uri(uri, entry.name),
+        transport_params,
+        encryption=manifest.encryption,
+        authenticate_first=authenticate_first and manifest.encryption is not None,
+    ) as stream:
         pending: Entry | None = None
         for line, record, raw in entries_from_stream(stream):
             checked = rules.check(line, record, raw)

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..crypto import Encryption
 from ..dialects import get_dialect
 from ..dialects.base import PartLoader, ResumableWriter, StagedBuild
 from ..dump.model import TableSpec
@@ -250,14 +251,17 @@ def restore_parts(
     allow_unverified: bool = False,
     allow_routines: bool = False,
     on_record: RecordObserver | None = None,
+    encryption: Encryption | None = None,
 ) -> RestoreSummary:
     """Restore ``target``'s database from the multi-part dump at ``uri`` (see the module
     docstring), every part checked against its trailer and the manifest before anything of
-    the target changes. ``fresh`` discards what an earlier attempt left to resume."""
+    the target changes. ``fresh`` discards what an earlier attempt left to resume.
+    An encrypted dump is read with a key of ``encryption``, each part authenticated before
+    it is loaded; being authentic, its routines are trusted (the trust rule)."""
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
     params = target.transport_params
-    manifest = load_manifest(uri, params)
+    manifest = load_manifest(uri, params, encryption)
     missing = missing_parts(uri, params, manifest)
     if missing:
         raise DumpIntegrityError(
@@ -276,6 +280,7 @@ def restore_parts(
         return DumpRules(
             allow_unverified=allow_unverified,
             allow_routines=allow_routines,
+            authenticated=manifest.encryption is not None,
             target=engine,
             options=options,
         )

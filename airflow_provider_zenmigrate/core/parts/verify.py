@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..crypto import Encryption
 from ..dump.model import RestoreOptions
 from ..dump.records import Record
 from ..errors import DumpError, DumpIntegrityError, StorageError
@@ -42,6 +43,7 @@ def verify_parts(
     allow_routines: bool = False,
     target: Engine | None = None,
     options: RestoreOptions | None = None,
+    encryption: Encryption | None = None,
 ) -> VerifyReport:
     """Check the multi-part dump at ``uri`` (see the module docstring) into ``report``.
 
@@ -54,9 +56,15 @@ def verify_parts(
         StorageError: If the store cannot be read; problems of the dump itself are reported.
     """
 
+    authenticated = False
+
     def rules() -> DumpRules:
         return DumpRules(
-            allow_unverified=False, allow_routines=allow_routines, target=target, options=options
+            allow_unverified=False,
+            allow_routines=allow_routines,
+            authenticated=authenticated,
+            target=target,
+            options=options,
         )
 
     report.target_checked = rules().target_checked
@@ -66,10 +74,11 @@ def verify_parts(
     current: PartEntry | None = None
     part_rules: DumpRules | None = None
     try:
-        manifest = load_manifest(uri, transport_params)
+        manifest = load_manifest(uri, transport_params, encryption)
     except DumpError as exc:
         report.error, report.manifest_ok = str(exc), False
         return report
+    authenticated = manifest.encryption is not None  # the restore's trust rule
     report.manifest_ok = True
     report.parts = len(manifest.parts)
     report.size = manifest.size
@@ -87,7 +96,13 @@ def verify_parts(
             current = entry
             part_rules = rules()
             for _line, record, _raw in checked_part(
-                uri, transport_params, manifest, entry, part_rules, table_records
+                uri,
+                transport_params,
+                manifest,
+                entry,
+                part_rules,
+                table_records,
+                authenticate_first=False,
             ):
                 if entry.kind == "schema" and record.get("kind") == "table":
                     table_records[str(record["table"])] = record
