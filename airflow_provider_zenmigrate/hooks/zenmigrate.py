@@ -10,8 +10,10 @@ from airflow.sdk.exceptions import AirflowNotFoundException
 from sqlalchemy.engine import Engine
 
 from ..core.alembic import Alembic
+from ..core.crypto import Encryption
 from ..core.utils import MigrationUtils
 from .database_settings import DatabaseSettings, database_settings
+from .encryption import encryption_from_connection
 from .storage_params import transport_params
 
 
@@ -29,6 +31,10 @@ _EXAMPLE_URIS = {
     "database": (
         "'postgres://USER:PASSWORD@HOST:5432/DATABASE' (or mysql://USER:PASSWORD@HOST:3306/"
         "DATABASE, or sqlite:////absolute/path/to/file.db)"
+    ),
+    "encryption": (
+        "'generic://:BASE64_KEY@' (a 32-byte key: openssl rand -base64 32), or a generic "
+        'connection whose extra is {"kms_key_id": "arn:aws:kms:..."}'
     ),
     "storage": (
         "'aws://ACCESS_KEY_ID:SECRET_KEY@/?region_name=REGION' (or a google_cloud_platform "
@@ -56,6 +62,9 @@ class ZenMigrateHook(BaseHook):
     :param storage_conn_id: Optional object-store connection (``aws``,
         ``google_cloud_platform`` or ``wasb``) for backup locations; without it the cloud
         SDKs' own environment and default credential chains apply.
+    :param encryption_conn_id: Optional connection holding the key of encrypted dumps (a
+        base64 32-byte key as its password, or ``{"kms_key_id": ...}`` in its extra; see
+        :mod:`.encryption`): backups are then encrypted, encrypted dumps read with it.
 
     Nothing is read from the connections until a method needs it, so creating the hook
     (for example while a DAG file is parsed) touches no connection.
@@ -70,11 +79,13 @@ class ZenMigrateHook(BaseHook):
         self,
         conn_id: str = default_conn_name,
         storage_conn_id: str | None = None,
+        encryption_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.storage_conn_id = storage_conn_id
+        self.encryption_conn_id = encryption_conn_id
         self._utils: MigrationUtils | None = None
 
     def _connection(self, conn_id: str, role: str) -> Connection:
@@ -94,6 +105,13 @@ class ZenMigrateHook(BaseHook):
             return None
         return transport_params(self._connection(self.storage_conn_id, "storage"))
 
+    def get_encryption(self) -> Encryption | None:
+        """The keys of the encryption connection; None without one."""
+        if not self.encryption_conn_id:
+            return None
+        connection = self._connection(self.encryption_conn_id, "encryption")
+        return encryption_from_connection(connection, self.encryption_conn_id)
+
     def get_migration_utils(self) -> MigrationUtils:
         """The core object for this connection (created once per hook)."""
         if self._utils is None:
@@ -104,6 +122,7 @@ class ZenMigrateHook(BaseHook):
                 engine_args=settings.engine_args,
                 version_table=settings.version_table,
                 transport_params=self.get_transport_params(),
+                encryption=self.get_encryption(),
             )
         return self._utils
 

@@ -20,18 +20,35 @@ class ZenMigrateBaseOperator(BaseOperator):
     :param storage_conn_id: The Airflow connection of the object store (``aws``,
         ``google_cloud_platform`` or ``wasb``) that holds the backups (templated); without
         it the cloud SDKs' own environment and default credentials apply.
+    :param encryption_conn_id: The Airflow connection holding the key of encrypted dumps
+        (not templated): a base64 32-byte key as its password, or ``{"kms_key_id":
+        "arn:aws:kms:..."}`` in its extra. Backups are then encrypted and authenticated, and
+        restores read encrypted dumps with it (and trust their routines: the trust rule).
+        Only the id is ever in a template field, XCom, a log line or the UI.
     """
 
     template_fields: Sequence[str] = ("conn_id", "storage_conn_id")
 
-    def __init__(self, *, conn_id: str, storage_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        storage_conn_id: str | None = None,
+        encryption_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.storage_conn_id = storage_conn_id
+        self.encryption_conn_id = encryption_conn_id
 
     @cached_property
     def hook(self) -> ZenMigrateHook:
-        return ZenMigrateHook(conn_id=self.conn_id, storage_conn_id=unset(self.storage_conn_id))
+        return ZenMigrateHook(
+            conn_id=self.conn_id,
+            storage_conn_id=unset(self.storage_conn_id),
+            encryption_conn_id=unset(self.encryption_conn_id),
+        )
 
     @contextmanager
     def open_hook(self) -> Iterator[ZenMigrateHook]:

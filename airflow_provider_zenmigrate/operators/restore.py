@@ -156,7 +156,11 @@ class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
             return {"source": self.backup_db_name, "kind": "database"}
         uri = self.uri
         if self.latest_under:
-            found = list_backups(self.latest_under, transport_params=utils.transport_params)
+            found = list_backups(
+                self.latest_under,
+                transport_params=utils.transport_params,
+                encryption=utils.encryption,
+            )
             if not found:
                 raise AirflowFailException(f"no complete backup under {self.latest_under}")
             uri = found[0].uri

@@ -264,7 +264,10 @@ def _copy(
     started = time.monotonic()
     if source_uri:
         say(f"restoring {safe_uri(source_uri)} into the scratch copy")
-        restore_from_uri(copy, source_uri, allow_routines=allow_routines)
+        # An encrypted backup is read with production's keys (the operator's key connection).
+        restore_from_uri(
+            copy, source_uri, allow_routines=allow_routines, encryption=production.encryption
+        )
     else:
         say("copying the database into the scratch copy")
         production.dialect.copy_database(production.engine, copy.engine)
