@@ -24,6 +24,7 @@ the tools on (a)-(d), and the parallel rows on (e) and (f) with the resumed rest
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import functools
 import os
@@ -90,16 +91,35 @@ def _ours(
     zst: bool,
     jobs: int = 1,
     only: str | None = None,
+    key_env: str | None = None,
 ) -> Tool:
     return Tool(
         name,
         output,
-        lambda out: Command(ours_command("backup", src, str(out), jobs)),
-        (lambda out: Command(ours_command("restore", dst, str(out), jobs))) if restore else None,
+        lambda out: Command(ours_command("backup", src, str(out), jobs, key_env)),
+        (lambda out: Command(ours_command("restore", dst, str(out), jobs, key_env)))
+        if restore
+        else None,
         zst=zst,
         ours=True,
         only=only or ("a" if zst else SINGLE + PARALLEL),
         jobs=jobs,
+    )
+
+
+#: The variable the "ours encrypted" runs read their key from: a random key of this run.
+BENCH_KEY_ENV = "ZENMIGRATE_BENCH_KEY"
+
+
+ENCRYPTED = "ours encrypted"
+
+
+def ours_encrypted(src: URL, dst: URL) -> Tool:
+    """Ours in one stream, encrypted and authenticated (local key), on dataset (a): its
+    times over plain ours are the cost of encryption (issue 26: at most 10%)."""
+    os.environ.setdefault(BENCH_KEY_ENV, base64.b64encode(os.urandom(32)).decode())
+    return _ours(
+        ENCRYPTED, "ours-enc.jsonl", src, dst, True, False, only="a", key_env=BENCH_KEY_ENV
     )
 
 
@@ -116,6 +136,7 @@ def mysql_tools(src: URL, dst: URL, jobs: int) -> list[Tool]:
     return [
         _ours("ours", "ours.jsonl", src, dst, restore=True, zst=False),
         _ours("ours .zst", "ours.jsonl.zst", src, dst, restore=False, zst=True),
+        ours_encrypted(src, dst),
         ours_parallel(src, dst, jobs),
         Tool(
             "mariadb-dump / mariadb",
@@ -148,6 +169,7 @@ def postgresql_tools(src: URL, dst: URL, jobs: int) -> list[Tool]:
     return [
         _ours("ours", "ours.jsonl", src, dst, restore=True, zst=False),
         _ours("ours .zst", "ours.jsonl.zst", src, dst, restore=False, zst=True),
+        ours_encrypted(src, dst),
         ours_parallel(src, dst, jobs),
         Tool(
             "pg_dump / psql",
@@ -342,7 +364,7 @@ def run_dialect(
 # -- reporting ----------------------------------------------------------------------------------
 def _baseline(tools: list[Tool], key: str, zst: bool) -> Tool | None:
     """Our tool the others are compared with on dataset ``key``: the one with the most jobs."""
-    mine = [t for t in tools if t.ours and t.zst == zst and key in t.only]
+    mine = [t for t in tools if t.ours and t.zst == zst and key in t.only and t.name != ENCRYPTED]
     return max(mine, key=lambda t: t.jobs) if mine else None
 
 
@@ -458,6 +480,14 @@ def targets(dialect: str, sets: list[Dataset], cells: dict[tuple[str, str], Cell
                     1.5,
                 ),
             ]
+        for what in ("backup", "restore"):
+            found.append(
+                Target(
+                    f"(a) {what}: ours encrypted / ours (encryption's cost)",
+                    ratio(med("a", ENCRYPTED, what), med("a", "ours", what)),
+                    1.1,
+                )
+            )
     for what in ("backup", "restore"):
         if "b" in keys:
             peak_b = med("b", "ours", what, "peak_mb")

@@ -1,6 +1,6 @@
 """Our backup or restore in a fresh interpreter, for timing and peak memory from outside.
 
-Usage: python -m bench.ours backup|restore URL DUMP [--jobs N]
+Usage: python -m bench.ours backup|restore URL DUMP [--jobs N] [--key-env NAME]
 
 Prints one JSON line: ``seconds`` (the call alone, without interpreter start-up), ``peak_mb``
 (VmHWM of this whole process) and ``growth_mb`` (VmHWM counted from just before the call,
@@ -8,7 +8,9 @@ after writing "5" to /proc/self/clear_refs). A fresh process, not a fork: ``ru_m
 forked child starts from its parent's, VmHWM of a new program does not. With ``--jobs N``
 (N > 1, a multi-part dump) it adds what the call reports of it: ``worker_peak_mb`` (the
 largest VmHWM of one worker process, which this process's own does not include), ``parts``
-and, for a restore, ``resumed_parts`` (loaded by an earlier, interrupted attempt).
+and, for a restore, ``resumed_parts`` (loaded by an earlier, interrupted attempt). With
+``--key-env NAME`` the dump is encrypted (backup) or read (restore) with the base64 key in
+that environment variable (the "ours encrypted" rows).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
+from airflow_provider_zenmigrate.core.crypto import Encryption, LocalKey
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 
@@ -39,8 +42,12 @@ def reset_peak() -> float:
     return peak
 
 
-def run(action: str, url: str, dump: str, jobs: int = 1) -> dict[str, Any]:
+def run(
+    action: str, url: str, dump: str, jobs: int = 1, key_env: str | None = None
+) -> dict[str, Any]:
     mu = MigrationUtils(url=make_url(url), connect_args={}, engine_args={})
+    if key_env:
+        mu.encryption = Encryption(LocalKey.from_env(key_env))
     with mu.engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
     # jobs=1 calls exactly as before the parallel dumps existed (and still works on that code).
@@ -72,5 +79,6 @@ if __name__ == "__main__":
     parser.add_argument("url")
     parser.add_argument("dump")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--key-env", help="encrypt / decrypt with the base64 key in this variable")
     args = parser.parse_args()
-    print(json.dumps(run(args.action, args.url, args.dump, args.jobs)), flush=True)
+    print(json.dumps(run(args.action, args.url, args.dump, args.jobs, args.key_env)), flush=True)

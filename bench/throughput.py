@@ -27,8 +27,11 @@ SERVERS = {
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def ours_command(action: str, url: URL, dump: str, jobs: int = 1) -> list[str]:
-    """The command line of one backup or restore by :mod:`bench.ours`."""
+def ours_command(
+    action: str, url: URL, dump: str, jobs: int = 1, key_env: str | None = None
+) -> list[str]:
+    """The command line of one backup or restore by :mod:`bench.ours` (encrypted with the
+    key in environment variable ``key_env`` when given)."""
     return [
         sys.executable,
         "-m",
@@ -37,6 +40,7 @@ def ours_command(action: str, url: URL, dump: str, jobs: int = 1) -> list[str]:
         url.render_as_string(hide_password=False),
         dump,
         *(["--jobs", str(jobs)] if jobs != 1 else []),
+        *(["--key-env", key_env] if key_env else []),
     ]
 
 
