@@ -8,6 +8,9 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from ..errors import (
     DumpAuthenticationError,
     DumpFormatError,
@@ -97,10 +100,12 @@ class Encryption:
 
 
 class SharedKey(Encryption):
-    """The one data key of a multi-part backup, already unwrapped: every part is sealed
-    under it (each with an envelope of its own: its own stream id and nonce prefix, the
-    same wrapped key), and a part is read only when its envelope carries that wrapped key.
-    Plaintext parts are refused. The key is never in ``repr``."""
+    """The one data key of a multi-part backup, already unwrapped. Each part has an
+    envelope of its own (its own random stream id and nonce prefix, the same wrapped key)
+    and is sealed under a key of its own, HKDF-SHA-256(data key, info "zenmigrate part v1"
+    || its stream id), so no two parts share a segment key and nonces cannot repeat across
+    parts. A part is read only when its envelope carries the backup's wrapped key;
+    plaintext parts are refused. The key is never in ``repr``."""
 
     def __init__(
         self, wrapped: WrappedKey, data_key: bytes, *, segment_size: int = DEFAULT_SEGMENT_SIZE
@@ -121,14 +126,23 @@ class SharedKey(Encryption):
         return self._data_key
 
     def seal_new(self) -> tuple[Envelope, bytes]:
-        return Envelope.new(self.wrapped, self.segment_size), self._data_key
+        envelope = Envelope.new(self.wrapped, self.segment_size)
+        return envelope, self._stream_key(envelope)
 
     def unwrap(self, envelope: Envelope, where: str) -> bytes:
         if envelope.key != self.wrapped:
             raise DumpAuthenticationError(
                 f"{where}: its data key is not its backup's (a part of another backup?)"
             )
-        return self._data_key
+        return self._stream_key(envelope)
+
+    def _stream_key(self, envelope: Envelope) -> bytes:
+        return HKDF(
+            algorithm=hashes.SHA256(),
+            length=len(self._data_key),
+            salt=None,
+            info=b"zenmigrate part v1" + envelope.stream_id,
+        ).derive(self._data_key)
 
 
 def missing_key(envelope: Envelope, where: str) -> MissingKeyError:

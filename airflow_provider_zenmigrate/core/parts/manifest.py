@@ -91,7 +91,7 @@ def sealed_json(manifest: PartsManifest, key: SharedKey) -> bytes:
     and stored size (the store's listing shows those anyway), so a listing finds complete
     backups without the key; everything else (:meth:`PartsManifest.to_json`) sealed under
     the data key (:mod:`..crypto.metadata`), so it is neither readable nor changeable."""
-    envelope, data_key = key.seal_new()
+    envelope, _part_key = key.seal_new()  # its stream id binds the seal; the key is the backup's
     return json.dumps(
         {
             "format": FORMAT,
@@ -100,7 +100,7 @@ def sealed_json(manifest: PartsManifest, key: SharedKey) -> bytes:
             "parts": [{"name": p.name, "bytes": p.bytes} for p in manifest.parts],
             "bytes": manifest.size,
             "sealed": seal_json(
-                data_key, envelope.stream_id, SEALED_PURPOSE, json.loads(manifest.to_json())
+                key.data_key, envelope.stream_id, SEALED_PURPOSE, json.loads(manifest.to_json())
             ),
         },
         indent=1,
