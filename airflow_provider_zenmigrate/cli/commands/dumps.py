@@ -307,14 +307,14 @@ def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
 
 
 def _envelope(uri: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The public envelope of an encrypted single-stream dump (``None``: plaintext, or
-    a multi-part dump, never encrypted)."""
+    """The public envelope of an encrypted dump (a multi-part dump's is in its manifest);
+    ``None`` for a plaintext one."""
     from ...core.parts.layout import is_multipart
+    from ...core.parts.reading import manifest_envelope
     from ...core.storage import envelope_at
 
-    if is_multipart(uri, params):
-        return None
-    envelope = envelope_at(uri, params)
+    multi = is_multipart(uri, params)
+    envelope = manifest_envelope(uri, params) if multi else envelope_at(uri, params)
     return envelope.public() if envelope is not None else None
 
 

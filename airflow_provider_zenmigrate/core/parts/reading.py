@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..crypto import Encryption
+from ..crypto import Encryption, Envelope
 from ..dump.reader import Entry, entries_from_stream
 from ..dump.records import Record
 from ..errors import DumpError, DumpIntegrityError, StorageNotFoundError
 from ..preflight import DumpRules
 from ..storage import open_for_read, safe_uri, translated_errors
 from .layout import MANIFEST_NAME, child_uri, prefix_key
-from .manifest import PartEntry, PartsManifest, parse_manifest
+from .manifest import PartEntry, PartsManifest, parse_manifest, public_parts
 
 #: Makes the rules one part is checked by (each part is a dump stream of its own).
 RulesFactory = Callable[[], DumpRules]
@@ -37,6 +37,19 @@ def load_manifest(
             raise StorageNotFoundError(f"backup not found: {safe_uri(uri)}")
         data = backend.read_bytes(key)
     return parse_manifest(data, safe_uri(child_uri(uri, MANIFEST_NAME)), encryption)
+
+
+def manifest_envelope(uri: str, transport_params: dict[str, Any] | None = None) -> Envelope | None:
+    """The public envelope of an encrypted multi-part dump at ``uri`` (from its manifest,
+    readable without the key); ``None`` for a plaintext one."""
+    backend, prefix = prefix_key(uri, transport_params)
+    key = prefix + MANIFEST_NAME
+    with translated_errors("reading", backend.location):
+        if backend.stat(key) is None:
+            raise StorageNotFoundError(f"backup not found: {safe_uri(uri)}")
+        data = backend.read_bytes(key)
+    public = public_parts(data, safe_uri(child_uri(uri, MANIFEST_NAME)))
+    return public.envelope if public is not None else None
 
 
 def _same_header(header: Record, manifest: PartsManifest) -> bool:
