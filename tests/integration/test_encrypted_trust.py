@@ -6,75 +6,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.catalog import verify_backup
 from airflow_provider_zenmigrate.core.crypto import Encryption, LocalKey
 from airflow_provider_zenmigrate.core.errors import EncryptionKeyError, UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.identity import fingerprint
-from tests.support.servers import database_url
+from tests.support.routines import ROUTINES, query, run, scratch_database
 
 SERVERS = ["mysql", "postgresql"]
 TABLES = [
     "CREATE TABLE item (id INT PRIMARY KEY, v VARCHAR(20))",
     "INSERT INTO item VALUES (1, 'a'), (2, 'b')",
 ]
-# One statement per routine type each dialect's backup writes.
-ROUTINES = {
-    "mysql": {
-        "function": "CREATE FUNCTION f_double(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
-        "procedure": "CREATE PROCEDURE p_count(OUT n INT) SELECT COUNT(*) INTO n FROM item",
-        "event": (
-            "CREATE EVENT e_tidy ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM item WHERE id < 0"
-        ),
-    },
-    "postgresql": {
-        "function": (
-            "CREATE FUNCTION f_double(x int) RETURNS int LANGUAGE sql IMMUTABLE "
-            "AS $$ SELECT x * 2 $$"
-        ),
-        "procedure": "CREATE PROCEDURE p_touch() LANGUAGE sql AS $$ UPDATE item SET v = v $$",
-        "aggregate": "CREATE AGGREGATE agg_sum(int) (SFUNC = int4pl, STYPE = int)",
-    },
-}
-
-
-def run(url: URL, *statements: str) -> None:
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-def query(url: URL, sql: str) -> list[Any]:
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
-    finally:
-        engine.dispose()
-
-
-@contextmanager
-def _database(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
-    utils = MigrationUtils(url=database_url(dialect, tmp_path), connect_args={}, engine_args={})
-    utils.create_database()
-    try:
-        yield utils
-    finally:
-        utils.drop_database()
-        utils.dispose()
 
 
 ROUTINE_NAMES = {
@@ -93,14 +40,14 @@ def dialect(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def source(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
     """Tables and every routine type the dialect's backup writes."""
-    with _database(dialect, tmp_path) as utils:
+    with scratch_database(dialect, tmp_path) as utils:
         run(utils.url, *TABLES, *ROUTINES[dialect].values())
         yield utils
 
 
 @pytest.fixture
 def target(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
-    with _database(dialect, tmp_path) as utils:
+    with scratch_database(dialect, tmp_path) as utils:
         run(
             utils.url,
             "CREATE TABLE existing (id INT PRIMARY KEY)",

@@ -7,14 +7,10 @@ holding one is refused with an error naming it, unless the restore passes allow_
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy
-from sqlalchemy.engine import URL
-from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dump.safety import ROUTINE_TYPES
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
@@ -22,7 +18,7 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.dumps import reseal
 from tests.support.engine_support import line_of, read_lines, restore_side_objects
 from tests.support.identity import fingerprint
-from tests.support.servers import database_url
+from tests.support.routines import ROUTINES, query, run, scratch_database
 
 SERVERS = ["mysql", "postgresql"]
 
@@ -40,60 +36,12 @@ TABLES = {
         "CREATE INDEX ix_item_v ON item (v)",
     ],
 }
-# One statement per routine type each dialect's backup writes, by type.
-ROUTINES = {
-    "mysql": {
-        "function": "CREATE FUNCTION f_double(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
-        "procedure": "CREATE PROCEDURE p_count(OUT n INT) SELECT COUNT(*) INTO n FROM item",
-        "event": (
-            "CREATE EVENT e_tidy ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM item WHERE id < 0"
-        ),
-    },
-    "postgresql": {
-        "function": (
-            "CREATE FUNCTION f_double(x int) RETURNS int LANGUAGE sql IMMUTABLE "
-            "AS $$ SELECT x * 2 $$"
-        ),
-        "procedure": "CREATE PROCEDURE p_touch() LANGUAGE sql AS $$ UPDATE item SET v = v $$",
-        "aggregate": "CREATE AGGREGATE agg_sum(int) (SFUNC = int4pl, STYPE = int)",
-    },
-}
 # A PostgreSQL trigger needs its trigger function: such a dump needs allow_routines too.
 PG_TRIGGER = [
     "CREATE FUNCTION trg_upper() RETURNS trigger LANGUAGE plpgsql "
     "AS $$ BEGIN NEW.v := upper(NEW.v); RETURN NEW; END $$",
     "CREATE TRIGGER t_upper BEFORE INSERT ON item FOR EACH ROW EXECUTE FUNCTION trg_upper()",
 ]
-
-
-def run(url: URL, *statements: str) -> None:
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.begin() as conn:
-            for statement in statements:
-                conn.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
-def query(url: URL, sql: str) -> list[Any]:
-    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.exec_driver_sql(sql).all()]
-    finally:
-        engine.dispose()
-
-
-@contextmanager
-def _database(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
-    utils = MigrationUtils(url=database_url(dialect, tmp_path), connect_args={}, engine_args={})
-    utils.create_database()
-    try:
-        yield utils
-    finally:
-        utils.drop_database()
-        utils.dispose()
 
 
 @pytest.fixture(params=SERVERS)
@@ -104,7 +52,7 @@ def dialect(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def source(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
     """Tables, a view and a trigger or an index, and no routine."""
-    with _database(dialect, tmp_path) as utils:
+    with scratch_database(dialect, tmp_path) as utils:
         run(utils.url, *TABLES[dialect])
         yield utils
 
@@ -112,7 +60,7 @@ def source(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
 @pytest.fixture
 def target(dialect: str, tmp_path: Path) -> Iterator[MigrationUtils]:
     """A database holding other data, which a refused restore must leave as it is."""
-    with _database(dialect, tmp_path) as utils:
+    with scratch_database(dialect, tmp_path) as utils:
         run(
             utils.url,
             "CREATE TABLE existing (id INT PRIMARY KEY)",
