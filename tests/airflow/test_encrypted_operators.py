@@ -13,8 +13,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from airflow.sdk import DAG, Connection
 
 from airflow_provider_zenmigrate.core.catalog import list_backups
@@ -24,9 +22,8 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.hooks.encryption import encryption_from_connection
 from airflow_provider_zenmigrate.operators import BackupToStorageOperator, RestoreOperator
 from tests.support.engine_support import populate_library
-from tests.support.example_dags import connection_json, task_states
+from tests.support.example_dags import connection_json, register_dag, task_states
 from tests.support.identity import fingerprint
-from tests.support.paths import REPO
 from tests.support.servers import database_url, unique_name
 
 DAG_ID = "zm_encrypted_backup_restore"
@@ -82,10 +79,7 @@ def test_backup_and_restore_encrypted_with_the_key_from_a_connection(
                 encryption_conn_id="zm_enc_key",
             )
             backup >> restore
-        DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=str(REPO / "example_dags"), collect_dags=False)
-        bag.dags[dag.dag_id] = dag
-        sync_bag_to_db(bag, "dags-folder", None)
+        register_dag(dag)
         capfd.readouterr()
         run = dag.test()
         states = task_states(run)

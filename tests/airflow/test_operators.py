@@ -11,8 +11,6 @@ from typing import Any
 
 import psutil
 import pytest
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from airflow.sdk import DAG, BaseHook, Param, chain, task_group
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import text
@@ -31,7 +29,7 @@ from airflow_provider_zenmigrate.operators import (
     UpgradeOperator,
 )
 from airflow_provider_zenmigrate.operators.base import ZenMigrateBaseOperator
-from tests.support.example_dags import connection_json, example_dag_bag, task_states
+from tests.support.example_dags import connection_json, example_dag_bag, register_dag, task_states
 from tests.support.identity import fingerprint
 from tests.support.paths import EXAMPLE_MIGRATIONS, FIXTURES, REPO
 from tests.support.servers import server_url, unique_name
@@ -51,10 +49,7 @@ FAILING = REPO / "example_dags" / "migrations_failing"
 def _run(dag: DAG, **kwargs: Any) -> Any:
     """``dag.test()`` for a DAG built in a test: Airflow runs only DAGs it has serialized, so
     the DAG is written to the metadata database first, as the DAG processor would."""
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(REPO / "example_dags"), collect_dags=False)
-    bag.dags[dag.dag_id] = dag
-    sync_bag_to_db(bag, "dags-folder", None)
+    register_dag(dag)
     return dag.test(**kwargs)
 
 

@@ -9,17 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from airflow.sdk import DAG, Param
 
 from airflow_provider_zenmigrate.core.catalog import find_backup
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.operators import BackupToStorageOperator, RestoreOperator
 from tests.support.engine_support import populate_library
-from tests.support.example_dags import connection_json, task_states, xcom
+from tests.support.example_dags import connection_json, register_dag, task_states, xcom
 from tests.support.identity import fingerprint
-from tests.support.paths import REPO
 from tests.support.servers import created_databases, unique_name
 
 
@@ -68,10 +65,7 @@ def test_multipart_backup_and_restore_in_a_dag(
             fresh="{{ params.fresh }}",
         )
         backup >> restore
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(REPO / "example_dags"), collect_dags=False)
-    bag.dags[dag.dag_id] = dag
-    sync_bag_to_db(bag, "dags-folder", None)
+    register_dag(dag)
     source.dispose()
     run = dag.test()
     assert task_states(run) == {"backup": "success", "restore": "success"}

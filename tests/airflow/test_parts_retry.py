@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from airflow.sdk import DAG
 from sqlalchemy import text
 from sqlalchemy.pool import NullPool
@@ -23,9 +21,8 @@ from sqlalchemy.pool import NullPool
 import airflow_provider_zenmigrate.core.parts.backup as parts_backup
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from airflow_provider_zenmigrate.operators import RestoreOperator
-from tests.support.example_dags import connection_json, task_states, xcom
+from tests.support.example_dags import connection_json, register_dag, task_states, xcom
 from tests.support.identity import fingerprint
-from tests.support.paths import REPO
 from tests.support.servers import created_databases, server_url, unique_name
 
 ROWS = 200_000
@@ -140,10 +137,7 @@ def test_a_retried_restore_operator_resumes(
             retries=1,
             retry_delay=dt.timedelta(seconds=0),
         )
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(REPO / "example_dags"), collect_dags=False)
-    bag.dags[dag.dag_id] = dag
-    sync_bag_to_db(bag, "dags-folder", None)
+    register_dag(dag)
 
     killed, stop = threading.Event(), threading.Event()
     staging_prefix = (

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
 from airflow.sdk import DAG, chain
 from airflow.sdk.exceptions import AirflowTaskTerminated
 from sqlalchemy import text
@@ -28,9 +26,9 @@ from airflow_provider_zenmigrate.get_provider_info import get_provider_info
 from airflow_provider_zenmigrate.links import RehearsalReportLink
 from airflow_provider_zenmigrate.operators import BackupToStorageOperator, RehearseMigrationOperator
 from airflow_provider_zenmigrate.operators.rehearse import gates, seconds
-from tests.support.example_dags import connection_json, task_states, xcom
+from tests.support.example_dags import connection_json, register_dag, task_states, xcom
 from tests.support.identity import fingerprint
-from tests.support.paths import EXAMPLE_MIGRATIONS, REPO
+from tests.support.paths import EXAMPLE_MIGRATIONS
 from tests.support.servers import server_url, unique_name
 
 HERE = Path(__file__).resolve().parent
@@ -40,10 +38,7 @@ SLOW = HERE / "migrations_slow"
 
 def _run(dag: DAG, **kwargs: Any) -> Any:
     """``dag.test()`` for a DAG built in a test (serialized first, as the DAG processor would)."""
-    DagBundlesManager().sync_bundles_to_db()
-    bag = DagBag(dag_folder=str(REPO / "example_dags"), collect_dags=False)
-    bag.dags[dag.dag_id] = dag
-    sync_bag_to_db(bag, "dags-folder", None)
+    register_dag(dag)
     return dag.test(**kwargs)
 
 

@@ -25,6 +25,18 @@ def example_dag_bag() -> DagBag:
     return DagBag(dag_folder=str(EXAMPLE_DAGS), safe_mode=False)
 
 
+def register_dag(dag: Any) -> None:
+    """Write a DAG built in a test to the metadata database, as the DAG processor would:
+    Airflow runs (``dag.test()``) only DAGs it has serialized."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = DagBag(dag_folder=str(EXAMPLE_DAGS), collect_dags=False)
+    bag.dags[dag.dag_id] = dag
+    sync_bag_to_db(bag, "dags-folder", None)
+
+
 def parsed_without_connections(monkeypatch: pytest.MonkeyPatch) -> tuple[DagBag, list[str]]:
     """The example DAGs parsed with every connection lookup refused (parsing a DAG must not
     read a connection), and the connection ids that were asked for anyway."""
