@@ -263,8 +263,8 @@ def _hook_backup(tracer: Tracer, state: _BackupState, uri: str) -> None:
             state.records += 1
 
     @contextlib.contextmanager
-    def open_for_write(target: str, params: Any = None) -> Iterator[Any]:
-        with real_open(target, params) as stream:
+    def open_for_write(target: str, params: Any = None, **options: Any) -> Iterator[Any]:
+        with real_open(target, params, **options) as stream:
             yield _TracedStream(stream, tracer, state) if target == uri else stream
 
     # The names MigrationUtils calls them by (its module's globals).
