@@ -74,7 +74,7 @@ typecheck: venv
 PYTEST_WORKERS ?= 2
 
 pytest: venv azurite zenml apps-venv
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 test: lint typecheck pytest
 
