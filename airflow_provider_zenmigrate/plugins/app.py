@@ -39,8 +39,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.alembic import current_revisions
-from ..core.catalog import find_backup, inspect_backup, verify_backup
+from ..core.catalog import find_backup, verify_backup
 from ..core.errors import SettingsError
+from ..core.inspection import inspect_backup
 from ..core.parts.layout import is_multipart
 from ..core.storage import StorageError, StorageNotFoundError, safe_uri
 from .listing import Candidate, backup_row, describe, list_page, location_key, message

@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from airflow_provider_zenmigrate.core.catalog import find_backup, inspect_backup
+from airflow_provider_zenmigrate.core.catalog import find_backup
 from airflow_provider_zenmigrate.core.errors import StorageNotFoundError
+from airflow_provider_zenmigrate.core.inspection import inspect_backup
 from airflow_provider_zenmigrate.core.restore import restore_from_uri
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.command_line import parsed, zm, zm_json, zm_parallel

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import airflow_provider_zenmigrate.core.parts.backup as parts_backup
-from airflow_provider_zenmigrate.core.catalog import inspect_backup, list_backups, verify_backup
+from airflow_provider_zenmigrate.core.catalog import list_backups, verify_backup
 from airflow_provider_zenmigrate.core.crypto import MAGIC, Encryption, LocalKey
 from airflow_provider_zenmigrate.core.errors import (
     DumpAuthenticationError,
@@ -23,6 +23,7 @@ from airflow_provider_zenmigrate.core.errors import (
     EncryptionRequiredError,
     MissingKeyError,
 )
+from airflow_provider_zenmigrate.core.inspection import inspect_backup
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.identity import fingerprint
 from tests.support.servers import database_url, unique_name

@@ -15,11 +15,11 @@ import pytest
 import airflow_provider_zenmigrate.core.parts.backup as parts_backup
 from airflow_provider_zenmigrate.core.catalog import (
     find_backup,
-    inspect_backup,
     list_backups,
     prune_backups,
     verify_backup,
 )
+from airflow_provider_zenmigrate.core.inspection import inspect_backup
 from airflow_provider_zenmigrate.core.storage import StorageNotFoundError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.object_stores import make_store

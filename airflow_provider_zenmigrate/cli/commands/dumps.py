@@ -18,7 +18,8 @@ from ..exits import EXIT_OK, interrupted
 from ..output import Output, Progress, confirm, size, spinner
 
 if TYPE_CHECKING:
-    from ...core.catalog import BackupInspection, VerifyReport
+    from ...core.catalog import VerifyReport
+    from ...core.inspection import BackupInspection
     from ...core.utils import MigrationUtils
 
 #: What ``verify`` cannot check without a target server.
@@ -274,7 +275,7 @@ def cmd_inspect(args: argparse.Namespace, out: Output) -> int:
     """header, tables, rows, sizes and revision of a dump"""
     from dataclasses import asdict
 
-    from ...core.catalog import inspect_backup
+    from ...core.inspection import inspect_backup
     from ..databases import transport
 
     params = transport(args)
