@@ -74,56 +74,61 @@ class _Run:
     clear_first: bool = False
 
 
-def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
-    """Load one data part in one transaction, committed with its progress record; a lock
-    wait or deadlock rolls it back and loads it again. Returns its rows."""
-    assert entry.table is not None
-    spec = run.specs[entry.table]
-    staged = Loader.staged(spec)
+def _retried(run: _Run, loader: PartLoader, what: str, once: Callable[[int], int]) -> int:
+    """``once(attempt)``, one transaction on ``loader``; a lock wait or deadlock (what the
+    dialect retries) rolls it back and runs it again, out of the other worker's way."""
     for attempt in range(1, PART_ATTEMPTS + 1):
-        loader.begin()
-        rows = 0
         try:
-            if run.clear_first or attempt > 1:
-                loader.clear(spec, entry.span)
-            for _line, record, _raw in checked_part(
-                run.uri,
-                run.transport_params,
-                run.manifest,
-                entry,
-                run.rules(),
-                run.table_records,
-            ):
-                if record["kind"] == "data":
-                    loader.load(spec, staged.columns(record["data"]))
-                    rows += len(record["data"])
-            loader.commit(entry.name, entry.digest, entry.table, rows)
-            return rows
+            return once(attempt)
         except BaseException as exc:
             loader.rollback()
             if attempt < PART_ATTEMPTS and run.retryable(exc):
-                logger.info("part %s: %s; loading it again", entry.name, exc)
-                time.sleep(random.uniform(0.1, 0.5) * attempt)  # out of the other's way
-                continue
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def build_post(run: _Run, loader: PartLoader, build: StagedBuild) -> int:
-    """Build one index or key in the staging area, committed with its progress record; a
-    lock wait or deadlock rolls it back and runs it again."""
-    for attempt in range(1, PART_ATTEMPTS + 1):
-        try:
-            loader.build(build, f"{POST}{build.line}", run.manifest.digest)
-            return 0
-        except BaseException as exc:
-            loader.rollback()
-            if attempt < PART_ATTEMPTS and run.retryable(exc):
-                logger.info("%s: %s; building it again", build.label, exc)
+                logger.info("%s: %s; running it again", what, exc)
                 time.sleep(random.uniform(0.1, 0.5) * attempt)
                 continue
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
+    """Load one data part in one transaction, committed with its progress record (retried,
+    see :func:`_retried`). Returns its rows."""
+    table = entry.table
+    assert table is not None
+    spec = run.specs[table]
+    staged = Loader.staged(spec)
+
+    def once(attempt: int) -> int:
+        loader.begin()
+        rows = 0
+        if run.clear_first or attempt > 1:
+            loader.clear(spec, entry.span)
+        for _line, record, _raw in checked_part(
+            run.uri,
+            run.transport_params,
+            run.manifest,
+            entry,
+            run.rules(),
+            run.table_records,
+        ):
+            if record["kind"] == "data":
+                loader.load(spec, staged.columns(record["data"]))
+                rows += len(record["data"])
+        loader.commit(entry.name, entry.digest, table, rows)
+        return rows
+
+    return _retried(run, loader, f"part {entry.name}", once)
+
+
+def build_post(run: _Run, loader: PartLoader, build: StagedBuild) -> int:
+    """Build one index or key in the staging area, committed with its progress record
+    (retried, see :func:`_retried`)."""
+
+    def once(_attempt: int) -> int:
+        loader.build(build, f"{POST}{build.line}", run.manifest.digest)
+        return 0
+
+    return _retried(run, loader, build.label, once)
 
 
 @dataclass
