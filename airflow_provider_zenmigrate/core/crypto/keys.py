@@ -8,7 +8,10 @@ envelope and unwraps it for reading. Providers:
   key is wrapped with AES key wrap (RFC 3394) under a key derived from it by HKDF-SHA-256.
 * :class:`AwsKmsKey`: AWS KMS ``Encrypt``/``Decrypt`` of the data key with an encryption
   context naming the purpose; the id is the key's ARN as KMS reports it.
-* :class:`GcpKmsKey`, :class:`AzureKeyVaultKey`: not yet supported; they say so.
+* :class:`GcpKmsKey`, :class:`AzureKeyVaultKey`: not yet supported; they say so. The
+  project only ships a key service it tests against a real server on 127.0.0.1 (AWS KMS:
+  moto's server), and no Cloud KMS or Key Vault emulator installs from PyPI, npm or Debian
+  (those that exist come from the Go module proxy, Maven Central or Docker Hub).
 
 Key material appears in no message, ``repr`` or header: only ids.
 """
@@ -252,16 +255,23 @@ class AwsKmsKey:
         return key
 
 
+#: The key services there are, as the error for an unsupported one names them.
+SUPPORTED_KEY_SERVICES = "a local key (--key-env) and AWS KMS (--kms-key-id)"
+
+
 class _NotYetSupported:
-    """A provider whose key service this version cannot use yet: it says so at once."""
+    """A provider whose key service this version cannot use yet: it says so at once, before
+    anything is written, and says which services there are and why this one is missing."""
 
     kind = "unsupported"
     service = ""
 
     def __init__(self, key_id: str, **_options: Any) -> None:
         raise EncryptionKeyError(
-            f"{self.service} keys are not yet supported; use a local key (--key-env) or "
-            "AWS KMS (--kms-key-id)"
+            f"{self.service} keys are not yet supported; the key services supported are "
+            f"{SUPPORTED_KEY_SERVICES}. A key service is supported once it is tested against "
+            f"a real server (AWS KMS: moto's), and no {self.service} emulator installs from "
+            "PyPI, npm or Debian to test one against yet"
         )
 
 
