@@ -30,7 +30,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ..errors import DumpAuthenticationError
-from .envelope import Envelope, read_exactly
+from .envelope import Envelope
 
 TAG_BYTES = 16
 MAX_SEGMENTS = 2**32
@@ -55,11 +55,11 @@ class _Sealer:
             self._binding + _AAD_TAIL.pack(index, flag),
         )
 
-    def seal(self, index: int, final: bool, plaintext: bytes) -> bytes:
+    def seal(self, index: int, final: bool, plaintext: bytes | memoryview) -> bytes:
         nonce, aad = self._nonce_aad(index, final)
         return self._aead.encrypt(nonce, plaintext, aad)
 
-    def open(self, index: int, final: bool, ciphertext: bytes) -> bytes:
+    def open(self, index: int, final: bool, ciphertext: bytes | memoryview) -> bytes:
         nonce, aad = self._nonce_aad(index, final)
         return self._aead.decrypt(nonce, ciphertext, aad)
 
@@ -75,7 +75,12 @@ class EncryptingWriter(io.RawIOBase):
         self._sink = sink
         self._sealer = _Sealer(envelope, data_key)
         self._size = envelope.segment_size
-        self._buffer = bytearray()
+        # One segment's plaintext, filled in place and sealed straight from a view of it:
+        # each byte is copied once on its way in (concatenating and slicing a growing
+        # buffer copied it three times, most of encryption's cost on a fast dump).
+        self._segment = bytearray(self._size)
+        self._view = memoryview(self._segment)
+        self._filled = 0
         self._index = 0
         self.finished = False
         sink.write(envelope.encode())
@@ -86,23 +91,30 @@ class EncryptingWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         if self.finished:
             raise ValueError("write to a finished encrypted stream")
-        size = len(data)
-        self._buffer += data
-        # Keep at least one byte back: the final segment is known only at finish().
-        while len(self._buffer) > self._size:
-            self._emit(bytes(self._buffer[: self._size]), final=False)
-            del self._buffer[: self._size]
+        incoming = memoryview(data).cast("B")
+        size = len(incoming)
+        taken = 0
+        while taken < size:
+            # A full segment is sealed only once more data comes: the final segment is
+            # known only at finish().
+            if self._filled == self._size:
+                self._emit(self._view, final=False)
+                self._filled = 0
+            step = min(size - taken, self._size - self._filled)
+            self._view[self._filled : self._filled + step] = incoming[taken : taken + step]
+            self._filled += step
+            taken += step
         return size
 
-    def _emit(self, plaintext: bytes, final: bool) -> None:
+    def _emit(self, plaintext: memoryview, final: bool) -> None:
         self._sink.write(self._sealer.seal(self._index, final, plaintext))
         self._index += 1
 
     def finish(self) -> None:
         """Seal the rest as the final segment (once)."""
         if not self.finished:
-            self._emit(bytes(self._buffer), final=True)
-            self._buffer = bytearray()
+            self._emit(self._view[: self._filled], final=True)
+            self._filled = 0
             self.finished = True
 
 
@@ -116,7 +128,10 @@ class DecryptingReader(io.RawIOBase):
         self._chunk = envelope.segment_size + TAG_BYTES
         self._where = where
         self._index = 0
-        self._ahead = b""
+        # One sealed segment and the first byte after it (which tells whether the segment
+        # is the final one), read into place: no segment is copied before it is opened.
+        self._sealed = bytearray(self._chunk + 1)
+        self._held = 0  # bytes of the next segment already read (0 or 1)
         self._plain = memoryview(b"")
         self._done = False
 
@@ -132,25 +147,48 @@ class DecryptingReader(io.RawIOBase):
         """Decrypt the next segment into the plaintext buffer; False at the end."""
         if self._done:
             return False
-        chunk = self._ahead + read_exactly(self._raw, self._chunk - len(self._ahead))
-        self._ahead = b""
-        if len(chunk) < TAG_BYTES:
+        filled = self._fill()
+        if filled < TAG_BYTES:
             raise self._fail("the dump ends before its final segment (truncated)")
-        final = len(chunk) < self._chunk
-        if not final:
-            self._ahead = read_exactly(self._raw, 1)
-            final = not self._ahead
+        final = filled <= self._chunk
+        sealed = memoryview(self._sealed)[: min(filled, self._chunk)]
         try:
-            plain = self._sealer.open(self._index, final, chunk)
+            plain = self._sealer.open(self._index, final, sealed)
         except InvalidTag:
             raise self._fail(
                 "it does not authenticate (altered, reordered, truncated or extended, or "
                 "sealed under another envelope)"
             ) from None
+        finally:
+            sealed.release()
+        if not final:
+            self._sealed[0] = self._sealed[self._chunk]
+            self._held = 1
         self._index += 1
         self._done = final
         self._plain = memoryview(plain)
         return True
+
+    def _fill(self) -> int:
+        """Read up to one sealed segment and one byte more after the held byte; returns how
+        many bytes the buffer holds (fewer only at the end of the stream)."""
+        view = memoryview(self._sealed)
+        filled, self._held = self._held, 0
+        readinto = getattr(self._raw, "readinto", None)
+        try:
+            while filled < len(view):
+                if readinto is not None:
+                    got = readinto(view[filled:]) or 0
+                else:  # a store stream with read() only
+                    piece = self._raw.read(len(view) - filled)
+                    got = len(piece)
+                    view[filled : filled + got] = piece
+                if not got:
+                    break
+                filled += got
+        finally:
+            view.release()
+        return filled
 
     def readinto(self, buffer: Any) -> int:
         while not self._plain:
