@@ -23,6 +23,7 @@ from airflow_provider_zenmigrate.core.crypto import AwsKmsKey, Encryption, Local
 from airflow_provider_zenmigrate.core.crypto.policy import sniff
 from airflow_provider_zenmigrate.core.errors import (
     DumpAuthenticationError,
+    DumpFormatError,
     EncryptionKeyError,
     StorageError,
 )
@@ -265,6 +266,16 @@ def test_rekey_refuses_a_tampered_part_and_leaves_the_dump(
     target = _target(databases)
     _restore(target, store, uri, old)
     assert fingerprint(target.url) == fingerprint(source.url)
+
+    # A plaintext multi-part dump has no key to rewrap: refused, nothing written.
+    source.encryption = None
+    plain = store.uri("plain.jsonl")
+    source.backup_database_to_file(plain, jobs=2)
+    source.dispose()
+    stored = _stored(store, plain)
+    with pytest.raises(DumpFormatError, match="not encrypted"):
+        rekey_backup(plain, Encryption(old), Encryption(new), store.transport_params)
+    assert _stored(store, plain) == stored
 
 
 @contextmanager
