@@ -261,7 +261,8 @@ SUPPORTED_KEY_SERVICES = "a local key (--key-env) and AWS KMS (--kms-key-id)"
 
 class _NotYetSupported:
     """A provider whose key service this version cannot use yet: it says so at once, before
-    anything is written, and says which services there are and why this one is missing."""
+    anything is written, and names the services there are (why these two are missing is a
+    matter for the docs, not for a user's error)."""
 
     kind = "unsupported"
     service = ""
@@ -269,9 +270,7 @@ class _NotYetSupported:
     def __init__(self, key_id: str, **_options: Any) -> None:
         raise EncryptionKeyError(
             f"{self.service} keys are not yet supported; the key services supported are "
-            f"{SUPPORTED_KEY_SERVICES}. A key service is supported once it is tested against "
-            f"a real server (AWS KMS: moto's), and no {self.service} emulator installs from "
-            "PyPI, npm or Debian to test one against yet"
+            f"{SUPPORTED_KEY_SERVICES} (see 'Encrypted dumps' in docs/dump-format.md)"
         )
 
 
