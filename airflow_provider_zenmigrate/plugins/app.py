@@ -15,6 +15,13 @@ No credential, password or presigned URL is ever sent: storage connections are u
 server only, URIs go out through ``safe_uri`` and messages through ``scrub``. Only URIs
 under the prefixes of :mod:`.settings` are read.
 
+Encrypted dumps (:mod:`.encrypted`): a database's ``encryption_conn_id`` gives the key the
+listing, the contents and "Verify" read them with; the key stays on the server (no answer,
+log line or recorded verification holds it, only key ids). Without it, the contents show
+the envelope's header and "Verify" answers at once that it cannot verify without the key
+(nothing is recorded: no verification took place); a key that is not the dump's is named
+by id beside the dump's.
+
 A restore is a run of ``zenmigrate_restore`` created by Airflow's own handler of
 ``POST /api/v2/dags/{dag_id}/dagRuns`` (called in process with the user: the same checks
 of the DAG, its params and its import errors, and the user recorded as who triggered it).
@@ -40,11 +47,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..core.alembic import current_revisions
 from ..core.catalog import find_backup, verify_backup
-from ..core.errors import SettingsError
+from ..core.crypto import Encryption, Envelope
+from ..core.errors import EncryptionError, SettingsError
 from ..core.inspection import inspect_backup
 from ..core.parts.layout import is_multipart
 from ..core.storage import StorageError, StorageNotFoundError, safe_uri
-from .listing import Candidate, backup_row, describe, list_page, location_key, message
+from .encrypted import Keys, envelope_header, envelope_of
+from .listing import Candidate, backup_row, describe, list_page, location_key, message, why_locked
 from .settings import RESTORE_DAG_ID, VARIABLE, DatabaseBackups, parse_settings
 
 REVISION_SECONDS = 10.0
@@ -116,6 +125,23 @@ def _transport_params(database: DatabaseBackups) -> dict[str, Any] | None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, message(exc)) from exc
 
 
+def _keys(database: DatabaseBackups) -> Keys:
+    """The key of ``database``'s encrypted dumps, from its ``encryption_conn_id`` (read on
+    every request, as the Variable is). A connection that is missing or holds no usable key
+    is the returned ``error`` (naming the connection, never its password): the plaintext
+    backups still show."""
+    from ..hooks.zenmigrate import ZenMigrateHook
+
+    if database.encryption_conn_id is None:
+        return Keys(database.conn_id)
+    hook = ZenMigrateHook(conn_id=database.conn_id, encryption_conn_id=database.encryption_conn_id)
+    try:
+        encryption = hook.get_encryption()
+    except Exception as exc:  # noqa: BLE001 - a missing or broken key connection
+        return Keys(database.conn_id, database.encryption_conn_id, error=message(exc))
+    return Keys(database.conn_id, database.encryption_conn_id, encryption)
+
+
 def _user_name(user: Any) -> str:
     return str(user.get_name())
 
@@ -177,15 +203,18 @@ def _current_revision(conn_id: str) -> dict[str, Any]:
     return {"revision": "+".join(revisions) if revisions else None, "error": None}
 
 
-def _verify(database: DatabaseBackups, uri: str, user: str) -> None:
-    """Run ``verify`` and record the outcome in Airflow's audit log (in a worker thread)."""
+def _verify(
+    database: DatabaseBackups, uri: str, user: str, encryption: Encryption | None = None
+) -> None:
+    """Run ``verify`` and record the outcome in Airflow's audit log (in a worker thread).
+    An encrypted dump is read with ``encryption``: every segment is authenticated."""
     from airflow.utils.session import create_session
 
     from .records import VERIFY_EVENT, record
 
     outcome: dict[str, Any] = {"uri": safe_uri(uri)}
     try:
-        report = verify_backup(uri, _transport_params(database))
+        report = verify_backup(uri, _transport_params(database), encryption=encryption)
         outcome.update(ok=report.ok, error=report.error, summary=str(report))
         if report.ok and report.manifest_ok is False:
             outcome.update(ok=False, error="the dump is whole but its manifest does not match it")
@@ -195,6 +224,55 @@ def _verify(database: DatabaseBackups, uri: str, user: str) -> None:
         outcome.update(ok=False, error=message(exc))
     with create_session() as session:
         record(session, VERIFY_EVENT, user, outcome)
+
+
+def _cannot_verify(database: DatabaseBackups, uri: str, keys: Keys) -> dict[str, Any] | None:
+    """The answer to "Verify" of an encrypted dump no configured key opens (no key, a key
+    connection that gives none, another key): said at once, and not recorded as a failed
+    verification, since none took place. ``None``: verify it (a store that cannot be read
+    here is left to the verification, which records why)."""
+    try:
+        envelope = envelope_of(uri, _transport_params(database))
+    except Exception:  # noqa: BLE001 - the verification reports it
+        return None
+    problem = keys.problem(envelope, safe_uri(uri)) if envelope is not None else None
+    if envelope is None or problem is None:
+        return None
+    return {
+        "state": "cannot_verify",
+        "uri": safe_uri(uri),
+        "reason": "no_key" if keys.encryption_conn_id is None else "key",
+        "error": problem,
+        "encryption": envelope_header(envelope),
+    }
+
+
+def _envelope_or_none(uri: str, params: dict[str, Any] | None) -> Envelope | None:
+    """The dump's envelope for its page; ``None`` for a plaintext dump, and for one whose
+    first bytes (or multi-part manifest) cannot be read or parsed: its row says why."""
+    try:
+        return envelope_of(uri, params)
+    except Exception:  # noqa: BLE001 - the row of a damaged dump already says what is wrong
+        return None
+
+
+def _locked_contents(uri: str, envelope: dict[str, Any] | None, problem: str) -> dict[str, Any]:
+    """The contents of an encrypted dump the view cannot open: its envelope's header and
+    why (no table, row or object: they are sealed)."""
+    created = (envelope or {}).get("created_at")
+    return {
+        "uri": safe_uri(uri),
+        "header": {"created_at": created},
+        "tables": [],
+        "objects": {},
+        "verified": False,
+        "legacy": False,
+        "error": None,
+        "parts": None,
+        "encrypted": True,
+        "encryption": envelope,
+        "locked": problem,
+    }
 
 
 def _html(name: str) -> str:
@@ -254,6 +332,7 @@ def create_app() -> FastAPI:
             {
                 "conn_id": d.conn_id,
                 "storage_conn_id": d.storage_conn_id,
+                "encryption_conn_id": d.encryption_conn_id,
                 "prefixes": [safe_uri(p) for p in d.prefixes],
             }
             for d in found.values()
@@ -279,7 +358,8 @@ def create_app() -> FastAPI:
         except HTTPException as exc:
             return {"prefix": prefix, "backups": [], "found": 0, "next_offset": None,
                     "truncated": None, "error": str(exc.detail)}  # fmt: skip
-        page = list_page(configured[prefix], params, offset, limit, LIST_SECONDS)
+        keys = _keys(database)
+        page = list_page(configured[prefix], params, offset, limit, LIST_SECONDS, keys)
         _annotate(page.backups, user)
         return {
             "prefix": page.prefix,
@@ -288,6 +368,7 @@ def create_app() -> FastAPI:
             "next_offset": page.next_offset,
             "truncated": page.truncated,
             "error": page.error,
+            "key_error": keys.error,
         }
 
     @app.get("/api/history", dependencies=[Depends(read)])
@@ -305,17 +386,23 @@ def create_app() -> FastAPI:
     def backup(user: User, conn_id: str, uri: str) -> dict[str, Any]:
         database, uri = _backup_of(conn_id, uri)
         params = _transport_params(database)
+        keys = _keys(database)
         try:
             multipart = is_multipart(uri, params)
-            info = find_backup(uri, params)
+            info = find_backup(uri, params, encryption=keys.reading)
         except StorageNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, message(exc)) from exc
         except StorageError as exc:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, message(exc)) from exc
+        envelope = _envelope_or_none(uri, params) if info is None or info.encrypted else None
         if info is None:
-            row = describe(Candidate(uri, None, multipart, True), params)
+            row = describe(Candidate(uri, None, multipart, True), params, keys)
         else:
-            row = backup_row(info)
+            row = backup_row(info, why_locked(info, params, keys))
+        row["encryption"] = envelope_header(envelope)
+        if envelope is not None:
+            row["encrypted"] = True
+            row["key_id"] = envelope.key.key_id
         _annotate([row], user)
         return {"conn_id": conn_id, "backup": row, "can_trigger": _can_trigger(user)}
 
@@ -323,11 +410,22 @@ def create_app() -> FastAPI:
     def contents(conn_id: str, uri: str) -> dict[str, Any]:
         database, uri = _backup_of(conn_id, uri)
         params = _transport_params(database)
+        keys = _keys(database)
+        envelope = None
         try:
-            found = inspect_backup(uri, params)
+            envelope = envelope_of(uri, params)
+            problem = keys.problem(envelope, safe_uri(uri)) if envelope is not None else None
+            if problem is not None:
+                assert envelope is not None
+                return _locked_contents(uri, envelope_header(envelope), problem)
+            found = inspect_backup(uri, params, encryption=keys.reading)
         except StorageNotFoundError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, message(exc)) from exc
         except StorageError as exc:
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, message(exc)) from exc
+        except EncryptionError as exc:  # a key service's refusal, an altered envelope
+            return _locked_contents(uri, envelope_header(envelope), message(exc))
+        except Exception as exc:  # noqa: BLE001 - an envelope that cannot be parsed
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, message(exc)) from exc
         header = {
             k: found.header.get(k)
@@ -346,16 +444,25 @@ def create_app() -> FastAPI:
             "legacy": found.legacy,
             "error": found.error,
             "parts": found.parts,
+            "encrypted": envelope is not None,
+            "encryption": envelope_header(envelope),
+            "locked": None,
         }
 
     @app.post("/api/verify", dependencies=[Depends(trigger)], status_code=202)
-    def verify(user: User, body: BackupAction) -> dict[str, Any]:
+    def verify(user: User, body: BackupAction) -> Any:
         database, uri = _backup_of(body.conn_id, body.uri)
+        keys = _keys(database)
+        refused = _cannot_verify(database, uri, keys)
+        if refused is not None:
+            return JSONResponse(refused, status_code=status.HTTP_200_OK)
         key = location_key(uri)
         with _verifying_lock:
             running = _verifying.get(key)
             if running is None or running.done():
-                _verifying[key] = _pool.submit(_verify, database, uri, _user_name(user))
+                _verifying[key] = _pool.submit(
+                    _verify, database, uri, _user_name(user), keys.encryption
+                )
         return {"state": "running", "uri": safe_uri(uri)}
 
     @app.post("/api/restore", dependencies=[Depends(trigger)])

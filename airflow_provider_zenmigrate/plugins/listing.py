@@ -8,6 +8,11 @@ only the requested page of them is read, each through :func:`..core.catalog.find
 (the catalog's own rules: manifest ours, dump stored at the recorded size, every part of a
 multi-part dump stored). A manifest that does not check out is shown as damaged with the
 reason, never dropped silently and never an error of the page. No Airflow import here.
+
+An encrypted backup is read with the database's key when the Variable names one
+(:class:`.encrypted.Keys`): its row then shows tables, rows and digest as a plaintext one
+does. Otherwise the row shows what the manifest says in the clear (time, size, key id) and
+why it shows no more (``key_problem``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from ..core.catalog import MANIFEST_SUFFIX, BackupInfo, find_backup
 from ..core.parts.layout import MANIFEST_NAME
 from ..core.storage import StorageError, backend_for, parse_location, safe_uri, scrub
+from .encrypted import Keys, envelope_of
 
 #: A listing stops after this many objects (a prefix that large wants narrowing).
 MAX_OBJECTS = 100_000
@@ -104,22 +110,35 @@ def _local_parent_exists(key: str, folder: bool) -> bool:
     return root.is_dir() if folder else root.is_dir() or root.parent.is_dir()
 
 
-def backup_row(info: BackupInfo) -> dict[str, Any]:
-    """What the view shows of a complete backup (nothing secret: no credentials in URIs)."""
+def opened(info: BackupInfo) -> bool:
+    """Whether the manifest's contents are known: always for a plaintext backup; for an
+    encrypted one only when a key opened its sealed fields (then its header names the
+    dialect and its trailer's digest is there; see :class:`..core.catalog.BackupInfo`)."""
+    return not info.encrypted or info.dialect is not None or info.digest is not None
+
+
+def backup_row(info: BackupInfo, key_problem: str | None = None) -> dict[str, Any]:
+    """What the view shows of a complete backup (nothing secret: no credentials in URIs,
+    of an encrypted one its key's id only). An encrypted backup whose contents are not
+    known has ``None`` for its tables and rows, and ``key_problem`` says why."""
+    shown = opened(info)
     return {
         "uri": safe_uri(info.uri),
         "state": "complete",
         "problem": None,
         "created_at": info.created_at.isoformat(),
         "size": info.size,
-        "tables": len(info.tables),
-        "rows": sum(info.tables.values()),
+        "tables": len(info.tables) if shown else None,
+        "rows": sum(info.tables.values()) if shown else None,
         "revision": info.revision,
         "database": info.database,
         "dialect": info.dialect,
         "parts": info.parts,
         "digest": info.digest,
         "encrypted": info.encrypted,
+        "key_id": info.key_id,
+        "locked": not shown,
+        "key_problem": None if shown else key_problem,
     }
 
 
@@ -138,15 +157,42 @@ def damaged_row(candidate: Candidate, problem: str) -> dict[str, Any]:
         "dialect": None,
         "parts": None,
         "digest": None,
+        "encrypted": None,
+        "key_id": None,
+        "locked": False,
+        "key_problem": None,
     }
 
 
-def describe(candidate: Candidate, transport_params: dict[str, Any] | None) -> dict[str, Any]:
-    """The row of one manifest found by the listing."""
+def why_locked(
+    info: BackupInfo, transport_params: dict[str, Any] | None, keys: Keys | None
+) -> str | None:
+    """Why the contents of ``info`` are not shown (``None`` when they are). With a key
+    configured, the dump's envelope (its first bytes) tells a wrong key from others."""
+    if opened(info):
+        return None
+    keys = keys or Keys(conn_id="")
+    if keys.encryption is not None:
+        try:
+            envelope = envelope_of(info.uri, transport_params)
+        except Exception as exc:  # noqa: BLE001 - shown in the row, scrubbed
+            return f"{keys.unopened(info.key_id)} ({message(exc)})"
+        if envelope is not None:
+            return keys.problem(envelope, safe_uri(info.uri)) or keys.unopened(info.key_id)
+    return keys.unopened(info.key_id)
+
+
+def describe(
+    candidate: Candidate, transport_params: dict[str, Any] | None, keys: Keys | None = None
+) -> dict[str, Any]:
+    """The row of one manifest found by the listing (an encrypted one opened with ``keys``
+    when they hold its key)."""
     if not candidate.dump_listed:
         return damaged_row(candidate, "its manifest is there but the dump is missing")
     try:
-        info = find_backup(candidate.uri, transport_params)
+        info = find_backup(
+            candidate.uri, transport_params, encryption=keys.reading if keys else None
+        )
     except StorageError as exc:
         return damaged_row(candidate, message(exc))
     except Exception as exc:  # noqa: BLE001 - a damaged object must not break the page
@@ -158,7 +204,7 @@ def describe(candidate: Candidate, transport_params: dict[str, Any] | None) -> d
             f"corrupted or incomplete: the manifest is not a valid zenmigrate manifest, or the "
             f"{what} is not what it records (size, parts); verify it before trusting it",
         )
-    return backup_row(info)
+    return backup_row(info, why_locked(info, transport_params, keys))
 
 
 def list_page(
@@ -167,6 +213,7 @@ def list_page(
     offset: int = 0,
     limit: int = 25,
     seconds: float = 10.0,
+    keys: Keys | None = None,
 ) -> Page:
     """The ``limit`` newest backups under ``prefix`` from ``offset``, within about
     ``seconds`` (listing and reading together); a page cut short by time says where the
@@ -184,7 +231,7 @@ def list_page(
     end = min(offset + limit, len(candidates))
     index = offset
     while index < end:
-        page.backups.append(describe(candidates[index], transport_params))
+        page.backups.append(describe(candidates[index], transport_params, keys))
         index += 1
         if time.monotonic() > deadline and index < end:
             break

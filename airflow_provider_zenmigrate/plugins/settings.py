@@ -8,11 +8,18 @@ database connection::
 
     {
       "warehouse_db": {"storage_conn_id": "backups_s3",
+                       "encryption_conn_id": "backups_key",
                        "prefixes": ["s3://backups/warehouse/"]},
       "demo_db": ["/srv/backups/demo/"]
     }
 
 The short form (a list) means no storage connection: the SDKs' own environment applies.
+``encryption_conn_id`` (optional) names the Airflow connection holding the key of the
+database's encrypted dumps, as the operators' ``encryption_conn_id`` does
+(:mod:`..hooks.encryption`: a base64 key as its password, or a KMS key id in its extra);
+with it the view opens encrypted dumps (listing, contents, verify), without it it shows
+only their envelope. Only the connection's id is in the Variable, never a key. Keys other
+than these three are refused, so a misspelt one is not silently ignored.
 Only these prefixes are ever listed or read, so a request cannot make the API server read
 any other object or file.
 """
@@ -20,6 +27,7 @@ any other object or file.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +46,8 @@ class DatabaseBackups:
     conn_id: str
     storage_conn_id: str | None
     prefixes: tuple[str, ...]
+    #: The connection holding the key of its encrypted dumps (``None``: no key, envelopes only).
+    encryption_conn_id: str | None = None
 
     def holds(self, uri: str) -> str | None:
         """The configured prefix ``uri`` is under, or ``None`` (then it must not be read)."""
@@ -60,6 +70,10 @@ class DatabaseBackups:
 
 
 EXAMPLE = json.dumps({"my_db": {"storage_conn_id": "my_s3", "prefixes": ["s3://bucket/backups/"]}})
+#: An Airflow connection id (Airflow's own rule).
+CONN_ID = re.compile(r"[\w.-]{1,250}")
+#: The keys of an entry's long form.
+ENTRY_KEYS = ("storage_conn_id", "encryption_conn_id", "prefixes")
 
 
 def parse_settings(raw: str | None) -> dict[str, DatabaseBackups]:
@@ -79,9 +93,12 @@ def parse_settings(raw: str | None) -> dict[str, DatabaseBackups]:
     found: dict[str, DatabaseBackups] = {}
     for conn_id, entry in value.items():
         storage: Any = None
+        key_conn: Any = None
         prefixes: Any = entry
         if isinstance(entry, dict):
+            _check_entry_keys(conn_id, entry)
             storage, prefixes = entry.get("storage_conn_id"), entry.get("prefixes")
+            key_conn = _connection_id(conn_id, entry, "encryption_conn_id")
         if isinstance(prefixes, str):
             prefixes = [prefixes]
         if (
@@ -92,12 +109,39 @@ def parse_settings(raw: str | None) -> dict[str, DatabaseBackups]:
         ):
             raise SettingsError(
                 f"the Variable {VARIABLE}: the entry for {conn_id!r} must be a list of prefixes "
-                'or {"storage_conn_id": "...", "prefixes": ["..."]}'
+                'or {"storage_conn_id": "...", "encryption_conn_id": "...", "prefixes": ["..."]}'
             )
         for prefix in prefixes:
             try:
                 parse_location(prefix)
             except StorageError as exc:
                 raise SettingsError(f"the Variable {VARIABLE}, {conn_id!r}: {exc}") from exc
-        found[conn_id] = DatabaseBackups(conn_id, storage or None, tuple(prefixes))
+        found[conn_id] = DatabaseBackups(conn_id, storage or None, tuple(prefixes), key_conn)
     return found
+
+
+def _check_entry_keys(conn_id: str, entry: dict[str, Any]) -> None:
+    """A misspelt key (``encryption_conn``) would otherwise be ignored without a word."""
+    unknown = sorted(str(k) for k in entry if k not in ENTRY_KEYS)
+    if unknown:
+        raise SettingsError(
+            f"the Variable {VARIABLE}, {conn_id!r}: unknown key(s) {', '.join(map(repr, unknown))}"
+            f"; an entry's keys are {', '.join(ENTRY_KEYS)}"
+        )
+
+
+def _connection_id(conn_id: str, entry: dict[str, Any], name: str) -> str | None:
+    """An optional connection id of an entry: absent or ``null``, or an id as Airflow spells
+    them (letters, digits, ``_``, ``.``, ``-``). The value is never repeated in the message:
+    someone may have pasted a key where the connection's id goes (base64 has ``+/=``)."""
+    value = entry.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not CONN_ID.fullmatch(value):
+        given = "a string that is not one" if isinstance(value, str) else type(value).__name__
+        raise SettingsError(
+            f"the Variable {VARIABLE}, {conn_id!r}: {name} must be the id of an Airflow "
+            f"connection (letters, digits, '_', '.', '-'), not {given}: the connection "
+            "holds the key, the Variable only names it"
+        )
+    return value

@@ -167,6 +167,15 @@ function backupRow(conn, b) {
     return el("tr", { class: "backup damaged", "data-uri": b.uri },
       el("td", {}, link), el("td", { colspan: 6 }, badge("damaged"), " ", el("span", { text: b.problem })));
   }
+  if (b.locked) {
+    // Encrypted, and no configured key opens it: what its manifest says in the clear.
+    return el("tr", { class: "backup locked", "data-uri": b.uri },
+      el("td", {}, link),
+      el("td", { class: "num", text: bytes(b.size) }),
+      el("td", { colspan: 3 }, badge("encrypted", "encrypted"), " ", el("span", { class: "muted key-problem", text: b.key_problem || "" })),
+      el("td", { class: "verified" }, verification(b.verification)),
+      el("td", {}, runLink(b.run)));
+  }
   return el("tr", { class: "backup", "data-uri": b.uri },
     el("td", {}, link),
     el("td", { class: "num", text: bytes(b.size) }),
@@ -201,6 +210,7 @@ async function renderBackup(conn, uri) {
     ["Alembic revision", el("code", { text: b.revision || "–" })],
     ["Database", `${b.database || "–"} (${b.dialect || "–"})`],
     ["Parts", b.parts ?? "single stream"],
+    ["Encryption", encryptionSummary(b)],
     ["Taken by run", b.run ? el("span", {}, runLink(b.run, `${b.run.dag_id} · ${b.run.run_id}`), " ", badge(b.run.state)) : "unknown"],
     ["Verified", el("span", { id: "verification" }, verification(b.verification),
       b.verification && b.verification.error ? el("div", { class: "error", text: b.verification.error }) : null)],
@@ -218,9 +228,30 @@ async function renderBackup(conn, uri) {
   loadContents(conn, b.uri, contents);
 }
 
+function encryptionSummary(b) {
+  if (!b.encrypted) return "none (plaintext)";
+  const e = b.encryption;
+  const key = e ? `${e.key_provider} key ${e.key_id}` : `key ${b.key_id || "–"}`;
+  const text = e ? `${e.algorithm}, envelope v${e.version}, ${key}, sealed ${when(e.created_at)}` : key;
+  return el("span", { id: "encryption" }, text,
+    b.locked && b.key_problem ? el("div", { class: "warning", id: "key-problem", text: b.key_problem }) : null);
+}
+
 async function loadContents(conn, uri, box) {
   try {
     const c = await api(`api/backup/contents?${query({ conn_id: conn, uri })}`);
+    if (c.locked) {
+      // Encrypted, and no configured key opens it: its envelope's header and why, nothing more.
+      const e = c.encryption || {};
+      box.replaceChildren(
+        el("p", { class: "warning", id: "contents-locked", text: c.locked }),
+        el("dl", { class: "summary envelope" },
+          ...[["Key", `${e.key_provider || "–"} key ${e.key_id || "–"}`], ["Envelope version", e.version ?? "–"],
+            ["Algorithm", e.algorithm || "–"], ["Sealed", when(e.created_at)]]
+            .flatMap(([label, value]) => [el("dt", { text: label }), el("dd", { text: String(value) })])));
+      box.dataset.loaded = "1";
+      return;
+    }
     const parts = [];
     if (c.error) parts.push(el("p", { class: "error", id: "contents-error", text: `The dump could not be read whole: ${c.error}` }));
     parts.push(el("h3", { text: `Tables (${c.tables.length})` }));
@@ -248,7 +279,13 @@ async function verify(conn, uri, message, button) {
   button.disabled = true;
   message.replaceChildren(el("p", { class: "muted", text: "Verifying: the whole dump is read and checked as a restore would…" }));
   try {
-    await api("api/verify", { method: "POST", body: JSON.stringify({ conn_id: conn, uri }) });
+    const answer = await api("api/verify", { method: "POST", body: JSON.stringify({ conn_id: conn, uri }) });
+    if (answer.state === "cannot_verify") {
+      // An encrypted dump no configured key opens: nothing was verified, nothing recorded.
+      message.replaceChildren(el("p", { class: "warning", id: "verify-result", text: answer.error }));
+      button.disabled = false;
+      return;
+    }
     pollVerification(conn, uri, message, button);
   } catch (e) {
     message.replaceChildren(el("p", { class: "error", id: "verify-error", text: e.message }));

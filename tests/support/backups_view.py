@@ -1,0 +1,74 @@
+"""The "Backups" view's API through Airflow's own API server app, for tests: Airflow's
+``create_app`` (the plugin mounted from the provider's entry point, the simple auth manager,
+the real metadata database of ``tests/airflow/conftest.py``) in a ``TestClient``, with a JWT
+per role of the simple auth manager."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+PREFIX = "/zenmigrate"
+SIMPLE_AUTH_MANAGER = (
+    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+)
+
+
+@dataclass
+class ViewClient:
+    """Requests to the view as a user of a role (``None``: no token)."""
+
+    client: Any
+    tokens: dict[str, str]
+
+    def get(self, path: str, role: str | None = "admin", **params: Any) -> Any:
+        return self.client.get(PREFIX + path, params=params, headers=self._auth(role))
+
+    def post(self, path: str, body: dict[str, Any], role: str | None = "admin") -> Any:
+        return self.client.post(PREFIX + path, json=body, headers=self._auth(role))
+
+    def _auth(self, role: str | None) -> dict[str, str]:
+        if role is None:
+            return {}
+        return {"Authorization": f"Bearer {self.tokens.get(role, role)}"}
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block (Airflow reads connections and Variables
+    from ``AIRFLOW_CONN_*`` / ``AIRFLOW_VAR_*`` on every lookup)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
+def view_client(user_prefix: str) -> Iterator[ViewClient]:
+    """Airflow's API server app with the view, and a token per role (users named
+    ``<user_prefix>_<role>``). Set ``AIRFLOW__CORE__AUTH_MANAGER`` to
+    :data:`SIMPLE_AUTH_MANAGER` (with :func:`environment`) before entering."""
+    from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+    from fastapi.testclient import TestClient
+
+    purge_cached_app()
+    app = create_app()
+    manager = get_auth_manager()
+    tokens = {
+        role: manager.generate_jwt(
+            SimpleAuthManagerUser(username=f"{user_prefix}_{role}", role=role)
+        )
+        for role in ("viewer", "user", "admin")
+    }
+    with TestClient(app) as client:
+        yield ViewClient(client, tokens)
