@@ -10,7 +10,7 @@ then encrypts, so the object is ``envelope || segment 0 || ... || final segment`
 * :mod:`.keys`: key-encryption keys (a local 32-byte key, AWS KMS) that wrap each
   dump's own random data key.
 * :mod:`.policy`: :class:`Encryption`, what a caller gives (keys, ``require``).
-Re-wrapping a stored dump's data key (``rekey``) is :mod:`..storage.rekey`.
+Re-wrapping a stored dump's data key (``rekey``) is :mod:`..rekey`.
 
 No module here imports Airflow.
 """
