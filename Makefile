@@ -92,13 +92,16 @@ services:
 .PHONY: bench
 BENCH_ARGS ?=
 BENCH_TOOLS := mariadb-dump:mariadb-client mydumper:mydumper pg_dump:postgresql-client \
-	zstd:zstd /usr/bin/time:time
+	zstd:zstd /usr/bin/time:time mariadb_config:libmariadb-dev pkg-config:pkg-config
 bench: venv
 	@missing=""; for pair in $(BENCH_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$sudo apt-get update && $$sudo apt-get install -y --no-install-recommends $$missing; fi
+	@# Dataset (g) runs Airflow itself on MariaDB, which wants MySQLdb and aiomysql (bench only).
+	$(BIN)/python -c 'import MySQLdb, aiomysql' 2>/dev/null || \
+	  $(BIN)/pip install --quiet mysqlclient aiomysql
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # End to end (tests/e2e): a real Airflow 3 deployment, its REST API and its UI in Debian's

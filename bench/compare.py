@@ -31,7 +31,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -42,12 +41,12 @@ from pathlib import Path
 from sqlalchemy.engine import URL, Engine, make_url
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from bench import datasets, parallel, rehearsal
+from bench import airflow_db, datasets, parallel, rehearsal, startup
+from bench import targets as goals
 from bench.measure import (
     SERVER_PROCESSES,
     Cell,
     Command,
-    Target,
     become_subreaper,
     fingerprint,
     fmt,
@@ -66,7 +65,7 @@ SERVERS = {
 }
 TITLES = {"mysql": "MariaDB", "postgresql": "PostgreSQL"}
 SRC, DST = "zmbench_src_{key}", "zmbench_dst"  # a source database per dataset
-SINGLE, PARALLEL = "abcd", "ef"  # the datasets of the tools' part and of the parallel part
+SINGLE, PARALLEL = "abcdg", "ef"  # the datasets of the tools' part and of the parallel part
 
 
 # -- the tools ----------------------------------------------------------------------------------
@@ -111,7 +110,7 @@ def _ours(
 BENCH_KEY_ENV = "ZENMIGRATE_BENCH_KEY"
 
 
-ENCRYPTED = "ours encrypted"
+ENCRYPTED = goals.ENCRYPTED
 
 
 def ours_encrypted(src: URL, dst: URL) -> Tool:
@@ -237,6 +236,13 @@ def make_datasets(args: argparse.Namespace) -> list[Dataset]:
             f"(f) 50 tables x {args.rows // 10:,} rows of (a)'s shape",
             50 * (args.rows // 10),
             lambda e: datasets.create_wide(e, 50, args.rows // 10),
+        ),
+        # Issue 27's: a real application's database (bench/airflow_db.py); rows as it comes.
+        Dataset(
+            "g",
+            "(g) Airflow's metadata database after 3 example DAG runs",
+            0,
+            airflow_db.create_airflow_metadata,
         ),
     ]
     return [d for d in every if d.key in args.datasets]
@@ -433,105 +439,6 @@ def unavailable(tool: Tool) -> str | None:
     return f"{', '.join(gone)} not installed" if gone else None
 
 
-def targets(dialect: str, sets: list[Dataset], cells: dict[tuple[str, str], Cell]) -> list[Target]:
-    keys = {d.key: d for d in sets}
-
-    def med(ds: str, tool: str, what: str, attr: str = "seconds") -> float | None:
-        cell = cells.get((ds, tool))
-        return median(getattr(cell, what), attr) if cell else None
-
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return a / b if a is not None and b else None
-
-    found: list[Target] = []
-    if "a" in keys:
-        if dialect == "mysql":
-            found += [
-                Target(
-                    "(a) backup, file: ours / mariadb-dump --single-transaction",
-                    ratio(med("a", "ours", "backup"), med("a", "mariadb-dump / mariadb", "backup")),
-                    2.0,
-                ),
-                Target(
-                    "(a) backup, .zst: ours / mariadb-dump | zstd",
-                    ratio(
-                        med("a", "ours .zst", "backup"), med("a", "mariadb-dump | zstd", "backup")
-                    ),
-                    2.0,
-                ),
-                Target(
-                    "(a) restore: ours / mariadb < dump.sql",
-                    ratio(
-                        med("a", "ours", "restore"), med("a", "mariadb-dump / mariadb", "restore")
-                    ),
-                    1.0,
-                ),
-            ]
-        else:
-            found += [
-                Target(
-                    "(a) backup: ours / pg_dump",
-                    ratio(med("a", "ours", "backup"), med("a", "pg_dump / psql", "backup")),
-                    2.5,
-                ),
-                Target(
-                    "(a) restore: ours / psql < dump.sql",
-                    ratio(med("a", "ours", "restore"), med("a", "pg_dump / psql", "restore")),
-                    1.5,
-                ),
-            ]
-        for what in ("backup", "restore"):
-            found.append(
-                Target(
-                    f"(a) {what}: ours encrypted / ours (encryption's cost)",
-                    ratio(med("a", ENCRYPTED, what), med("a", "ours", what)),
-                    1.1,
-                )
-            )
-    for what in ("backup", "restore"):
-        if "b" in keys:
-            peak_b = med("b", "ours", what, "peak_mb")
-            found.append(Target(f"(b) {what}: our peak RSS", peak_b, 200, " MB"))
-            if "a" in keys:
-                found.append(
-                    Target(
-                        f"(b)/(a) {what}: our peak RSS",
-                        ratio(peak_b, med("a", "ours", what, "peak_mb")),
-                        1.2,
-                    )
-                )
-                found.append(
-                    Target(
-                        f"(b)/(a) {what}: our time (linear scaling)",
-                        ratio(med("b", "ours", what), med("a", "ours", what)),
-                        2.2,
-                    )
-                )
-        if "c" in keys and "a" in keys:
-            per_c = ratio(med("c", "ours", what), keys["c"].rows)
-            per_a = ratio(med("a", "ours", what), keys["a"].rows)
-            found.append(Target(f"(c)/(a) {what}: our time per row", ratio(per_c, per_a), 3.0))
-    return found
-
-
-def tool_scaling(tools: list[Tool], cells: dict[tuple[str, str], Cell]) -> list[str]:
-    """Every tool's (b)/(a) time, ours included: what the server's own scaling is on the
-    day, next to the linear-scaling target."""
-    lines = []
-    for what in ("backup", "restore"):
-        shown = []
-        for tool in tools:
-            a, b = cells.get(("a", tool.name)), cells.get(("b", tool.name))
-            if a is None or b is None:
-                continue
-            ta, tb = median(getattr(a, what), "seconds"), median(getattr(b, what), "seconds")
-            if ta and tb:
-                shown.append(f"{tool.name} {tb / ta:.2f}x")
-        if shown:
-            lines.append(f"  (b)/(a) {what} time, every tool: {'; '.join(shown)}")
-    return lines
-
-
 def machine() -> str:
     cpu = ""
     with open("/proc/cpuinfo") as info:
@@ -578,29 +485,13 @@ def _resume_after(dialect: str, jobs: int) -> After:
     return after
 
 
-def _startup(cells: dict[tuple[str, str], Cell]) -> list[str]:
-    startup = [
-        s.seconds - s.inner
-        for (_, name), cell in cells.items()
-        if name == "ours"
-        for s in cell.backup + cell.restore
-        if s.inner is not None
-    ]
-    if not startup:
-        return []
-    return [
-        f"  (our times include {statistics.median(startup):.1f}s of interpreter "
-        "start-up and imports)"
-    ]
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--rows", type=int, default=1_000_000, help="rows of (a); (b) is 2x, (e) 10x, (f) 50 x 1/10"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument("--datasets", default="abcdef", help="which of a-f (default all)")
+    parser.add_argument("--datasets", default="abcdefg", help="which of a-g (default all)")
     parser.add_argument("--tables", type=int, default=200, help="tables of (c)")
     parser.add_argument("--table-rows", type=int, default=1000, help="rows per table of (c)")
     parser.add_argument("--blob-rows", type=int, default=50_000, help="rows of (d)")
@@ -629,6 +520,7 @@ def main(argv: list[str] | None = None) -> None:
         "" if subreaper else "(not a child subreaper: orphaned processes' CPU is not counted)",
     ]
     with tempfile.TemporaryDirectory(prefix="zm-bench-") as folder:
+        versioned = False  # `zenmigrate --version` is measured once, with the first server
         for dialect in args.dialect or sorted(SERVERS):
             took: dict[str, float] = {}
             rehearsed: list[str] = []
@@ -650,10 +542,19 @@ def main(argv: list[str] | None = None) -> None:
                 begun = time.monotonic()
                 run = run_dialect(dialect, single, args.runs, Path(folder), args.jobs)
                 report += table(run.version, single, run.tools, run.cells, run.missing)
-                report += _startup(run.cells)
+                rows = {d.key: d.rows for d in single}
+                report += goals.startup_share(run.cells)
                 report.append("Targets (issue 7):")
-                report += [t.line() for t in targets(dialect, single, run.cells)]
-                report += tool_scaling(run.tools, run.cells)
+                report += [t.line() for t in goals.first_round(dialect, rows, run.cells)]
+                report.append("Targets (issue 27):")
+                report += [t.line() for t in goals.second_round(dialect, rows, run.cells)]
+                report += goals.per_table(rows, args.tables, run.cells, [t.name for t in run.tools])
+                report += goals.tool_scaling([t.name for t in run.tools], run.cells)
+                empty = make_url(SERVERS[dialect])._replace(database="zmbench_empty")
+                report += startup.lines(empty, TITLES[dialect], with_version=not versioned)
+                if not versioned:
+                    report += startup.sqlite_lines()
+                versioned = True
                 report += rehearsed
                 report += parallel.cpu_table(single, run.tools, run.cells, run.data_bytes)
                 took["tools (a)-(d)"] = time.monotonic() - begun
