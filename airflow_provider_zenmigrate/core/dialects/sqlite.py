@@ -309,9 +309,19 @@ class SQLiteBackupReader(BackupReader):
             "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
             "AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY rowid"
         ).fetchall()
+        # Every table's columns in one statement (the table-valued form of PRAGMA
+        # table_xinfo joined over the schema), not a PRAGMA per table; rows as the PRAGMA's.
+        infos: dict[str, list[tuple[Any, ...]]] = {}
+        for name, *column in self.conn.execute(
+            'SELECT m.name, p.cid, p.name, p.type, p."notnull", p.dflt_value, p.pk, p.hidden '
+            "FROM sqlite_master AS m JOIN pragma_table_xinfo(m.name) AS p "
+            "WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite!_%' ESCAPE '!' "
+            "ORDER BY m.rowid, p.cid"
+        ):
+            infos.setdefault(name, []).append(tuple(column))
         specs = []
         for name, sql in found:
-            info = self.conn.execute(f"PRAGMA table_xinfo({_quote_ident(name)})").fetchall()
+            info = infos.get(name, [])
             # hidden: 0 ordinary, 1 hidden (virtual tables), 2/3 generated (recomputed)
             columns = tuple(
                 ColumnSpec(name=col[1], codec="dynamic", type=col[2]) for col in info if col[6] == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from typing import Any
 
 from ...dump.model import ColumnSpec, ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
@@ -22,6 +23,42 @@ from .statements import DROP_KINDS
 #: (CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME, nullable) of a column, what the server-side
 #: rendering needs to bound a row's length and choose its conversions.
 ColumnFacts = tuple[int | None, str | None, bool]
+
+#: SHOW CREATE statements sent in one anonymous block at most (a block of 500 names of 64
+#: characters stays far below the smallest max_allowed_packet, 1 MiB).
+SHOW_BATCH = 500
+
+
+def _first_rows(session: ServerSession, statements: list[str]) -> list[tuple[Any, ...]]:
+    """The first row of each SHOW CREATE statement, in order.
+
+    A catalog read must not cost a round trip per table (issue 27: 200 small tables took
+    0.9 s to back up against mysqldump's 0.5). On MariaDB the statements go in one
+    ``BEGIN NOT ATOMIC ... END`` block per :data:`SHOW_BATCH`, which answers with one result
+    set each (pymysql asks for multiple results); SHOW CREATE has no set-based form, and its
+    text cannot be rebuilt from information_schema byte for byte. MySQL 8 has no anonymous
+    blocks: there each statement is sent on its own (untested here).
+    """
+    if not statements:
+        return []
+    if "MariaDB" not in str(session.dbapi.get_server_info()):
+        return [session.query(sql)[0] for sql in statements]
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, len(statements), SHOW_BATCH):
+        batch = statements[start : start + SHOW_BATCH]
+        with session.dbapi.cursor() as cur:
+            # With arguments (none): pymysql turns the quoted names' doubled % back into one.
+            cur.execute("BEGIN NOT ATOMIC " + " ".join(f"{sql};" for sql in batch) + " END", ())
+            while True:
+                if cur.description is not None:
+                    rows.append(tuple(cur.fetchall()[0]))
+                if not cur.nextset():
+                    break
+    if len(rows) != len(statements):
+        raise ZenMigrateError(
+            f"the server answered {len(rows)} of {len(statements)} SHOW CREATE statements"
+        )
+    return rows
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -70,8 +107,8 @@ def read_table_specs(
         columns[table].append(ColumnSpec(name=column, codec=codec, type=column_type))
     keys = _unique_keys(session, database, generated)
     specs = []
-    for name in names:
-        create = session.query(f"SHOW CREATE TABLE {session.quote(name)}")[0][1]
+    creates = _first_rows(session, [f"SHOW CREATE TABLE {session.quote(n)}" for n in names])
+    for name, (_, create, *_rest) in zip(names, creates, strict=True):
         specs.append(
             TableSpec(
                 name=name,
@@ -142,46 +179,66 @@ def collect_objects(session: ServerSession, database: str) -> list[ObjectSpec]:
     The session's default database must be ``database`` so SHOW CREATE VIEW leaves the
     references to its own tables unqualified. Routines come first (a view may call a
     function; a routine body is not resolved when it is created), then views (a view on a
-    view after the one it reads), then triggers in their action order, then events.
+    view after the one it reads), then triggers in their action order, then events. Their
+    SHOW CREATE statements go to the server together (:func:`_first_rows`).
     """
-    out: list[ObjectSpec] = []
-    for name, kind in sorted(
+    routines = sorted(
         session.query(
             "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES "
             "WHERE ROUTINE_SCHEMA = %s",
             (database,),
         ),
         key=lambda r: (r[1] != "FUNCTION", r[0]),
-    ):
+    )
+    for name, kind in routines:
         if kind not in ("PROCEDURE", "FUNCTION"):
             raise ZenMigrateError(f"cannot back up {kind} {name!r} (not supported)")
-        row = session.query(f"SHOW CREATE {kind} {session.quote(name)}")[0]
-        if row[2] is None:
-            raise ZenMigrateError(f"no privilege to read the definition of {kind} {name!r}")
-        stmt = _settings_comment(sql_mode=row[1]) + row[2]
-        out.append(ObjectSpec(object_type=kind.lower(), name=name, create_stmt=stmt))
-    views = {}
-    for (name,) in session.query(
-        "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s", (database,)
-    ):
-        views[name] = session.query(f"SHOW CREATE VIEW {session.quote(name)}")[0][1]
-    for name in _view_order(views):
-        out.append(ObjectSpec(object_type="view", name=name, create_stmt=views[name]))
-    for name, table in session.query(
+    views = [
+        name
+        for (name,) in session.query(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s", (database,)
+        )
+    ]
+    triggers = session.query(
         "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
         "WHERE TRIGGER_SCHEMA = %s ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, "
         "EVENT_MANIPULATION, ACTION_ORDER, TRIGGER_NAME",
         (database,),
-    ):
-        row = session.query(f"SHOW CREATE TRIGGER {session.quote(name)}")[0]
+    )
+    events = [
+        name
+        for (name,) in session.query(
+            "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
+            "ORDER BY EVENT_NAME",
+            (database,),
+        )
+    ]
+    quote = session.quote
+    shown = iter(
+        _first_rows(
+            session,
+            [f"SHOW CREATE {kind} {quote(name)}" for name, kind in routines]
+            + [f"SHOW CREATE VIEW {quote(name)}" for name in views]
+            + [f"SHOW CREATE TRIGGER {quote(name)}" for name, _ in triggers]
+            + [f"SHOW CREATE EVENT {quote(name)}" for name in events],
+        )
+    )
+    out: list[ObjectSpec] = []
+    for name, kind in routines:
+        row = next(shown)
+        if row[2] is None:
+            raise ZenMigrateError(f"no privilege to read the definition of {kind} {name!r}")
+        stmt = _settings_comment(sql_mode=row[1]) + row[2]
+        out.append(ObjectSpec(object_type=kind.lower(), name=name, create_stmt=stmt))
+    view_statements = {name: next(shown)[1] for name in views}
+    for name in _view_order(view_statements):
+        out.append(ObjectSpec(object_type="view", name=name, create_stmt=view_statements[name]))
+    for name, table in triggers:
+        row = next(shown)
         stmt = _settings_comment(sql_mode=row[1]) + row[2]
         out.append(ObjectSpec(object_type="trigger", name=name, create_stmt=stmt, table=table))
-    for (name,) in session.query(
-        "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
-        "ORDER BY EVENT_NAME",
-        (database,),
-    ):
-        row = session.query(f"SHOW CREATE EVENT {session.quote(name)}")[0]
+    for name in events:
+        row = next(shown)
         stmt = _settings_comment(sql_mode=row[1], time_zone=row[2]) + row[3]
         out.append(ObjectSpec(object_type="event", name=name, create_stmt=stmt))
     return out
