@@ -25,6 +25,9 @@ by id beside the dump's.
 A restore is a run of ``zenmigrate_restore`` created by Airflow's own handler of
 ``POST /api/v2/dags/{dag_id}/dagRuns`` (called in process with the user: the same checks
 of the DAG, its params and its import errors, and the user recorded as who triggered it).
+Its conf names the database's ``encryption_conn_id`` when one is configured (the id, never
+the key); a backup whose restore would fail for want of its key (none configured, a key
+connection that gives none, another key) is refused before a run is made.
 """
 
 from __future__ import annotations
@@ -478,8 +481,9 @@ def create_app() -> FastAPI:
         from .records import RESTORE_EVENT, record, run_link
 
         database, uri = _backup_of(body.conn_id, body.uri)
+        params = _transport_params(database)
         try:
-            complete = find_backup(uri, _transport_params(database)) is not None
+            complete = find_backup(uri, params) is not None
         except StorageError as exc:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, message(exc)) from exc
         if not complete:
@@ -487,6 +491,14 @@ def create_app() -> FastAPI:
                 status.HTTP_400_BAD_REQUEST,
                 f"{safe_uri(uri)} is not a complete backup (its manifest does not check out)",
             )
+        try:
+            envelope = envelope_of(uri, params)
+        except Exception as exc:  # noqa: BLE001 - an envelope a restore could not read either
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, message(exc)) from exc
+        # A run that would fail for want of the key is not triggered: the page says why.
+        keyless = _keys(database).restore_problem(envelope, safe_uri(uri))
+        if keyless is not None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, keyless)
         try:
             Connection.get_connection_from_secrets(body.target_conn_id)
         except AirflowNotFoundException as exc:
@@ -500,6 +512,9 @@ def create_app() -> FastAPI:
             "storage_conn_id": database.storage_conn_id or "",
             "uri": uri,
         }
+        if database.encryption_conn_id is not None:
+            # The connection's id only: the key stays in the connection, read by the task.
+            conf["encryption_conn_id"] = database.encryption_conn_id
         note = f"Restore of {safe_uri(uri)} into {body.target_conn_id} (Backups view)"
         trigger_body = TriggerDAGRunPostBody(logical_date=None, conf=conf, note=note)
         with create_session() as session:

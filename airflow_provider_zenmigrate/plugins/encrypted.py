@@ -72,6 +72,27 @@ class Keys:
             f"{self.encryption_conn_id!r} holds {given}, not that key"
         )
 
+    def restore_problem(self, envelope: Envelope | None, where: str) -> str | None:
+        """Why a restore run of the dump (``envelope``: ``None`` for a plaintext one) would
+        fail for want of its key, said before the run is triggered; ``None``: the run is
+        given the configured key connection's id (or none) and that will do."""
+        if self.encryption_conn_id is not None and self.encryption is None:
+            return (
+                f"the key connection {self.encryption_conn_id!r} of {self.conn_id!r} gives no "
+                f"usable key, so a restore would fail: {self.error}"
+            )
+        if envelope is None:
+            return None
+        if self.encryption_conn_id is None:
+            dump_key = f"{envelope.key.provider} key {envelope.key.key_id}"
+            return (
+                f"{where} is encrypted ({dump_key}): it cannot be restored without its key. "
+                f'Name the Airflow connection holding it as "encryption_conn_id" of '
+                f"{self.conn_id!r} in the Variable {VARIABLE}: the restore is then given "
+                "that connection's id"
+            )
+        return self.problem(envelope, where)
+
     def unopened(self, key_id: str | None) -> str:
         """What a listing row says of an encrypted backup whose manifest did not open, when
         there is no envelope at hand (no key configured, or no usable one)."""

@@ -52,6 +52,32 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def sync_example_dags() -> None:
+    """The example DAGs (``zenmigrate_restore`` among them) in the metadata database, as the
+    DAG processor would leave them: the view's "Restore…" triggers a DAG Airflow knows."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    from tests.support.example_dags import example_dag_bag
+
+    DagBundlesManager().sync_bundles_to_db()
+    bag = example_dag_bag()
+    assert "zenmigrate_restore" in bag.dags, bag.import_errors
+    sync_bag_to_db(bag, "dags-folder", None)
+
+
+def restore_runs() -> list[tuple[str, dict[str, Any], str | None]]:
+    """Every run of ``zenmigrate_restore`` in the metadata database: its id, conf and the
+    user who triggered it."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        runs = session.scalars(select(DagRun).where(DagRun.dag_id == "zenmigrate_restore")).all()
+        return [(r.run_id, dict(r.conf or {}), r.triggering_user_name) for r in runs]
+
+
 @contextmanager
 def view_client(user_prefix: str) -> Iterator[ViewClient]:
     """Airflow's API server app with the view, and a token per role (users named
@@ -70,5 +96,6 @@ def view_client(user_prefix: str) -> Iterator[ViewClient]:
         )
         for role in ("viewer", "user", "admin")
     }
+    tokens["forged"] = tokens["admin"][:-4] + "AAAA"  # a signature that does not check out
     with TestClient(app) as client:
         yield ViewClient(client, tokens)
