@@ -9,7 +9,6 @@ no token, an invalid token, a viewer (reads; Verify and Restore refused), a user
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -23,61 +22,33 @@ from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.example_dags import connection_json, example_dag_bag
+from tests.support.backups_view import (
+    PREFIX,
+    SIMPLE_AUTH_MANAGER,
+    ViewClient,
+    environment,
+    restore_runs,
+    sync_example_dags,
+    view_client,
+)
+from tests.support.example_dags import connection_json
 from tests.support.object_stores import BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY, s3_client
 from tests.support.paths import EXAMPLE_MIGRATIONS
 from tests.support.servers import SECRET, server_url, unique_name
 
 pytest_plugins = ["tests.support.object_stores"]
 
-PREFIX = "/zenmigrate"
 BACKUPS = 7
 
 
 @dataclass
-class View:
-    client: Any
-    tokens: dict[str, str]
+class View(ViewClient):
+    """The view's client (tokens per role, and a forged one) and the backups made for it."""
+
     folder: Path
     s3_prefix: str
     uris: list[str]
     db_url: Any
-
-    def get(self, path: str, role: str | None = "admin", **params: Any) -> Any:
-        return self.client.get(PREFIX + path, params=params, headers=self._auth(role))
-
-    def post(self, path: str, body: dict[str, Any], role: str | None = "admin") -> Any:
-        return self.client.post(PREFIX + path, json=body, headers=self._auth(role))
-
-    def _auth(self, role: str | None) -> dict[str, str]:
-        if role is None:
-            return {}
-        return {"Authorization": f"Bearer {self.tokens.get(role, role)}"}
-
-
-def _set_env(values: dict[str, str]) -> dict[str, str | None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    return old
-
-
-def _restore_env(old: dict[str, str | None]) -> None:
-    for key, value in old.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
-def _sync_restore_dag() -> None:
-    """The example DAGs in the metadata database, as the DAG processor would leave them."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
-
-    DagBundlesManager().sync_bundles_to_db()
-    bag = example_dag_bag()
-    assert "zenmigrate_restore" in bag.dags, bag.import_errors
-    sync_bag_to_db(bag, "dags-folder", None)
 
 
 @pytest.fixture(scope="module")
@@ -139,29 +110,12 @@ def view(
                 "extra": {"endpoint_url": s3_server, "region_name": "us-east-1"},
             }
         ),
-        "AIRFLOW__CORE__AUTH_MANAGER": (
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-        ),
+        "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
     }
-    old = _set_env(env)
-    try:
-        from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
-        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-        from fastapi.testclient import TestClient
-
-        _sync_restore_dag()
-        purge_cached_app()
-        app = create_app()
-        manager = get_auth_manager()
-        tokens = {
-            role: manager.generate_jwt(SimpleAuthManagerUser(username=f"hvw_{role}", role=role))
-            for role in ("viewer", "user", "admin")
-        }
-        tokens["forged"] = tokens["admin"][:-4] + "AAAA"
-        with TestClient(app) as client:
-            yield View(client, tokens, folder, s3_prefix, uris, utils.url)
-    finally:
-        _restore_env(old)
+    with environment(env):
+        sync_example_dags()
+        with view_client("hvw") as client:
+            yield View(client.client, client.tokens, folder, s3_prefix, uris, utils.url)
 
 
 def _page(view: View, conn_id: str, prefix: str, role: str = "admin", **params: Any) -> Any:
@@ -351,6 +305,7 @@ def test_verify_records_who_when_and_the_outcome(view: View) -> None:
 
 
 def test_restore_is_refused_to_a_viewer_and_to_a_missing_target(view: View) -> None:
+    runs = restore_runs()  # other modules of the session may have run the DAG already
     body = {"conn_id": "hvw_source", "uri": view.uris[0], "target_conn_id": "hvw_source"}
     refused = view.post("/api/restore", body, "viewer")
     assert refused.status_code == 403
@@ -368,17 +323,7 @@ def test_restore_is_refused_to_a_viewer_and_to_a_missing_target(view: View) -> N
         damaged.unlink()
         Path(str(damaged) + ".manifest.json").unlink()
     assert refused.status_code == 400 and "not a complete backup" in refused.json()["detail"]
-    assert _restore_runs() == []
-
-
-def _restore_runs() -> list[Any]:
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        runs = session.scalars(select(DagRun).where(DagRun.dag_id == "zenmigrate_restore")).all()
-        return [(r.run_id, dict(r.conf or {}), r.triggering_user_name) for r in runs]
+    assert restore_runs() == runs
 
 
 def test_restore_triggers_zenmigrate_restore_with_the_backup_and_target(view: View) -> None:
@@ -388,7 +333,7 @@ def test_restore_triggers_zenmigrate_restore_with_the_backup_and_target(view: Vi
     assert response.status_code == 200, response.text
     run = response.json()
     assert run["dag_id"] == "zenmigrate_restore" and run["link"].startswith("dags/")
-    runs = [r for r in _restore_runs() if r[0] == run["run_id"]]
+    runs = [r for r in restore_runs() if r[0] == run["run_id"]]
     assert len(runs) == 1
     _, conf, who = runs[0]
     assert conf == {"conn_id": "hvw_s3", "storage_conn_id": "", "uri": uri}
@@ -396,11 +341,8 @@ def test_restore_triggers_zenmigrate_restore_with_the_backup_and_target(view: Vi
 
 
 def test_bad_variable_is_a_clear_message(view: View) -> None:
-    old = _set_env({"AIRFLOW_VAR_ZENMIGRATE_BACKUP_PREFIXES": "{oops"})
-    try:
+    with environment({"AIRFLOW_VAR_ZENMIGRATE_BACKUP_PREFIXES": "{oops"}):
         found = view.get("/api/databases").json()
         assert found["databases"] == [] and "is not JSON" in found["error"]
         page = view.get("/api/backups", conn_id="hvw_source", prefix=_local_prefix(view))
         assert page.status_code == 400 and "is not JSON" in page.json()["detail"]
-    finally:
-        _restore_env(old)
