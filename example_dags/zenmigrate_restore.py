@@ -4,43 +4,17 @@ An encrypted backup needs ``encryption_conn_id``: the id of the Airflow connecti
 its key (a base64 32-byte key as its password, or a KMS key in its extra), never the key
 itself. The Backups view's "Restore…" fills it in from the database's entry of the Variable
 ``zenmigrate_backup_prefixes``. Without it, a run restoring an encrypted backup fails at
-once, naming the dump's key id and this param; a plaintext backup needs none (a key
-connection with ``require_encryption`` refuses it). A dump that authenticates under the key
-restores its routines without ``allow_routines``: its writer held the key.
+once (no retries), naming the dump's key id and encryption_conn_id; a plaintext backup needs
+none (a key connection with ``require_encryption`` refuses it). A dump that authenticates
+under the key restores its routines without ``allow_routines``: its writer held the key.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from _defaults import DEFAULT_PARAMS
-from airflow.sdk import DAG, Context, Param
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk import DAG, Param
 
-from airflow_provider_zenmigrate.core.errors import MissingKeyError
 from airflow_provider_zenmigrate.operators import RestoreOperator
-
-
-class RestoreWithKeyParam(RestoreOperator):
-    """:class:`RestoreOperator` whose ``encryption_conn_id`` is rendered from the run's
-    params: the operators keep it out of their template fields, and this DAG is the one
-    place a run chooses the key connection (only its id: rendered fields hold no key).
-    A missing key fails the task without retries and says which param gives it."""
-
-    template_fields = (*RestoreOperator.template_fields, "encryption_conn_id")
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        if self.encryption_conn_id is not None:
-            # A native render turns an all-digit id into an int.
-            self.encryption_conn_id = str(self.encryption_conn_id)
-        try:
-            return super().execute(context)
-        except MissingKeyError as exc:
-            raise AirflowFailException(
-                f"{exc}. Run {context['dag'].dag_id} with the param encryption_conn_id: the "
-                "Airflow connection holding that key"
-            ) from exc
-
 
 with DAG(
     dag_id="zenmigrate_restore",
@@ -73,7 +47,7 @@ with DAG(
     },
     doc_md=__doc__,
 ) as dag:
-    RestoreWithKeyParam(
+    RestoreOperator(
         task_id="restore",
         conn_id="{{ params.conn_id }}",
         storage_conn_id="{{ params.storage_conn_id }}",

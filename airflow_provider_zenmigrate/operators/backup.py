@@ -57,6 +57,7 @@ class BackupToStorageOperator(ReportsLineage, ZenMigrateBaseOperator):
         "schemas",
         "exclude_schemas",
         "jobs",
+        "encryption_conn_id",
     )
     ui_color = "#9ecae1"
     operator_extra_links = (BackupLink(),)
@@ -147,7 +148,12 @@ class PruneBackupsOperator(ZenMigrateBaseOperator):
         it keep working.
     """
 
-    template_fields: Sequence[str] = ("storage_conn_id", "prefix", "keep_last")
+    template_fields: Sequence[str] = (
+        "storage_conn_id",
+        "prefix",
+        "keep_last",
+        "encryption_conn_id",
+    )
     ui_color = "#bdbdbd"
 
     def __init__(

@@ -10,6 +10,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from ..core.errors import EncryptionKeyError
 from ..hooks.zenmigrate import ZenMigrateHook
 
 
@@ -21,13 +22,15 @@ class ZenMigrateBaseOperator(BaseOperator):
         ``google_cloud_platform`` or ``wasb``) that holds the backups (templated); without
         it the cloud SDKs' own environment and default credentials apply.
     :param encryption_conn_id: The Airflow connection holding the key of encrypted dumps
-        (not templated): a base64 32-byte key as its password, or ``{"kms_key_id":
-        "arn:aws:kms:..."}`` in its extra. Backups are then encrypted and authenticated, and
-        restores read encrypted dumps with it (and trust their routines: the trust rule).
-        Only the id is ever in a template field, XCom, a log line or the UI.
+        (templated, like the other connection ids): a base64 32-byte key as its password, or
+        ``{"kms_key_id": "arn:aws:kms:..."}`` in its extra. Backups are then encrypted and
+        authenticated, and restores read encrypted dumps with it (and trust their routines:
+        the trust rule). Only the id is ever in a template field, XCom, a log line or the UI.
+        A key that is missing, wrong or refused fails the task without retries: another try
+        would meet the same key.
     """
 
-    template_fields: Sequence[str] = ("conn_id", "storage_conn_id")
+    template_fields: Sequence[str] = ("conn_id", "storage_conn_id", "encryption_conn_id")
 
     def __init__(
         self,
@@ -47,7 +50,10 @@ class ZenMigrateBaseOperator(BaseOperator):
         return ZenMigrateHook(
             conn_id=self.conn_id,
             storage_conn_id=unset(self.storage_conn_id),
-            encryption_conn_id=unset(self.encryption_conn_id),
+            # A native render turns an all-digit id into an int.
+            encryption_conn_id=unset(
+                None if self.encryption_conn_id is None else str(self.encryption_conn_id)
+            ),
         )
 
     @contextmanager
@@ -56,6 +62,11 @@ class ZenMigrateBaseOperator(BaseOperator):
         the task succeeded or not, so no pooled connection outlives the task on the worker."""
         try:
             yield self.hook
+        except EncryptionKeyError as exc:
+            raise AirflowFailException(
+                f"{exc} (the key comes from encryption_conn_id="
+                f"{unset(str(self.encryption_conn_id)) or 'not set'})"
+            ) from exc
         finally:
             self.hook.close()
 

@@ -87,6 +87,7 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
         "max_duration",
         "lint_ignore",
         "allow_routines",
+        "encryption_conn_id",
     )
     ui_color = "#fee391"
     operator_extra_links = (RehearsalReportLink(),)

@@ -84,6 +84,7 @@ class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
         "migration_task_id",
         "jobs",
         "fresh",
+        "encryption_conn_id",
     )
     ui_color = "#fcbba1"
     operator_extra_links = (BackupLink(),)

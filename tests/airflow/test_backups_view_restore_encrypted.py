@@ -218,7 +218,7 @@ def test_without_the_key_connection_the_run_fails_naming_the_key(
     assert states == {"restore": "failed"}, states
     output = "".join(capfd.readouterr()) + caplog.text
     assert f"is encrypted (local key {setup.key_id})" in output, output[-3000:]
-    assert "with the param encryption_conn_id" in output, output[-3000:]
+    assert "encryption_conn_id=not set" in output, output[-3000:]
     assert fingerprint(setup.target) == before
     xcoms, rendered = _stored_for_run(airflow_db, run)
     for stored in (*xcoms, *rendered, output):
