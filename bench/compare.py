@@ -277,7 +277,24 @@ def _generate(dialect: str, ds: Dataset, dst_url: URL, jobs: int) -> _Source:
 def _time_tool(
     tool: Tool, src: _Source, dst: MigrationUtils, cell: Cell, workdir: Path, dialect: str
 ) -> str:
-    """One backup (and restore, checked) by ``tool``; the log line's figures."""
+    """One backup (and restore, checked) by ``tool``; the log line's figures. Another tool
+    that fails (myloader on (g), say) is recorded as failed and skipped from then on; ours
+    failing stops the benchmark."""
+    if cell.failed:
+        return f"skipped: failed before ({cell.failed})"
+    try:
+        return _run_tool(tool, src, dst, cell, workdir, dialect)
+    except RuntimeError as exc:
+        if tool.ours:
+            raise
+        cell.failed = str(exc).splitlines()[0][:60] + " ..."
+        remove(workdir / tool.output)
+        return f"FAILED: {exc}"
+
+
+def _run_tool(
+    tool: Tool, src: _Source, dst: MigrationUtils, cell: Cell, workdir: Path, dialect: str
+) -> str:
     out = workdir / tool.output
     server = SERVER_PROCESSES[dialect]
     remove(out)
@@ -402,6 +419,7 @@ def table(
                 ratio_b = f"{ob / b:.2f}x" if ob and b else ""
                 ratio_r = f"{orr / r:.2f}x" if orr and r else ""
             check = "-" if tool.restore is None else ("WRONG" if cell.wrong else "ok")
+            check = f"FAILED: {cell.failed}" if cell.failed else check
             lines.append(
                 f"  {tool.name:32} {fmt(b):>9} {fmt(median(cell.backup, 'peak_mb'), '.0f'):>6} "
                 f"{fmt(r):>10} {fmt(median(cell.restore, 'peak_mb'), '.0f'):>6} "

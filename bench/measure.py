@@ -68,6 +68,7 @@ class Cell:
     restore: list[Sample] = field(default_factory=list)
     size: int = 0
     wrong: int = 0  # restores whose checksums differed from the source
+    failed: str = ""  # why another tool's command failed (its later runs are skipped)
 
 
 def median(samples: list[Sample], attr: str) -> float | None:

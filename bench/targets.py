@@ -125,14 +125,16 @@ def second_round(dialect: str, rows: dict[str, int], cells: Cells) -> list[Targe
     for ds, backup, restore in ROUND_TWO[dialect]:
         if ds not in rows:
             continue
-        wrong = m.wrong(ds, OURS, tool)
+        # Ours restoring wrong data fails the target; the tool's, it is said beside it.
+        theirs = " (its restore WRONG)" if m.wrong(ds, tool) else ""
         for what, limit in (("backup", backup), ("restore", restore)):
+            name = tool.split(" / ")[what == "restore"]
             found.append(
                 Target(
-                    f"({ds}) {what}: ours / {tool.split(' / ')[what == 'restore']}",
+                    f"({ds}) {what}: ours / {name}{theirs if what == 'restore' else ''}",
                     m.versus(ds, tool, what),
                     limit,
-                    failed=wrong,
+                    failed=m.wrong(ds, OURS),
                 )
             )
     return found
