@@ -7,7 +7,10 @@ Errors print one line on stderr (``--debug`` adds the traceback) and never a pas
 stderr, as a progress bar on a terminal and as plain log lines otherwise (``--quiet``
 silences both).
 
-Airflow is imported only when ``--airflow-conn`` is given.
+Airflow is imported only when ``--airflow-conn`` is given. Parsing imports nothing heavy:
+SQLAlchemy, pydantic, the crypto stack, smart_open and the drivers are imported by the
+command that uses them when it runs, so ``--version`` and ``--help`` stay fast
+(``tests/cli/test_startup_imports.py`` keeps it so).
 
 Modules: :mod:`.parser` (argparse, built from the commands), :mod:`.commands` (one function
 per command, each over one public core function), :mod:`.output` (results, progress,

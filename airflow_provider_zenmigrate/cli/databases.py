@@ -3,7 +3,8 @@
 A database comes from a URL (its password from the URL, an environment variable or a
 prompt) or from an Airflow connection (``--airflow-conn``); object-store credentials from
 the environment or an Airflow connection (``--airflow-storage-conn``). Airflow is imported
-only when one of those options is given.
+only when one of those options is given, SQLAlchemy only when a command reaches a database
+(the parser imports this module for every run, ``--version`` included).
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-
 from ..core.errors import CommandUsageError, UnsupportedDatabaseError
-from ..core.storage import safe_uri
-from .output import Output
+from .output import Output, safe_uri
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
     from ..core.utils import MigrationUtils
 
 logger = logging.getLogger("zenmigrate.cli")
@@ -33,6 +32,9 @@ PASSWORD_ENV = "ZENMIGRATE_PASSWORD"
 
 def parse_db_url(text: str) -> URL:
     """The URL of a supported database that names its database; else a usage error."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     from ..core.dialects import get_dialect
 
     try:
@@ -145,6 +147,8 @@ def user_tables(utils: MigrationUtils) -> list[str] | None:
 
 def estimate(utils: MigrationUtils) -> tuple[int | None, int | None]:
     """Tables and (estimated) rows of a database, for the progress bar's ETA; best effort."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         with utils.engine.connect() as conn:
             tables = len(utils.dialect.user_tables(conn))

@@ -79,14 +79,17 @@ def _arn_region(key_id: str) -> str | None:
 def encryption_from(
     args: argparse.Namespace, out: Output, *, new: bool = False
 ) -> Encryption | None:
-    """The command line's keys (``None``: none given and none required)."""
+    """The command line's keys (``None``: none given and none required; the crypto stack
+    is then not imported here)."""
+    prefix = "new_" if new else ""
+    key_envs = getattr(args, f"{prefix}key_env", None)
+    kms_ids = getattr(args, f"{prefix}kms_key_id", None)
+    require = bool(getattr(args, "require_encryption", False)) and not new
+    if not key_envs and not kms_ids and not require:
+        return None
     from ..core.crypto import Encryption
 
-    prefix = "new_" if new else ""
-    providers = _providers(
-        getattr(args, f"{prefix}key_env", None), getattr(args, f"{prefix}kms_key_id", None), out
-    )
-    require = bool(getattr(args, "require_encryption", False)) and not new
+    providers = _providers(key_envs, kms_ids, out)
     if not providers and not require:
         return None
     return Encryption(providers, require=require)

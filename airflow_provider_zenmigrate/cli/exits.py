@@ -2,13 +2,16 @@
 
 Exit codes: 0 success, 1 operational failure (including a run interrupted with Ctrl-C and a
 refused confirmation), 2 usage error, 3 a rehearsal's gate failed (``rehearse``).
+
+SQLAlchemy is not imported here: importing it costs more than the rest of a ``--version``
+run. :func:`describe` looks it up in ``sys.modules`` instead; an exception cannot be a
+``SQLAlchemyError`` when SQLAlchemy was never imported.
 """
 
 from __future__ import annotations
 
+import sys
 from types import FrameType
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from ..core.errors import ZenMigrateError
 
@@ -32,9 +35,15 @@ def interrupted(exc: BaseException) -> bool:
     return isinstance(exc, KeyboardInterrupt) or (_interrupted and isinstance(exc, Exception))
 
 
+def _is_database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a ``SQLAlchemyError``, without importing SQLAlchemy to find out."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError)
+
+
 def describe(exc: BaseException) -> str:
     """One line for an error: the driver's message for database errors, else the text."""
-    if isinstance(exc, SQLAlchemyError):
+    if _is_database_error(exc):
         orig = getattr(exc, "orig", None)
         text = str(orig) if orig is not None else str(exc).split("\n")[0]
         text = text.strip().split("\n")[0]

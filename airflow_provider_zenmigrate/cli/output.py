@@ -5,6 +5,10 @@ stderr, as a progress bar on a terminal and as plain log lines otherwise (``--qu
 silences both). Progress comes only from the core's callbacks (``on_record``), never from
 its log lines: the core's own backup progress lines, meant for Airflow's task logs, are
 switched off here.
+
+Nothing heavy is imported at module level (the parser imports this module for every run,
+``--version`` included): :mod:`rich` when a bar or a rich log line is first shown, the
+storage layer (which brings the crypto stack) when a URI is first scrubbed.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
-from ..core.storage import scrub
-
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as Bar
@@ -30,6 +32,11 @@ logger = logging.getLogger("zenmigrate.cli")
 
 #: Seconds between two progress log lines when stderr is not a terminal.
 PROGRESS_INTERVAL = float(os.environ.get("ZENMIGRATE_PROGRESS_INTERVAL", "5"))
+
+#: The core's backup progress logger (``core.backup.PROGRESS_LOGGER``), named here rather
+#: than imported: importing :mod:`..core.backup` imports SQLAlchemy, which commands that
+#: read dumps do not need. A test checks that the two names agree.
+PROGRESS_LOGGER = "airflow_provider_zenmigrate.core.backup.progress"
 
 #: Loggers of libraries that say too much at INFO.
 _NOISY = ("botocore", "urllib3", "google", "azure", "smart_open", "s3transfer", "alembic")
@@ -88,8 +95,6 @@ class Output:
 
     def setup_logging(self) -> None:
         """Log lines on stderr (rich on a terminal), redacted, at the level the flags ask."""
-        from ..core.backup import PROGRESS_LOGGER
-
         root = logging.getLogger()
         for old in list(root.handlers):
             root.removeHandler(old)
@@ -212,6 +217,22 @@ class Progress:
             eta = f", ETA {remaining:.0f}s"
         what = "done" if final else "progress"
         logger.info("%s %s: %s%s", self.action, what, self._info(), eta)
+
+
+def safe_uri(uri: str) -> str:
+    """``uri`` without credentials, as :func:`..core.storage.safe_uri` makes it (imported
+    on first use: the storage layer brings the crypto stack)."""
+    from ..core.storage import safe_uri as core_safe_uri
+
+    return core_safe_uri(uri)
+
+
+def scrub(text: str) -> str:
+    """``text`` with URL user information, query strings and key=value secrets removed, by
+    :func:`..core.storage.scrub` (imported on first use, as for :func:`safe_uri`)."""
+    from ..core.storage import scrub as core_scrub
+
+    return core_scrub(text)
 
 
 def size(n: float) -> str:

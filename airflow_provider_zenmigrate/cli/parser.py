@@ -12,7 +12,6 @@ import argparse
 import inspect
 from collections.abc import Callable, Sequence
 
-from .. import __version__
 from .commands import (
     cmd_backup,
     cmd_backup_to_db,
@@ -35,6 +34,32 @@ from .output import Output
 
 #: A command: parsed arguments and where to print, to an exit code.
 Command = Callable[[argparse.Namespace, Output], int]
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (it is read
+    from the installed metadata, work that no other run of the parser needs)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show program's version number and exit",
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from .. import __version__
+
+        print(f"{parser.prog} {__version__}")  # on stdout, as argparse's own version action
+        parser.exit()
 
 
 def command_name(command: Command) -> str:
@@ -141,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 failure (also when interrupted or not confirmed), "
         "2 usage error, 3 rehearse: the gate failed.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(

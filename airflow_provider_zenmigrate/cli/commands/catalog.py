@@ -10,11 +10,10 @@ import argparse
 from typing import Any
 
 from ...core.errors import CommandUsageError
-from ...core.storage import safe_uri
 from ..databases import transport
 from ..encryption import encryption_from
 from ..exits import EXIT_OK
-from ..output import Output, size
+from ..output import Output, safe_uri, size
 
 
 def cmd_list(args: argparse.Namespace, out: Output) -> int:

@@ -11,11 +11,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import CommandFailed, CommandUsageError
-from ...core.storage import safe_uri
 from ..databases import dispose, estimate, make_utils, user_tables, with_transport
 from ..encryption import encryption_from
 from ..exits import EXIT_OK, interrupted
-from ..output import Output, Progress, confirm, size, spinner
+from ..output import Output, Progress, confirm, safe_uri, size, spinner
 
 if TYPE_CHECKING:
     from ...core.catalog import VerifyReport
@@ -46,7 +45,8 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     try:
         if not utils.database_exists():
             raise CommandFailed(f"database {utils.safe_url} does not exist")
-        tables, rows = estimate(utils)
+        # The size estimate only feeds the bar and the progress lines: none when --quiet.
+        tables, rows = (None, None) if out.quiet else estimate(utils)
         with Progress(out, "backup", tables, rows) as progress:
             try:
                 result = utils.backup_database_to_file(

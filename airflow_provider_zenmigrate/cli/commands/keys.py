@@ -10,11 +10,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 from ...core.errors import CommandUsageError
-from ...core.storage import safe_uri
 from ..databases import transport
 from ..encryption import encryption_from
 from ..exits import EXIT_OK
-from ..output import Output, size, spinner
+from ..output import Output, safe_uri, size, spinner
 
 if TYPE_CHECKING:
     from ...core.rekey import RekeyResult

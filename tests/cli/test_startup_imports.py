@@ -1,0 +1,195 @@
+"""What ``zenmigrate`` imports before it does any work (issue 27).
+
+``--version``, ``--help`` and building the parser import none of the heavy libraries
+(SQLAlchemy, Alembic, pydantic, cryptography, smart_open, the cloud SDKs, the drivers): each
+command imports what it needs when it runs. Each check runs in a fresh interpreter, since
+this one has imported everything already. Times are not asserted here (they are the bench's
+business); what is imported is.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_zenmigrate.cli import output
+from airflow_provider_zenmigrate.core import backup
+from tests.support.command_line import assert_one_error_line, child_env, zm
+
+#: What a run that only parses its arguments must not import.
+HEAVY = (
+    "sqlalchemy",
+    "alembic",
+    "pydantic",
+    "cryptography",
+    "smart_open",
+    "boto3",
+    "botocore",
+    "psycopg",
+    "pymysql",
+    "msgspec",
+    "orjson",
+    "rich",
+    "airflow",
+    "importlib.metadata",
+)
+
+#: Runs ``main(argv)`` in a fresh interpreter; prints its exit code and the heavy modules
+#: it left in ``sys.modules`` as one JSON line after whatever the command printed.
+PROBE = """
+import json, sys
+from airflow_provider_zenmigrate.cli import main
+try:
+    code = main(sys.argv[2:])
+except SystemExit as exc:
+    code = exc.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m in HEAVY)
+print("\\nPROBE " + json.dumps({"code": code, "heavy": heavy}))
+"""
+
+
+def _probe(*argv: str, cwd: Path | None = None) -> tuple[int, list[str], str]:
+    """Exit code, heavy modules imported, and what the command printed on stdout."""
+    source = f"HEAVY = {HEAVY!r}\n{PROBE}"
+    done = subprocess.run(
+        [sys.executable, "-c", source, "probe", *argv],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+    printed, _, probe = done.stdout.rpartition("\nPROBE ")
+    assert probe, done.stderr
+    found = json.loads(probe)
+    return int(found["code"] or 0), list(found["heavy"]), printed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--version",),
+        ("--help",),
+        ("backup", "--help"),
+        ("restore", "--help"),
+        ("rekey", "--help"),
+        ("rehearse", "--help"),
+        ("upgrade", "--help"),
+    ],
+    ids=" ".join,
+)
+def test_parsing_the_command_line_imports_no_heavy_module(argv: tuple[str, ...]) -> None:
+    code, heavy, printed = _probe(*argv)
+    assert code == 0
+    assert heavy == []
+    assert printed.strip()  # the version or the help was printed, on stdout
+
+
+def test_a_usage_error_imports_no_heavy_module_either() -> None:
+    code, heavy, _ = _probe("backup")  # DEST_URI is missing: argparse's usage error
+    assert code == 2
+    assert heavy == []
+
+
+def test_version_prints_the_installed_version_on_stdout() -> None:
+    result = zm("--version")
+    expected = importlib.metadata.version("airflow-provider-zenmigrate")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"zenmigrate {expected}\n"
+    assert result.stderr == ""
+
+
+def test_the_version_read_directly_is_the_one_importlib_metadata_finds(tmp_path: Path) -> None:
+    """The package reads its version from its metadata folder without importing
+    importlib.metadata; the first folder on ``sys.path`` wins, as for importlib.metadata.
+    Here a folder put first on the path holds another version of the distribution."""
+    shadow = tmp_path / "shadow"
+    info = shadow / "airflow_provider_zenmigrate-9.8.7.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: airflow-provider-zenmigrate\nVersion: 9.8.7\n\nbody\n"
+    )
+    script = (
+        "import sys, airflow_provider_zenmigrate as p\n"
+        "direct = p._installed_version()\n"
+        "fast = 'importlib.metadata' not in sys.modules\n"
+        "import importlib.metadata as m\n"
+        "print(direct, m.version('airflow-provider-zenmigrate'), fast)\n"
+    )
+    for extra in ({}, {"PYTHONPATH": str(shadow)}):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            env=child_env(**extra),
+            cwd=tmp_path,
+            timeout=60,
+            check=True,
+        )
+        direct, by_metadata, fast = done.stdout.split()
+        assert direct == by_metadata
+        assert fast == "True"
+        assert (direct == "9.8.7") == bool(extra)
+
+
+def test_the_progress_logger_the_cli_silences_is_the_cores() -> None:
+    assert output.PROGRESS_LOGGER == backup.PROGRESS_LOGGER
+    assert logging.getLogger(output.PROGRESS_LOGGER) is backup.progress_logger
+
+
+def test_a_non_database_error_is_described_without_importing_sqlalchemy() -> None:
+    script = (
+        "import sys\n"
+        "from airflow_provider_zenmigrate.cli.exits import describe\n"
+        "print(describe(ValueError('bad value\\nsecond line')))\n"
+        "print('sqlalchemy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.splitlines() == ["ValueError: bad value", "False"]
+
+
+def test_a_database_error_is_still_one_line_from_the_driver(tmp_path: Path) -> None:
+    """SQLAlchemy is imported only when a command runs, and its errors are still told
+    apart: the driver's message, exit code 1. Here the version table lacks its column."""
+    odd = tmp_path / "odd.db"
+    with closing(sqlite3.connect(odd)) as conn:
+        conn.execute("CREATE TABLE alembic_version (x INTEGER)")
+        conn.commit()
+    result = zm("current", f"sqlite:///{odd}")
+    assert result.returncode == 1
+    line = assert_one_error_line(result)
+    assert line == "zenmigrate: error: database error: no such column: alembic_version.version_num"
+
+
+def test_a_quiet_backup_of_an_empty_database_prints_nothing_and_verifies(
+    tmp_path: Path,
+) -> None:
+    """``-q`` skips the size estimate (only the progress output would show it)."""
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")  # SQLite's empty database: an existing, empty file
+    dump = tmp_path / "out" / "empty.jsonl"
+    result = zm("backup", "-q", f"sqlite:///{empty}", str(dump))
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "")
+    lines = [json.loads(line) for line in dump.read_text().splitlines()]
+    assert [line["kind"] for line in lines] == ["header", "trailer"]
+    assert lines[1]["tables"] == {}
+    verified = zm("verify", str(dump), "--json")
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["verified"] is True
