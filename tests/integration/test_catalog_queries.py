@@ -16,8 +16,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.query_count import counted_queries, shape
 from tests.support.servers import created_databases
@@ -78,18 +76,7 @@ def backup_statements(utils: MigrationUtils, dump: Path) -> tuple[Counter[str], 
     return others, reads
 
 
-def test_catalog_queries_do_not_grow_with_tables(
-    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    if dialect == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="per table still: pg_relation_size in reader._block_ranges, and two "
-                "queries per identity sequence in objects.sequence_state (reader.tables); "
-                "both outside catalog.py, left to the owners of reader.py / objects.py",
-            )
-        )
+def test_catalog_queries_do_not_grow_with_tables(dialect: str, tmp_path: Path) -> None:
     with created_databases(dialect, tmp_path, 2, prefix="zmpt") as (small, large):
         populate(small, dialect, 5)
         populate(large, dialect, 40)

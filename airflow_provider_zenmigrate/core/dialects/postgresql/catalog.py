@@ -127,6 +127,19 @@ FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE s.seqrelid = %s"""
 
+# The same for every sequence in a list of oids (%s: the oids, not schemas), by oid.
+SEQUENCES = """
+SELECT s.seqrelid, format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin,
+       s.seqmax, s.seqcache, s.seqcycle, n.nspname, c.relname
+FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE s.seqrelid = ANY(%s)"""
+
+# Each table's heap blocks, by oid: where a table is cut into ranges read on two sessions.
+RELATION_BLOCKS = """
+SELECT c.oid, pg_relation_size(c.oid) / current_setting('block_size')::int
+FROM pg_class c WHERE c.relnamespace = ANY(%s) AND c.relkind IN ('r', 'p')"""
+
 FREE_SEQUENCES = f"""
 SELECT c.oid, n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relnamespace = ANY(%s) AND c.relkind = 'S' AND {not_extension_member("pg_class", "c")}

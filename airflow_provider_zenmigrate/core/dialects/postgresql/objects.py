@@ -50,13 +50,36 @@ class CatalogObject:
 def sequence_state(query: Query, seq_oid: int) -> tuple[Any, ...]:
     """(type, start, increment, min, max, cache, cycle, [last value, is_called]) of a
     sequence: created as it was declared, then set where it stood (as pg_dump does)."""
-    seqtype, start, inc, minv, maxv, cache, cycle, schema, relname = query(
-        catalog.SEQUENCE, (seq_oid,)
-    )[0]
-    last, is_called = query(
-        f"SELECT last_value, is_called FROM {qualified_name(schema, relname)}", ()
-    )[0]
-    return (seqtype, start, inc, minv, maxv, cache, cycle, [int(last), bool(is_called)])
+    return sequence_states(query, [seq_oid])[seq_oid]
+
+
+#: Sequences whose position one statement reads at most.
+POSITIONS_BATCH = 500
+
+
+def sequence_states(query: Query, seq_oids: list[int]) -> dict[int, tuple[Any, ...]]:
+    """:func:`sequence_state` of every sequence in ``seq_oids``, by oid: one catalog query,
+    and one statement per :data:`POSITIONS_BATCH` sequences for where they stand (a
+    sequence's position is read from the sequence itself; two round trips a sequence were
+    most of a backup of many small tables)."""
+    if not seq_oids:
+        return {}
+    declared = {row[0]: row[1:] for row in query(catalog.SEQUENCES, (list(seq_oids),))}
+    positions: dict[int, tuple[Any, Any]] = {}
+    for start in range(0, len(seq_oids), POSITIONS_BATCH):
+        parts = [
+            f"SELECT {int(oid)}::oid, last_value, is_called FROM "
+            f"{qualified_name(declared[oid][7], declared[oid][8])}"
+            for oid in seq_oids[start : start + POSITIONS_BATCH]
+        ]
+        for oid, last, is_called in query(" UNION ALL ".join(parts), ()):
+            positions[oid] = (last, is_called)
+    out: dict[int, tuple[Any, ...]] = {}
+    for oid in seq_oids:
+        seqtype, start, inc, minv, maxv, cache, cycle, _schema, _name = declared[oid]
+        last, is_called = positions[oid]
+        out[oid] = (seqtype, start, inc, minv, maxv, cache, cycle, [int(last), bool(is_called)])
+    return out
 
 
 class ObjectReader:
@@ -116,8 +139,10 @@ class ObjectReader:
             spec = ObjectSpec("extension", name, stmt, options={"schema": schema})
             objs.append(CatalogObject(("pg_extension", oid), spec))
         objs += self._types()
-        for oid, schema, name in self._fetch_all(catalog.FREE_SEQUENCES, (self._schema_oids,)):
-            seqtype, nxt, inc, minv, maxv, cache, cycle, position = sequence_state(self._query, oid)
+        free = self._fetch_all(catalog.FREE_SEQUENCES, (self._schema_oids,))
+        states = sequence_states(self._query, [oid for oid, _, _ in free])
+        for oid, schema, name in free:
+            seqtype, nxt, inc, minv, maxv, cache, cycle, position = states[oid]
             stmt = (
                 f"CREATE SEQUENCE {qualified_name(schema, name)} AS {seqtype} START WITH {nxt} "
                 f"INCREMENT BY {inc} MINVALUE {minv} MAXVALUE {maxv} CACHE {cache} "

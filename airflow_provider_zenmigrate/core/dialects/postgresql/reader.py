@@ -23,7 +23,7 @@ from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
 from .copy_stream import copy_text_rows
 from .meta import CatalogMeta, read_meta
 from .names import display_name, is_staging_schema, qualified_name, quote_ident, quote_literal
-from .objects import ObjectReader, sequence_state
+from .objects import ObjectReader, sequence_states
 from .render import CODEC_BY_TYPE_OID, json_value_sql
 from .schemas import not_carried
 
@@ -122,6 +122,8 @@ class PostgreSQLBackupReader(BackupReader):
             connection.execute_one(conn, f"LOCK TABLE {', '.join(names)} IN ACCESS SHARE MODE")
         self._tables: list[_CatalogTable] | None = None
         self._catalog_meta: CatalogMeta | None = None
+        #: Heap blocks of each table, by oid, read on first use (:meth:`_block_ranges`).
+        self._blocks: dict[int, int] | None = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _fetch_all(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -202,11 +204,11 @@ class PostgreSQLBackupReader(BackupReader):
             constraints.setdefault(conrelid, []).append((name, definition))
         identity: dict[tuple[int, int], tuple[Any, ...]] = {}
         owned: dict[int, dict[str, str]] = {}
-        for relid, attnum, seq_oid, seq_name, deptype in self._fetch_all(
-            catalog.TABLE_SEQUENCES, (self._schema_oids,)
-        ):
+        attached = self._fetch_all(catalog.TABLE_SEQUENCES, (self._schema_oids,))
+        states = sequence_states(self._fetch_all, [r[2] for r in attached if r[4] == "i"])
+        for relid, attnum, seq_oid, seq_name, deptype in attached:
             if deptype == "i":
-                identity[(relid, attnum)] = (seq_name, *sequence_state(self._fetch_all, seq_oid))
+                identity[(relid, attnum)] = (seq_name, *states[seq_oid])
             else:
                 table = next(t for t in tables if t.oid == relid)
                 attname = next(c.name for c in table.columns if c.num == attnum)
@@ -401,9 +403,14 @@ class PostgreSQLBackupReader(BackupReader):
         no clause, for a small table or a server without TID range scans (before 14)."""
         if self._server_version_num < 140000:
             return [""]
-        (blocks,) = self._fetch_one(
-            "SELECT pg_relation_size(%s) / current_setting('block_size')::int", (oid,)
-        )
+        if self._blocks is None:  # every table's at once: a query a table was most of (c)
+            rows = self._fetch_all(catalog.RELATION_BLOCKS, (self._schema_oids,))
+            self._blocks = {int(r[0]): int(r[1]) for r in rows}
+        blocks = self._blocks.get(oid)
+        if blocks is None:  # not a table of this snapshot's schemas
+            (blocks,) = self._fetch_one(
+                "SELECT pg_relation_size(%s) / current_setting('block_size')::int", (oid,)
+            )
         starts = range(0, int(blocks) - RANGE_BLOCKS, RANGE_BLOCKS)
         if len(starts) < 2:
             return [""]
