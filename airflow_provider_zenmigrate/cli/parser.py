@@ -37,8 +37,8 @@ Command = Callable[[argparse.Namespace, Output], int]
 
 
 class _Version(argparse.Action):
-    """``--version``: the installed version, looked up only when asked for (it is read
-    from the installed metadata, work that no other run of the parser needs)."""
+    """``--version``: the package's version, looked up only when asked for (the
+    package's lazy ``__version__``), so that building the parser reads nothing more."""
 
     def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
         super().__init__(
