@@ -12,18 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
-from airflow_provider_zenmigrate.core.crypto import MAGIC, LocalKey
+from airflow_provider_zenmigrate.core.crypto import MAGIC
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.command_line import assert_one_error_line, parsed, zm
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
+from tests.support.keys import new_key_b64
 from tests.support.servers import url_text
-
-
-def _key() -> tuple[str, str]:
-    """A fresh key as base64, and its id."""
-    raw = os.urandom(32)
-    return base64.b64encode(raw).decode(), LocalKey(raw).key_id
 
 
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
@@ -33,8 +28,8 @@ def test_encrypted_backup_inspect_verify_rekey_restore(
     populate_library(utils)
     utils.dispose()
     original = fingerprint(db_url)
-    old, old_id = _key()
-    new, new_id = _key()
+    old, old_id = new_key_b64()
+    new, new_id = new_key_b64()
     keys = {"ZM_OLD_KEY": old, "ZM_NEW_KEY": new}
     dump = tmp_path / "library.jsonl.zst"
     outputs: list[str] = []

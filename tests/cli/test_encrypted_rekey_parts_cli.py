@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import URL
 
-from airflow_provider_zenmigrate.core.crypto import LocalKey
 from airflow_provider_zenmigrate.core.parts.layout import PART_NAME
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.command_line import assert_one_error_line, parsed, zm
 from tests.support.engine_support import populate_library
 from tests.support.identity import fingerprint
+from tests.support.keys import new_key_b64
 from tests.support.servers import url_text
-
-
-def _key() -> tuple[str, str]:
-    raw = os.urandom(32)
-    return base64.b64encode(raw).decode(), LocalKey(raw).key_id
 
 
 @pytest.mark.parametrize("dialect", ["sqlite"], indirect=True)
@@ -32,8 +26,8 @@ def test_rekey_multipart_dump(utils: MigrationUtils, db_url: URL, tmp_path: Path
     populate_library(utils)
     utils.dispose()
     original = fingerprint(db_url)
-    old, old_id = _key()
-    new, new_id = _key()
+    old, old_id = new_key_b64()
+    new, new_id = new_key_b64()
     keys = {"ZM_OLD_KEY": old, "ZM_NEW_KEY": new}
     dump = tmp_path / "multi.jsonl.zst"
     outputs: list[str] = []
@@ -86,8 +80,8 @@ def test_rekey_text_line_for_a_multipart_dump(
 ) -> None:
     populate_library(utils)
     utils.dispose()
-    old, old_id = _key()
-    new, new_id = _key()
+    old, old_id = new_key_b64()
+    new, new_id = new_key_b64()
     dump = tmp_path / "text.jsonl"
     keys = {"ZM_OLD_KEY": old, "ZM_NEW_KEY": new}
     backup = zm(
