@@ -42,21 +42,9 @@ import logging
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import Engine
-
-from .crypto import Encryption, Envelope, sniff
-from .dump.model import RestoreOptions
-from .dump.reader import entries_from_stream
-from .dump.records import Record
-from .dump.safety import routines_trusted
 from .errors import DumpAuthenticationError, DumpError, EncryptionError
-from .parts.layout import MANIFEST_NAME, PART_NAME, is_multipart, prefix_key
-from .parts.manifest import PartsManifest, PublicParts, parse_manifest, public_parts
-from .parts.verify import verify_parts
-from .preflight import DumpRules
-from .sealed_manifests import is_sealed, opened_fields, seal_fields
 from .storage import (
     Backend,
     Location,
@@ -71,6 +59,19 @@ from .storage import (
     scrub,
     translated_errors,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from .crypto import Encryption, Envelope
+    from .dump.model import RestoreOptions
+    from .dump.records import Record
+    from .parts.manifest import PartsManifest, PublicParts
+
+# Every backup imports this module for write_manifest; listing, verifying and multi-part
+# dumps import what they need (the crypto stack, the dump reader, the restore's rules,
+# core.parts) where they run, so that an unencrypted single-stream backup imports none of
+# it (issue 27).
 
 logger = logging.getLogger(__name__)
 
@@ -193,11 +194,11 @@ def write_manifest(
     with translated_errors("describing", location):
         sealing = encryption is not None and encryption.encrypts
         envelope = _envelope(backend, location.key) if sealing else None
-        fields = (
-            seal_fields(private, envelope, encryption, location.safe)
-            if envelope is not None and encryption is not None
-            else private
-        )
+        fields = private
+        if envelope is not None and encryption is not None:
+            from .sealed_manifests import seal_fields
+
+            fields = seal_fields(private, envelope, encryption, location.safe)
         manifest = {
             "format": MANIFEST_FORMAT,
             "version": MANIFEST_VERSION,
@@ -211,6 +212,8 @@ def write_manifest(
 
 def _envelope(backend: Backend, key: str) -> Envelope | None:
     """The envelope at the start of the stored object ``key``; ``None`` for plaintext."""
+    from .crypto.policy import sniff
+
     with backend.open_reader(key) as raw:
         return sniff(raw, safe_uri(backend.location.with_key(key)))[1]
 
@@ -247,6 +250,8 @@ def _backup_info(
     modified: dt.datetime | None,
     encryption: Encryption | None,
 ) -> BackupInfo:
+    from .sealed_manifests import is_sealed, opened_fields
+
     uri = backend.location.with_key(dump_key)
     if not is_sealed(manifest):
         return _info(
@@ -273,6 +278,8 @@ def _parts_info(
     manifest: PartsManifest | PublicParts,
     modified: dt.datetime | None,
 ) -> BackupInfo:
+    from .parts.manifest import PublicParts
+
     uri = location.with_key(dump_key)
     if isinstance(manifest, PublicParts):  # encrypted, and no key given opens it
         envelope = manifest.envelope
@@ -323,6 +330,9 @@ def _parts_manifest(
     """The checked manifest of the multi-part dump at ``dump_key``; ``None`` when it is not
     one of ours or does not check out (logged: a listing skips it). An encrypted one that
     no key of ``encryption`` opens: what it says in the clear (names and sizes of parts)."""
+    from .parts.layout import MANIFEST_NAME
+    from .parts.manifest import parse_manifest, public_parts
+
     where = safe_uri(backend.location.with_key(dump_key + "/" + MANIFEST_NAME))
     try:
         data = backend.read_bytes(dump_key + "/" + MANIFEST_NAME)
@@ -351,6 +361,9 @@ def _listed_parts(
 ) -> BackupInfo | None:
     """The multi-part dump at ``dump_key`` as a listing shows it, when its manifest checks
     out and ``objects`` (the listing) holds every part with the size the manifest records."""
+    from .parts.layout import MANIFEST_NAME
+    from .parts.manifest import PublicParts
+
     manifest = _parts_manifest(backend, dump_key, encryption)
     if manifest is None:
         return None
@@ -385,6 +398,8 @@ def list_backups(
     folder or path prefix. Encrypted backups are listed as such; their database, tables,
     rows and revisions only when a key of ``encryption`` unwraps their data key.
     """
+    from .parts.layout import MANIFEST_NAME
+
     backend = backend_for(prefix_uri, transport_params)
     location = backend.location
     with translated_errors("listing", location):
@@ -430,6 +445,8 @@ def prune_backups(
     interrupted prune never leaves a listed backup without its dump, nor a sidecar that no
     later prune would find. A multi-part dump goes whole (:func:`_delete_parts`).
     """
+    from .parts.layout import MANIFEST_NAME
+
     if keep_last < 0:
         raise ValueError("keep_last must be 0 or more")
     backups = list_backups(prefix_uri, transport_params)
@@ -456,6 +473,8 @@ def _delete_parts(backend: Backend, dump_key: str) -> None:
     """Delete a multi-part dump whole: its manifest first (from then on it is no backup,
     so an interrupted prune never leaves a listed dump with parts missing), then every
     part under its prefix, those of an earlier attempt too."""
+    from .parts.layout import MANIFEST_NAME, PART_NAME
+
     prefix = dump_key + "/"
     backend.delete(prefix + MANIFEST_NAME)
     for info in list(backend.list(prefix)):
@@ -497,6 +516,13 @@ def verify_backup(
         StorageError: If the store cannot be read; problems of the dump itself are reported.
         EncryptionKeyError: If no key given unwraps the dump's data key.
     """
+    from .dump.reader import entries_from_stream
+    from .dump.safety import routines_trusted
+    from .parts.layout import is_multipart
+    from .parts.verify import verify_parts
+    from .preflight import DumpRules
+    from .sealed_manifests import is_sealed, opened_fields
+
     location = parse_location(uri)
     report = VerifyReport(uri=location.safe)
     if is_multipart(uri, transport_params):
@@ -576,6 +602,8 @@ def find_backup(
     Raises:
         StorageNotFoundError: If nothing exists at ``uri``.
     """
+    from .parts.layout import is_multipart, prefix_key
+
     backend = backend_for(uri, transport_params)
     location = backend.location
     if is_multipart(uri, transport_params):

@@ -12,28 +12,50 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import sqlalchemy
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, field_validator
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
-from .catalog import write_manifest
-from .crypto import Encryption
-from .dialects import DialectOps, get_dialect
+from .dialects import get_dialect
 from .dump.model import BackupScope, RestoreOptions
-from .dump.reader import entries_from_records
-from .dump.records import Record
-from .parts.backup import backup_parts
-from .parts.layout import is_multipart
-from .parts.restore import restore_parts
-from .restore import RecordObserver, RestoreSummary, restore_entries, restore_from_uri
 from .storage import open_for_write, safe_uri
 
+# What only some paths need is imported where it runs, so that an unencrypted single-stream
+# backup pays for none of it (issue 27): the crypto stack (``cryptography``), multi-part
+# dumps (core.parts, multiprocessing), the restore and the dump reader.
+if TYPE_CHECKING:
+    from sqlalchemy.exc import OperationalError
+
+    from .crypto import Encryption
+    from .dialects import DialectOps
+    from .dump.records import Record
+    from .restore import RecordObserver, RestoreSummary
+
 logger = logging.getLogger(__name__)
+
+
+def _encryption_or_none(value: object) -> Encryption | None:
+    """The ``encryption`` field's check: ``None`` or an :class:`.crypto.Encryption`. Done
+    here rather than by pydantic's isinstance check of the class so that defining the model
+    does not import the crypto stack; a value that is an Encryption was made by a caller who
+    imported it already."""
+    if value is None:
+        return None
+    from .crypto import Encryption
+
+    if not isinstance(value, Encryption):
+        raise ValueError(f"encryption must be an Encryption or None, not {type(value).__name__}")
+    return value
+
+
+if TYPE_CHECKING:
+    _OptionalEncryption = Encryption | None
+else:  # pydantic reads this one: no class to import, the check above instead
+    _OptionalEncryption = Annotated[Any, PlainValidator(_encryption_or_none)]
 
 # Pool settings that make no sense for the short-lived administrative (master) engine.
 _POOL_ARGS = frozenset({"pool_size", "max_overflow", "pool_timeout", "poolclass", "pool"})
@@ -72,7 +94,7 @@ class MigrationUtils(BaseModel):
     #: Encrypted dumps (see :mod:`.crypto`): with a key, every dump written to a file or
     #: object is encrypted and authenticated; encrypted dumps are read with its keys, and
     #: ``Encryption(require=True)`` refuses to restore a plaintext one. Never in ``repr``.
-    encryption: Encryption | None = Field(default=None, repr=False)
+    encryption: _OptionalEncryption = Field(default=None, repr=False)
 
     _engines: dict[str | None, Engine] = PrivateAttr(default_factory=dict)
 
@@ -219,6 +241,8 @@ class MigrationUtils(BaseModel):
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
         if jobs > 1:
+            from .parts.backup import backup_parts
+
             return backup_parts(
                 self.engine,
                 dump_file,
@@ -243,6 +267,8 @@ class MigrationUtils(BaseModel):
                 stream.write(line)
                 stream.write(b"\n")
         assert header is not None and trailer is not None  # iter_backup always yields both
+        from .catalog import write_manifest
+
         manifest = write_manifest(
             dump_file, header, trailer, self.transport_params, encryption=self.encryption
         )
@@ -273,6 +299,8 @@ class MigrationUtils(BaseModel):
     def _restore(
         self, entries: Any, allow_unverified: bool, allow_routines: bool
     ) -> RestoreSummary:
+        from .restore import restore_entries
+
         if not self.database_exists():
             self.create_database()
         return restore_entries(
@@ -307,6 +335,8 @@ class MigrationUtils(BaseModel):
         ``allow_routines`` accepts functions, procedures, aggregates and events: their
         bodies are code the server runs, so pass it only for dumps from a trusted source.
         """
+        from .dump.reader import entries_from_records
+
         return self._restore(entries_from_records(load_db_info()), allow_unverified, allow_routines)
 
     def restore_database_from_memory(
@@ -317,6 +347,8 @@ class MigrationUtils(BaseModel):
         allow_routines: bool = False,
     ) -> RestoreSummary:
         """Restore the database from an in-memory backup (options as for storage)."""
+        from .dump.reader import entries_from_records
+
         return self._restore(entries_from_records(db_dump), allow_unverified, allow_routines)
 
     def restore_database_from_file(
@@ -343,7 +375,11 @@ class MigrationUtils(BaseModel):
         """
         if not isinstance(jobs, int) or jobs < 1:
             raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+        from .parts.layout import is_multipart
+
         if is_multipart(dump_file, self.transport_params):
+            from .parts.restore import restore_parts
+
             return restore_parts(
                 self,
                 dump_file,
@@ -356,6 +392,8 @@ class MigrationUtils(BaseModel):
             )
         if jobs > 1:
             logger.info("%s is a single stream: one process restores it", safe_uri(dump_file))
+        from .restore import restore_from_uri
+
         return restore_from_uri(
             self,
             dump_file,

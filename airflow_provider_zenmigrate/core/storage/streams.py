@@ -12,16 +12,19 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from ..crypto import DecryptingReader, EncryptingWriter, Encryption, Envelope, missing_key, sniff
-from ..crypto.policy import check_plaintext_allowed
 from ..errors import DumpIntegrityError, EncryptionKeyError, StorageNotFoundError
 from .backends import backend_for
 from .base import Backend, logger
 from .compression import compression_for, compression_wrapper, decompression_errors
 from .failures import translated_errors
 from .locations import Location, scrub
+
+if TYPE_CHECKING:
+    # Imported where a dump is sealed or read: the crypto stack imports ``cryptography``,
+    # which an unencrypted backup never needs (issue 27).
+    from ..crypto import DecryptingReader, Encryption, Envelope
 
 
 class _Sink(io.RawIOBase):
@@ -65,7 +68,11 @@ def open_for_write(
         raw = upload.__enter__()
     compression = compression_for(uri)
     sink = _Sink(raw, location)
-    sealed = EncryptingWriter(cast(IO[bytes], sink), *sealing) if sealing is not None else None
+    sealed = None
+    if sealing is not None:
+        from ..crypto.segments import EncryptingWriter
+
+        sealed = EncryptingWriter(cast(IO[bytes], sink), *sealing)
     below = cast(IO[bytes], sealed if sealed is not None else sink)
     stream: IO[bytes] = below
     try:
@@ -145,6 +152,8 @@ def authenticated(stream: IO[bytes]) -> bool:
 def envelope_at(uri: str, transport_params: dict[str, Any] | None = None) -> Envelope | None:
     """The public envelope of the encrypted dump at ``uri`` (its first bytes only);
     ``None`` for a plaintext dump. What ``inspect`` shows without the key."""
+    from ..crypto.policy import sniff
+
     backend = backend_for(uri, transport_params)
     location = backend.location
     with translated_errors("opening", location):
@@ -161,6 +170,8 @@ def _opened(
 ) -> Iterator[tuple[IO[bytes], Envelope | None, DecryptingReader | None]]:
     """The stored bytes at ``location`` as the codec reads them, with the envelope and
     the decrypting reader when they start with an envelope (decrypted, behind a buffer)."""
+    from ..crypto.policy import check_plaintext_allowed, missing_key, sniff
+
     with translated_errors("opening", location):
         raw = backend.open_reader(location.key)
     with raw:
@@ -172,6 +183,8 @@ def _opened(
             return
         if encryption is None:
             raise missing_key(envelope, location.safe)
+        from ..crypto.segments import DecryptingReader
+
         data_key = encryption.unwrap(envelope, location.safe)
         reader = DecryptingReader(stream, envelope, data_key, location.safe)
         buffered = io.BufferedReader(reader, envelope.segment_size)
