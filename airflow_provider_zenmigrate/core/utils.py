@@ -130,6 +130,7 @@ class MigrationUtils(BaseModel):
             url = ops.database_url(self.url, database)
             args = dict(self.engine_args)
         engine = sqlalchemy.create_engine(url, connect_args=self.connect_args, **args)
+        ops.configure_engine(engine)
         self._engines[database] = engine
         return engine
 

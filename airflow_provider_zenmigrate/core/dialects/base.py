@@ -60,6 +60,10 @@ class DialectOps(ABC):
     def master_url(self, url: URL) -> URL:
         return self.database_url(url, None)
 
+    def configure_engine(self, engine: Engine) -> None:
+        """Set up a new engine of this backend (its driver's connections); most need nothing."""
+        return None
+
     def database_name(self, url: URL) -> str:
         """Name of the database an URL points at; administration needs one."""
         if not url.database:

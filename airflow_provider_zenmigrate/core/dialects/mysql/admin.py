@@ -12,13 +12,14 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any, ClassVar
 
 import pymysql.err
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ...dump.model import BackupScope, RestoreOptions
 from ...errors import MigrationLockTimeout
 from ..base import BackupReader, DialectOps, RestoreWriter, SharedSnapshot
+from .pymysql_internals import SharedTLSConnection
 from .reader import (
     MySQLBackupReader,
     begin_snapshot,
@@ -54,6 +55,17 @@ class MySQLOps(DialectOps):
         if name != name.rstrip(" "):
             raise ValueError(f"database name {name!r} ends with a space, which MySQL refuses")
         return name
+
+    def configure_engine(self, engine: Engine) -> None:
+        """pymysql's connections share one TLS context among those given no TLS option
+        (:class:`.pymysql_internals.SharedTLSConnection`); other drivers are left as they are,
+        and so is a ``creator`` given in ``engine_args`` (it bypasses this hook)."""
+        if engine.dialect.driver != "pymysql":
+            return
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(_dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+            return SharedTLSConnection(*cargs, **cparams)
 
     def database_exists(self, master: Engine, url: URL, name: str) -> bool:
         self.validate_database_name(name)

@@ -12,19 +12,24 @@ releases that passed it).
 
 from __future__ import annotations
 
+import ssl
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pymysql.connections import Connection
 from pymysql.constants import CLIENT, COMMAND
 from pymysql.cursors import Cursor
 from pymysql.protocol import MysqlPacket
 
 #: Internals of pymysql that this module uses, by owner; the unit test checks each exists.
-CONNECTION_METHODS = ("_execute_command", "_read_query_result", "_force_close", "connect")
+CONNECTION_METHODS = (
+    "_execute_command", "_read_query_result", "_force_close", "connect", "_create_ssl_ctx",
+)  # fmt: skip
 CONNECTION_ATTRIBUTES = (
     "_rfile", "_sock", "_next_seq_id", "_affected_rows", "_local_infile", "client_flag",
-    "encoding",
+    "encoding", "ctx", "_secure",
 )  # fmt: skip
 CURSOR_METHODS = ("_clear_result", "_do_get_result", "mogrify")
 CURSOR_ATTRIBUTES = ("_result", "max_stmt_length")
@@ -140,3 +145,49 @@ def set_executemany_limit(cursor: Cursor, max_bytes: int) -> None:
     ``max_bytes``."""
     cur: Any = cursor
     cur.max_stmt_length = max_bytes
+
+
+# -- one TLS context per process for connections given no TLS option -------------------------
+#: What :class:`SharedTLSConnection` holds instead of a context until a server offers TLS.
+PREFERRED_TLS = object()
+_preferred_lock = threading.Lock()
+_preferred_context: ssl.SSLContext | None = None
+
+
+class SharedTLSConnection(Connection):  # type: ignore[misc]  # pymysql has no types
+    """pymysql's connection, sharing one TLS context among the connections of a process that
+    were given no TLS option.
+
+    pymysql 1.2+ connects such a connection in "PREFERRED" mode (TLS when the server offers
+    it, plain otherwise) and builds a new ``ssl.create_default_context()`` for every one of
+    them, reading the system's CA store each time (20-40 ms a connection, even against a
+    server with TLS off; an empty backup opens two connections). That context verifies
+    nothing (no CA given: no certificate or host name check), so one serves them all. It is
+    built by pymysql itself, the first time a server offers TLS (:attr:`ctx` is read only
+    then). Any TLS option (``ssl``, ``ssl_ca``, ``ssl_verify_cert``, ...) or
+    ``ssl_disabled`` goes through pymysql's own code unchanged.
+    """
+
+    def _create_ssl_ctx(self, sslp: Any) -> Any:
+        if isinstance(sslp, dict) and not sslp:  # PREFERRED mode: no TLS option was given
+            return PREFERRED_TLS
+        return super()._create_ssl_ctx(sslp)
+
+    @property
+    def ctx(self) -> Any:
+        try:
+            held = self.__dict__["_zenmigrate_ctx"]
+        except KeyError:  # as pymysql's own: no TLS context when TLS is off
+            raise AttributeError("ctx") from None
+        return self._preferred() if held is PREFERRED_TLS else held
+
+    @ctx.setter
+    def ctx(self, value: Any) -> None:
+        self.__dict__["_zenmigrate_ctx"] = value
+
+    def _preferred(self) -> ssl.SSLContext:
+        global _preferred_context
+        with _preferred_lock:
+            if _preferred_context is None:
+                _preferred_context = super()._create_ssl_ctx({})
+            return _preferred_context
