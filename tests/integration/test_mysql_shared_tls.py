@@ -119,6 +119,7 @@ def test_explicit_tls_options_are_refused_by_a_tls_less_server_as_before(
         made.dispose()
     with pytest.raises(pymysql.err.OperationalError) as theirs:
         pymysql.connect(host=url.host, port=url.port or 3306, user="root", ssl_ca=CA_FILE)
+    assert ours.value.orig is not None
     assert ours.value.orig.args == theirs.value.args
     assert theirs.value.args[0] == CR_SSL_CONNECTION_ERROR
 

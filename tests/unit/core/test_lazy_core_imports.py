@@ -15,11 +15,15 @@ import sys
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from airflow_provider_zenmigrate.core import crypto
 from airflow_provider_zenmigrate.core.crypto import keys, policy, segments
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.command_line import child_env
+
+#: An in-memory SQLite database: MigrationUtils is built, never connected.
+MEMORY = make_url("sqlite://")
 
 
 @pytest.mark.parametrize("name", crypto.__all__)
@@ -33,7 +37,7 @@ def test_every_name_of_the_crypto_package_resolves_to_its_definition(name: str) 
 
 def test_an_unknown_crypto_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
-        _ = crypto.no_such_name  # type: ignore[attr-defined]
+        _ = crypto.no_such_name
 
 
 def test_importing_the_crypto_package_or_the_utils_does_not_import_cryptography() -> None:
@@ -60,12 +64,13 @@ def test_importing_the_crypto_package_or_the_utils_does_not_import_cryptography(
 
 def test_migration_utils_keeps_an_encryption_and_refuses_anything_else() -> None:
     encryption = crypto.Encryption(crypto.LocalKey(os.urandom(32)))
-    utils = MigrationUtils(url="sqlite://", encryption=encryption)
+    utils = MigrationUtils(url=MEMORY, encryption=encryption)
     assert utils.encryption is encryption
-    assert MigrationUtils(url="sqlite://").encryption is None
-    assert MigrationUtils(url="sqlite://", encryption=None).encryption is None
+    assert MigrationUtils(url=MEMORY).encryption is None
+    assert MigrationUtils(url=MEMORY, encryption=None).encryption is None
     with pytest.raises(ValidationError, match="encryption must be an Encryption"):
-        MigrationUtils(url="sqlite://", encryption="a key")
+        MigrationUtils(url=MEMORY, encryption="a key")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="not LocalKey"):
-        MigrationUtils(url="sqlite://", encryption=crypto.LocalKey(os.urandom(32)))
+        local = crypto.LocalKey(os.urandom(32))
+        MigrationUtils(url=MEMORY, encryption=local)  # type: ignore[arg-type]
     assert "encryption" not in repr(utils)
