@@ -40,6 +40,8 @@ class BackupToStorageOperator(ReportsLineage, ZenMigrateBaseOperator):
         suffix compresses.
     :param storage_conn_id: The Airflow connection of the object store (templated); without
         it the cloud SDKs' own environment and default credentials apply.
+    :param encryption_conn_id: The Airflow connection holding the key (templated): the
+        backup is then encrypted and authenticated; see :class:`ZenMigrateBaseOperator`.
     :param schemas: PostgreSQL: back up only these schemas (templated; a list or
         "a, b"); by default every schema but the system ones, as ``pg_dump``.
     :param exclude_schemas: PostgreSQL: leave these schemas out (templated; a list or
@@ -68,6 +70,7 @@ class BackupToStorageOperator(ReportsLineage, ZenMigrateBaseOperator):
         conn_id: str,
         uri: str,
         storage_conn_id: str | None = None,
+        encryption_conn_id: str | None = None,
         schemas: list[str] | str | None = None,
         exclude_schemas: list[str] | str | None = None,
         jobs: int | str = 1,
@@ -75,7 +78,12 @@ class BackupToStorageOperator(ReportsLineage, ZenMigrateBaseOperator):
     ) -> None:
         kwargs.setdefault("outlets", [backups_asset(conn_id)])
         check_jobs(jobs, type(self).__name__)
-        super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        super().__init__(
+            conn_id=conn_id,
+            storage_conn_id=storage_conn_id,
+            encryption_conn_id=encryption_conn_id,
+            **kwargs,
+        )
         self.uri = uri
         self.schemas = schemas
         self.exclude_schemas = exclude_schemas
@@ -152,7 +160,6 @@ class PruneBackupsOperator(ZenMigrateBaseOperator):
         "storage_conn_id",
         "prefix",
         "keep_last",
-        "encryption_conn_id",
     )
     ui_color = "#bdbdbd"
 

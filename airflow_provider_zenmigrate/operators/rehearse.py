@@ -59,6 +59,8 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
         (templated); by default the copy goes on production's server.
     :param storage_conn_id: The Airflow connection of the object store holding the backup
         (templated); without it the cloud SDKs' own environment and credentials apply.
+    :param encryption_conn_id: The Airflow connection holding the key of an encrypted
+        backup (templated); see :class:`ZenMigrateBaseOperator`.
     :param check_drift: Compare production's schema with the one its scripts give at its
         recorded revision (templated; a bool or "True"/"False").
     :param check_downgrade: After the upgrade, downgrade the copy back to the starting
@@ -103,6 +105,7 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
         backup_task_id: str | None = None,
         rehearsal_conn_id: str | None = None,
         storage_conn_id: str | None = None,
+        encryption_conn_id: str | None = None,
         check_drift: bool | str = True,
         check_downgrade: bool | str = False,
         fail_on: Sequence[str] | str = ("error",),
@@ -113,7 +116,12 @@ class RehearseMigrationOperator(ZenMigrateBaseOperator):
     ) -> None:
         # A rehearsal that failed will fail again on the same data: no retry.
         kwargs.setdefault("retries", 0)
-        super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        super().__init__(
+            conn_id=conn_id,
+            storage_conn_id=storage_conn_id,
+            encryption_conn_id=encryption_conn_id,
+            **kwargs,
+        )
         self.script_location = script_location
         self.config_file = config_file
         self.revision = revision

@@ -43,6 +43,8 @@ class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
     :param latest_under: A prefix: the newest complete backup under it (templated).
     :param storage_conn_id: The Airflow connection of the object store (templated); without
         it the cloud SDKs' own environment and default credentials apply.
+    :param encryption_conn_id: The Airflow connection holding the key of an encrypted
+        dump (templated); see :class:`ZenMigrateBaseOperator`.
     :param allow_unverified: Accept a dump without header and trailer, the legacy
         (unverified) format (templated; a bool or "True"/"False"). Off by default: such a
         dump cannot be told from a truncated one.
@@ -98,6 +100,7 @@ class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
         backup_db_name: str | None = None,
         latest_under: str | None = None,
         storage_conn_id: str | None = None,
+        encryption_conn_id: str | None = None,
         allow_unverified: bool = False,
         allow_routines: bool = False,
         no_owner: bool | str = False,
@@ -110,7 +113,12 @@ class RestoreOperator(ReportsLineage, ZenMigrateBaseOperator):
         **kwargs: Any,
     ) -> None:
         check_jobs(jobs, type(self).__name__)
-        super().__init__(conn_id=conn_id, storage_conn_id=storage_conn_id, **kwargs)
+        super().__init__(
+            conn_id=conn_id,
+            storage_conn_id=storage_conn_id,
+            encryption_conn_id=encryption_conn_id,
+            **kwargs,
+        )
         self.jobs = jobs
         self.fresh = fresh
         self.migration_task_id = migration_task_id
