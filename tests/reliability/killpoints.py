@@ -407,8 +407,10 @@ def _sql_of(args: tuple[Any, ...]) -> str:
     return "?"
 
 
-#: How MariaDB's swap block starts (see _swap_block in core/dialects/mysql/swap.py).
-SWAP_BLOCK = b"BEGIN NOT ATOMIC"
+#: How MariaDB's swap block starts (see _swap_block in core/dialects/mysql/swap.py); the
+#: catalog's blocks of SHOW CREATE statements (core/dialects/mysql/catalog.py) start with
+#: "BEGIN NOT ATOMIC" too, and are no swap.
+SWAP_BLOCK = b"BEGIN NOT ATOMIC\nDECLARE zm_again"
 
 
 def _hook_mysql_swap(tracer: Tracer) -> None:
