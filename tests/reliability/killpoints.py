@@ -6,7 +6,7 @@ Events
     records), the store's commit (``os.fsync`` / ``os.replace`` of the local upload, the S3
     ``CreateMultipartUpload`` / ``UploadPart`` / ``CompleteMultipartUpload`` calls, through
     botocore's event hooks), the restore writer's ``create_table`` / ``load_encoded`` /
-    ``create_object`` / ``row_count`` / ``swap``, and every statement, commit, fsync, unlink
+    ``create_object`` / ``row_counts`` / ``swap``, and every statement, commit, fsync, unlink
     and rename inside and after the swap. MariaDB's swap block (one statement that the server
     runs to its end, see ``MySQLRestoreWriter.swap``) has one more event, ``sent ...``, once
     its bytes are written to the socket: killed there, the process is gone while the server
@@ -328,6 +328,9 @@ def _hook_restore(tracer: Tracer, backend: str) -> None:
         chunks[spec.name] = chunks.get(spec.name, 0) + 1
         return f"{spec.name} #{chunks[spec.name]}"
 
+    def tables_of(specs: Any) -> str:
+        return f"{len(specs)} tables"
+
     def object_of(obj: Any) -> str:
         return f"{obj.object_type} {obj.name}"
 
@@ -337,7 +340,8 @@ def _hook_restore(tracer: Tracer, backend: str) -> None:
         if hasattr(writer_class, method):
             _around(tracer, writer_class, method, "load", chunk_of)
     _around(tracer, writer_class, "create_object", "object", object_of)
-    _around(tracer, writer_class, "row_count", "verify", name_of, after=False)
+    # The restore counts every table's rows in one call (a few statements) to verify them.
+    _around(tracer, writer_class, "row_counts", "verify", tables_of, after=False)
 
     real_swap = writer_class.swap
 

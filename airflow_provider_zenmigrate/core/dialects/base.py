@@ -392,8 +392,40 @@ class BackupReader(ABC):
         return {}
 
 
+#: Tables counted by one statement of :meth:`RestoreWriter.row_counts` (a UNION ALL each).
+COUNT_BATCH = 250
+
+
+def counted_tables(names: Sequence[str], count: str = "count(*)") -> Iterator[str]:
+    """Statements counting the rows of the tables ``names`` (quoted, qualified as needed),
+    :data:`COUNT_BATCH` a statement: rows ``(index in names, count)``."""
+    for start in range(0, len(names), COUNT_BATCH):
+        yield " UNION ALL ".join(
+            f"SELECT {start + i}, {count} FROM {name}"
+            for i, name in enumerate(names[start : start + COUNT_BATCH])
+        )
+
+
+def name_record(exc: BaseException, line: int | None, what: str) -> None:
+    """Tell in ``exc``'s notes which record of the dump it failed on (the first one told
+    stays: a writer that sends several records' statements at once names the one that
+    failed, and the record being applied then adds nothing)."""
+    if line is None or getattr(exc, "zenmigrate_line", None) is not None:
+        return
+    try:
+        exc.zenmigrate_line = line  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type without a __dict__
+        return
+    exc.add_note(f"line {line}: while restoring the {what} of the dump")
+
+
 class RestoreWriter(ABC):
     """Loads a dump into a staging area, then swaps it in for the target's contents."""
+
+    #: The dump's line of the record being applied (set by the restore before each one;
+    #: ``None`` outside a dump): a writer that holds statements back to send several at
+    #: once keeps it with each, to name the record of the one that fails.
+    record_line: int | None = None
 
     def begin(self, header: dict[str, Any] | None) -> None:
         """Called with the dump's header (``None`` where there is none) before the first
@@ -427,6 +459,11 @@ class RestoreWriter(ABC):
     @abstractmethod
     def row_count(self, table: TableSpec) -> int:
         """Rows now in the staging copy of ``table``, to verify the load."""
+
+    def row_counts(self, tables: Sequence[TableSpec]) -> dict[str, int]:
+        """Rows now in the staging copy of each of ``tables``, by name: one query per table
+        here; backends count them all in a few (:func:`counted_tables`)."""
+        return {table.name: self.row_count(table) for table in tables}
 
     @abstractmethod
     def swap(self) -> None:

@@ -73,6 +73,9 @@ class PostgreSQLStagedWriter(PostgreSQLRestoreWriter):
         options: RestoreOptions | None = None,
     ) -> None:
         super().__init__(conn, label, options)
+        # Statements run as they come: this writer commits along the way (its marks), and
+        # its schema part is applied outside the loop that would send held ones in time.
+        self.batching = False
         self.engine = engine
         #: The schema of the progress table; the staged schemas are named after it.
         self.control = STAGE_PREFIX + label

@@ -10,7 +10,7 @@ import psycopg
 
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ...errors import UnsafeDumpError, ZenMigrateError
-from ..base import RestoreWriter
+from ..base import RestoreWriter, counted_tables, name_record
 from . import connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
 from .copy_in import CopyIn
@@ -21,6 +21,8 @@ from .swap import SchemaSwap
 
 #: maintenance_work_mem while a restore builds its indexes (see _settings).
 INDEX_BUILD_MEMORY = "256MB"
+#: Statements held back at most before they are sent together (see _held).
+HELD_STATEMENTS = 500
 
 
 class PostgreSQLRestoreWriter(RestoreWriter):
@@ -53,6 +55,11 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self._rules = PgStatementRules(None)
         #: The schemas this restore replaces.
         self.schemas: frozenset[str] = frozenset()
+        #: Whether the statements of records are held back and sent several in one round
+        #: trip (:meth:`_hold`); a writer that commits along the way does not.
+        self.batching = psycopg.Pipeline.is_supported()
+        #: The statements held back: (record line, what, statement, parameters).
+        self._held: list[tuple[int | None, str, bytes, tuple[Any, ...] | None]] = []
         self._meta_writer = MetaWriter(
             self._rows,
             lambda statement: connection.execute_one(conn, statement),
@@ -76,7 +83,50 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             connection.execute_one(self._conn, setting)
 
     def _rows(self, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        self.send_held()
         return connection.fetch_all(self._conn, query, tuple(params))
+
+    # -- statements held back ----------------------------------------------------------------
+    def _hold(self, what: str, statement: str, params: Sequence[Any] | None = None) -> None:
+        """Run a statement of a record whose result nothing reads: held back, and sent with
+        the next ones in one round trip (a pipeline) before anything else reaches the server
+        (a COPY, a query, the counts, the swap), in their order. Issue 27, point 3: the
+        CREATE and sequence settings of a table go in one round trip, the keys and indexes
+        after the data a few hundred in one. Each is still one statement of the extended
+        protocol, as :func:`.connection.execute_one` sends it: a dump's statement never
+        joins another's text."""
+        if not self.batching:
+            if params is None:
+                connection.execute_one(self._conn, statement)
+            else:
+                connection.fetch_all(self._conn, statement, tuple(params))
+            return
+        held = tuple(params) if params is not None else None
+        self._held.append((self.record_line, what, statement.encode(), held))
+        if len(self._held) >= HELD_STATEMENTS:
+            self.send_held()
+
+    def send_held(self) -> None:
+        """Send the statements held back, in one round trip. The server stops at the first
+        that fails: its error (as the server gave it) names that statement's record."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        cursors: list[psycopg.Cursor[Any]] = []
+        try:
+            with self._conn.pipeline():
+                for _line, _what, statement, params in held:
+                    cursors.append(cur := self._conn.cursor())
+                    cur.execute(statement, params, binary=True)
+        except psycopg.Error as exc:
+            # Results arrive in order: the first statement without one is the one refused.
+            failed = next((i for i, cur in enumerate(cursors) if cur.pgresult is None), None)
+            if failed is not None and exc.sqlstate is not None:
+                name_record(exc, held[failed][0], held[failed][1])
+            raise
+        finally:
+            for cur in cursors:
+                cur.close()
 
     # -- the schemas replaced ----------------------------------------------------------------
     def begin(self, header: dict[str, Any] | None) -> None:
@@ -118,11 +168,12 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         schema = self._rules.check_table_statement(table)
         self._require_roles("table", table.name, table.options)
         owned = table.options.get("owned_sequences") or {}
-        connection.execute_one(self._conn, self._statement(table.create_stmt))
-        self._set_positions(schema, table.options.get("identity_positions") or {})
+        what = f"table record of {table.name!r}"
+        self._hold(what, self._statement(table.create_stmt))
+        self._set_positions(schema, table.options.get("identity_positions") or {}, what)
         for column, sequence in owned.items():
-            connection.execute_one(
-                self._conn,
+            self._hold(
+                what,
                 f"ALTER SEQUENCE {qualified_name(self._where(schema), sequence)} OWNED BY "
                 f"{self._table(table)}.{quote_ident(column)}",
             )
@@ -130,9 +181,11 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self._meta_writer.add("table", schema, bare, None, table.options, self.schemas)
 
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        self.send_held()
         self._copy.rows_of(self._table(table), table, rows)
 
     def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+        self.send_held()
         if not self._copy.encoded(self._table(table), table, columns):
             super().load_encoded(table, columns)
 
@@ -149,12 +202,14 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         if kind in ("schema", "default_privileges"):
             self._carried(obj)
             return
+        what = f"object record of {obj.name!r}"
         if kind == "extension":
             self._extension(obj.name, schema)
         else:
-            connection.execute_one(self._conn, self._statement(obj.create_stmt))
+            self._hold(what, self._statement(obj.create_stmt))
         if kind == "sequence" and "position" in obj.options:
-            self._set_positions(schema, {bare_name(schema, obj.name): obj.options["position"]})
+            position = {bare_name(schema, obj.name): obj.options["position"]}
+            self._set_positions(schema, position, what)
         bare = obj.name if kind not in QUALIFIED_TYPES else bare_name(schema, obj.name)
         table = bare_name(schema, obj.table) if obj.table else None
         self._meta_writer.add(kind, schema, bare, table, obj.options, self.schemas)
@@ -171,7 +226,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
                 "without changing who sees which rows. Nothing was changed: create the roles"
             )
 
-    def _set_positions(self, schema: str, positions: Any) -> None:
+    def _set_positions(self, schema: str, positions: Any, what: str) -> None:
         """Set sequences where they stood: ``{name: [last value, is_called]}`` (dumps written
         before this carry the next value as START WITH instead)."""
         if not isinstance(positions, dict):
@@ -185,7 +240,8 @@ class PostgreSQLRestoreWriter(RestoreWriter):
                 and isinstance(position[1], bool)
             ):
                 raise UnsafeDumpError(f"sequence {name!r}: malformed position {position!r}")
-            self._rows(
+            self._hold(
+                what,
                 "SELECT setval(%s::regclass, %s, %s)",
                 (qualified_name(self._where(schema), name), *position),
             )
@@ -201,6 +257,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
     def _extension(self, name: str, schema: str) -> None:
         """An extension exists once per database: one the target has is moved into its
         schema (uncommitted until the swap) instead of being created a second time."""
+        self.send_held()
         with self._conn.cursor() as cur:
             cur.execute(
                 b"SELECT n.nspname FROM pg_extension x JOIN pg_namespace n"
@@ -228,11 +285,18 @@ class PostgreSQLRestoreWriter(RestoreWriter):
             )
 
     def row_count(self, table: TableSpec) -> int:
+        return self.row_counts([table])[table.name]
+
+    def row_counts(self, tables: Sequence[TableSpec]) -> dict[str, int]:
+        """Every table counted in one statement per :data:`~..base.COUNT_BATCH` tables."""
         self.end_copy()
-        with self._conn.cursor() as cur:
-            cur.execute(f"SELECT count(*) FROM ONLY {self._table(table)}".encode())
-            row = cur.fetchone()
-        return int(row[0]) if row else 0
+        self.send_held()
+        names = [f"ONLY {self._table(table)}" for table in tables]
+        counts: dict[str, int] = {}
+        for query in counted_tables(names):
+            for index, count in connection.fetch_all(self._conn, query):
+                counts[tables[int(index)].name] = int(count)
+        return counts
 
     def swap(self) -> None:
         """Drop the old schemas and commit: the restored ones replace them at once.
@@ -242,6 +306,7 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         """
         self.end_copy()
         self.begin(None)
+        self.send_held()
         self._swap.drop_old(self._meta_writer.apply)
         self._conn.commit()
         self.swapped = True
