@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -122,3 +124,36 @@ def test_failing_create_names_its_record(dialect: str, tmp_path: Path) -> None:
         assert error.line == line, told
     else:  # the server's own error, its record named in a note
         assert any(note.startswith(f"line {line}: ") and "t002" in note for note in told), told
+
+
+class Stop(BaseException):
+    """What a signal handler raises (as Airflow's SIGTERM handling and Ctrl-C do)."""
+
+
+def test_a_signal_while_held_statements_run_is_raised_as_itself(tmp_path: Path) -> None:
+    """PostgreSQL: a signal's exception raised while the pipeline of held statements waits
+    for the server is the one that propagates, not psycopg's "cannot exit pipeline mode
+    while busy" that leaving the pipeline then raises (it hid a SIGTERM of a rehearsal)."""
+    from airflow_provider_zenmigrate.core.dialects.postgresql.writer import (
+        PostgreSQLRestoreWriter,
+    )
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop
+
+    with created_databases("postgresql", tmp_path, 1, prefix="zmrb") as (target,):
+        raw = target.engine.raw_connection()
+        previous = signal.signal(signal.SIGALRM, stop)
+        try:
+            writer = PostgreSQLRestoreWriter(raw.driver_connection, "zmsig")  # type: ignore[arg-type]
+            assert writer.batching
+            writer._hold("test", "SELECT pg_sleep(2)")
+            signal.setitimer(signal.ITIMER_REAL, 0.3)
+            started = time.monotonic()
+            with pytest.raises(Stop):
+                writer.send_held()
+            assert time.monotonic() - started < 1.5
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            raw.invalidate()

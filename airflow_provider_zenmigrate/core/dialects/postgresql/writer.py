@@ -119,6 +119,11 @@ class PostgreSQLRestoreWriter(RestoreWriter):
                     cursors.append(cur := self._conn.cursor())
                     cur.execute(statement, params, binary=True)
         except psycopg.Error as exc:
+            stopped = exc.__context__
+            if isinstance(stopped, BaseException) and not isinstance(stopped, Exception):
+                # A signal's exception (SIGTERM, Ctrl-C) while the pipeline waited: psycopg's
+                # exit from pipeline mode then fails "while busy" and would hide it.
+                raise stopped from None
             # Results arrive in order: the first statement without one is the one refused.
             failed = next((i for i, cur in enumerate(cursors) if cur.pgresult is None), None)
             if failed is not None and exc.sqlstate is not None:
