@@ -15,6 +15,8 @@ created only when the caller allows them (:func:`check_routine_allowed`).
 
 from __future__ import annotations
 
+import functools
+
 from ..errors import UnsafeDumpError
 from ..sql_lexer import PORTABLE, STANDARD, LexerRules, Token, significant_tokens
 from .references import (
@@ -120,6 +122,30 @@ def check_statement(
     unqualified. ``schemas`` are the schemas the restore replaces: a reference qualified by
     one of them stays inside what is restored; any other qualifier is refused as before.
     """
+    args = (statement, object_type, name, rules, allow_body, schema, schemas)
+    if all(isinstance(arg, str) for arg in (statement, object_type, name, schema or "")):
+        _check_statement(*args)
+    else:  # a dump's malformed value (a list, say) is refused by the checks, not by hash()
+        _check_statement.__wrapped__(*args)
+
+
+#: Statements whose checks passed, kept (:func:`check_statement`): a restore checks each
+#: record's statements when it reads the record and again when the writer applies it.
+CHECKS_KEPT = 32
+
+
+@functools.lru_cache(maxsize=CHECKS_KEPT)
+def _check_statement(
+    statement: str,
+    object_type: str,
+    name: str,
+    rules: LexerRules | None,
+    allow_body: bool,
+    schema: str | None,
+    schemas: frozenset[str],
+) -> None:
+    """:func:`check_statement`'s checks; a statement that passed them with the same
+    arguments passes again without them (a failure is not kept: it raises each time)."""
     label = f"{object_type} {name!r}"
     if not isinstance(statement, str) or not statement.strip():
         raise UnsafeDumpError(f"{label}: empty statement")
