@@ -93,7 +93,18 @@ services:
 BENCH_ARGS ?=
 BENCH_TOOLS := mariadb-dump:mariadb-client mydumper:mydumper pg_dump:postgresql-client \
 	zstd:zstd /usr/bin/time:time mariadb_config:libmariadb-dev pkg-config:pkg-config
-bench: venv
+bench: bench-deps
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Where the time of each issue 27 target case goes, under pyinstrument (bench/profile.py);
+# PROFILE_ARGS="--source ../before --source ." compares an earlier checkout with this one.
+.PHONY: profile bench-deps
+PROFILE_ARGS ?=
+profile: bench-deps
+	$(BIN)/python -c 'import pyinstrument' 2>/dev/null || $(BIN)/pip install --quiet pyinstrument
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
+
+bench-deps: venv
 	@missing=""; for pair in $(BENCH_TOOLS); do \
 	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -102,7 +113,6 @@ bench: venv
 	@# Dataset (g) runs Airflow itself on MariaDB, which wants MySQLdb and aiomysql (bench only).
 	$(BIN)/python -c 'import MySQLdb, aiomysql' 2>/dev/null || \
 	  $(BIN)/pip install --quiet mysqlclient aiomysql
-	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # End to end (tests/e2e): a real Airflow 3 deployment, its REST API and its UI in Debian's
 # headless Chromium (apt package; browsers are never downloaded). Under 10 minutes.
