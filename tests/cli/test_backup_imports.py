@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from airflow_provider_zenmigrate.core.crypto import MAGIC
-from tests.support.command_line import child_env
+from tests.support.command_line import cli_imports
 from tests.support.keys import new_key_b64
 
 #: What an unencrypted single-stream backup must not import.
@@ -34,35 +32,11 @@ NOT_NEEDED = (
     "airflow_provider_zenmigrate.core.dump.reader",
 )
 
-#: Runs ``main(argv)`` in a fresh interpreter and prints, as one JSON line after whatever
-#: the command printed, its exit code and which of NOT_NEEDED it imported.
-PROBE = """
-import json, sys
-from airflow_provider_zenmigrate.cli import main
-try:
-    code = main(sys.argv[2:])
-except SystemExit as exc:
-    code = exc.code
-found = sorted(m for m in sys.modules if m in NOT_NEEDED or m.split(".")[0] in NOT_NEEDED)
-print("\\nPROBE " + json.dumps({"code": code, "imported": found}))
-"""
-
 
 def _probe(*argv: str, **env: str) -> tuple[int, list[str]]:
     """Exit code of ``zenmigrate *argv`` and the modules of NOT_NEEDED it imported."""
-    source = f"NOT_NEEDED = {NOT_NEEDED!r}\n{PROBE}"
-    done = subprocess.run(
-        [sys.executable, "-c", source, "probe", *argv],
-        capture_output=True,
-        text=True,
-        env=child_env(**env),
-        timeout=120,
-        check=False,
-    )
-    _, _, probe = done.stdout.rpartition("\nPROBE ")
-    assert probe, done.stderr
-    found = json.loads(probe)
-    return int(found["code"] or 0), list(found["imported"])
+    code, imported, _ = cli_imports(NOT_NEEDED, *argv, env=env)
+    return code, imported
 
 
 def _sqlite(path: Path, rows: int) -> str:

@@ -13,8 +13,6 @@ import importlib.metadata
 import json
 import logging
 import sqlite3
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 
 from airflow_provider_zenmigrate.cli import output
 from airflow_provider_zenmigrate.core import backup
-from tests.support.command_line import assert_one_error_line, child_env, zm
+from tests.support.command_line import assert_one_error_line, cli_imports, python_c, zm
 
 #: What a run that only parses its arguments must not import.
 HEAVY = (
@@ -42,36 +40,10 @@ HEAVY = (
     "importlib.metadata",
 )
 
-#: Runs ``main(argv)`` in a fresh interpreter; prints its exit code and the heavy modules
-#: it left in ``sys.modules`` as one JSON line after whatever the command printed.
-PROBE = """
-import json, sys
-from airflow_provider_zenmigrate.cli import main
-try:
-    code = main(sys.argv[2:])
-except SystemExit as exc:
-    code = exc.code
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m in HEAVY)
-print("\\nPROBE " + json.dumps({"code": code, "heavy": heavy}))
-"""
-
 
 def _probe(*argv: str, cwd: Path | None = None) -> tuple[int, list[str], str]:
     """Exit code, heavy modules imported, and what the command printed on stdout."""
-    source = f"HEAVY = {HEAVY!r}\n{PROBE}"
-    done = subprocess.run(
-        [sys.executable, "-c", source, "probe", *argv],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
-    printed, _, probe = done.stdout.rpartition("\nPROBE ")
-    assert probe, done.stderr
-    found = json.loads(probe)
-    return int(found["code"] or 0), list(found["heavy"]), printed
+    return cli_imports(HEAVY, *argv, cwd=cwd)
 
 
 @pytest.mark.parametrize(
@@ -118,15 +90,7 @@ def test_the_package_version_is_the_installed_one_without_importlib_metadata() -
         "import importlib.metadata as m\n"
         "print(direct, m.version('airflow-provider-zenmigrate'), fast)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-        check=True,
-    )
-    direct, by_metadata, fast = done.stdout.split()
+    direct, by_metadata, fast = python_c(script).split()
     assert direct == by_metadata
     assert fast == "True"
 
@@ -143,15 +107,7 @@ def test_a_non_database_error_is_described_without_importing_sqlalchemy() -> Non
         "print(describe(ValueError('bad value\\nsecond line')))\n"
         "print('sqlalchemy' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.splitlines() == ["ValueError: bad value", "False"]
+    assert python_c(script).splitlines() == ["ValueError: bad value", "False"]
 
 
 def test_a_database_error_is_still_one_line_from_the_driver(tmp_path: Path) -> None:

@@ -75,3 +75,55 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], *needles: st
     for needle in needles:
         assert needle in errors[0], errors[0]
     return errors[0]
+
+
+def python_c(script: str, *argv: str, **env: str) -> str:
+    """What ``python -c script argv...`` prints in a fresh interpreter (it must succeed):
+    for what this process, having imported everything, cannot show."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        env=child_env(**env),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+#: Runs the CLI's ``main(argv)``, then prints (after whatever the command printed) one JSON
+#: line: its exit code and the modules of WATCHED (names, or top-level packages) it imported.
+_IMPORTS_PROBE = """
+import json, sys
+from airflow_provider_zenmigrate.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+found = sorted(m for m in sys.modules if m in WATCHED or m.split(".")[0] in WATCHED)
+print("\\nPROBE " + json.dumps({"code": code, "imported": found}))
+"""
+
+
+def cli_imports(
+    watched: tuple[str, ...],
+    *argv: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, list[str], str]:
+    """``zenmigrate *argv`` in a fresh interpreter: its exit code, which of ``watched`` it
+    imported, and what it printed on stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"WATCHED = {watched!r}\n{_IMPORTS_PROBE}", *argv],
+        capture_output=True,
+        text=True,
+        env=child_env(**(env or {})),
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+    printed, _, probe = done.stdout.rpartition("\nPROBE ")
+    assert probe, done.stderr
+    found = json.loads(probe)
+    return int(found["code"] or 0), list(found["imported"]), printed

@@ -10,8 +10,6 @@ checked here.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 from pydantic import ValidationError
@@ -20,7 +18,7 @@ from sqlalchemy.engine import make_url
 from airflow_provider_zenmigrate.core import crypto
 from airflow_provider_zenmigrate.core.crypto import keys, policy, segments
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
-from tests.support.command_line import child_env
+from tests.support.command_line import python_c
 
 #: An in-memory SQLite database: MigrationUtils is built, never connected.
 MEMORY = make_url("sqlite://")
@@ -51,15 +49,7 @@ def test_importing_the_crypto_package_or_the_utils_does_not_import_cryptography(
         "from airflow_provider_zenmigrate.core.crypto import Encryption\n"
         "print('cryptography' in sys.modules)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.split() == ["False", "False", "True"]
+    assert python_c(script).split() == ["False", "False", "True"]
 
 
 def test_migration_utils_keeps_an_encryption_and_refuses_anything_else() -> None:
