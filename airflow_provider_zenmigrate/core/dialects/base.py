@@ -8,7 +8,7 @@ import hashlib
 import uuid
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
@@ -396,16 +396,6 @@ class BackupReader(ABC):
 COUNT_BATCH = 250
 
 
-def counted_tables(names: Sequence[str], count: str = "count(*)") -> Iterator[str]:
-    """Statements counting the rows of the tables ``names`` (quoted, qualified as needed),
-    :data:`COUNT_BATCH` a statement: rows ``(index in names, count)``."""
-    for start in range(0, len(names), COUNT_BATCH):
-        yield " UNION ALL ".join(
-            f"SELECT {start + i}, {count} FROM {name}"
-            for i, name in enumerate(names[start : start + COUNT_BATCH])
-        )
-
-
 def name_record(exc: BaseException, line: int | None, what: str) -> None:
     """Tell in ``exc``'s notes which record of the dump it failed on (the first one told
     stays: a writer that sends several records' statements at once names the one that
@@ -457,13 +447,30 @@ class RestoreWriter(ABC):
         """Create a non-table object in the staging area (same refusal rules)."""
 
     @abstractmethod
+    def counted_table(self, table: TableSpec) -> str:
+        """The staging copy of ``table`` as the FROM item that counts its rows."""
+
+    @abstractmethod
+    def counted_rows(self, query: str) -> Iterable[Sequence[Any]]:
+        """The rows of a counting query, run once everything sent before has landed."""
+
     def row_count(self, table: TableSpec) -> int:
         """Rows now in the staging copy of ``table``, to verify the load."""
+        return self.row_counts([table])[table.name]
 
     def row_counts(self, tables: Sequence[TableSpec]) -> dict[str, int]:
-        """Rows now in the staging copy of each of ``tables``, by name: one query per table
-        here; backends count them all in a few (:func:`counted_tables`)."""
-        return {table.name: self.row_count(table) for table in tables}
+        """Rows now in the staging copy of each of ``tables``, by name: one statement per
+        :data:`COUNT_BATCH` tables, not one each (issue 27)."""
+        counts: dict[str, int] = {}
+        for start in range(0, len(tables), COUNT_BATCH):
+            batch = tables[start : start + COUNT_BATCH]
+            query = " UNION ALL ".join(
+                f"SELECT {start + i}, COUNT(*) FROM {self.counted_table(table)}"
+                for i, table in enumerate(batch)
+            )
+            for index, count in self.counted_rows(query):
+                counts[tables[int(index)].name] = int(count)
+        return counts
 
     @abstractmethod
     def swap(self) -> None:

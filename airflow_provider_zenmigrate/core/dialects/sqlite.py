@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,7 +27,7 @@ from ..dump.safety import check_statement
 from ..errors import MigrationLockTimeout
 from ..sql_lexer import SQLITE
 from ..storage import fsync_path
-from .base import BackupReader, DialectOps, RestoreWriter, Span, counted_tables
+from .base import BackupReader, DialectOps, RestoreWriter, Span
 
 _HEADER = b"SQLite format 3\x00"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -420,22 +420,11 @@ class SQLiteRestoreWriter(RestoreWriter):
         check_object_statement(obj)
         self._staging_conn().execute(obj.create_stmt)
 
-    def row_count(self, table: TableSpec) -> int:
-        found = (
-            self._staging_conn()
-            .execute(f"SELECT count(*) FROM {_quote_ident(table.name)}")
-            .fetchone()
-        )
-        return int(found[0])
+    def counted_table(self, table: TableSpec) -> str:
+        return _quote_ident(table.name)
 
-    def row_counts(self, tables: Sequence[TableSpec]) -> dict[str, int]:
-        """Every table counted in one statement per :data:`.base.COUNT_BATCH` tables."""
-        conn = self._staging_conn()
-        counts: dict[str, int] = {}
-        for query in counted_tables([_quote_ident(t.name) for t in tables]):
-            for index, count in conn.execute(query).fetchall():
-                counts[tables[int(index)].name] = int(count)
-        return counts
+    def counted_rows(self, query: str) -> Iterable[Sequence[Any]]:
+        return self._staging_conn().execute(query).fetchall()
 
     def swap(self) -> None:
         conn = self._staging_conn()

@@ -4,7 +4,7 @@ multi-row INSERTs), its statements checked by :mod:`.statements`, swapped in by 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from ...dump.model import ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
-from ..base import RestoreWriter, StagedBuild, counted_tables, decode_base64_column
+from ..base import RestoreWriter, StagedBuild, decode_base64_column
 from ..text_rows import BULK_CODECS, bulk_text
 from . import parts
 from .catalog import table_names
@@ -246,22 +246,9 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
             self._create_in_settings(settings, sql)
         self.objects.append((obj, settings, sql))
 
-    def row_count(self, table: TableSpec) -> int:
-        self.wait_for_bulk_loads()
-        session = self.session
-        return int(
-            session.scalar(
-                f"SELECT COUNT(*) FROM {session.quote(self.staging)}.{session.quote(table.name)}"
-            )
-        )
+    def counted_table(self, table: TableSpec) -> str:
+        return f"{self.session.quote(self.staging)}.{self.session.quote(table.name)}"
 
-    def row_counts(self, tables: Sequence[TableSpec]) -> dict[str, int]:
-        """Every table counted in one statement per :data:`~..base.COUNT_BATCH` tables."""
+    def counted_rows(self, query: str) -> Iterable[Sequence[Any]]:
         self.wait_for_bulk_loads()
-        quote = self.session.quote
-        names = [f"{quote(self.staging)}.{quote(t.name)}" for t in tables]
-        counts: dict[str, int] = {}
-        for query in counted_tables(names, "COUNT(*)"):
-            for index, count in self.session.query(query):
-                counts[tables[int(index)].name] = int(count)
-        return counts
+        return self.session.query(query)

@@ -3,14 +3,14 @@ transaction, its schemas replaced at the commit (:mod:`.swap`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import psycopg
 
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ...errors import UnsafeDumpError, ZenMigrateError
-from ..base import RestoreWriter, counted_tables, name_record
+from ..base import RestoreWriter, name_record
 from . import connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
 from .copy_in import CopyIn
@@ -289,19 +289,13 @@ class PostgreSQLRestoreWriter(RestoreWriter):
                 self._conn, f"ALTER EXTENSION {quote_ident(name)} SET SCHEMA {quote_ident(schema)}"
             )
 
-    def row_count(self, table: TableSpec) -> int:
-        return self.row_counts([table])[table.name]
+    def counted_table(self, table: TableSpec) -> str:
+        return f"ONLY {self._table(table)}"
 
-    def row_counts(self, tables: Sequence[TableSpec]) -> dict[str, int]:
-        """Every table counted in one statement per :data:`~..base.COUNT_BATCH` tables."""
+    def counted_rows(self, query: str) -> Iterable[Sequence[Any]]:
         self.end_copy()
         self.send_held()
-        names = [f"ONLY {self._table(table)}" for table in tables]
-        counts: dict[str, int] = {}
-        for query in counted_tables(names):
-            for index, count in connection.fetch_all(self._conn, query):
-                counts[tables[int(index)].name] = int(count)
-        return counts
+        return connection.fetch_all(self._conn, query)
 
     def swap(self) -> None:
         """Drop the old schemas and commit: the restored ones replace them at once.
