@@ -102,7 +102,10 @@ def run_case(
     dst = server._replace(database="zmprofile_dst")
     _fresh(src)
     if case != "empty":
-        (dataset,) = compare.make_datasets(argparse.Namespace(**{**vars(args), "datasets": case}))
+        # (d)'s size is asked for by make_datasets although (d) is never profiled.
+        sizes = {"rows": args.rows, "tables": args.tables, "table_rows": args.table_rows}
+        wanted = argparse.Namespace(**sizes, blob_rows=0, datasets=case)
+        (dataset,) = compare.make_datasets(wanted)
         log(f"{compare.TITLES[dialect]}: generating {dataset.title}")
         utils = MigrationUtils(url=src, connect_args={}, engine_args={})
         dataset.create(utils.engine)
@@ -142,7 +145,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of (a)")
     parser.add_argument("--tables", type=int, default=200, help="tables of (c)")
     parser.add_argument("--table-rows", type=int, default=1000, help="rows per table of (c)")
-    parser.add_argument("--blob-rows", type=int, default=50_000, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "profile.txt")
     args = parser.parse_args(argv)
     args.source = [path.resolve() for path in args.source or [ROOT]]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.many_tables import populate
-from tests.support.query_count import counted_queries, shape
+from tests.support.query_count import counted_fresh, shape
 from tests.support.servers import created_databases
 
 #: A statement reading the rows of one of the tables tNNN: COPY (SELECT ... FROM ONLY
@@ -29,16 +29,10 @@ ROW_READ = re.compile(r'\bFROM\s+(?:ONLY\s+)?(?:"public"\.)?[`"]?t\d{3}[`"]?(?:\
 def backup_statements(utils: MigrationUtils, dump: Path) -> tuple[Counter[str], list[str]]:
     """The shapes of the statements a backup of ``utils``' database sent, other than row
     reads, and the row reads themselves."""
-    with counted_queries() as log:
-        # A fresh engine: its first connection's set-up is counted, the same for both sizes.
-        fresh = MigrationUtils(url=utils.url, connect_args={}, engine_args={})
-        try:
-            result = fresh.backup_database_to_file(str(dump))
-        finally:
-            fresh.dispose()
+    with counted_fresh(utils.url) as (fresh, log):
+        result = fresh.backup_database_to_file(str(dump))
     assert result.rows == 3 * len(result.tables)
-    name = Path(str(utils.url.database)).stem  # a server's database, or the SQLite file's
-    statements = [s.replace(name, "<database>") for s in log.statements]
+    statements = log.without_database(utils.url)
     reads = [s for s in statements if ROW_READ.search(s)]
     others = Counter(shape(s) for s in statements if not ROW_READ.search(s))
     return others, reads

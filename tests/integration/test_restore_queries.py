@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
 from airflow_provider_zenmigrate.core.errors import DumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.dumps import reseal, to_bytes
 from tests.support.identity import fingerprint
 from tests.support.many_tables import populate
-from tests.support.query_count import counted_queries, shape
+from tests.support.query_count import counted_fresh, shape
 from tests.support.servers import created_databases
 
 #: A data load of one table: PostgreSQL's COPY, MariaDB's LOAD DATA or INSERT, SQLite's INSERT.
@@ -45,15 +46,10 @@ def restore_statements(utils: MigrationUtils, dump: Path) -> tuple[int, Counter[
     """Restore ``dump`` into ``utils``' database: the number of statements sent per table
     record (CREATE, objects), the shapes of the other statements except data loads, and
     the number of data loads."""
-    with counted_queries() as log:
-        fresh = MigrationUtils(url=utils.url, connect_args={}, engine_args={})
-        try:
-            summary = fresh.restore_database_from_file(str(dump))
-        finally:
-            fresh.dispose()
+    with counted_fresh(utils.url) as (fresh, log):
+        summary = fresh.restore_database_from_file(str(dump))
     assert summary.rows == 3 * len(summary.tables)
-    name = Path(str(utils.url.database)).stem
-    statements = [s.replace(name, "<database>") for s in log.statements]
+    statements = log.without_database(utils.url)
     loads = sum(1 for s in statements if DATA_LOAD.search(s))
     records = sum(1 for s in statements if PER_RECORD.search(s))
     others = Counter(
@@ -134,9 +130,6 @@ def test_a_signal_while_held_statements_run_is_raised_as_itself(tmp_path: Path) 
     """PostgreSQL: a signal's exception raised while the pipeline of held statements waits
     for the server is the one that propagates, not psycopg's "cannot exit pipeline mode
     while busy" that leaving the pipeline then raises (it hid a SIGTERM of a rehearsal)."""
-    from airflow_provider_zenmigrate.core.dialects.postgresql.writer import (
-        PostgreSQLRestoreWriter,
-    )
 
     def stop(signum: int, frame: object) -> None:
         raise Stop

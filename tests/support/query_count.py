@@ -4,8 +4,8 @@ Counting happens at the drivers' own entry points, below SQLAlchemy and the dial
 modules, so no statement escapes it however it is sent: pymysql's ``COM_QUERY`` commands,
 psycopg's cursor calls (and the raw COPY of :mod:`.copy_stream`), and SQLite's trace
 callback on every connection opened while counting. The databases are real; nothing is
-answered in their place. Used by tests/integration/test_catalog_queries.py and the
-measurements of issue 27.
+answered in their place. Used by tests/integration/test_catalog_queries.py,
+tests/integration/test_restore_queries.py and the measurements of issue 27.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pymysql
 from pymysql.constants import COMMAND
+from sqlalchemy.engine import URL
 
 from airflow_provider_zenmigrate.core.dialects.postgresql import reader as pg_reader
+from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
 
 @dataclass
@@ -35,6 +38,12 @@ class QueryLog:
         if isinstance(sql, bytes | bytearray | memoryview):
             sql = bytes(sql).decode("utf-8", "replace")
         self.statements.append(str(sql))
+
+    def without_database(self, url: URL) -> list[str]:
+        """The statements with the name of ``url``'s database (a server's, or the SQLite
+        file's stem) replaced by ``<database>``, so databases of two sizes compare."""
+        name = Path(str(url.database)).stem
+        return [s.replace(name, "<database>") for s in self.statements]
 
     def shapes(self) -> Counter[str]:
         """How often each statement was sent, with names and numbers abstracted (``t001``
@@ -117,3 +126,16 @@ def counted_queries() -> Iterator[QueryLog]:
     finally:
         for step in reversed(undo):
             step()
+
+
+@contextmanager
+def counted_fresh(url: URL) -> Iterator[tuple[MigrationUtils, QueryLog]]:
+    """A new ``MigrationUtils`` on ``url`` (disposed after) while every statement is
+    counted: its engine's first connection and set-up are counted too, the same for every
+    database compared."""
+    with counted_queries() as log:
+        fresh = MigrationUtils(url=url, connect_args={}, engine_args={})
+        try:
+            yield fresh, log
+        finally:
+            fresh.dispose()
