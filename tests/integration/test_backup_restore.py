@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from airflow_provider_zenmigrate.core.alembic import Alembic
+from airflow_provider_zenmigrate.core.dump import typed_data
+from airflow_provider_zenmigrate.core.dump.chunk import Chunk
 from airflow_provider_zenmigrate.core.errors import (
     DumpFormatError,
     DumpIntegrityError,
@@ -258,3 +260,41 @@ def test_failed_restore_leaves_target_as_it_was(
     target.restore_database_from_storage(lambda: iter(records))  # a rerun succeeds
     assert fingerprint(target.url) == fingerprint(source.url)
     assert not restore_side_objects(target.url, tmp_path / "target") - objects
+
+
+def test_restores_take_rows_straight_from_the_record_or_the_python_way(
+    source: MigrationUtils,
+    target: MigrationUtils,
+    dialect: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """MariaDB and PostgreSQL load a backup's data records as bulk text made in C
+    (core/dump/_bulk.c); without that module (a machine that could not compile it) every
+    dialect decodes the values instead, and the result is the same."""
+    dump = tmp_path / "backup.jsonl"
+    source.backup_database_to_file(str(dump))
+    expected = fingerprint(source.url)
+    taken: list[bool] = []
+    real_bulk = Chunk.bulk
+
+    def bulk(self: Chunk, kinds: bytes) -> bytes | None:
+        text = real_bulk(self, kinds)
+        taken.append(text is not None)
+        return text
+
+    monkeypatch.setattr(Chunk, "bulk", bulk)
+    target.restore_database_from_file(str(dump))
+    assert fingerprint(target.url) == expected
+    if dialect == "sqlite":
+        assert taken == []  # SQLite's writer binds values: no bulk text
+    else:
+        assert taken and all(taken)
+
+    taken.clear()
+    monkeypatch.setattr(typed_data, "_bulk", None)
+    with target.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM book")
+    target.restore_database_from_file(str(dump))
+    assert fingerprint(target.url) == expected
+    assert not any(taken)

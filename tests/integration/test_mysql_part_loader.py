@@ -5,14 +5,14 @@ unique checks on (MariaDB's bulk mode for empty tables is what they keep off).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from airflow_provider_zenmigrate.core.dialects.mysql import parts
 from airflow_provider_zenmigrate.core.dialects.mysql.statements import LOAD_SQL_MODE
+from airflow_provider_zenmigrate.core.dump.chunk import Chunk
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import DumpIntegrityError, ZenMigrateError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
@@ -50,8 +50,9 @@ def _settings(database: str) -> list[str]:
     ]
 
 
-def _chunk(first: int, count: int, label: str = "x") -> list[Sequence[Any]]:
-    return [list(range(first, first + count)), [label] * count]
+def _chunk(first: int, count: int, label: str = "x") -> Chunk:
+    rows = [{"id": i, "label": label} for i in range(first, first + count)]
+    return Chunk(rows, ["id", "label"])
 
 
 def _count(utils: MigrationUtils, sql: str) -> int:

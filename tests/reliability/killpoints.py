@@ -5,7 +5,7 @@ Events
     category and a label: the dump stream's ``write`` (header, schema, data and trailer
     records), the store's commit (``os.fsync`` / ``os.replace`` of the local upload, the S3
     ``CreateMultipartUpload`` / ``UploadPart`` / ``CompleteMultipartUpload`` calls, through
-    botocore's event hooks), the restore writer's ``create_table`` / ``load_encoded`` /
+    botocore's event hooks), the restore writer's ``create_table`` / ``load_chunk`` /
     ``create_object`` / ``row_counts`` / ``swap``, and every statement, commit, fsync, unlink
     and rename inside and after the swap. MariaDB's swap block (one statement that the server
     runs to its end, see ``MySQLRestoreWriter.swap``) has one more event, ``sent ...``, once
@@ -335,8 +335,9 @@ def _hook_restore(tracer: Tracer, backend: str) -> None:
         return f"{obj.object_type} {obj.name}"
 
     _around(tracer, writer_class, "create_table", "table", name_of)
-    # The engine calls load_encoded (the base class's decodes and calls load_rows).
-    for method in ("load_encoded", "load_rows"):
+    # The engine calls load_chunk (which may call load_encoded, whose base class's decodes
+    # and calls load_rows).
+    for method in ("load_chunk", "load_encoded", "load_rows"):
         if hasattr(writer_class, method):
             _around(tracer, writer_class, method, "load", chunk_of)
     _around(tracer, writer_class, "create_object", "object", object_of)
@@ -367,7 +368,7 @@ def _around(
     after: bool = True,
 ) -> None:
     """Events before (and after) each call of ``cls.method``; a call made from inside another
-    call of the same category (``load_encoded`` calling ``load_rows``) is not an event."""
+    call of the same category (``load_chunk`` calling ``load_encoded``) is not an event."""
     real = getattr(cls, method)
 
     def wrapper(self: Any, *args: Any) -> Any:

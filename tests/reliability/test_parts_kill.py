@@ -217,7 +217,7 @@ elif point == "one-transaction-data":  # a restore that cannot be staged, loadin
     from airflow_provider_zenmigrate.core.dialects.postgresql.writer import (
         PostgreSQLRestoreWriter,
     )
-    wrap(PostgreSQLRestoreWriter, "load_encoded", lambda self, *a: nth_time() and pause())
+    wrap(PostgreSQLRestoreWriter, "load_chunk", lambda self, *a: nth_time() and pause())
 
 mu = MigrationUtils(url=spec["url"], connect_args={}, engine_args={})
 try:

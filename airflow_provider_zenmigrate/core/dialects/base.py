@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 from sqlalchemy import Connection, inspect
 from sqlalchemy.engine import URL, Engine
 
+from ..dump.chunk import Chunk
 from ..dump.codecs import decoders
 from ..dump.model import BackupScope, ObjectSpec, RestoreOptions, TableSpec
 from ..errors import ZenMigrateError
@@ -442,6 +443,12 @@ class RestoreWriter(ABC):
         """
         self.load_rows(table, decoded_rows(table, columns))
 
+    def load_chunk(self, table: TableSpec, chunk: Chunk) -> None:
+        """Append a data record's rows: what a restore calls. Backends whose server reads
+        bulk text override it to take the text straight from the record (``chunk.bulk``);
+        by default the values go column by column to :meth:`load_encoded`."""
+        self.load_encoded(table, chunk.columns())
+
     @abstractmethod
     def create_object(self, obj: ObjectSpec) -> None:
         """Create a non-table object in the staging area (same refusal rules)."""
@@ -507,7 +514,7 @@ class PartLoader(Protocol):
 
     def clear(self, table: TableSpec, span: Span | None, /) -> None: ...
 
-    def load(self, table: TableSpec, columns: list[Sequence[Any]], /) -> None: ...
+    def load(self, table: TableSpec, chunk: Chunk, /) -> None: ...
 
     def commit(self, part: str, digest: str, table: str, rows: int, /) -> None: ...
 

@@ -7,6 +7,11 @@ straight into one small object per row, with a field per declared column, and re
 missing or an unknown key while it parses: the same check in less than half the time (see
 docs/performance.md).
 
+Lines in exactly the backup's own shape (compact, each row's keys in the declared order,
+scalar values) are only checked and counted when read, in C (:mod:`._bulk`); their rows
+are decoded when something asks for them, and a restore into MariaDB or PostgreSQL takes
+them as bulk text straight from the line instead (:meth:`DecodedRows.bulk`).
+
 This is only a faster way to the same records. A line it does not take (not in the
 backup's own shape, a table not declared, a column name msgspec cannot match: one holding
 a quote, a backslash or a control character) or that it refuses for any reason is parsed
@@ -21,6 +26,11 @@ from typing import Annotated, Any, Literal, Union, overload
 
 import msgspec
 import orjson
+
+try:
+    from . import _bulk
+except ImportError:  # installed where it could not be compiled: the msgspec way for all
+    _bulk = None  # type: ignore[assignment]
 
 #: How the backup starts a data line (records.data_line); other lines go the generic way.
 _PREFIX = b'{"kind":"data","table":'
@@ -38,20 +48,47 @@ class DecodedRows(Sequence[dict[str, Any]]):
     """A data record's rows, decoded for its table's declared columns (in that order).
 
     Read as a sequence, each row is a ``{column: value}`` dict as the generic parser gives
-    it (built on demand); :meth:`columns` gives the values column by column, in C.
+    it (built on demand); :meth:`columns` gives the values column by column, in C. Rows
+    only checked so far (:meth:`checked`) are decoded on first use.
     """
 
     def __init__(
-        self, rows: list[Any], names: tuple[str, ...], getters: list[Callable[[Any], Any]]
+        self,
+        rows: list[Any] | None,
+        names: tuple[str, ...],
+        getters: list[Callable[[Any], Any]],
+        line: _CheckedLine | None = None,
     ) -> None:
-        self._rows = rows
+        self._decoded = rows
         self.names = names
         self._getters = getters
+        self._line = line
+
+    @classmethod
+    def checked(cls, table: _DataRecordDecoder, raw: bytes, offset: int, count: int) -> DecodedRows:
+        return cls(None, table.names, table.getters, _CheckedLine(table, raw, offset, count))
+
+    @property
+    def _rows(self) -> list[Any]:
+        if self._decoded is None:
+            assert self._line is not None
+            self._decoded = self._line.decode()
+        return self._decoded
+
+    def bulk(self, kinds: bytes) -> bytes | None:
+        """The rows as bulk text (text_rows.py's format), one field per column of the kind
+        ``kinds`` gives it (see _bulk.c); None where a value needs the Python way."""
+        line = self._line
+        if line is None or _bulk is None:
+            return None
+        return _bulk.rows(line.raw, line.offset, line.table.keys, kinds)
 
     def columns(self) -> list[Sequence[Any]]:
         return [tuple(map(getter, self._rows)) for getter in self._getters]
 
     def __len__(self) -> int:
+        if self._decoded is None and self._line is not None:
+            return self._line.count
         return len(self._rows)
 
     @overload
@@ -68,6 +105,23 @@ class DecodedRows(Sequence[dict[str, Any]]):
 
     def _as_dict(self, row: Any) -> dict[str, Any]:
         return dict(zip(self.names, msgspec.structs.astuple(row), strict=True))
+
+
+class _CheckedLine:
+    """A data line that C checked and counted but nothing has decoded yet."""
+
+    def __init__(self, table: _DataRecordDecoder, raw: bytes, offset: int, count: int) -> None:
+        self.table = table
+        self.raw = raw
+        self.offset = offset
+        self.count = count
+
+    def decode(self) -> list[Any]:
+        decoded: Any = self.table.decoder.decode(self.raw)
+        rows: list[Any] = decoded.data
+        if len(rows) != self.count:  # C takes only what msgspec takes: never reached
+            raise RuntimeError("a checked data line decoded to another number of rows")
+        return rows
 
 
 class _DataRecordDecoder:
@@ -91,6 +145,8 @@ class _DataRecordDecoder:
         )
         self.decoder = msgspec.json.Decoder(record)
         self.names = names
+        #: Each column's key as the backup writes it (no escapes: see _UNMATCHABLE).
+        self.keys = tuple(b'"' + name.encode() + b'":' for name in names)
         self.getters: list[Callable[[Any], Any]] = [attrgetter(field) for field in fields]
 
 
@@ -127,6 +183,12 @@ class DataDecoders:
         table = self._tables.get(name) if isinstance(name, str) else None
         if table is None:
             return None
+        if _bulk is not None:
+            offset = end + len(_AFTER_NAME)
+            count = _bulk.rows(raw, offset, table.keys, None)
+            if count is not None:
+                rows = DecodedRows.checked(table, raw, offset, count)
+                return {"kind": "data", "table": name, "data": rows}
         try:
             decoded: Any = table.decoder.decode(raw)
         except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):

@@ -112,7 +112,7 @@ def load_part(run: _Run, loader: PartLoader, entry: PartEntry) -> int:
             run.table_records,
         ):
             if record["kind"] == "data":
-                loader.load(spec, staged.columns(record["data"]))
+                loader.load(spec, staged.chunk(record["data"]))
                 rows += len(record["data"])
         loader.commit(entry.name, entry.digest, table, rows)
         return rows

@@ -10,7 +10,7 @@ moves every table of the staging database into the target.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -18,10 +18,11 @@ from typing import Any
 import pymysql.err
 from sqlalchemy.engine import Engine
 
+from ...dump.chunk import Chunk
 from ...dump.model import TableSpec
 from ...errors import DumpIntegrityError, ZenMigrateError
 from ..base import StagedBuild, decode_base64_column, span_where
-from ..text_rows import BULK_CODECS, bulk_text
+from ..text_rows import BULK_CODECS, bulk_text, chunk_text
 from .load import BulkLoader, load_statement, run_load
 from .session import ServerSession, server_session
 
@@ -131,25 +132,29 @@ class PartLoader:
         if session.query(f"SELECT 1 FROM {name}{where} LIMIT 1"):
             session.execute(f"DELETE FROM {name}{where}")
 
-    def load(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
-        """Rows given column by column, still in the dump's encoding (see load_encoded).
-        Their LOAD starts once the previous chunk's is in (whose error this raises)."""
-        if not columns or not columns[0]:
+    def load(self, table: TableSpec, chunk: Chunk) -> None:
+        """A data record's rows, as bulk text straight from the record where it can be (see
+        chunk_text), else from its values (see load_encoded). Their LOAD starts once the
+        previous chunk's is in (whose error this raises)."""
+        if not len(chunk):
             return
         codecs = [c.codec for c in table.columns]
-        if self.local is None or not set(codecs) <= BULK_CODECS or len(columns) != len(codecs):
+        if self.local is None or not set(codecs) <= BULK_CODECS or len(chunk.names) != len(codecs):
             raise ZenMigrateError(
                 f"table {table.name!r}: parallel restores load with LOAD DATA LOCAL, which "
                 "this server or table does not allow; restore with jobs=1"
             )
-        for i, codec in enumerate(codecs):
-            if codec == "bytes":
-                decode_base64_column(table, i, columns[i])
+        data = chunk_text(table, chunk, "v")
+        if data is None:
+            columns = chunk.columns()
+            for i, codec in enumerate(codecs):
+                if codec == "bytes":
+                    decode_base64_column(table, i, columns[i])
+            data = bulk_text(table, columns)
         statement = self._statements.get(table.name)
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)
             self._statements[table.name] = statement
-        data = bulk_text(table, columns)
         self._settle()
         if self._loading is None:
             self._loading = ThreadPoolExecutor(1, thread_name_prefix="zenmigrate-part-load")

@@ -12,10 +12,11 @@ from typing import Any
 import pymysql.err
 from sqlalchemy.engine import Engine
 
+from ...dump.chunk import Chunk
 from ...dump.model import ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
 from ..base import RestoreWriter, StagedBuild, decode_base64_column
-from ..text_rows import BULK_CODECS, bulk_text
+from ..text_rows import BULK_CODECS, bulk_text, chunk_text
 from . import parts
 from .catalog import table_names
 from .grants import RoutineGrant
@@ -191,22 +192,33 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         _settings, sql = check_table_statement(table)
         self.session.execute_dump(sql)
 
+    def _bulk_loads(self, table: TableSpec, width: int) -> bool:
+        """Whether rows of ``table`` (``width`` columns) go by LOAD DATA."""
+        if self.bulk_loader is None or width != len(table.columns):
+            return False
+        return {c.codec for c in table.columns} <= BULK_CODECS
+
+    def load_chunk(self, table: TableSpec, chunk: Chunk) -> None:
+        text = chunk_text(table, chunk, "v") if self._bulk_loads(table, len(chunk.names)) else None
+        if text is None:
+            self.load_encoded(table, chunk.columns())
+        elif text:
+            self._submit(table, text)
+
     def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
-        codecs = [c.codec for c in table.columns]
-        if (
-            self.bulk_loader is None
-            or not set(codecs) <= BULK_CODECS
-            or len(columns) != len(codecs)
-        ):
+        if not self._bulk_loads(table, len(columns)):
             super().load_encoded(table, columns)
             return
         if not columns[0]:
             return
         columns = list(columns)
-        for i, codec in enumerate(codecs):
-            if codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
+        for i, column in enumerate(table.columns):
+            if column.codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
                 decode_base64_column(table, i, columns[i])
-        data = bulk_text(table, columns)
+        self._submit(table, bulk_text(table, columns))
+
+    def _submit(self, table: TableSpec, data: bytes) -> None:
+        assert self.bulk_loader is not None
         statement = self._load_statements.get(table.name)
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)

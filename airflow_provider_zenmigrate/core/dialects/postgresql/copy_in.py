@@ -12,8 +12,9 @@ from typing import Any
 
 import psycopg
 
+from ...dump.chunk import Chunk
 from ...dump.model import TableSpec
-from ..text_rows import BULK_CODECS, bulk_text
+from ..text_rows import BULK_CODECS, bulk_text, chunk_text
 from .names import quote_ident
 from .render import bytea_copy_column
 
@@ -56,6 +57,16 @@ class CopyIn:
         copy = self._into(qualified, table)
         for row in rows:
             copy.write_row(row)
+
+    def chunk(self, qualified: str, table: TableSpec, chunk: Chunk) -> bool:
+        """A data record's rows, as COPY text straight from the record where it can be (see
+        chunk_text), else as :meth:`encoded`; False as there."""
+        text = chunk_text(table, chunk, "x")
+        if text is None:
+            return self.encoded(qualified, table, chunk.columns())
+        if text:
+            self._into(qualified, table).write(text)
+        return True
 
     def encoded(self, qualified: str, table: TableSpec, columns: list[Sequence[Any]]) -> bool:
         """Columns still in the dump's encoding, written as COPY text; False (nothing

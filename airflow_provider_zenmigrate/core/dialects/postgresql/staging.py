@@ -27,6 +27,7 @@ import psycopg
 import psycopg.errors
 from sqlalchemy.engine import Engine
 
+from ...dump.chunk import Chunk
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ...errors import DumpError, DumpIntegrityError, ZenMigrateError
 from ..base import Span, StagedBuild, decoded_rows
@@ -321,10 +322,10 @@ class PartLoader:
     def clear(self, table: TableSpec, span: Span | None) -> None:
         """Nothing to clear: a part cut short was rolled back whole."""
 
-    def load(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
+    def load(self, table: TableSpec, chunk: Chunk) -> None:
         target = self._targets[table.name]
-        if not self._copy.encoded(target, table, columns):
-            self._copy.rows_of(target, table, decoded_rows(table, columns))
+        if not self._copy.chunk(target, table, chunk):
+            self._copy.rows_of(target, table, decoded_rows(table, chunk.columns()))
 
     def commit(self, part: str, digest: str, table: str, rows: int) -> None:
         """Commit the part with its record; the rows COPY reported must be the part's."""

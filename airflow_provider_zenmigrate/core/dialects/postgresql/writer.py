@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 
+from ...dump.chunk import Chunk
 from ...dump.model import ObjectSpec, RestoreOptions, TableSpec
 from ...errors import UnsafeDumpError, ZenMigrateError
 from ..base import RestoreWriter, name_record
@@ -188,6 +189,11 @@ class PostgreSQLRestoreWriter(RestoreWriter):
     def load_rows(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         self.send_held()
         self._copy.rows_of(self._table(table), table, rows)
+
+    def load_chunk(self, table: TableSpec, chunk: Chunk) -> None:
+        self.send_held()
+        if not self._copy.chunk(self._table(table), table, chunk):
+            super().load_encoded(table, chunk.columns())
 
     def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
         self.send_held()

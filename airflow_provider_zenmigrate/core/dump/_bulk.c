@@ -1,0 +1,471 @@
+/* A data record's rows read straight from its JSON line into the bulk text that
+ * PostgreSQL's COPY and MySQL's LOAD DATA parse (see text_rows.py for that format).
+ *
+ * Why in C: decoding every value into a Python object and joining it back into text was
+ * most of a restore's client CPU, which shares the machine's cores with the server. This
+ * takes only the shape the backup itself writes (compact JSON, each row's keys in the
+ * declared order, scalar values); anything else returns None and the record goes the
+ * Python way, which stays the reference for every value (tests/unit/core/dump/test_bulk.py
+ * holds the two to the same output).
+ *
+ * rows(line, offset, keys, kinds) -> int | bytes | None
+ *   line    the record, from just after its '"data":['
+ *   keys    per declared column, its key as written: b'"name":'
+ *   kinds   None: check the rows and count them (an int);
+ *           else one byte per column, what its field becomes (bytes):
+ *             'n' native: an integer, true/false (1/0) or text
+ *             's' text only (decimal, float, date/time, text codecs)
+ *             'x' base64 text, written as a bytea hex field (PostgreSQL)
+ *             'v' base64 text, checked and written as it is (MySQL decodes it)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+} Out;
+
+static int out_reserve(Out *o, Py_ssize_t more) {
+    if (o->len + more <= o->cap)
+        return 0;
+    Py_ssize_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->len + more)
+        cap *= 2;
+    char *grown = PyMem_RawRealloc(o->data, (size_t)cap);
+    if (grown == NULL)
+        return -1;
+    o->data = grown;
+    o->cap = cap;
+    return 0;
+}
+
+#define PUT(o, c) ((o)->data[(o)->len++] = (char)(c))
+
+typedef struct {
+    const unsigned char *p;
+    const unsigned char *end;
+} In;
+
+enum { NOT_TAKEN = 0, TAKEN = 1, NO_MEMORY = -1 };
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int read_u4(In *in, unsigned int *cp) {
+    if (in->end - in->p < 4)
+        return NOT_TAKEN;
+    unsigned int v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(in->p[i]);
+        if (h < 0)
+            return NOT_TAKEN;
+        v = (v << 4) | (unsigned int)h;
+    }
+    in->p += 4;
+    *cp = v;
+    return TAKEN;
+}
+
+/* One code point as a field's UTF-8, with the bulk format's five escapes. */
+static int put_codepoint(Out *o, unsigned int cp) {
+    if (out_reserve(o, 4) < 0)
+        return NO_MEMORY;
+    switch (cp) {
+    case '\\': PUT(o, '\\'); PUT(o, '\\'); return TAKEN;
+    case '\t': PUT(o, '\\'); PUT(o, 't'); return TAKEN;
+    case '\n': PUT(o, '\\'); PUT(o, 'n'); return TAKEN;
+    case '\r': PUT(o, '\\'); PUT(o, 'r'); return TAKEN;
+    case 0: PUT(o, '\\'); PUT(o, '0'); return TAKEN;
+    }
+    if (cp < 0x80) {
+        PUT(o, cp);
+    } else if (cp < 0x800) {
+        PUT(o, 0xC0 | (cp >> 6));
+        PUT(o, 0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        PUT(o, 0xE0 | (cp >> 12));
+        PUT(o, 0x80 | ((cp >> 6) & 0x3F));
+        PUT(o, 0x80 | (cp & 0x3F));
+    } else {
+        PUT(o, 0xF0 | (cp >> 18));
+        PUT(o, 0x80 | ((cp >> 12) & 0x3F));
+        PUT(o, 0x80 | ((cp >> 6) & 0x3F));
+        PUT(o, 0x80 | (cp & 0x3F));
+    }
+    return TAKEN;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (lead byte >= 0x80), or 0. */
+static Py_ssize_t utf8_length(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = p[0];
+    Py_ssize_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c == 0xE0) { n = 3; lo = 0xA0; }
+    else if (c >= 0xE1 && c <= 0xEC) n = 3;
+    else if (c == 0xED) { n = 3; hi = 0x9F; } /* no surrogates */
+    else if (c >= 0xEE && c <= 0xEF) n = 3;
+    else if (c == 0xF0) { n = 4; lo = 0x90; }
+    else if (c >= 0xF1 && c <= 0xF3) n = 4;
+    else if (c == 0xF4) { n = 4; hi = 0x8F; }
+    else return 0;
+    if (end - p < n)
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (Py_ssize_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* A JSON string (in->p on its opening quote) as an escaped field, or only checked when
+ * o is NULL. */
+static int text_field(In *in, Out *o) {
+    const unsigned char *p = in->p + 1, *end = in->end;
+    for (;;) {
+        const unsigned char *run = p;
+        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
+            p++;
+        if (o != NULL && p > run) {
+            /* A plain run holds no character the bulk format escapes (all >= 0x20). */
+            if (out_reserve(o, p - run) < 0)
+                return NO_MEMORY;
+            memcpy(o->data + o->len, run, (size_t)(p - run));
+            o->len += p - run;
+        }
+        if (p >= end || *p < 0x20)
+            return NOT_TAKEN;
+        if (*p == '"') {
+            in->p = p + 1;
+            return TAKEN;
+        }
+        if (*p >= 0x80) {
+            Py_ssize_t n = utf8_length(p, end);
+            if (n == 0)
+                return NOT_TAKEN;
+            if (o != NULL) {
+                if (out_reserve(o, n) < 0)
+                    return NO_MEMORY;
+                memcpy(o->data + o->len, p, (size_t)n);
+                o->len += n;
+            }
+            p += n;
+            continue;
+        }
+        /* A backslash escape. */
+        if (end - p < 2)
+            return NOT_TAKEN;
+        unsigned int cp;
+        switch (p[1]) {
+        case '"': cp = '"'; p += 2; break;
+        case '\\': cp = '\\'; p += 2; break;
+        case '/': cp = '/'; p += 2; break;
+        case 'b': cp = '\b'; p += 2; break;
+        case 'f': cp = '\f'; p += 2; break;
+        case 'n': cp = '\n'; p += 2; break;
+        case 'r': cp = '\r'; p += 2; break;
+        case 't': cp = '\t'; p += 2; break;
+        case 'u': {
+            In hex = {p + 2, end};
+            if (read_u4(&hex, &cp) != TAKEN)
+                return NOT_TAKEN;
+            p = hex.p;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return NOT_TAKEN; /* a lone low surrogate */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned int low;
+                if (end - p < 2 || p[0] != '\\' || p[1] != 'u')
+                    return NOT_TAKEN;
+                In second = {p + 2, end};
+                if (read_u4(&second, &low) != TAKEN || low < 0xDC00 || low > 0xDFFF)
+                    return NOT_TAKEN;
+                p = second.p;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            }
+            break;
+        }
+        default:
+            return NOT_TAKEN;
+        }
+        if (o != NULL) {
+            int done = put_codepoint(o, cp);
+            if (done != TAKEN)
+                return done;
+        }
+    }
+}
+
+static const signed char B64[256] = {
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7, ['H'] = 8,
+    ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14, ['O'] = 15,
+    ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22,
+    ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29,
+    ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,
+    ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42, ['q'] = 43,
+    ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49, ['x'] = 50,
+    ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56, ['4'] = 57,
+    ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63, ['/'] = 64,
+}; /* value + 1; 0: not in the alphabet */
+
+/* Base64 text (in->p on its opening quote) in the form binascii's strict mode takes:
+ * whole quads, padding only at the end. 'x' writes COPY's escaped hex (\\x...), 'v' the
+ * text as it is. */
+static int bytes_field(In *in, Out *o, char kind) {
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *start = in->p + 1, *p = start, *end = in->end;
+    while (p < end && B64[*p])
+        p++;
+    const unsigned char *body_end = p;
+    int pad = 0;
+    while (p < end && *p == '=' && pad < 2) {
+        p++;
+        pad++;
+    }
+    if (p >= end || *p != '"')
+        return NOT_TAKEN;
+    Py_ssize_t n = p - start;
+    if (n % 4 != 0)
+        return NOT_TAKEN;
+    in->p = p + 1;
+    if (kind == 'v') {
+        if (out_reserve(o, n) < 0)
+            return NO_MEMORY;
+        memcpy(o->data + o->len, start, (size_t)n);
+        o->len += n;
+        return TAKEN;
+    }
+    if (out_reserve(o, 3 + (n / 4) * 6) < 0)
+        return NO_MEMORY;
+    PUT(o, '\\'); PUT(o, '\\'); PUT(o, 'x');
+    for (const unsigned char *q = start; q < start + n; q += 4) {
+        unsigned int v = 0;
+        int have = 0;
+        for (int i = 0; i < 4; i++) {
+            if (q + i < body_end) {
+                v = (v << 6) | (unsigned int)(B64[q[i]] - 1);
+                have++;
+            } else {
+                v <<= 6;
+            }
+        }
+        int count = have == 4 ? 3 : have == 3 ? 2 : have == 2 ? 1 : 0;
+        if (have < 2)
+            return NOT_TAKEN; /* "A===" and the like */
+        for (int i = 0; i < count; i++) {
+            unsigned int byte = (v >> (16 - 8 * i)) & 0xFF;
+            PUT(o, digits[byte >> 4]);
+            PUT(o, digits[byte & 0xF]);
+        }
+    }
+    return TAKEN;
+}
+
+/* An integer of at most 18 digits (no fraction or exponent: those go the Python way). */
+static int integer_field(In *in, Out *o) {
+    const unsigned char *p = in->p, *start = p, *end = in->end;
+    if (*p == '-')
+        p++;
+    const unsigned char *digits = p;
+    while (p < end && *p >= '0' && *p <= '9')
+        p++;
+    Py_ssize_t n = p - digits;
+    if (n == 0 || n > 18 || (digits[0] == '0' && n > 1))
+        return NOT_TAKEN;
+    if (digits[0] == '0' && digits != start)
+        return NOT_TAKEN; /* -0 */
+    if (p < end && (*p == '.' || *p == 'e' || *p == 'E'))
+        return NOT_TAKEN;
+    in->p = p;
+    if (o != NULL) {
+        if (out_reserve(o, p - start) < 0)
+            return NO_MEMORY;
+        memcpy(o->data + o->len, start, (size_t)(p - start));
+        o->len += p - start;
+    }
+    return TAKEN;
+}
+
+static int literal(In *in, const char *word, Py_ssize_t n) {
+    if (in->end - in->p < n || memcmp(in->p, word, (size_t)n) != 0)
+        return 0;
+    in->p += n;
+    return 1;
+}
+
+static int put_text(Out *o, const char *text, Py_ssize_t n) {
+    if (o == NULL)
+        return TAKEN;
+    if (out_reserve(o, n) < 0)
+        return NO_MEMORY;
+    memcpy(o->data + o->len, text, (size_t)n);
+    o->len += n;
+    return TAKEN;
+}
+
+/* One value; kind 0 (no output): any scalar is taken. */
+static int field(In *in, Out *o, char kind) {
+    if (in->p >= in->end)
+        return NOT_TAKEN;
+    unsigned char c = *in->p;
+    if (c == 'n')
+        return literal(in, "null", 4) ? put_text(o, "\\N", 2) : NOT_TAKEN;
+    if (kind != 0 && kind != 'n' && c != '"')
+        return NOT_TAKEN; /* another type in a text codec: the Python way decides */
+    if (c == '"') {
+        if (kind == 'x' || kind == 'v')
+            return bytes_field(in, o, kind);
+        return text_field(in, o);
+    }
+    if (c == 't')
+        return literal(in, "true", 4) ? put_text(o, "1", 1) : NOT_TAKEN;
+    if (c == 'f')
+        return literal(in, "false", 5) ? put_text(o, "0", 1) : NOT_TAKEN;
+    if (c == '-' || (c >= '0' && c <= '9'))
+        return integer_field(in, o);
+    return NOT_TAKEN;
+}
+
+typedef struct {
+    const char *text;
+    Py_ssize_t len;
+} Key;
+
+/* The rows from in->p (just after '['), to the record's closing "]}"; TAKEN with their
+ * count, and their text in o unless o is NULL. Runs without the GIL: it reads only the
+ * buffers it is given. */
+static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds, Out *o,
+                     long long *count) {
+    *count = 0;
+    if (in.p < in.end && *in.p == ']') {
+        in.p++;
+    } else {
+        for (;;) {
+            if (in.p >= in.end || *in.p != '{')
+                return NOT_TAKEN;
+            in.p++;
+            for (Py_ssize_t i = 0; i < width; i++) {
+                if (i > 0) {
+                    if (in.p >= in.end || *in.p != ',')
+                        return NOT_TAKEN;
+                    in.p++;
+                    if (o != NULL) {
+                        if (out_reserve(o, 1) < 0)
+                            return NO_MEMORY;
+                        PUT(o, '\t');
+                    }
+                }
+                if (in.end - in.p < keys[i].len ||
+                    memcmp(in.p, keys[i].text, (size_t)keys[i].len) != 0)
+                    return NOT_TAKEN;
+                in.p += keys[i].len;
+                int done = field(&in, o, kinds ? kinds[i] : 0);
+                if (done != TAKEN)
+                    return done;
+            }
+            if (in.p >= in.end || *in.p != '}')
+                return NOT_TAKEN;
+            in.p++;
+            (*count)++;
+            if (o != NULL) {
+                if (out_reserve(o, 1) < 0)
+                    return NO_MEMORY;
+                PUT(o, '\n');
+            }
+            if (in.p < in.end && *in.p == ',') {
+                in.p++;
+                continue;
+            }
+            if (in.p < in.end && *in.p == ']') {
+                in.p++;
+                break;
+            }
+            return NOT_TAKEN;
+        }
+    }
+    return (in.end - in.p == 1 && *in.p == '}') ? TAKEN : NOT_TAKEN;
+}
+
+static PyObject *rows(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer line;
+    Py_ssize_t offset;
+    PyObject *keys, *kinds_obj;
+    if (!PyArg_ParseTuple(args, "y*nO!O", &line, &offset, &PyTuple_Type, &keys, &kinds_obj))
+        return NULL;
+    PyObject *result = NULL;
+    Out out = {NULL, 0, 0};
+    Out *o = NULL;
+    const char *kinds = NULL;
+    Py_ssize_t width = PyTuple_GET_SIZE(keys);
+    Key *key_texts = PyMem_Calloc((size_t)(width ? width : 1), sizeof(Key));
+    if (key_texts == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < width; i++) {
+        PyObject *key = PyTuple_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys: bytes");
+            goto done;
+        }
+        key_texts[i].text = PyBytes_AS_STRING(key);
+        key_texts[i].len = PyBytes_GET_SIZE(key);
+    }
+    if (kinds_obj != Py_None) {
+        if (!PyBytes_Check(kinds_obj) || PyBytes_GET_SIZE(kinds_obj) != width) {
+            PyErr_SetString(PyExc_ValueError, "kinds: one byte per key");
+            goto done;
+        }
+        kinds = PyBytes_AS_STRING(kinds_obj);
+        o = &out;
+    }
+    if (width == 0 || offset < 0 || offset > line.len) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    In in = {(const unsigned char *)line.buf + offset, (const unsigned char *)line.buf + line.len};
+    long long count = 0;
+    int status;
+    /* The keys and kinds are bytes held by args, the line a held buffer: safe to read while
+     * other threads (a bulk loader's, the reader's) run. */
+    Py_BEGIN_ALLOW_THREADS
+    status = (o != NULL && out_reserve(o, line.len - offset + (line.len - offset) / 2 + 64) < 0)
+                 ? NO_MEMORY
+                 : transcode(in, key_texts, width, kinds, o, &count);
+    Py_END_ALLOW_THREADS
+    if (status == NO_MEMORY)
+        PyErr_NoMemory();
+    else if (status != TAKEN)
+        result = Py_NewRef(Py_None);
+    else if (o == NULL)
+        result = PyLong_FromLongLong(count);
+    else
+        result = PyBytes_FromStringAndSize(out.data, out.len);
+done:
+    PyMem_RawFree(out.data);
+    PyMem_Free(key_texts);
+    PyBuffer_Release(&line);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"rows", rows, METH_VARARGS,
+     "rows(line, offset, keys, kinds): a data record's rows counted (kinds None) or as bulk "
+     "text; None where the record is not in the backup's own shape."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_bulk", "Data records into bulk text, in C.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__bulk(void) { return PyModule_Create(&module); }
