@@ -1,12 +1,15 @@
 """Rows into a PostgreSQL table by COPY FROM STDIN, for the restore writer and for the
 loading connections of a parallel restore (:mod:`.staging`).
 
-One COPY stays open across the chunks of a table, so the server parses one chunk while the
-next is decoded; any other statement on the connection ends it first (:meth:`CopyIn.end`).
+One COPY stays open across the chunks of a table; any other statement on the connection ends
+it first (:meth:`CopyIn.end`). Bulk text is sent by a thread of its own, so that the server
+parses one chunk while the next is made (in C, without the GIL): sent in line, the server
+sat idle while the client built each chunk. One chunk is in flight at a time.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,10 +28,12 @@ class CopyIn:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._open: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
+        self._sending: _Send | None = None
         #: Rows the server reported for the COPYs ended so far (and the INSERTs).
         self.rows = 0
 
     def _into(self, qualified: str, table: TableSpec) -> psycopg.Copy:
+        self._settle()
         if self._open is not None and self._open[0] == qualified:
             return self._open[2]
         self.end()
@@ -65,7 +70,7 @@ class CopyIn:
         if text is None:
             return self.encoded(qualified, table, chunk.columns())
         if text:
-            self._into(qualified, table).write(text)
+            self._send(qualified, table, text)
         return True
 
     def encoded(self, qualified: str, table: TableSpec, columns: list[Sequence[Any]]) -> bool:
@@ -81,11 +86,31 @@ class CopyIn:
         for i, column in enumerate(table.columns):
             if column.codec == "bytes":
                 columns[i] = bytea_copy_column(table, i, columns[i])
-        self._into(qualified, table).write(bulk_text(table, columns))
+        self._send(qualified, table, bulk_text(table, columns))
         return True
 
+    def _send(self, qualified: str, table: TableSpec, text: bytes) -> None:
+        """Hand ``text`` to a sending thread once the text before it is sent (whose error
+        this raises)."""
+        copy = self._into(qualified, table)
+        self._sending = _Send(copy, text)
+
+    def _settle(self, failed: BaseException | None = None) -> None:
+        """Wait for the text in flight; raise its error, unless the COPY already ``failed``."""
+        sending, self._sending = self._sending, None
+        if sending is not None:
+            sending.wait(raise_error=failed is None)
+
     def end(self, failed: BaseException | None = None) -> None:
-        """Finish the open COPY (or abort it, after ``failed``)."""
+        """Finish the open COPY (or abort it, after ``failed`` or a failed send)."""
+        try:
+            self._settle(failed)
+        except BaseException as exc:
+            self._close(exc)
+            raise
+        self._close(failed)
+
+    def _close(self, failed: BaseException | None) -> None:
         if self._open is None:
             return
         _name, cursor, _copy, manager = self._open
@@ -98,3 +123,33 @@ class CopyIn:
                 manager.__exit__(type(failed), failed, failed.__traceback__)
         finally:
             cursor.close()
+
+
+class _Send:
+    """One chunk's text being written into a COPY by a thread of its own; the connection is
+    left alone by everything else until :meth:`wait` returns."""
+
+    def __init__(self, copy: psycopg.Copy, text: bytes) -> None:
+        self._copy = copy
+        self._text = text
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="zenmigrate-copy", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._copy.write(self._text)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self._error = exc
+
+    def wait(self, raise_error: bool = True) -> None:
+        """Until the text is sent, even when a signal's handler raises meanwhile: nothing
+        else may touch the connection before."""
+        try:
+            self._thread.join()
+        finally:
+            if self._thread.is_alive():
+                self._thread.join()
+        if self._error is not None and raise_error:
+            error, self._error = self._error, None
+            raise error
