@@ -126,13 +126,24 @@ static Py_ssize_t utf8_length(const unsigned char *p, const unsigned char *end) 
     return n;
 }
 
+/* 1 for the bytes a string's plain run holds: ASCII from 0x20 but the quote and the
+ * backslash (none of them one the bulk format escapes). */
+static unsigned char PLAIN[256];
+
+static void init_plain(void) {
+    for (int c = 0x20; c < 0x80; c++)
+        PLAIN[c] = c != '"' && c != '\\';
+}
+
 /* A JSON string (in->p on its opening quote) as an escaped field, or only checked when
  * o is NULL. */
 static int text_field(In *in, Out *o) {
     const unsigned char *p = in->p + 1, *end = in->end;
     for (;;) {
         const unsigned char *run = p;
-        while (p < end && *p >= 0x20 && *p != '"' && *p != '\\' && *p < 0x80)
+        while (end - p >= 4 && PLAIN[p[0]] & PLAIN[p[1]] & PLAIN[p[2]] & PLAIN[p[3]])
+            p += 4;
+        while (p < end && PLAIN[*p])
             p++;
         if (o != NULL && p > run) {
             /* A plain run holds no character the bulk format escapes (all >= 0x20). */
@@ -468,4 +479,7 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__bulk(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__bulk(void) {
+    init_plain();
+    return PyModule_Create(&module);
+}
