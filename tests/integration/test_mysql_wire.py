@@ -22,6 +22,7 @@ import pymysql.cursors
 import pytest
 from pymysql.connections import Connection
 
+from airflow_provider_zenmigrate.core.dialects.mysql import wire
 from airflow_provider_zenmigrate.core.dialects.mysql.wire import (
     joined_column,
     read_result,
@@ -252,10 +253,19 @@ def test_backup_goes_on_past_a_row_the_server_cannot_render(
             utils.dispose()
 
 
-def test_joined_batches_are_the_values_joined(conn: Connection) -> None:
+@pytest.mark.parametrize("packets", ["in C", "in Python"])
+def test_joined_batches_are_the_values_joined(
+    conn: Connection, packets: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """joined_column (the backup's rendered rows): each batch's values joined by commas
     straight from the read buffer, the same batches as single_column's, across refills of
-    the buffer and values longer than it; a batch holding a NULL is None."""
+    the buffer and values longer than it; a batch holding a NULL is None. Plain row packets
+    are joined in C (_wire.c), which the installed package must have; without it (a
+    machine that could not compile it) every packet is read in Python, alike."""
+    if packets == "in C":
+        assert vars(wire)["_wire"] is not None, "the _wire extension was not built"
+    else:
+        monkeypatch.setattr(wire, "_wire", None)
     setup = "SET @bytes = UNHEX('" + "".join(f"{b:02x}" for b in range(256)) + "')"
     with conn.cursor() as cursor:
         cursor.execute(setup)

@@ -8,19 +8,26 @@ waiting for its answer (:func:`send_query`, then :func:`read_result`), so a sess
 rendering while the client reads another's rows. The pymysql internals it needs (the connection's
 buffered reader and socket, packet sequence numbers, the unbuffered result's state) are
 reached only through :mod:`.pymysql_internals`; tests/integration/test_mysql_wire.py checks
-this reader against pymysql's own reading, errors and lost connections.
+this reader against pymysql's own reading, errors and lost connections. For the rendered
+rows (:func:`joined_column`) the plain row packets are joined in C (:mod:`._wire`), a run
+of them at a time; every other packet is read here.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from typing import Any
 
 from pymysql import err
 from pymysql.constants import CR
 from pymysql.cursors import SSCursor
+
+try:
+    from . import _wire
+except ImportError:  # installed where it could not be compiled: every packet read here
+    _wire = None  # type: ignore[assignment]
 
 from .pymysql_internals import (
     abandon_result,
@@ -68,8 +75,8 @@ def single_column(cursor: SSCursor, batch_rows: int) -> Generator[list[bytes | N
     stopped early (an error, a consumer that gives up) closes it, since the bytes it had
     buffered are gone.
     """
-    with closing(_batches(cursor, batch_rows)) as batches:
-        for values, _nulls in batches:
+    with closing(_batches(cursor, batch_rows, _Values())) as batches:
+        for values in batches:
             yield [None if v is None else bytes(v) for v in values]
 
 
@@ -79,21 +86,88 @@ def joined_column(
     """:func:`single_column`'s batches, each as (values, the values joined by commas), or
     None for a batch holding a NULL. The values are joined straight from the read buffer:
     no bytes object per value (what the rendered rows of a backup need, a row at a time)."""
-    with closing(_batches(cursor, batch_rows)) as batches:
-        for values, nulls in batches:
-            yield None if nulls else (len(values), b",".join(values))
+    with closing(_batches(cursor, batch_rows, _Joined())) as batches:
+        yield from batches
 
 
-def _batches(cursor: SSCursor, batch_rows: int) -> Generator[tuple[list[Any], bool], None, None]:
-    """(values, whether one is NULL): views of the read buffer (or bytes), valid until the
-    next batch is asked for, and the list itself reused (see :func:`_rows_off_the_wire`)."""
+class _Values:
+    """A batch as a list of values: views of the read buffer until it is refilled."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.add = self.values.append
+        #: Plain row packets read in bulk (None: each one by the loop).
+        self.bulk: Callable[[bytearray, int, int, int, int], tuple[int, int]] | None = None
+
+    def null(self) -> None:
+        self.values.append(None)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def settle(self) -> None:
+        """The values so far copied out, before the buffer is written again."""
+        self.values[:] = [v if v is None else bytes(v) for v in self.values]
+
+    def take(self) -> list[Any]:
+        """The batch (the list itself: valid until :meth:`clear`, when the next is asked
+        for, which releases its views before the buffer is written again or grown)."""
+        return self.values
+
+    def clear(self) -> None:
+        self.values.clear()
+
+
+class _Joined:
+    """A batch as its values joined by commas (copied as they are read), or None once it
+    holds a NULL."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.count = 0
+        self.nulls = False
+        self.bulk = self._bulk if _wire is not None else None
+
+    def add(self, value: Any) -> None:
+        if self.count:
+            self.out += b","
+        self.out += value
+        self.count += 1
+
+    def null(self) -> None:
+        self.count += 1
+        self.nulls = True
+
+    def _bulk(self, buf: bytearray, pos: int, end: int, seq: int, room: int) -> tuple[int, int]:
+        pos, seq, self.count = _wire.joined(buf, pos, end, seq, self.out, self.count, room)
+        return pos, seq
+
+    def __len__(self) -> int:
+        return self.count
+
+    def settle(self) -> None:
+        pass
+
+    def take(self) -> tuple[int, bytes] | None:
+        return None if self.nulls else (self.count, bytes(self.out))
+
+    def clear(self) -> None:
+        self.out.clear()
+        self.count = 0
+        self.nulls = False
+
+
+def _batches(
+    cursor: SSCursor, batch_rows: int, batch: _Values | _Joined
+) -> Generator[Any, None, None]:
+    """``batch.take()`` each time ``batch_rows`` rows are read, and at the end."""
     conn: Any = cursor.connection
     result = unbuffered_result(cursor)
     if not is_unread_single_column(result):
         raise ValueError("single_column needs a cursor with an unread one-column result")
     finished = False
     try:
-        yield from _rows_off_the_wire(conn, result, batch_rows)
+        yield from _rows_off_the_wire(conn, result, batch_rows, batch)
         finished = True
     except OSError as exc:
         raise err.OperationalError(
@@ -104,17 +178,17 @@ def _batches(cursor: SSCursor, batch_rows: int) -> Generator[tuple[list[Any], bo
             abandon_result(conn, result)
 
 
-def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int) -> Iterator[tuple[list[Any], bool]]:
+def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int, batch: Any) -> Iterator[Any]:
     # One buffer, refilled in place: no megabyte-sized allocation (and its page faults)
     # per read. A packet longer than the buffer grows it.
     # Whatever pymysql's buffered reader already holds comes first (read1 returns only
     # that); from then on the socket itself, one recv at a time, which never waits for
     # more than the server has sent.
     # A value is a memoryview of the buffer until its batch is handed over (the consumer
-    # copies or joins it then), so most values are copied once, not twice; the list is
-    # cleared when the next batch is asked for, which releases the views before the
-    # buffer is written again or grown. Values still pending when the buffer is refilled
-    # become bytes first.
+    # copies or joins it then), so most values are copied once, not twice; the batch is
+    # cleared when the next is asked for, which releases the views before the buffer is
+    # written again or grown. Values still pending when the buffer is refilled become
+    # bytes first (batch.settle).
     held = take_buffered_bytes(conn)
     recv_into = socket_recv_into(conn)
     seq = next_sequence_id(conn)
@@ -126,12 +200,19 @@ def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int) -> Iterator[tupl
     end = len(held)
     view[:end] = held
     pos = 0
-    batch: list[Any] = []
-    append = batch.append
-    nulls = False
+    append = batch.add
+    bulk = batch.bulk
     head = _HEAD.unpack_from
     while True:
         while pos + 4 <= end:
+            if bulk is not None:  # a run of plain row packets at once, up to a full batch
+                pos, seq = bulk(buf, pos, end, seq, batch_rows - len(batch))
+                if len(batch) >= batch_rows:
+                    yield batch.take()
+                    batch.clear()
+                    continue
+                if pos + 4 > end:
+                    break
             header, first, two = head(buf, pos)
             length = header & _FULL_PACKET
             stop = pos + 4 + length
@@ -151,15 +232,14 @@ def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int) -> Iterator[tupl
             elif first == _THREE and length == 4 + int.from_bytes(buf[pos + 5 : pos + 8], "little"):
                 append(view[pos + 8 : stop])
             elif first == _NULL and length == 1:
-                append(None)
-                nulls = True
+                batch.null()
             elif first == _EOF and length < 9:  # EOF: the result is complete
                 set_next_sequence_id(conn, seq)
                 finish_at_eof(conn, result, bytes(view[pos + 4 : stop]))
                 if stop != end:
                     raise err.InternalError(f"{end - stop} bytes after the end of a result")
-                if batch:
-                    yield batch, nulls
+                if len(batch):
+                    yield batch.take()
                     batch.clear()
                 return
             elif first == _ERROR:  # the server stopped the query (KILL QUERY, a timeout)
@@ -169,11 +249,9 @@ def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int) -> Iterator[tupl
                 raise err.InternalError(f"not a one-column row packet (first byte {first})")
             pos = stop
             if len(batch) >= batch_rows:
-                yield batch, nulls
+                yield batch.take()
                 batch.clear()
-                nulls = False
-        # The values of the batch so far are copied out before the buffer is written.
-        batch[:] = [v if v is None else bytes(v) for v in batch]
+        batch.settle()
         # Keep the unread part at the front, then read as much as fits after it.
         rest = end - pos
         if pos:
