@@ -26,10 +26,12 @@ from airflow_provider_zenmigrate.core.dialects.postgresql.copy_stream import cop
 from airflow_provider_zenmigrate.core.dialects.postgresql.reader import RANGE_BLOCKS
 from airflow_provider_zenmigrate.core.dialects.postgresql.render import bytea_copy_fields
 from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
+from airflow_provider_zenmigrate.core.dump.chunk import Chunk
 from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, ObjectSpec, TableSpec
 from airflow_provider_zenmigrate.core.errors import UnsafeDumpError
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.dialect_harness import copy_via_dialect, rendered_batches
+from tests.support.dumps import data_rows
 from tests.support.sakila import load_postgresql_sakila
 from tests.support.servers import database_url
 
@@ -265,6 +267,19 @@ def test_failed_restore_leaves_target_untouched(tmp_path: Path) -> None:
             # The COPY stays open across chunks: the server's refusal comes when it ends.
             with pytest.raises(psycopg.errors.InvalidTextRepresentation):
                 writer.load_rows(spec, [("not a number",)])
+                writer.row_count(spec)
+        assert table_hashes(target) == before_hashes
+        assert query(target, CATALOG_QUERIES["stray_schemas"]) == []
+
+        # Nor through a data record's bulk text (made in C, written by the COPY's sending
+        # thread, chunk after chunk): the refusal is raised, the target unchanged.
+        spec = TableSpec("t", "", columns=(ColumnSpec("id", "text"),))
+        good, bad = data_rows(spec, [{"id": "1"}]), data_rows(spec, [{"id": "not a number"}])
+        with get_dialect(target).open_restore(target, "broken") as writer:
+            writer.create_table(TableSpec("t", "CREATE TABLE t (id int)", columns=()))
+            with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+                for rows in (good, bad, good, good):
+                    writer.load_chunk(spec, Chunk(rows, ["id"]))
                 writer.row_count(spec)
         assert table_hashes(target) == before_hashes
         assert query(target, CATALOG_QUERIES["stray_schemas"]) == []

@@ -7,8 +7,10 @@ import io
 import json
 from typing import Any
 
+from airflow_provider_zenmigrate.core.dump.model import TableSpec
 from airflow_provider_zenmigrate.core.dump.reader import DumpVerifier, entries_from_stream
 from airflow_provider_zenmigrate.core.dump.records import FORMAT, VERSION, DumpDigest, serialize
+from airflow_provider_zenmigrate.core.dump.typed_data import DataDecoders
 
 Record = dict[str, Any]
 HEADER: Record = {"kind": "header", "format": FORMAT, "version": VERSION}
@@ -53,3 +55,15 @@ def read_dump(data: bytes, **kwargs: Any) -> list[Record]:
     records = [verifier.check(n, r, raw) for n, r, raw in entries_from_stream(io.BytesIO(data))]
     verifier.finish()
     return records
+
+
+def data_rows(table: TableSpec, rows: list[Record]) -> Any:
+    """The ``data`` of a data record of ``rows`` as the reader hands it on: checked (and
+    later decoded) by typed_data for a line in the backup's own shape, else parsed
+    generically."""
+    decoders = DataDecoders()
+    columns = {c.name: c.codec for c in table.columns}
+    decoders.declare(table_record(table.name, columns))
+    line = serialize({"kind": "data", "table": table.name, "data": rows})
+    record = decoders.decode(line) or json.loads(line)
+    return record["data"]

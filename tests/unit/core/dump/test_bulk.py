@@ -13,7 +13,6 @@ import base64
 import binascii
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,7 @@ from airflow_provider_zenmigrate.core.dump.model import ColumnSpec, TableSpec
 from airflow_provider_zenmigrate.core.dump.records import serialize
 from airflow_provider_zenmigrate.core.dump.typed_data import DataDecoders, DecodedRows
 from airflow_provider_zenmigrate.core.errors import ZenMigrateError
+from tests.support.dumps import data_rows, table_record
 
 CODECS = ["native", "text", "decimal", "float", "bytes", "datetime"]
 NAMES = ["id", "Ünïcødé", "a b", "dec", "blob", "at"]
@@ -48,22 +48,6 @@ rows = st.lists(
 )
 
 
-def decoders_of(table: TableSpec) -> DataDecoders:
-    decoders = DataDecoders()
-    columns = [{"name": c.name, "codec": c.codec} for c in table.columns]
-    decoders.declare({"kind": "table", "table": table.name, "columns": columns})
-    return decoders
-
-
-def decoded(data: list[dict[str, Any]], table: TableSpec = TABLE) -> Any:
-    """The data record of ``data`` as the reader gives it (parsed generically where the
-    typed path steps aside)."""
-    decoders = decoders_of(table)
-    line = serialize({"kind": "data", "table": table.name, "data": data})
-    record = decoders.decode(line) or orjson.loads(line)
-    return record["data"]
-
-
 def python_text(table: TableSpec, chunk: Chunk, bytes_kind: str) -> bytes:
     """What each writer builds from the values (copy_in.CopyIn.encoded, mysql's writer)."""
     columns = list(chunk.columns())
@@ -77,7 +61,7 @@ def python_text(table: TableSpec, chunk: Chunk, bytes_kind: str) -> bytes:
 @given(rows)
 def test_c_text_is_the_python_text(values: list[tuple[Any, ...]]) -> None:
     data = [dict(zip(NAMES, row, strict=True)) for row in values]
-    rows_read = decoded(data)
+    rows_read = data_rows(TABLE, data)
     assert isinstance(rows_read, DecodedRows) and rows_read.bulk(b"nsssxs") is not None
     assert len(rows_read) == len(data)
     chunk = Chunk(rows_read, NAMES)
@@ -100,7 +84,7 @@ def test_c_text_is_the_python_text(values: list[tuple[Any, ...]]) -> None:
 )
 def test_values_it_does_not_take_go_the_python_way(value: Any, why: str) -> None:
     table = TableSpec("n", "CREATE TABLE n (v int)", (ColumnSpec("v", "native"),))
-    rows_read = decoded([{"v": 1}, {"v": value}], table)
+    rows_read = data_rows(table, [{"v": 1}, {"v": value}])
     chunk = Chunk(rows_read, ["v"])
     assert chunk_text(table, chunk, "x") is None, why
     assert list(chunk.rows) == [{"v": 1}, {"v": value}]
@@ -109,7 +93,7 @@ def test_values_it_does_not_take_go_the_python_way(value: Any, why: str) -> None
 @pytest.mark.parametrize("value", [5, True, None])
 def test_a_text_codec_takes_only_text(value: Any) -> None:
     table = TableSpec("s", "CREATE TABLE s (v text)", (ColumnSpec("v", "text"),))
-    chunk = Chunk(decoded([{"v": "x"}, {"v": value}], table), ["v"])
+    chunk = Chunk(data_rows(table, [{"v": "x"}, {"v": value}]), ["v"])
     text = chunk_text(table, chunk, "x")
     if value is None:
         assert text == b"x\n\\N\n"
@@ -120,7 +104,7 @@ def test_a_text_codec_takes_only_text(value: Any) -> None:
 @pytest.mark.parametrize("blob", ["QQ=", "QQ", "Q===", "QQ==QQ==", "QQ=a", "Q Q=", "*AAA"])
 def test_bad_base64_is_the_python_way_s_error(blob: str) -> None:
     table = TableSpec("b", "CREATE TABLE b (v bytea)", (ColumnSpec("v", "bytes"),))
-    chunk = Chunk(decoded([{"v": "QUJD"}, {"v": blob}], table), ["v"])
+    chunk = Chunk(data_rows(table, [{"v": "QUJD"}, {"v": blob}]), ["v"])
     for kind in ("x", "v"):
         assert chunk_text(table, chunk, kind) is None
     with pytest.raises(ZenMigrateError, match="'v'"):
@@ -162,7 +146,9 @@ def test_a_changed_line_it_takes_is_one_msgspec_reads_alike(
     line = bytearray(serialize(record))
     at = data.draw(st.integers(0, len(line) - 1))
     line[at] = data.draw(st.sampled_from(b'{}[]",:\\ 0123456789-.eEtrufalsn\x00\x80\xc3\xff'))
-    read = decoders_of(TABLE).decode(bytes(line))
+    decoders = DataDecoders()
+    decoders.declare(table_record("t", dict(zip(NAMES, CODECS, strict=True))))
+    read = decoders.decode(bytes(line))
     if read is None or not isinstance(read["data"], DecodedRows):
         return
     rows_read = read["data"]
@@ -178,7 +164,7 @@ def test_a_changed_line_it_takes_is_one_msgspec_reads_alike(
 def test_without_the_compiled_module_rows_are_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(typed_data, "_bulk", None)
     data = [{n: None for n in NAMES} | {"id": 1, "a b": "x"}]
-    rows_read = decoded(data)
+    rows_read = data_rows(TABLE, data)
     assert isinstance(rows_read, DecodedRows)
     assert chunk_text(TABLE, Chunk(rows_read, NAMES), "x") is None
     assert list(rows_read) == data
