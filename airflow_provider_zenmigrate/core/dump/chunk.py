@@ -22,6 +22,10 @@ class Chunk:
     def __init__(self, rows: Sequence[dict[str, Any]], names: Sequence[str]) -> None:
         self.rows = rows
         self.names = list(names)
+        #: The rows as typed_data decoded them for exactly these columns, if they were.
+        self._typed = (
+            rows if isinstance(rows, DecodedRows) and list(rows.names) == self.names else None
+        )
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -29,15 +33,11 @@ class Chunk:
     def columns(self) -> list[Sequence[Any]]:
         """The values column by column, still in the dump's encoding; picked in C with no
         Python call per value (faster than transposing row tuples; docs/performance.md)."""
-        rows = self.rows
-        if isinstance(rows, DecodedRows) and list(rows.names) == self.names:
-            return rows.columns()
-        return [tuple(map(itemgetter(name), rows)) for name in self.names]
+        if self._typed is not None:
+            return self._typed.columns()
+        return [tuple(map(itemgetter(name), self.rows)) for name in self.names]
 
     def bulk(self, kinds: bytes) -> bytes | None:
         """The rows as bulk text, each column's field of the kind ``kinds`` names (see
         _bulk.c), or None: then the writer takes :meth:`columns`."""
-        rows = self.rows
-        if isinstance(rows, DecodedRows) and list(rows.names) == self.names:
-            return rows.bulk(kinds)
-        return None
+        return None if self._typed is None else self._typed.bulk(kinds)

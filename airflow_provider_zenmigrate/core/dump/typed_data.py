@@ -53,20 +53,16 @@ class DecodedRows(Sequence[dict[str, Any]]):
     """
 
     def __init__(
-        self,
-        rows: list[Any] | None,
-        names: tuple[str, ...],
-        getters: list[Callable[[Any], Any]],
-        line: _CheckedLine | None = None,
+        self, table: _DataRecordDecoder, rows: list[Any] | None, line: _CheckedLine | None = None
     ) -> None:
         self._decoded = rows
-        self.names = names
-        self._getters = getters
+        self.names = table.names
+        self._getters = table.getters
         self._line = line
 
     @classmethod
     def checked(cls, table: _DataRecordDecoder, raw: bytes, offset: int, count: int) -> DecodedRows:
-        return cls(None, table.names, table.getters, _CheckedLine(table, raw, offset, count))
+        return cls(table, None, _CheckedLine(table, raw, offset, count))
 
     @property
     def _rows(self) -> list[Any]:
@@ -198,5 +194,5 @@ class DataDecoders:
         return {
             "kind": "data",
             "table": name,
-            "data": DecodedRows(decoded.data, table.names, table.getters),
+            "data": DecodedRows(table, decoded.data),
         }

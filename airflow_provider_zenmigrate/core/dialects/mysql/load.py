@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from contextlib import suppress
@@ -31,8 +32,11 @@ from typing import IO, Any
 import pymysql.err
 from sqlalchemy.engine import Engine
 
+from ...dump.chunk import Chunk
 from ...dump.model import TableSpec
 from ...errors import ZenMigrateError
+from ..base import decode_base64_column
+from ..text_rows import bulk_text, chunk_text
 from .pymysql_internals import local_infile_allowed, reconnect_with_local_files
 
 logger = logging.getLogger(__name__)
@@ -214,3 +218,19 @@ def load_statement(quote: Any, database: str, table: TableSpec) -> str:
     if assignments:
         statement += " SET " + ", ".join(assignments)
     return statement
+
+
+def load_text(table: TableSpec, columns: list[Sequence[Any]]) -> bytes:
+    """A chunk's values as LOAD DATA text; base64 columns checked here, since the server's
+    FROM_BASE64 would only warn about a bad one."""
+    for i, column in enumerate(table.columns):
+        if column.codec == "bytes":
+            decode_base64_column(table, i, columns[i])
+    return bulk_text(table, columns)
+
+
+def chunk_load_text(table: TableSpec, chunk: Chunk) -> bytes:
+    """A data record's rows as LOAD DATA text: straight from the record where it can be
+    (text_rows.chunk_text, base64 as it is), else from its values."""
+    text = chunk_text(table, chunk, "v")
+    return load_text(table, chunk.columns()) if text is None else text

@@ -21,9 +21,9 @@ from sqlalchemy.engine import Engine
 from ...dump.chunk import Chunk
 from ...dump.model import TableSpec
 from ...errors import DumpIntegrityError, ZenMigrateError
-from ..base import StagedBuild, decode_base64_column, span_where
-from ..text_rows import BULK_CODECS, bulk_text, chunk_text
-from .load import BulkLoader, load_statement, run_load
+from ..base import StagedBuild, span_where
+from ..text_rows import BULK_CODECS
+from .load import BulkLoader, chunk_load_text, load_statement, run_load
 from .session import ServerSession, server_session
 
 logger = logging.getLogger(__name__)
@@ -133,8 +133,7 @@ class PartLoader:
             session.execute(f"DELETE FROM {name}{where}")
 
     def load(self, table: TableSpec, chunk: Chunk) -> None:
-        """A data record's rows, as bulk text straight from the record where it can be (see
-        chunk_text), else from its values (see load_encoded). Their LOAD starts once the
+        """A data record's rows (see load.chunk_load_text). Their LOAD starts once the
         previous chunk's is in (whose error this raises)."""
         if not len(chunk):
             return
@@ -144,13 +143,7 @@ class PartLoader:
                 f"table {table.name!r}: parallel restores load with LOAD DATA LOCAL, which "
                 "this server or table does not allow; restore with jobs=1"
             )
-        data = chunk_text(table, chunk, "v")
-        if data is None:
-            columns = chunk.columns()
-            for i, codec in enumerate(codecs):
-                if codec == "bytes":
-                    decode_base64_column(table, i, columns[i])
-            data = bulk_text(table, columns)
+        data = chunk_load_text(table, chunk)
         statement = self._statements.get(table.name)
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)

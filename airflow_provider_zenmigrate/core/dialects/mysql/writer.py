@@ -15,12 +15,12 @@ from sqlalchemy.engine import Engine
 from ...dump.chunk import Chunk
 from ...dump.model import ObjectSpec, TableSpec
 from ...errors import ZenMigrateError
-from ..base import RestoreWriter, StagedBuild, decode_base64_column
-from ..text_rows import BULK_CODECS, bulk_text, chunk_text
+from ..base import RestoreWriter, StagedBuild
+from ..text_rows import BULK_CODECS
 from . import parts
 from .catalog import table_names
 from .grants import RoutineGrant
-from .load import BulkLoader, load_statement
+from .load import BulkLoader, chunk_load_text, load_statement, load_text
 from .pymysql_internals import has_multi_statements, set_executemany_limit
 from .session import ServerSession
 from .statements import LOAD_SQL_MODE, check_object_statement, check_table_statement
@@ -199,23 +199,17 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         return {c.codec for c in table.columns} <= BULK_CODECS
 
     def load_chunk(self, table: TableSpec, chunk: Chunk) -> None:
-        text = chunk_text(table, chunk, "v") if self._bulk_loads(table, len(chunk.names)) else None
-        if text is None:
-            self.load_encoded(table, chunk.columns())
-        elif text:
-            self._submit(table, text)
+        if not self._bulk_loads(table, len(chunk.names)):
+            super().load_chunk(table, chunk)
+        elif len(chunk):
+            self._submit(table, chunk_load_text(table, chunk))
 
     def load_encoded(self, table: TableSpec, columns: list[Sequence[Any]]) -> None:
         if not self._bulk_loads(table, len(columns)):
             super().load_encoded(table, columns)
             return
-        if not columns[0]:
-            return
-        columns = list(columns)
-        for i, column in enumerate(table.columns):
-            if column.codec == "bytes":  # validated here: the server's FROM_BASE64 would only warn
-                decode_base64_column(table, i, columns[i])
-        self._submit(table, bulk_text(table, columns))
+        if columns[0]:
+            self._submit(table, load_text(table, list(columns)))
 
     def _submit(self, table: TableSpec, data: bytes) -> None:
         assert self.bulk_loader is not None
