@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +22,13 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_zenmigrate.core.dialects import get_dialect
+from airflow_provider_zenmigrate.core.dialects.postgresql import copy_stream
+from airflow_provider_zenmigrate.core.dialects.postgresql import reader as pg_reader
 from airflow_provider_zenmigrate.core.dialects.postgresql.connection import execute_one
-from airflow_provider_zenmigrate.core.dialects.postgresql.copy_stream import copy_text_rows
+from airflow_provider_zenmigrate.core.dialects.postgresql.copy_stream import (
+    JsonColumns,
+    copy_text_rows,
+)
 from airflow_provider_zenmigrate.core.dialects.postgresql.reader import RANGE_BLOCKS
 from airflow_provider_zenmigrate.core.dialects.postgresql.render import bytea_copy_fields
 from airflow_provider_zenmigrate.core.dialects.postgresql.writer import PostgreSQLRestoreWriter
@@ -458,19 +464,40 @@ def test_large_table_renders_on_two_sessions_in_one_snapshot(tmp_path: Path) -> 
             assert base64.b64decode(row["raw"]) == bytes(raw)
 
 
-def test_abandoned_copy_is_cancelled(tmp_path: Path) -> None:
+#: The two ways a COPY's rows become JSON: C from the columns, the server as one column.
+COPY_WAYS = pytest.mark.parametrize("in_c", [True, False], ids=["in C", "by the server"])
+
+
+def one_text_column(query: str, in_c: bool) -> tuple[str, JsonColumns | None]:
+    """A one-text-column query as :func:`copy_text_rows` takes it either way: written by C
+    as ``{"r": text}``, or rendered by the server as that same object."""
+    if in_c:
+        return query, JsonColumns(b"s", (b'{"r":',))
+    return f"SELECT '{{\"r\":' || to_json(r)::text || '}}' FROM ({query}) AS q(r)", None
+
+
+def joined_rows(stream: Iterator[tuple[int, bytes]]) -> bytes:
+    """A copy_text_rows stream's rows joined as they would be in one block, each batch's
+    count checked."""
+    blocks = []
+    for count, block in stream:
+        assert len(json.loads(b"[" + block + b"]")) == count
+        blocks.append(block)
+    return b",".join(blocks)
+
+
+@COPY_WAYS
+def test_abandoned_copy_is_cancelled(tmp_path: Path, in_c: bool) -> None:
     """A consumer that stops mid-table (the backup failed elsewhere) cancels the COPY rather
     than reading the rest: here the rest would take the server 100 s (1 ms a row), so a
     close that reads it would hit the test timeout. The session is usable afterwards."""
     with pg_database(tmp_path) as source, psycopg.connect(libpq_url(source)) as conn:
-        rows = copy_text_rows(
-            conn,
-            "SELECT 'row ' || i || pg_sleep(0.001)::text FROM generate_series(1, 100000) i",
-            batch_rows=10,
-            batch_bytes=1 << 20,
+        query, columns = one_text_column(
+            "SELECT 'row ' || i || pg_sleep(0.001)::text FROM generate_series(1, 100000) i", in_c
         )
+        rows = copy_text_rows(conn, query, batch_rows=10, batch_bytes=1 << 20, json=columns)
         count, block = next(rows)
-        assert count == 10 and block.startswith(b"row 1,row 2,")
+        assert count == 10 and block.startswith(b'{"r":"row 1"},{"r":"row 2"},')
         started = time.monotonic()
         rows.close()
         assert time.monotonic() - started < 30
@@ -478,17 +505,128 @@ def test_abandoned_copy_is_cancelled(tmp_path: Path) -> None:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_copy_errors_raise_the_servers_error(tmp_path: Path) -> None:
+@COPY_WAYS
+def test_copy_errors_raise_the_servers_error(tmp_path: Path, in_c: bool) -> None:
     with pg_database(tmp_path) as source, psycopg.connect(libpq_url(source)) as conn:
-        rows = copy_text_rows(
-            conn, "SELECT (10 / (5 - i))::text FROM generate_series(1, 10) i", 2, 1 << 20
+        query, columns = one_text_column(
+            "SELECT (10 / (5 - i))::text FROM generate_series(1, 10) i", in_c
         )
         with pytest.raises(psycopg.errors.DivisionByZero):
+            list(copy_text_rows(conn, query, 2, 1 << 20, columns))
+        conn.rollback()
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        query, columns = one_text_column("SELECT x FROM no_such_table", in_c)
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            list(copy_text_rows(conn, query, 2, 1 << 20, columns))
+
+
+@pytest.mark.parametrize(
+    ("query", "columns", "wrong"),
+    [
+        ("SELECT 'three'::text", JsonColumns(b"i", (b'{"a":',)), "not 2, 4 or 8 bytes"),
+        ("SELECT 7::int2", JsonColumns(b"b", (b'{"a":',)), "boolean column's value"),
+        ("SELECT 1, 2", JsonColumns(b"i", (b'{"a":',)), "field count"),
+    ],
+)
+def test_copy_rows_not_in_the_described_shape_are_refused(
+    tmp_path: Path, query: str, columns: JsonColumns, wrong: str
+) -> None:
+    """C checks every message against the columns it was told of: a row of another shape
+    raises, naming what was wrong, and the COPY is cancelled (the session is usable)."""
+    with pg_database(tmp_path) as source, psycopg.connect(libpq_url(source)) as conn:
+        rows = copy_text_rows(
+            conn, f"{query} FROM generate_series(1, 50000)", 1000, 1 << 20, columns
+        )
+        with pytest.raises(psycopg.DataError, match=wrong):
             list(rows)
         conn.rollback()
         assert conn.execute("SELECT 1").fetchone() == (1,)
-        with pytest.raises(psycopg.errors.UndefinedTable):
-            list(copy_text_rows(conn, "SELECT x FROM no_such_table", 2, 1 << 20))
+
+
+#: Every character class JSON escapes or passes through, in text PostgreSQL can hold (no NUL).
+_TEXT_PIECES = [chr(c) for c in range(1, 32)] + ['"', "\\", "/", "\x7f", "é", "日本", "😀", "'", ""]
+
+
+def _text_values(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    pool = _TEXT_PIECES + [chr(rng.randrange(0x20, 0xD7FF)) for _ in range(40)]
+    return ["".join(rng.choices(pool, k=rng.randrange(0, 40))) for _ in range(count)]
+
+
+def test_json_written_in_c_is_the_servers_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup's rows written by C from a binary COPY (_copy_out.c) are the very bytes the
+    server's to_json rendering gave, for every codec and the edges of each type: control
+    characters, quotes, backslashes, astral characters, char(n) padding, the integer
+    limits, bytea of every length mod 3, NaN and infinities, NULLs. The installed package
+    must have the module; without it (or without a libpq to call) the server renders."""
+    assert vars(copy_stream)["_copy_out"] is not None, "the _copy_out extension was not built"
+    assert copy_stream.libpq_calls() is not None, "psycopg's libpq was not found"
+    texts = _text_values(600, seed=27)
+    with pg_database(tmp_path) as source:
+        run_sql(
+            source,
+            "CREATE TYPE mood AS ENUM ('ok', 'a\"b');"
+            "CREATE DOMAIN small AS int CHECK (VALUE < 100);"
+            "CREATE TABLE edge (id serial PRIMARY KEY, i2 int2, i4 int4, i8 int8, b boolean, "
+            "t text, v varchar(80), c char(6), n name, raw bytea, num numeric, f8 float8, "
+            "f4 real, ts timestamptz, iv interval, u uuid, j json, jb jsonb, arr text[], "
+            "m mood, d small, ip inet);",
+        )
+        with psycopg.connect(libpq_url(source)) as conn:
+            edges = [
+                (-32768, -(2**31), -(2**63), True, "ab", "NaN", "Infinity"),
+                (32767, 2**31 - 1, 2**63 - 1, False, "a\tb ", "-0.0001", "-Infinity"),
+                (0, 0, 0, None, "", "1e-20", "NaN"),
+            ]
+            for i2, i4, i8, b, c, num, f8 in edges:
+                conn.execute(
+                    "INSERT INTO edge (i2, i4, i8, b, c, num, f8, f4, ts, iv, u, m, d, ip) "
+                    "VALUES (%s, %s, %s, %s, %s, %s::numeric, %s::float8, 1.5, "
+                    "'2024-02-29 23:59:59.999999+05:30', '1 year -2 days 03:04:05.6', "
+                    "gen_random_uuid(), 'a\"b', 7, '::1/128')",
+                    (i2, i4, i8, b, c, num, f8),
+                )
+            rng = random.Random(7)
+            for n, text in enumerate(texts):
+                raw = None if n % 17 == 0 else rng.randbytes(n % 7)
+                conn.execute(
+                    "INSERT INTO edge (t, v, n, raw, j, jb, arr) VALUES (%s, %s, %s, %s, "
+                    "%s::json, %s::jsonb, %s)",
+                    (
+                        text,
+                        text[:80],
+                        text.encode()[:63].decode(errors="ignore"),
+                        raw,
+                        json.dumps({"s": text, "n": n}, ensure_ascii=n % 2 == 0),
+                        json.dumps([text, n]),
+                        [text, None, "x"],
+                    ),
+                )
+            conn.execute("INSERT INTO edge DEFAULT VALUES")  # every column NULL but id
+
+        def rendered() -> bytes:
+            with get_dialect(source).open_backup(source) as reader:
+                [table] = reader.tables()
+                return joined_rows(reader.rendered_rows(table, 250) or iter(()))
+
+        ways: list[bool] = []  # per COPY: written by C (else rendered by the server)
+        real = copy_text_rows
+
+        def copy(*args: Any) -> Any:
+            ways.append(args[-1] is not None)
+            return real(*args)
+
+        monkeypatch.setattr(pg_reader, "copy_text_rows", copy)
+        in_c = rendered()
+        assert ways and all(ways)
+        ways.clear()
+        monkeypatch.setattr(pg_reader, "libpq_calls", lambda: None)
+        by_server = rendered()
+        assert ways and not any(ways)
+    assert in_c == by_server
+    assert len(json.loads(b"[" + in_c + b"]")) == len(texts) + len(edges) + 1
 
 
 def test_extension_in_public_round_trips(tmp_path: Path) -> None:

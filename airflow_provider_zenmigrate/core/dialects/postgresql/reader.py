@@ -20,11 +20,11 @@ from ...errors import ZenMigrateError
 from ..base import BackupReader, SliceDomain, Span, pipelined_ranges, span_where
 from . import catalog, connection
 from .connection import READ_SEARCH_PATH, SESSION_SETTINGS
-from .copy_stream import copy_text_rows
+from .copy_stream import JsonColumns, copy_text_rows, libpq_calls
 from .meta import CatalogMeta, read_meta
 from .names import display_name, is_staging_schema, qualified_name, quote_ident, quote_literal
 from .objects import ObjectReader, sequence_states
-from .render import CODEC_BY_TYPE_OID, json_value_sql
+from .render import CODEC_BY_TYPE_OID, binary_column, json_value_sql
 from .schemas import not_carried
 
 logger = logging.getLogger(__name__)
@@ -341,7 +341,8 @@ class PostgreSQLBackupReader(BackupReader):
     def rendered_rows(
         self, table: TableSpec, chunk_rows: int, span: Span | None = None
     ) -> Generator[tuple[int, bytes], None, None] | None:
-        """Rows rendered by the server as JSON text, streamed with COPY ... TO STDOUT."""
+        """Rows as the dump's JSON objects, streamed with COPY ... TO STDOUT: written by C
+        from the columns in binary, or (no C module) rendered by the server."""
         if chunk_rows < 1:
             raise ValueError("chunk_rows must be at least 1")
         if not table.columns:
@@ -350,22 +351,41 @@ class PostgreSQLBackupReader(BackupReader):
         if found is None:
             return None
         oids = {c.name: c.type_oid for c in found.columns}
-        parts = []
-        for n, column in enumerate(table.columns):
-            key = json.dumps(column.name, ensure_ascii=False) + ":"
-            value = json_value_sql(column.codec, oids.get(column.name, 0)).format(
-                c=quote_ident(column.name)
+        keys = [
+            (("{" if n == 0 else ",") + json.dumps(column.name, ensure_ascii=False) + ":")
+            for n, column in enumerate(table.columns)
+        ]
+        json_columns: JsonColumns | None = None
+        if libpq_calls() is not None and self._conn.info.encoding == "utf-8":
+            # The columns themselves; C writes the JSON (copy_stream, _copy_out.c).
+            picked = [binary_column(c.codec, oids.get(c.name, 0)) for c in table.columns]
+            listed = ", ".join(
+                sql.format(c=quote_ident(c.name))
+                for c, (sql, _) in zip(table.columns, picked, strict=True)
             )
-            parts.append(
-                f"{quote_literal(('{' if n == 0 else ',') + key)} || COALESCE({value}, 'null')"
+            select = f"SELECT {listed} FROM ONLY {found.qname}"
+            json_columns = JsonColumns(
+                "".join(kind for _, kind in picked).encode(),
+                tuple(key.encode() for key in keys),
             )
-        select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {found.qname}"
+        else:  # the server renders each row as one text column
+            parts = [
+                f"{quote_literal(key)} || COALESCE("
+                + json_value_sql(c.codec, oids.get(c.name, 0)).format(c=quote_ident(c.name))
+                + ", 'null')"
+                for key, c in zip(keys, table.columns, strict=True)
+            ]
+            select = f"SELECT {' || '.join(parts)} || '}}' FROM ONLY {found.qname}"
+
+        def open_stream(conn: psycopg.Connection[Any], where: str) -> Generator[Any, None, None]:
+            return copy_text_rows(conn, select + where, chunk_rows, COPY_BATCH_BYTES, json_columns)
+
         ranges = self._block_ranges(found.oid) if span is None else []
         if len(ranges) > 1 and (second := self._second_connection()) is not None:
-            stream = self._rendered_in_parallel(select, ranges, (self._conn, second), chunk_rows)
+            conns = (self._conn, second)
+            stream = pipelined_ranges(lambda i: open_stream(conns[i % 2], ranges[i]), len(ranges))
         else:  # the span, or the whole table on this session
-            query = select + _span_clause(span)
-            stream = copy_text_rows(self._conn, query, chunk_rows, COPY_BATCH_BYTES)
+            stream = open_stream(self._conn, _span_clause(span))
         self._streams.append(stream)
         return stream
 
@@ -449,20 +469,6 @@ class PostgreSQLBackupReader(BackupReader):
             return None
         self._second = second
         return second
-
-    def _rendered_in_parallel(
-        self,
-        select: str,
-        ranges: list[str],
-        conns: tuple[psycopg.Connection[Any], psycopg.Connection[Any]],
-        chunk_rows: int,
-    ) -> Generator[tuple[int, bytes], None, None]:
-        """Ranges in order, alternating between the two sessions."""
-
-        def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
-            return copy_text_rows(conns[i % 2], select + ranges[i], chunk_rows, COPY_BATCH_BYTES)
-
-        return pipelined_ranges(open_range, len(ranges))
 
     def close_streams(self) -> None:
         """Close COPY streams a consumer left unfinished (the server is told to stop)."""

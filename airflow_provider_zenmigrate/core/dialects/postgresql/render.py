@@ -46,6 +46,22 @@ def json_value_sql(codec: str, type_oid: int) -> str:
     return "to_json({c}::text)::text"
 
 
+#: Types whose binary COPY form ``_copy_out.c`` writes as they are: integers and booleans by
+#: value; text, varchar, char(n) and name as their text (padding included, as to_json does).
+_BINARY_KIND_BY_OID = {16: "b", 20: "i", 21: "i", 23: "i", 25: "s", 1042: "s", 1043: "s", 19: "s"}
+
+
+def binary_column(codec: str, type_oid: int) -> tuple[str, str]:
+    """SQL for column ``{c}`` in a binary COPY, and its kind for ``_copy_out.c``: what
+    :func:`json_value_sql` renders on the server, written by the client instead (every
+    other type travels as its text form and is written as a JSON string)."""
+    if codec == "bytes":
+        return "{c}", "x"
+    if codec == "native" and type_oid in _BINARY_KIND_BY_OID:
+        return "{c}", _BINARY_KIND_BY_OID[type_oid]
+    return "{c}::text", "s"
+
+
 def bytea_copy_fields(values: list[bytes | None]) -> VerbatimColumn:
     """Bytea values in COPY's text form: hex input, its backslash escaped for COPY (two
     backslashes a value)."""
