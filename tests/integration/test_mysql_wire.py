@@ -11,18 +11,23 @@ with the Python encoders from that row, and restores exactly.
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pymysql.cursors
 import pytest
 from pymysql.connections import Connection
 
-from airflow_provider_zenmigrate.core.dialects.mysql import wire
+from airflow_provider_zenmigrate.core.dialects import get_dialect
+from airflow_provider_zenmigrate.core.dialects.mysql import reader as mysql_reader
+from airflow_provider_zenmigrate.core.dialects.mysql import render, wire
 from airflow_provider_zenmigrate.core.dialects.mysql.wire import (
     joined_column,
     read_result,
@@ -220,13 +225,19 @@ def test_a_row_spanning_packets_is_refused(conn: Connection) -> None:
     assert not conn.open
 
 
+@pytest.mark.parametrize("rows", ["in C", "by the server"])
 def test_backup_goes_on_past_a_row_the_server_cannot_render(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, rows: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A keyed table is not measured before it is rendered: a row longer than
-    max_allowed_packet once rendered (quotes double under JSON escaping) comes back NULL,
-    and the backup reads the rest of the table with the Python encoders, in the same
-    snapshot, from that row on."""
+    """A keyed table is not measured before it is rendered. Rendered by the server, a row
+    longer than max_allowed_packet once rendered (quotes double under JSON escaping) comes
+    back NULL; written by C from its columns, a row of 16 MiB or more comes split over
+    packets, which C does not read. Either way the backup reads the rest of the table with
+    the Python encoders, in the same snapshot, from that row on."""
+    if rows == "by the server":
+        monkeypatch.setattr(wire, "_wire", None)
+    else:
+        assert wire.renders_in_c(), "the _wire extension was not built"
     made = []
     for _ in range(2):
         utils = MigrationUtils(url=database_url("mysql", tmp_path), connect_args={}, engine_args={})
@@ -237,7 +248,9 @@ def test_backup_goes_on_past_a_row_the_server_cannot_render(
         with source.engine.begin() as c:
             c.exec_driver_sql("CREATE TABLE t (id INT PRIMARY KEY, doc LONGTEXT)")
             c.exec_driver_sql("INSERT INTO t SELECT seq, CONCAT('small ', seq) FROM seq_1_to_4500")
-            c.exec_driver_sql("UPDATE t SET doc = REPEAT('\"', 9000000) WHERE id = 2500")
+            # 16 MiB less 4 bytes (the most REPEAT makes here): with its key and length
+            # prefixes the row fills more than one packet.
+            c.exec_driver_sql("UPDATE t SET doc = REPEAT('\"', 16777212) WHERE id = 2500")
         dump = str(tmp_path / "dump.jsonl")
         with caplog.at_level(logging.INFO):
             source.backup_database_to_file(dump)
@@ -285,3 +298,92 @@ def test_joined_batches_are_the_values_joined(
     with conn.cursor() as cursor:  # read to its end: the connection goes on
         cursor.execute("SELECT 41 + 1")
         assert cursor.fetchone() == (42,)
+
+
+def test_rows_written_in_c_are_the_servers_rendering_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup's rows written by C from the table's columns (_wire.rendered) are the very
+    bytes the server's CONCAT / JSON_QUOTE / TO_BASE64 rendering gave, for every type it
+    renders and the edges of each: integer limits, YEAR and ZEROFILL, control characters,
+    quotes, backslashes, astral characters, a latin1 column, ENUM/SET, JSON, bytes of every
+    length mod 3 and past TO_BASE64's line length, DATETIME/TIMESTAMP at each precision,
+    negative TIME, NULLs. The installed package must have the module; without it the
+    server renders."""
+    assert wire.renders_in_c(), "the _wire extension was not built"
+    utils = MigrationUtils(url=database_url("mysql", tmp_path), connect_args={}, engine_args={})
+    utils.create_database()
+    texts = _mixed_texts(400)
+    try:
+        with utils.engine.begin() as c:
+            c.exec_driver_sql(
+                "CREATE TABLE edge (id INT PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, "
+                "bu BIGINT UNSIGNED, bi BIGINT NOT NULL DEFAULT 0, y YEAR, z INT(6) ZEROFILL, "
+                "t TEXT, v VARCHAR(80) NOT NULL DEFAULT '', l VARCHAR(40) CHARACTER SET latin1, "
+                "e ENUM('a','b\"c'), s SET('x','y'), j JSON, raw VARBINARY(200), b BLOB, "
+                "d DECIMAL(20,6), dd DATE, dt DATETIME, dt3 DATETIME(3), dt6 DATETIME(6) NOT "
+                "NULL DEFAULT '2000-01-01', ts TIMESTAMP(2) NULL, tm TIME(3)) "
+                "CHARACTER SET utf8mb4"
+            )
+            c.exec_driver_sql(
+                "INSERT INTO edge (id, ti, tu, bu, bi, y, z, e, s, d, dd, dt, dt3, dt6, ts, tm) "
+                "VALUES (-1, -128, 255, 18446744073709551615, -9223372036854775808, 2155, 42, "
+                "'b\"c', 'x,y', -12345678901234.5, '1000-01-01', '9999-12-31 23:59:59', "
+                "'2024-02-29 01:02:03.004', '2024-02-29 01:02:03.000005', "
+                "'2038-01-19 03:14:07.99', '-838:59:59.000'), "
+                "(-2, 127, 0, 0, 9223372036854775807, 1901, 0, 'a', '', 0.000001, "
+                "'2024-01-01', '2024-01-01 00:00:00', '2024-01-01 00:00:00.000', "
+                "'2024-01-01 00:00:00', '1970-01-01 00:00:01', '00:00:00')"
+            )
+            for n, text in enumerate(texts):
+                c.exec_driver_sql(
+                    "INSERT INTO edge (id, t, v, l, j, raw, b) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        n,
+                        text,
+                        text[:80],
+                        "".join(ch for ch in text if ord(ch) < 256)[:40],
+                        json.dumps({"s": text, "n": n}, ensure_ascii=n % 2 == 0),
+                        None if n % 13 == 0 else bytes(range(n % 200)),
+                        bytes(reversed(range(256))) * (n % 4),
+                    ),
+                )
+
+        def rendered() -> bytes:
+            with get_dialect(utils.engine).open_backup(utils.engine) as reader:
+                [table] = reader.tables()
+                stream = reader.rendered_rows(table, 97)
+                assert stream is not None
+                blocks = []
+                for count, block in stream:
+                    assert len(json.loads(b"[" + block + b"]")) == count
+                    blocks.append(block)
+                return b",".join(blocks)
+
+        ways: list[bool] = []  # per stream: written by C (else rendered by the server)
+        real = render.rendered_stream
+
+        def stream(*args: Any, **kwargs: Any) -> Any:
+            ways.append(kwargs.get("columns") is not None)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(mysql_reader, "rendered_stream", stream)
+        in_c = rendered()
+        assert ways and all(ways)
+        ways.clear()
+        monkeypatch.setattr(wire, "_wire", None)
+        by_server = rendered()
+        assert ways and not any(ways)
+    finally:
+        utils.drop_database()
+        utils.dispose()
+    assert in_c == by_server
+    assert len(json.loads(b"[" + in_c + b"]")) == len(texts) + 2
+
+
+def _mixed_texts(count: int) -> list[str]:
+    """Strings with every character class JSON escapes or passes through."""
+    rng = random.Random(24)
+    pieces = [chr(c) for c in range(32)] + ['"', "\\", "/", "\x7f", "é", "日本", "😀", "'", "%"]
+    pool = pieces + [chr(rng.randrange(0x20, 0xD7FF)) for _ in range(40)]
+    return ["".join(rng.choices(pool, k=rng.randrange(0, 60))) for _ in range(count)]

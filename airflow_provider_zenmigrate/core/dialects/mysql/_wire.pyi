@@ -3,3 +3,15 @@
 def joined(
     buffer: bytearray, pos: int, end: int, seq: int, out: bytearray, count: int, room: int, /
 ) -> tuple[int, int, int]: ...
+def rendered(
+    buffer: bytearray,
+    pos: int,
+    end: int,
+    seq: int,
+    out: bytearray,
+    count: int,
+    room: int,
+    kinds: bytes,
+    keys: tuple[bytes, ...],
+    /,
+) -> tuple[int, int, int, int]: ...

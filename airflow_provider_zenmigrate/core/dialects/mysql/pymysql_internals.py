@@ -63,9 +63,10 @@ def unbuffered_result(cursor: Cursor) -> Any:
     return cur._result
 
 
-def is_unread_single_column(result: Any) -> bool:
-    """Whether ``result`` is an unbuffered one-column result not yet read to its end."""
-    return result is not None and bool(result.unbuffered_active) and result.field_count == 1
+def is_unread_result(result: Any, columns: int) -> bool:
+    """Whether ``result`` is an unbuffered result of ``columns`` columns not yet read to its
+    end."""
+    return result is not None and bool(result.unbuffered_active) and result.field_count == columns
 
 
 def take_buffered_bytes(conn: Any) -> bytes:

@@ -28,11 +28,14 @@ from .render import (
     ONE_PACKET,
     UNBOUNDED_TYPES,
     UNCONVERTED_RESULTS,
+    RenderedColumns,
+    column_render_sql,
     data_type_of,
     json_render_sql,
     rendered_stream,
 )
 from .session import ServerSession, server_session
+from .wire import renders_in_c
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +253,9 @@ class MySQLBackupReader(BackupReader):
     def rendered_rows(
         self, table: TableSpec, chunk_rows: int, span: Span | None = None
     ) -> Generator[tuple[int, bytes], None, None] | None:
-        """Rows rendered by the server with CONCAT, one JSON object per row.
+        """Rows as the dump's JSON objects, one per row: written by C from the table's
+        columns (``_wire.rendered``), or rendered by the server with CONCAT where C cannot
+        (no ``_wire`` module, or a result character set the server would convert to).
 
         Not for tables with FLOAT/DOUBLE (the server's shortest text is not Python's),
         BIT, spatial or MariaDB's UUID/INET types. A row longer than max_allowed_packet
@@ -261,6 +266,10 @@ class MySQLBackupReader(BackupReader):
         session = self.session
         parts: list[str] = []
         names: list[str] = []
+        #: The columns as _wire.rendered writes them (None: the server renders).
+        in_c: list[tuple[str, str]] | None = (
+            [] if renders_in_c() and self.results_charset in UNCONVERTED_RESULTS else None
+        )
         bound = 64
         long_columns: list[tuple[str, int]] = []
         for column in table.columns:
@@ -276,6 +285,10 @@ class MySQLBackupReader(BackupReader):
                 ("," if names else "{") + json.dumps(column.name, ensure_ascii=False) + ":"
             )
             parts.append(expr.format(c=session.quote(column.name)))
+            if in_c is not None:
+                picked = column_render_sql(column.type, charset, nullable)
+                assert picked is not None  # json_render_sql rendered it
+                in_c.append((picked[0].format(c=session.quote(column.name)), picked[1]))
             bound += 32 + len(names[-1]) * 6
             if data_type in UNBOUNDED_TYPES or octets is None and factor > 1:
                 long_columns.append((column.name, factor))  # measured below if no key
@@ -294,17 +307,12 @@ class MySQLBackupReader(BackupReader):
             bound += sum(f * int(n) for (_, f), n in zip(long_columns, lengths, strict=True))
         if bound >= min(self.max_packet, ONE_PACKET):
             return None
-        return self._rendered(table, names, parts, chunk_rows, span)
-
-    def _rendered(
-        self,
-        table: TableSpec,
-        names: list[str],
-        parts: list[str],
-        chunk_rows: int,
-        span: Span | None,
-    ) -> Generator[tuple[int, bytes], None, None]:
-        session = self.session
+        if in_c is not None:
+            columns = RenderedColumns(
+                "".join(kind for _, kind in in_c).encode(), tuple(n.encode() for n in names)
+            )
+            select = f"SELECT {', '.join(sql for sql, _ in in_c)}"
+            return self._rendered(table, select, [], chunk_rows, span, columns)
         # Column names go in as parameters; the expressions' own % are doubled for them.
         concat = ", ".join(f"%s, {part}" for part in parts)
         row = f"CONCAT({concat}, '}}')"
@@ -313,16 +321,35 @@ class MySQLBackupReader(BackupReader):
             # the server converting (it slows the rendering, hence only here; see
             # docs/performance.md).
             row = f"CAST(CONVERT({row} USING utf8mb4) AS BINARY)"
-        select = f"SELECT {row} FROM {session.quote(table.name)}"
+        return self._rendered(table, f"SELECT {row}", names, chunk_rows, span, None)
+
+    def _rendered(
+        self,
+        table: TableSpec,
+        select: str,
+        names: list[str],
+        chunk_rows: int,
+        span: Span | None,
+        columns: RenderedColumns | None,
+    ) -> Generator[tuple[int, bytes], None, None]:
+        """The rows of ``select`` (its FROM, ranges and order added here) as a stream."""
+        session = self.session
+        select += f" FROM {session.quote(table.name)}"
         order = " ORDER BY " + ", ".join(session.quote(c) for c in table.key) if table.key else ""
+
+        def stream(
+            on: ServerSession, sql: str, key_range: bool
+        ) -> Generator[tuple[int, bytes], None, None]:
+            return rendered_stream(
+                on, sql, names, table.name, chunk_rows, key_range=key_range, columns=columns
+            )
+
         if span is not None:  # a part of a multi-part dump: one range, on this session
             sql = select + self._span_clause(table, span) + order
-            return _without_marker(
-                rendered_stream(session, sql, names, table.name, chunk_rows, key_range=True)
-            )
+            return _without_marker(stream(session, sql, True))
         ranges = self._key_ranges(table)
         if not self.helpers or len(ranges) < 2:
-            return rendered_stream(session, select + order, names, table.name, chunk_rows)
+            return stream(session, select + order, False)
         sessions = (session, *self.helpers)
         logger.debug(
             "table %s: rendered on %d sessions, %d key ranges",
@@ -332,9 +359,7 @@ class MySQLBackupReader(BackupReader):
         )
 
         def open_range(i: int) -> Generator[tuple[int, bytes], None, None]:
-            session = sessions[i % len(sessions)]
-            sql = select + ranges[i] + order
-            return rendered_stream(session, sql, names, table.name, chunk_rows, key_range=True)
+            return stream(sessions[i % len(sessions)], select + ranges[i] + order, True)
 
         return pipelined_ranges(open_range, len(ranges), ahead=len(sessions) - 1)
 

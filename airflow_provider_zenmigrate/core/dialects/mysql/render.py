@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 import pymysql.cursors
@@ -19,7 +20,7 @@ import pymysql.err
 from ...errors import RowsNotRendered
 from ..base import QUERY_SENT
 from .session import ServerSession
-from .wire import joined_column, read_result, send_query
+from .wire import joined_column, read_result, rendered_columns, send_query
 
 # -- value codecs by information_schema.COLUMNS.DATA_TYPE ------------------------------------
 INTEGER_TYPES = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year")
@@ -108,11 +109,51 @@ def json_render_sql(
     return (f"IFNULL({expr}, 'null')" if nullable else expr), factor
 
 
+def column_render_sql(
+    column_type: str, charset: str | None, nullable: bool
+) -> tuple[str, str] | None:
+    """SQL selecting column ``{c}`` for ``_wire.rendered`` to write as what
+    :func:`json_render_sql` has the server write, and its kind there: ``n`` a number, ``s``
+    text as a JSON string, ``x`` bytes as base64; upper case for a column that cannot be
+    NULL (a NULL there is a value the server could not render, as it made the CONCAT NULL).
+    None for the same types as json_render_sql. What costs the server most (JSON_QUOTE,
+    TO_BASE64, the row's CONCAT) is the client's then; DATETIME keeps its DATE() 'T' TIME()."""
+    lowered = column_type.lower()
+    data_type = data_type_of(column_type)
+    if data_type in INTEGER_TYPES:
+        expr, kind = ("{c} + 0" if data_type == "year" or "zerofill" in lowered else "{c}"), "n"
+    elif data_type in _STRING_TYPES or data_type == "json":
+        expr = "{c}" if charset == "utf8mb4" else "CONVERT({c} USING utf8mb4)"
+        kind = "s"
+    elif data_type in _BYTES_TYPES and data_type != "bit":
+        expr, kind = "{c}", "x"
+    elif data_type in ("decimal", "numeric", "date"):
+        expr, kind = "{c}", "s"
+    elif data_type in ("datetime", "timestamp"):
+        digits = int(lowered.partition("(")[2].partition(")")[0] or 0)
+        zeros = ("" if digits else ".") + "0" * (6 - digits)
+        expr, kind = f"CONCAT(DATE({{c}}), 'T', TIME({{c}}), '{zeros}')", "s"
+    elif data_type == "time":
+        expr, kind = "CAST({c} AS CHAR)", "s"
+    else:
+        return None
+    return expr, (kind if nullable else kind.upper())
+
+
 # Types whose values have no useful length bound in the catalog: measured, or not rendered.
 UNBOUNDED_TYPES = frozenset(("mediumtext", "longtext", "json", "mediumblob", "longblob"))
 
 # A rendered row must fit one protocol packet (what .wire reads), with its length prefix.
 ONE_PACKET = 0xFFFFFF - 8
+
+
+@dataclass(frozen=True)
+class RenderedColumns:
+    """How ``_wire.rendered`` writes a row of a table's columns: a kind each (see
+    :func:`column_render_sql`) and the text before each value (``{"id":``, ``,"name":``)."""
+
+    kinds: bytes
+    keys: tuple[bytes, ...]
 
 
 def rendered_stream(
@@ -122,25 +163,35 @@ def rendered_stream(
     table: str,
     chunk_rows: int,
     key_range: bool = False,
+    columns: RenderedColumns | None = None,
 ) -> Generator[Any, None, None]:
-    """(rows, their JSON objects joined by commas) of a rendering query. A row the server
-    could not render (NULL) raises RowsNotRendered once the result is read to its end, so the
+    """(rows, their JSON objects joined by commas) of a rendering query: its one column
+    rendered by the server (``names`` are the CONCAT's parameters), or with ``columns`` the
+    table's columns (:func:`column_render_sql`), written by C. A row that could not be
+    rendered (NULL) raises RowsNotRendered once the result is read to its end, so the
     session goes on. A ``key_range`` yields QUERY_SENT first, once its query is sent, and closed
     early it is read to its end (its session renders the next range); a whole table closed
     early has its connection dropped (its rest could take long to read)."""
     cursor = session.dbapi.cursor(pymysql.cursors.SSCursor)
     batches = None
     sent = False
+    args = tuple(names) if columns is None else ()
+
+    def read() -> Generator[tuple[int, bytes] | None, None, None]:
+        if columns is None:
+            return joined_column(cursor, chunk_rows)
+        return rendered_columns(cursor, chunk_rows, columns.kinds, columns.keys)
+
     try:
         if key_range:
-            send_query(cursor, sql, tuple(names))
+            send_query(cursor, sql, args)
             sent = True
             yield QUERY_SENT
             sent = False
             read_result(cursor)
         else:
-            cursor.execute(sql, tuple(names))
-        batches = joined_column(cursor, chunk_rows)
+            cursor.execute(sql, args)
+        batches = read()
         for block in batches:
             if block is None:  # a row too long for max_allowed_packet
                 for _ in batches:  # the snapshot's session goes on
@@ -151,7 +202,7 @@ def rendered_stream(
         if sent:  # closed before its result was read: read it to its end
             with suppress(pymysql.err.MySQLError):
                 read_result(cursor)
-                batches = joined_column(cursor, chunk_rows)
+                batches = read()
         if batches is not None:
             if key_range:
                 with suppress(pymysql.err.MySQLError):

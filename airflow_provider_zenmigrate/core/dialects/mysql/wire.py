@@ -32,7 +32,7 @@ except ImportError:  # installed where it could not be compiled: every packet re
 from .pymysql_internals import (
     abandon_result,
     finish_at_eof,
-    is_unread_single_column,
+    is_unread_result,
     next_sequence_id,
     raise_error_packet,
     read_query_answer,
@@ -53,6 +53,12 @@ _FULL_PACKET = 0xFFFFFF
 #: A packet's header (length, sequence number), its first byte and the two after it.
 _HEAD = struct.Struct("<IBH")
 _SLACK = _HEAD.size - 4
+
+
+def renders_in_c() -> bool:
+    """Whether C writes a backup's rows from the table's columns (:func:`rendered_columns`);
+    without ``_wire`` the server renders them."""
+    return _wire is not None
 
 
 def send_query(cursor: SSCursor, sql: str, args: tuple[Any, ...]) -> None:
@@ -90,8 +96,24 @@ def joined_column(
         yield from batches
 
 
+def rendered_columns(
+    cursor: SSCursor, batch_rows: int, kinds: bytes, keys: tuple[bytes, ...]
+) -> Generator[tuple[int, bytes] | None, None, None]:
+    """:func:`joined_column`'s batches for a result of a table's own columns, each row
+    written by C as the JSON object the server's rendering wrote (``_wire.rendered``:
+    ``kinds`` and ``keys`` say how); None for a batch holding a row with a NULL where its
+    column's kind allows none (a value the server could not render)."""
+    if _wire is None:
+        raise RuntimeError("rendered_columns needs the _wire module")
+    with closing(_batches(cursor, batch_rows, _Rendered(kinds, keys))) as batches:
+        yield from batches
+
+
 class _Values:
     """A batch as a list of values: views of the read buffer until it is refilled."""
+
+    #: Columns of a row (the loop reads one-column rows; C reads any other).
+    columns = 1
 
     def __init__(self) -> None:
         self.values: list[Any] = []
@@ -121,6 +143,8 @@ class _Values:
 class _Joined:
     """A batch as its values joined by commas (copied as they are read), or None once it
     holds a NULL."""
+
+    columns = 1
 
     def __init__(self) -> None:
         self.out = bytearray()
@@ -157,14 +181,37 @@ class _Joined:
         self.nulls = False
 
 
+class _Rendered(_Joined):
+    """A batch of rows of several columns, each written by C as its JSON object (joined by
+    commas), or None once it holds a row C could not write (see :func:`rendered_columns`)."""
+
+    def __init__(self, kinds: bytes, keys: tuple[bytes, ...]) -> None:
+        super().__init__()
+        self.kinds, self.keys = kinds, keys
+        self.columns = len(kinds)
+        self.bulk = self._rendered
+
+    def _rendered(self, buf: bytearray, pos: int, end: int, seq: int, room: int) -> tuple[int, int]:
+        try:
+            pos, seq, self.count, lost = _wire.rendered(
+                buf, pos, end, seq, self.out, self.count, room, self.kinds, self.keys
+            )
+        except ValueError as exc:
+            raise err.InternalError(str(exc)) from None
+        if lost:
+            self.nulls = True
+        return pos, seq
+
+
 def _batches(
     cursor: SSCursor, batch_rows: int, batch: _Values | _Joined
 ) -> Generator[Any, None, None]:
     """``batch.take()`` each time ``batch_rows`` rows are read, and at the end."""
     conn: Any = cursor.connection
     result = unbuffered_result(cursor)
-    if not is_unread_single_column(result):
-        raise ValueError("single_column needs a cursor with an unread one-column result")
+    if not is_unread_result(result, batch.columns):
+        shape = "one" if batch.columns == 1 else str(batch.columns)
+        raise ValueError(f"reading rows off the wire needs an unread {shape}-column result")
     finished = False
     try:
         yield from _rows_off_the_wire(conn, result, batch_rows, batch)
@@ -203,9 +250,13 @@ def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int, batch: Any) -> I
     append = batch.add
     bulk = batch.bulk
     head = _HEAD.unpack_from
+    #: Inside a row of several columns split over packets (16 MiB or more): C cannot write
+    #: it, so it is passed over and its batch is lost (None), as a row the server could
+    #: not render; the consumer reads the table's rest another way.
+    skipping = False
     while True:
         while pos + 4 <= end:
-            if bulk is not None:  # a run of plain row packets at once, up to a full batch
+            if bulk is not None and not skipping:  # a run of plain row packets, up to a batch
                 pos, seq = bulk(buf, pos, end, seq, batch_rows - len(batch))
                 if len(batch) >= batch_rows:
                     yield batch.take()
@@ -223,9 +274,15 @@ def _rows_off_the_wire(conn: Any, result: Any, batch_rows: int, batch: Any) -> I
                     f"Packet sequence number wrong - got {header >> 24} expected {seq}"
                 )
             seq = (seq + 1) & 0xFF
-            if length == _FULL_PACKET or not length:  # a row split over packets
+            if skipping or length == _FULL_PACKET and batch.columns > 1:
+                skipping = length == _FULL_PACKET
+                if not skipping:
+                    batch.null()
+            elif length == _FULL_PACKET or not length:  # a row split over packets
                 raise err.InternalError("a row of 16 MiB or more (not read by this reader)")
-            if first == _TWO and length == 3 + two:  # the usual rendered row: 251..65535 bytes
+            elif batch.columns > 1 and first not in (_EOF, _ERROR):  # C reads every row packet
+                raise err.InternalError(f"a row packet C did not read (first byte {first})")
+            elif first == _TWO and length == 3 + two:  # the usual rendered row: 251..65535 bytes
                 append(view[pos + 7 : stop])
             elif first < _NULL and first + 1 == length:
                 append(view[pos + 5 : stop])

@@ -115,8 +115,8 @@ def test_result_shape() -> None:
             f"pymysql MySQLResult.{name} changed"
         )
     assert result.unbuffered_active is False and result.field_count == 0
-    assert not internals.is_unread_single_column(result)
-    assert not internals.is_unread_single_column(None)
+    assert not internals.is_unread_result(result, 1)
+    assert not internals.is_unread_result(None, 1)
 
 
 def test_packet_class_and_constants() -> None:
@@ -252,7 +252,7 @@ def test_query_sent_ahead_and_rows_read_off_the_wire(wired: tuple[Any, socket.so
         + packet(6, b"\xfc" + struct.pack("<H", 300) + long_value)
     )
     read_result(cursor)
-    assert internals.is_unread_single_column(internals.unbuffered_result(cursor))
+    assert internals.is_unread_result(internals.unbuffered_result(cursor), 1)
     batches = single_column(cursor, 2)
     assert next(batches) == [b"a", None]
     server.sendall(packet(7, lenenc(b"b")) + packet(8, EOF_PAYLOAD))  # read from the socket
