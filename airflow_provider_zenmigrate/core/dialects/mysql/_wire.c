@@ -34,6 +34,20 @@
 /* JSON_QUOTE's \u00XX escapes are in upper-case hex. */
 static const char HEX[] = "0123456789ABCDEF";
 
+/* The length of the packet at pos if it is read in whole, has sequence number seq and is
+ * neither empty nor split over packets (a row of 16 MiB or more); else 0: the caller stops
+ * and wire.py's loop reads what is there. */
+static Py_ssize_t whole_packet(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end,
+                               int seq) {
+    if (pos + 4 > end)
+        return 0;
+    const unsigned char *p = buf + pos;
+    Py_ssize_t length = p[0] | (p[1] << 8) | (p[2] << 16);
+    if (p[3] != seq || length == 0xFFFFFF || pos + 4 + length > end)
+        return 0;
+    return length;
+}
+
 static PyObject *joined(PyObject *module, PyObject *args) {
     (void)module;
     Py_buffer buffer;
@@ -50,12 +64,9 @@ static PyObject *joined(PyObject *module, PyObject *args) {
     }
     const unsigned char *buf = buffer.buf;
     Py_ssize_t taken = 0;
-    while (taken < room && pos + 4 <= end) {
-        const unsigned char *p = buf + pos;
-        Py_ssize_t length = p[0] | (p[1] << 8) | (p[2] << 16);
-        if (p[3] != seq || length == 0 || length == 0xFFFFFF || pos + 4 + length > end)
-            break;
-        const unsigned char *payload = p + 4, *stop = payload + length;
+    Py_ssize_t length;
+    while (taken < room && (length = whole_packet(buf, pos, end, seq)) > 0) {
+        const unsigned char *payload = buf + pos + 4, *stop = payload + length;
         const unsigned char *value;
         if (payload[0] < 0xFB && payload[0] + 1 == length)
             value = payload + 1;
@@ -201,12 +212,9 @@ static PyObject *rendered(PyObject *module, PyObject *args) {
     }
     const unsigned char *buf = buffer.buf;
     Py_ssize_t taken = 0;
-    while (taken < room && pos + 4 <= end) {
-        const unsigned char *p = buf + pos;
-        Py_ssize_t length = p[0] | (p[1] << 8) | (p[2] << 16);
-        if (p[3] != seq || length == 0 || length == 0xFFFFFF || pos + 4 + length > end)
-            break;
-        const unsigned char *payload = p + 4;
+    Py_ssize_t length;
+    while (taken < room && (length = whole_packet(buf, pos, end, seq)) > 0) {
+        const unsigned char *payload = buf + pos + 4;
         if (payload[0] == 0xFF || (payload[0] == 0xFE && length < 9))
             break; /* an error or the end of the result: wire.py reads it */
         size_t mark = json.size;
