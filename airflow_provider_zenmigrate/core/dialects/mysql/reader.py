@@ -29,10 +29,10 @@ from .render import (
     UNBOUNDED_TYPES,
     UNCONVERTED_RESULTS,
     RenderedColumns,
-    column_render_sql,
+    ValueForm,
     data_type_of,
-    json_render_sql,
     rendered_stream,
+    value_form,
 )
 from .session import ServerSession, server_session
 from .wire import renders_in_c
@@ -264,12 +264,8 @@ class MySQLBackupReader(BackupReader):
         first (a scan) and read with rows() if a row could be that long.
         """
         session = self.session
-        parts: list[str] = []
+        forms: list[tuple[str, ValueForm]] = []  # (the quoted column, its form)
         names: list[str] = []
-        #: The columns as _wire.rendered writes them (None: the server renders).
-        in_c: list[tuple[str, str]] | None = (
-            [] if renders_in_c() and self.results_charset in UNCONVERTED_RESULTS else None
-        )
         bound = 64
         long_columns: list[tuple[str, int]] = []
         for column in table.columns:
@@ -277,24 +273,20 @@ class MySQLBackupReader(BackupReader):
             octets, charset, nullable = self._column_facts.get(
                 (table.name, column.name), (None, None, True)
             )
-            render = json_render_sql(column.type, charset, nullable)
-            if render is None:
+            form = value_form(column.type, charset, nullable)
+            if form is None:
                 return None
-            expr, factor = render
+            factor = form.factor
+            forms.append((session.quote(column.name), form))
             names.append(
                 ("," if names else "{") + json.dumps(column.name, ensure_ascii=False) + ":"
             )
-            parts.append(expr.format(c=session.quote(column.name)))
-            if in_c is not None:
-                picked = column_render_sql(column.type, charset, nullable)
-                assert picked is not None  # json_render_sql rendered it
-                in_c.append((picked[0].format(c=session.quote(column.name)), picked[1]))
             bound += 32 + len(names[-1]) * 6
             if data_type in UNBOUNDED_TYPES or octets is None and factor > 1:
                 long_columns.append((column.name, factor))  # measured below if no key
             else:
                 bound += factor * (octets or 32)
-        if not parts:
+        if not forms:
             return None
         if long_columns and not table.key:
             lengths = session.query(
@@ -307,14 +299,15 @@ class MySQLBackupReader(BackupReader):
             bound += sum(f * int(n) for (_, f), n in zip(long_columns, lengths, strict=True))
         if bound >= min(self.max_packet, ONE_PACKET):
             return None
-        if in_c is not None:
+        if renders_in_c() and self.results_charset in UNCONVERTED_RESULTS:
+            # The columns themselves; C writes the JSON (_wire.rendered).
             columns = RenderedColumns(
-                "".join(kind for _, kind in in_c).encode(), tuple(n.encode() for n in names)
+                "".join(form.kind for _, form in forms).encode(), tuple(n.encode() for n in names)
             )
-            select = f"SELECT {', '.join(sql for sql, _ in in_c)}"
+            select = "SELECT " + ", ".join(form.client.format(c=c) for c, form in forms)
             return self._rendered(table, select, [], chunk_rows, span, columns)
         # Column names go in as parameters; the expressions' own % are doubled for them.
-        concat = ", ".join(f"%s, {part}" for part in parts)
+        concat = ", ".join(f"%s, {form.server.format(c=c)}" for c, form in forms)
         row = f"CONCAT({concat}, '}}')"
         if self.results_charset not in UNCONVERTED_RESULTS:
             # The dump is UTF-8 whatever the session's result character set; the cast stops

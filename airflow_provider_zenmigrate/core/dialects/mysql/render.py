@@ -3,7 +3,7 @@ server-side rendering that has the server write a whole row as the JSON object t
 holds (the client only joins the rows it receives).
 
 Public in the package: the type tables (:data:`CODEC_BY_TYPE`, :data:`INTEGER_TYPES`,
-:data:`UNBOUNDED_TYPES`), :func:`data_type_of`, :func:`json_render_sql` and
+:data:`UNBOUNDED_TYPES`), :func:`data_type_of`, :func:`value_form` and
 :func:`rendered_stream` (a rendering query's rows, read off the wire by :mod:`.wire`).
 """
 
@@ -55,7 +55,7 @@ CODEC_BY_TYPE: dict[str, str] = {
 # These three are CONCAT's arguments, not a CONCAT: the row's own CONCAT takes them as they
 # are (a nested CONCAT builds and copies a string of its own per value: a tenth of the
 # server's rendering CPU on the benchmark's tables); a nullable column's IFNULL wraps them in
-# one (:func:`json_render_sql`).
+# one (:func:`value_form`).
 _QUOTED = "'\"', {c}, '\"'"
 _ISO_DATETIME = "'\"', DATE({c}), 'T', TIME({c}), '{zeros}\"'"
 _BASE64 = "'\"', IF(LENGTH({c}) <= 57, TO_BASE64({c}), REPLACE(TO_BASE64({c}), '\n', '')), '\"'"
@@ -70,74 +70,62 @@ def data_type_of(column_type: str) -> str:
     return column_type.split("(")[0].split(" ")[0].lower()
 
 
-def json_render_sql(
-    column_type: str, charset: str | None, nullable: bool
-) -> tuple[str, int] | None:
-    """SQL rendering column ``{c}`` as its codec's JSON value, with the most bytes of output
-    per stored byte; None for types whose text differs from what the codec writes. The SQL
-    is one argument of the row's CONCAT, or several (comma-separated) that the CONCAT of a
-    value would take: a NULL among them makes the row NULL either way.
+@dataclass(frozen=True)
+class ValueForm:
+    """How one column's values become the dump's JSON, either way.
+
+    ``server`` renders it on the server: one argument of the row's CONCAT, or several
+    (comma-separated) that the CONCAT of a value would take, so a NULL among them makes the
+    row NULL either way; ``factor`` is the most bytes of output per stored byte. ``client``
+    selects it for ``_wire.rendered`` to write as its ``kind``: ``n`` a number, ``s`` text
+    as a JSON string, ``x`` bytes as base64; upper case for a column that cannot be NULL (a
+    NULL there is a value the server could not render, as it made the CONCAT NULL).
+    """
+
+    server: str
+    factor: int
+    client: str
+    kind: str
+
+
+def value_form(column_type: str, charset: str | None, nullable: bool) -> ValueForm | None:
+    """The column's :class:`ValueForm`; None for types whose text differs from what the
+    codec writes.
 
     Strings go through JSON_QUOTE in utf8mb4 (what the driver decodes them to); integers as
     they are, or through "+ 0" where their text is no JSON number (ZEROFILL, YEAR); dates and
-    decimals as their text, DATETIME/TIMESTAMP as Python's isoformat(timespec="microseconds").
+    decimals as their text, DATETIME/TIMESTAMP as Python's isoformat(timespec="microseconds")
+    (made by the server either way: DATE() 'T' TIME() is cheap). Written by the client, what
+    costs the server most (JSON_QUOTE, TO_BASE64, the row's CONCAT) is the client's.
     """
     lowered = column_type.lower()
     data_type = data_type_of(column_type)
-    factor = 1
     if data_type in INTEGER_TYPES:
-        expr = "{c} + 0" if data_type == "year" or "zerofill" in lowered else "{c}"
+        client = "{c} + 0" if data_type == "year" or "zerofill" in lowered else "{c}"
+        server, factor, kind = client, 1, "n"
     elif data_type in _STRING_TYPES or data_type == "json":
-        source = "{c}" if charset == "utf8mb4" else "CONVERT({c} USING utf8mb4)"
-        expr, factor = f"JSON_QUOTE({source})", 6
+        client = "{c}" if charset == "utf8mb4" else "CONVERT({c} USING utf8mb4)"
+        server, factor, kind = f"JSON_QUOTE({client})", 6, "s"
     elif data_type in _BYTES_TYPES and data_type != "bit":
-        expr, factor = _BASE64, 2
+        client, server, factor, kind = "{c}", _BASE64, 2, "x"
     elif data_type in ("decimal", "numeric", "date"):
-        expr = _QUOTED
+        client, server, factor, kind = "{c}", _QUOTED, 1, "s"
     elif data_type in ("datetime", "timestamp"):
         # TIME() shows the column's own fractional digits; isoformat always has six.
         digits = int(lowered.partition("(")[2].partition(")")[0] or 0)
-        expr = _ISO_DATETIME.replace("{zeros}", ("" if digits else ".") + "0" * (6 - digits))
-    elif data_type == "time":
-        expr, factor = "JSON_QUOTE(CAST({c} AS CHAR))", 6
-    else:
-        return None
-    if expr in _ARGUMENT_LISTS or data_type in ("datetime", "timestamp"):
-        if not nullable:
-            return expr, factor
-        expr = f"CONCAT({expr})"
-    return (f"IFNULL({expr}, 'null')" if nullable else expr), factor
-
-
-def column_render_sql(
-    column_type: str, charset: str | None, nullable: bool
-) -> tuple[str, str] | None:
-    """SQL selecting column ``{c}`` for ``_wire.rendered`` to write as what
-    :func:`json_render_sql` has the server write, and its kind there: ``n`` a number, ``s``
-    text as a JSON string, ``x`` bytes as base64; upper case for a column that cannot be
-    NULL (a NULL there is a value the server could not render, as it made the CONCAT NULL).
-    None for the same types as json_render_sql. What costs the server most (JSON_QUOTE,
-    TO_BASE64, the row's CONCAT) is the client's then; DATETIME keeps its DATE() 'T' TIME()."""
-    lowered = column_type.lower()
-    data_type = data_type_of(column_type)
-    if data_type in INTEGER_TYPES:
-        expr, kind = ("{c} + 0" if data_type == "year" or "zerofill" in lowered else "{c}"), "n"
-    elif data_type in _STRING_TYPES or data_type == "json":
-        expr = "{c}" if charset == "utf8mb4" else "CONVERT({c} USING utf8mb4)"
-        kind = "s"
-    elif data_type in _BYTES_TYPES and data_type != "bit":
-        expr, kind = "{c}", "x"
-    elif data_type in ("decimal", "numeric", "date"):
-        expr, kind = "{c}", "s"
-    elif data_type in ("datetime", "timestamp"):
-        digits = int(lowered.partition("(")[2].partition(")")[0] or 0)
         zeros = ("" if digits else ".") + "0" * (6 - digits)
-        expr, kind = f"CONCAT(DATE({{c}}), 'T', TIME({{c}}), '{zeros}')", "s"
+        client = f"CONCAT(DATE({{c}}), 'T', TIME({{c}}), '{zeros}')"
+        server, factor, kind = _ISO_DATETIME.replace("{zeros}", zeros), 1, "s"
     elif data_type == "time":
-        expr, kind = "CAST({c} AS CHAR)", "s"
+        client = "CAST({c} AS CHAR)"
+        server, factor, kind = f"JSON_QUOTE({client})", 6, "s"
     else:
         return None
-    return expr, (kind if nullable else kind.upper())
+    if nullable:  # argument lists become one argument first
+        if server in _ARGUMENT_LISTS or data_type in ("datetime", "timestamp"):
+            server = f"CONCAT({server})"
+        server = f"IFNULL({server}, 'null')"
+    return ValueForm(server, factor, client, kind if nullable else kind.upper())
 
 
 # Types whose values have no useful length bound in the catalog: measured, or not rendered.
@@ -150,7 +138,7 @@ ONE_PACKET = 0xFFFFFF - 8
 @dataclass(frozen=True)
 class RenderedColumns:
     """How ``_wire.rendered`` writes a row of a table's columns: a kind each (see
-    :func:`column_render_sql`) and the text before each value (``{"id":``, ``,"name":``)."""
+    :class:`ValueForm`) and the text before each value (``{"id":``, ``,"name":``)."""
 
     kinds: bytes
     keys: tuple[bytes, ...]
@@ -167,7 +155,7 @@ def rendered_stream(
 ) -> Generator[Any, None, None]:
     """(rows, their JSON objects joined by commas) of a rendering query: its one column
     rendered by the server (``names`` are the CONCAT's parameters), or with ``columns`` the
-    table's columns (:func:`column_render_sql`), written by C. A row that could not be
+    table's columns (:attr:`ValueForm.client`), written by C. A row that could not be
     rendered (NULL) raises RowsNotRendered once the result is read to its end, so the
     session goes on. A ``key_range`` yields QUERY_SENT first, once its query is sent, and closed
     early it is read to its end (its session renders the next range); a whole table closed
