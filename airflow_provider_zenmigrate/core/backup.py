@@ -6,10 +6,10 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
@@ -20,6 +20,10 @@ from .dump.codecs import encoders
 from .dump.model import BackupScope, ObjectSpec, TableSpec
 from .dump.records import FORMAT, VERSION, DumpDigest, Record, data_line, serialize
 from .errors import RowsNotRendered
+from .storage import open_for_write, safe_uri
+
+if TYPE_CHECKING:
+    from .crypto import Encryption
 
 logger = logging.getLogger(__name__)
 #: The logger of backup progress lines (for Airflow's task logs): a caller reporting progress
@@ -303,3 +307,71 @@ def iter_backup(
             yield emit(object_record(obj, "post"))
     trailer = digest.trailer()
     yield trailer, serialize(trailer)
+
+
+def backup_to_uri(
+    engine: Engine,
+    dump_file: str,
+    *,
+    transport_params: dict[str, Any] | None = None,
+    encryption: Encryption | None = None,
+    version_table: str = "alembic_version",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    scope: BackupScope | None = None,
+    on_record: Callable[[Record, bytes], None] | None = None,
+    jobs: int = 1,
+) -> BackupResult:
+    """Back ``engine``'s database up to ``dump_file`` (what
+    ``MigrationUtils.backup_database_to_file`` documents) and say what was written.
+
+    The dump is published only once complete, then its manifest beside it; ``jobs`` above 1
+    writes a multi-part dump (see :mod:`.parts`).
+    """
+    logger.info(
+        "backing up %s to %s", engine.url.render_as_string(hide_password=True), safe_uri(dump_file)
+    )
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+    if jobs > 1:
+        from .parts.backup import backup_parts
+
+        return backup_parts(
+            engine,
+            dump_file,
+            jobs=jobs,
+            transport_params=transport_params,
+            version_table=version_table,
+            chunk_rows=chunk_rows,
+            scope=scope,
+            on_record=on_record,
+            encryption=encryption,
+        )
+    started = time.monotonic()
+    header: Record | None = None
+    trailer: Record | None = None
+    records = iter_backup(
+        engine, version_table=version_table, chunk_rows=chunk_rows, materialize=False, scope=scope
+    )
+    with open_for_write(dump_file, transport_params, encryption=encryption) as stream:
+        for record, line in records:
+            if header is None:
+                header = record
+            trailer = record
+            if on_record is not None:
+                on_record(record, line)
+            stream.write(line)
+            stream.write(b"\n")
+    assert header is not None and trailer is not None  # iter_backup always yields both
+    from .catalog import write_manifest
+
+    manifest = write_manifest(dump_file, header, trailer, transport_params, encryption=encryption)
+    return BackupResult(
+        uri=safe_uri(dump_file),
+        bytes=int(manifest["size"]),
+        tables={name: t["rows"] for name, t in trailer["tables"].items()},
+        checksum=str(trailer["digest"]),
+        revisions=list(header.get("revisions") or []),
+        seconds=time.monotonic() - started,
+        created_at=str(header.get("created_at", "")),
+        extra={k: header[k] for k in ("schemas", "excluded_schemas") if k in header},
+    )

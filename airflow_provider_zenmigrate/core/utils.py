@@ -10,19 +10,17 @@ and :mod:`.restore`, locations in :mod:`.storage`, and every backend difference 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Annotated, Any
 
-import sqlalchemy
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, PrivateAttr, field_validator
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.pool import NullPool
 
-from .backup import DEFAULT_CHUNK_ROWS, BackupResult, iter_backup
+from .backup import DEFAULT_CHUNK_ROWS, BackupResult, backup_to_uri, iter_backup
 from .dialects import get_dialect
 from .dump.model import BackupScope, RestoreOptions
-from .storage import open_for_write, safe_uri
+from .engines import Engines
+from .storage import safe_uri
 
 # What only some paths need is imported where it runs, so that an unencrypted single-stream
 # backup pays for none of it (issue 27): the crypto stack (``cryptography``), multi-part
@@ -56,9 +54,6 @@ if TYPE_CHECKING:
     _OptionalEncryption = Encryption | None
 else:  # pydantic reads this one: no class to import, the check above instead
     _OptionalEncryption = Annotated[Any, PlainValidator(_encryption_or_none)]
-
-# Pool settings that make no sense for the short-lived administrative (master) engine.
-_POOL_ARGS = frozenset({"pool_size", "max_overflow", "pool_timeout", "poolclass", "pool"})
 
 
 class MigrationUtils(BaseModel):
@@ -96,7 +91,8 @@ class MigrationUtils(BaseModel):
     #: ``Encryption(require=True)`` refuses to restore a plaintext one. Never in ``repr``.
     encryption: _OptionalEncryption = Field(default=None, repr=False)
 
-    _engines: dict[str | None, Engine] = PrivateAttr(default_factory=dict)
+    #: Made from ``url``, ``connect_args`` and ``engine_args`` when the first engine is.
+    _engines: Engines | None = PrivateAttr(default=None)
 
     @field_validator("url", mode="before")
     @classmethod
@@ -119,20 +115,9 @@ class MigrationUtils(BaseModel):
         For SQLite, ``database`` is a file name beside the configured file and the master
         engine is an in-memory database.
         """
-        if database in self._engines:
-            return self._engines[database]
-        ops = self.dialect
-        if database is None:
-            url = ops.master_url(self.url)
-            args = {k: v for k, v in self.engine_args.items() if k not in _POOL_ARGS}
-            args["poolclass"] = NullPool
-        else:
-            url = ops.database_url(self.url, database)
-            args = dict(self.engine_args)
-        engine = sqlalchemy.create_engine(url, connect_args=self.connect_args, **args)
-        ops.configure_engine(engine)
-        self._engines[database] = engine
-        return engine
+        if self._engines is None:
+            self._engines = Engines(self.url, self.connect_args, self.engine_args)
+        return self._engines.get(database)
 
     @property
     def engine(self) -> Engine:
@@ -144,15 +129,10 @@ class MigrationUtils(BaseModel):
         """The server-level engine used for administration (see :meth:`create_engine`)."""
         return self.create_engine(None)
 
-    def _forget_engine(self, database: str | None) -> None:
-        engine = self._engines.pop(database, None)
-        if engine is not None:
-            engine.dispose()
-
     def dispose(self) -> None:
         """Close every pooled connection of every engine this object created."""
-        for database in list(self._engines):
-            self._forget_engine(database)
+        if self._engines is not None:
+            self._engines.dispose()
 
     def __enter__(self) -> MigrationUtils:
         return self
@@ -185,7 +165,8 @@ class MigrationUtils(BaseModel):
         """Drop a database (the configured one by default) if it exists."""
         name = self._name(database)
         # Our own pooled connections would block or survive the drop.
-        self._forget_engine(name)
+        if self._engines is not None:
+            self._engines.forget(name)
         logger.info("dropping database %r on %s", name, self.safe_url)
         self.dialect.drop_database(self.master_engine, self.url, name)
 
@@ -238,50 +219,16 @@ class MigrationUtils(BaseModel):
         ``jobs`` above 1 writes a multi-part dump (``dump_file`` is then its prefix) with
         that many worker processes reading one snapshot (see :mod:`.parts`).
         """
-        logger.info("backing up %s to %s", self.safe_url, safe_uri(dump_file))
-        if not isinstance(jobs, int) or jobs < 1:
-            raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
-        if jobs > 1:
-            from .parts.backup import backup_parts
-
-            return backup_parts(
-                self.engine,
-                dump_file,
-                jobs=jobs,
-                transport_params=self.transport_params,
-                version_table=self.version_table,
-                chunk_rows=self.chunk_rows,
-                scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
-                on_record=on_record,
-                encryption=self.encryption,
-            )
-        started = time.monotonic()
-        header: Record | None = None
-        trailer: Record | None = None
-        with open_for_write(dump_file, self.transport_params, encryption=self.encryption) as stream:
-            for record, line in self._backup_records(materialize=False):
-                if header is None:
-                    header = record
-                trailer = record
-                if on_record is not None:
-                    on_record(record, line)
-                stream.write(line)
-                stream.write(b"\n")
-        assert header is not None and trailer is not None  # iter_backup always yields both
-        from .catalog import write_manifest
-
-        manifest = write_manifest(
-            dump_file, header, trailer, self.transport_params, encryption=self.encryption
-        )
-        return BackupResult(
-            uri=safe_uri(dump_file),
-            bytes=int(manifest["size"]),
-            tables={name: t["rows"] for name, t in trailer["tables"].items()},
-            checksum=str(trailer["digest"]),
-            revisions=list(header.get("revisions") or []),
-            seconds=time.monotonic() - started,
-            created_at=str(header.get("created_at", "")),
-            extra={k: header[k] for k in ("schemas", "excluded_schemas") if k in header},
+        return backup_to_uri(
+            self.engine,
+            dump_file,
+            transport_params=self.transport_params,
+            encryption=self.encryption,
+            version_table=self.version_table,
+            chunk_rows=self.chunk_rows,
+            scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
+            on_record=on_record,
+            jobs=jobs,
         )
 
     def estimated_rows(self) -> int | None:

@@ -1,8 +1,9 @@
 """What an unencrypted single-stream backup imports (issue 27, start-up of ``zenmigrate
 backup``).
 
-Such a backup needs SQLAlchemy, pydantic, its dialect and the dump writer, nothing else: not
-the crypto stack (``cryptography``), not multi-part dumps (``core.parts`` and
+Such a backup needs SQLAlchemy, its dialect and the dump writer, nothing else: not pydantic
+(the command line backs up without building ``MigrationUtils``, a pydantic model), not the
+crypto stack (``cryptography``), not multi-part dumps (``core.parts`` and
 ``multiprocessing``), not the restore. Each check runs the command in a fresh interpreter
 (this one has imported everything already) and lists what it left in ``sys.modules``.
 Times are the bench's business (``bench/startup.py``); what is imported is checked here.
@@ -23,6 +24,8 @@ from tests.support.keys import new_key_b64
 
 #: What an unencrypted single-stream backup must not import.
 NOT_NEEDED = (
+    "pydantic",
+    "airflow_provider_zenmigrate.core.utils",
     "cryptography",
     "multiprocessing",
     "airflow_provider_zenmigrate.core.parts",
@@ -83,5 +86,7 @@ def test_an_encrypted_backup_does_import_the_crypto_stack(tmp_path: Path) -> Non
     assert code == 0
     assert "cryptography" in imported
     assert "airflow_provider_zenmigrate.core.crypto.segments" in imported
-    assert not {"airflow_provider_zenmigrate.core.parts", "multiprocessing"} & set(imported)
+    assert not {"airflow_provider_zenmigrate.core.parts", "multiprocessing", "pydantic"} & set(
+        imported
+    )
     assert dump.read_bytes().startswith(MAGIC)  # sealed: an envelope, not JSON in the clear

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ...core.errors import CommandFailed, CommandUsageError
-from ..databases import dispose, estimate, make_utils, user_tables, with_transport
+from ..databases import database, dispose, estimate, make_utils, user_tables
 from ..encryption import encryption_from
 from ..exits import EXIT_OK, interrupted
 from ..output import Output, Progress, confirm, safe_uri, size, spinner
@@ -38,19 +38,28 @@ def jobs_argument(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     """back up a database to a file or object"""
+    from ...core.backup import backup_to_uri
+    from ...core.dump.model import BackupScope
+
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
-    utils = with_transport(args, make_utils(args, out, args.db_url))
-    utils.encryption = encryption
+    source = database(args, out, args.db_url)
     try:
-        if not utils.database_exists():
-            raise CommandFailed(f"database {utils.safe_url} does not exist")
+        if not source.exists():
+            raise CommandFailed(f"database {source.safe_url} does not exist")
         # The size estimate only feeds the bar and the progress lines: none when --quiet.
-        tables, rows = (None, None) if out.quiet else estimate(utils)
+        tables, rows = (None, None) if out.quiet else estimate(source.engine)
         with Progress(out, "backup", tables, rows) as progress:
             try:
-                result = utils.backup_database_to_file(
-                    args.dest_uri, on_record=progress.record, jobs=jobs
+                result = backup_to_uri(
+                    source.engine,
+                    args.dest_uri,
+                    transport_params=source.transport_params,
+                    encryption=encryption,
+                    version_table=source.version_table,
+                    scope=BackupScope(tuple(args.schema or ()), tuple(args.exclude_schema or ())),
+                    on_record=progress.record,
+                    jobs=jobs,
                 )
             except BaseException as exc:
                 if not interrupted(exc):
@@ -59,7 +68,7 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
                     f"interrupted: nothing was published at {safe_uri(args.dest_uri)}"
                 ) from None
     finally:
-        dispose(utils)
+        dispose(source)
     manifest = result.manifest()
     parts = (
         f" in {manifest['parts']} parts by {manifest['jobs']} processes"
@@ -69,7 +78,7 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     out.result(
         {**manifest, "table_rows": result.tables},
         lambda: out.text(
-            f"backed up {utils.safe_url} to {result.uri}: {len(result.tables)} tables, "
+            f"backed up {source.safe_url} to {result.uri}: {len(result.tables)} tables, "
             f"{result.rows:,} rows, {size(result.bytes)}{parts} in {result.seconds:.1f}s "
             f"(revision {manifest['revision'] or 'none'})"
         ),
@@ -84,7 +93,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
 
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
-    utils = with_transport(args, make_utils(args, out, args.db_url))
+    utils = make_utils(args, out, args.db_url)
     utils.encryption = encryption
     source = safe_uri(args.source_uri)
     try:

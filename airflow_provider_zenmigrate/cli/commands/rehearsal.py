@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ...core.errors import CommandUsageError, RehearsalError, StorageError
 from ...core.rehearsal.model import GATES
-from ..databases import dispose, make_utils, parse_db_url, with_transport
+from ..databases import dispose, make_utils, parse_db_url
 from ..exits import EXIT_GATE, EXIT_OK, describe
 from ..output import Output
 
@@ -165,7 +165,7 @@ def cmd_rehearse(args: argparse.Namespace, out: Output) -> int:
 
     if not args.scripts and not args.config:
         raise CommandUsageError("--scripts DIR (or --config alembic.ini) is required")
-    production = with_transport(args, make_utils(args, out, _production_url(args)))
+    production = make_utils(args, out, _production_url(args))
     server: MigrationUtils | None = None
     try:
         server = _rehearsal_server(args, out)
