@@ -23,6 +23,8 @@ from .output import Output, safe_uri
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
 
+    from ..core.dialects import DialectOps
+    from ..core.dump.model import BackupScope, RestoreOptions
     from ..core.engines import Engines
     from ..core.utils import MigrationUtils
 
@@ -70,17 +72,21 @@ def _password(args: argparse.Namespace, url: URL) -> str | None:
 
 @dataclass
 class Database:
-    """A database named on the command line, with its engines.
+    """A database named on the command line, with its engines and the command's options.
 
-    ``backup`` uses it as it is; the other commands build the core's ``MigrationUtils`` from
-    it (:meth:`utils`). That pydantic model's import and class cost about 0.1 s, a quarter of
-    an empty backup's whole command (issue 27).
+    ``backup`` and ``restore`` use it as it is (it is a ``core.restore.RestoreTarget``); the
+    other commands build the core's ``MigrationUtils`` from it (:meth:`utils`). That pydantic
+    model's import and class cost about 0.1 s, a quarter of an empty backup's whole command
+    (issue 27).
     """
 
     url: URL
     engines: Engines
     version_table: str
     transport_params: dict[str, Any] | None
+    #: PostgreSQL's ``--schema`` / ``--exclude-schema`` and ownership options.
+    scope: BackupScope
+    restore_options: RestoreOptions
 
     @property
     def safe_url(self) -> str:
@@ -90,16 +96,20 @@ class Database:
     def engine(self) -> Engine:
         return self.engines.get(self.url.database)
 
-    def exists(self) -> bool:
-        """Whether the database exists, asked on the server's master engine."""
-        from ..core.dialects import get_dialect
+    @property
+    def master_engine(self) -> Engine:
+        return self.engines.get(None)
 
-        ops = get_dialect(self.url)
-        return ops.database_exists(self.engines.get(None), self.url, ops.database_name(self.url))
+    def database_exists(self) -> bool:
+        ops = _dialect(self.url)
+        return ops.database_exists(self.master_engine, self.url, ops.database_name(self.url))
 
-    def utils(self, args: argparse.Namespace) -> MigrationUtils:
-        """The core's object for this database, with the command's schema and ownership
-        options (PostgreSQL's ``backup`` / ``restore``)."""
+    def create_database(self) -> None:
+        ops = _dialect(self.url)
+        ops.create_database(self.master_engine, self.url, ops.database_name(self.url))
+
+    def utils(self) -> MigrationUtils:
+        """The core's object for this database."""
         from ..core.utils import MigrationUtils
 
         return MigrationUtils(
@@ -108,15 +118,36 @@ class Database:
             engine_args=self.engines.engine_args,
             version_table=self.version_table,
             transport_params=self.transport_params,
-            schemas=list(getattr(args, "schema", None) or []),
-            exclude_schemas=list(getattr(args, "exclude_schema", None) or []),
-            no_owner=bool(getattr(args, "no_owner", False)),
-            no_privileges=bool(getattr(args, "no_privileges", False)),
-            skip_missing_roles=bool(getattr(args, "skip_missing_roles", False)),
+            schemas=list(self.scope.schemas),
+            exclude_schemas=list(self.scope.exclude_schemas),
+            no_owner=self.restore_options.no_owner,
+            no_privileges=self.restore_options.no_privileges,
+            skip_missing_roles=self.restore_options.skip_missing_roles,
         )
 
     def dispose(self) -> None:
         self.engines.dispose()
+
+
+def _dialect(target: URL | Engine) -> DialectOps:
+    from ..core.dialects import get_dialect
+
+    return get_dialect(target)
+
+
+def _options(args: argparse.Namespace) -> tuple[BackupScope, RestoreOptions]:
+    """The schema and ownership options of ``backup`` / ``restore`` (PostgreSQL); other
+    commands have none."""
+    from ..core.dump.model import BackupScope, RestoreOptions
+
+    excluded = tuple(getattr(args, "exclude_schema", None) or ())
+    scope = BackupScope(tuple(getattr(args, "schema", None) or ()), excluded)
+    return scope, RestoreOptions(
+        no_owner=bool(getattr(args, "no_owner", False)),
+        no_privileges=bool(getattr(args, "no_privileges", False)),
+        skip_missing_roles=bool(getattr(args, "skip_missing_roles", False)),
+        exclude_schemas=excluded,
+    )
 
 
 def database(args: argparse.Namespace, out: Output, db_url: str | None) -> Database:
@@ -139,10 +170,11 @@ def database(args: argparse.Namespace, out: Output, db_url: str | None) -> Datab
         if settings.url.password:
             out.secrets.append(settings.url.password)
         return Database(
-            url=settings.url,
-            engines=Engines(settings.url, settings.connect_args, settings.engine_args),
-            version_table=settings.version_table,
-            transport_params=hook.get_transport_params(),
+            settings.url,
+            Engines(settings.url, settings.connect_args, settings.engine_args),
+            settings.version_table,
+            hook.get_transport_params(),
+            *_options(args),
         )
     if not db_url:
         raise CommandUsageError("a database URL (or --airflow-conn ID) is required")
@@ -153,17 +185,12 @@ def database(args: argparse.Namespace, out: Output, db_url: str | None) -> Datab
     if password is not None:
         out.secrets.append(password)
         url = url.set(password=password)
-    return Database(
-        url=url,
-        engines=Engines(url),
-        version_table=args.version_table,
-        transport_params=transport(args),
-    )
+    return Database(url, Engines(url), args.version_table, transport(args), *_options(args))
 
 
 def make_utils(args: argparse.Namespace, out: Output, db_url: str | None) -> MigrationUtils:
     """The core's MigrationUtils for the database named on the command line."""
-    return database(args, out, db_url).utils(args)
+    return database(args, out, db_url).utils()
 
 
 def transport(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -178,21 +205,19 @@ def transport(args: argparse.Namespace) -> dict[str, Any] | None:
     return ZenMigrateHook(storage_conn_id=conn_id).get_transport_params()
 
 
-def user_tables(utils: MigrationUtils) -> list[str] | None:
+def user_tables(target: MigrationUtils | Database) -> list[str] | None:
     """The target's tables; ``None`` when the database does not exist."""
-    if not utils.database_exists():
+    if not target.database_exists():
         return None
-    with utils.engine.connect() as conn:
-        return sorted(utils.dialect.user_tables(conn))
+    with target.engine.connect() as conn:
+        return sorted(_dialect(target.engine).user_tables(conn))
 
 
 def estimate(engine: Engine) -> tuple[int | None, int | None]:
     """Tables and (estimated) rows of a database, for the progress bar's ETA; best effort."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..core.dialects import get_dialect
-
-    ops = get_dialect(engine)
+    ops = _dialect(engine)
     try:
         with engine.connect() as conn:
             return len(ops.user_tables(conn)), ops.estimated_rows(conn)

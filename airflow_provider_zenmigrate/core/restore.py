@@ -286,3 +286,48 @@ def restore_from_uri(
             options=target.restore_options,
             on_record=on_record,
         )
+
+
+def restore_dump(
+    target: RestoreTarget,
+    uri: str,
+    *,
+    jobs: int = 1,
+    fresh: bool = False,
+    allow_unverified: bool = False,
+    allow_routines: bool = False,
+    on_record: RecordObserver | None = None,
+    encryption: Encryption | None = None,
+) -> RestoreSummary:
+    """Restore ``target``'s database from the dump at ``uri``, a single stream
+    (:func:`restore_from_uri`) or a multi-part dump, found by itself (``jobs`` worker
+    processes; a failed restore resumes unless ``fresh``). What
+    ``MigrationUtils.restore_database_from_file`` documents.
+    """
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
+    from .parts.layout import is_multipart
+
+    if is_multipart(uri, target.transport_params):
+        from .parts.restore import restore_parts
+
+        return restore_parts(
+            target,
+            uri,
+            jobs=jobs,
+            fresh=fresh,
+            allow_unverified=allow_unverified,
+            allow_routines=allow_routines,
+            on_record=on_record,
+            encryption=encryption,
+        )
+    if jobs > 1:
+        logger.info("%s is a single stream: one process restores it", safe_uri(uri))
+    return restore_from_uri(
+        target,
+        uri,
+        allow_unverified=allow_unverified,
+        allow_routines=allow_routines,
+        on_record=on_record,
+        encryption=encryption,
+    )

@@ -20,7 +20,6 @@ from .backup import DEFAULT_CHUNK_ROWS, BackupResult, backup_to_uri, iter_backup
 from .dialects import get_dialect
 from .dump.model import BackupScope, RestoreOptions
 from .engines import Engines
-from .storage import safe_uri
 
 # What only some paths need is imported where it runs, so that an unencrypted single-stream
 # backup pays for none of it (issue 27): the crypto stack (``cryptography``), multi-part
@@ -321,30 +320,13 @@ class MigrationUtils(BaseModel):
         Raises:
             StorageNotFoundError: If nothing exists at ``dump_file``.
         """
-        if not isinstance(jobs, int) or jobs < 1:
-            raise ValueError(f"jobs must be a whole number of at least 1, not {jobs!r}")
-        from .parts.layout import is_multipart
+        from .restore import restore_dump
 
-        if is_multipart(dump_file, self.transport_params):
-            from .parts.restore import restore_parts
-
-            return restore_parts(
-                self,
-                dump_file,
-                jobs=jobs,
-                fresh=fresh,
-                allow_unverified=allow_unverified,
-                allow_routines=allow_routines,
-                on_record=on_record,
-                encryption=self.encryption,
-            )
-        if jobs > 1:
-            logger.info("%s is a single stream: one process restores it", safe_uri(dump_file))
-        from .restore import restore_from_uri
-
-        return restore_from_uri(
+        return restore_dump(
             self,
             dump_file,
+            jobs=jobs,
+            fresh=fresh,
             allow_unverified=allow_unverified,
             allow_routines=allow_routines,
             on_record=on_record,

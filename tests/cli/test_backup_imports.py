@@ -90,3 +90,20 @@ def test_an_encrypted_backup_does_import_the_crypto_stack(tmp_path: Path) -> Non
         imported
     )
     assert dump.read_bytes().startswith(MAGIC)  # sealed: an envelope, not JSON in the clear
+
+
+def test_a_single_stream_restore_imports_no_pydantic_or_worker_pool(tmp_path: Path) -> None:
+    """``zenmigrate restore`` works on the command line's own database object too: neither
+    pydantic nor the worker pool of multi-part dumps, and the target holds the rows after.
+    (A restore does read the crypto stack: a manifest may be sealed.)"""
+    dump = tmp_path / "dump.jsonl"
+    code, _ = _probe("backup", "-q", _sqlite(tmp_path / "source.db", 50), str(dump))
+    assert code == 0
+    target = tmp_path / "target.db"
+    code, imported = _probe("restore", "-q", "--yes", str(dump), f"sqlite:///{target}")
+    assert code == 0
+    assert not {"pydantic", "airflow_provider_zenmigrate.core.utils", "multiprocessing"} & set(
+        imported
+    )
+    with closing(sqlite3.connect(target)) as conn:
+        assert conn.execute("SELECT COUNT(*), SUM(id) FROM t").fetchone() == (50, sum(range(50)))

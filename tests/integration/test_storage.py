@@ -106,19 +106,18 @@ _CHILD = """
 import sys
 from airflow_provider_zenmigrate.core.utils import MigrationUtils
 
-class Reporting(MigrationUtils):
-    def _backup_records(self, **kwargs):
-        written = reported = 0
-        for record, line in super()._backup_records(**kwargs):
-            written += len(line) + 1
-            if written - reported > 1 << 20:
-                print("progress", written, flush=True)
-                reported = written
-            yield record, line
+written = reported = 0
 
-mu = Reporting(url=sys.argv[1], connect_args={}, engine_args={},
-               transport_params={"min_part_size": int(sys.argv[3])})
-mu.backup_database_to_file(sys.argv[2])
+def report(record, line):
+    global written, reported
+    written += len(line) + 1
+    if written - reported > 1 << 20:
+        print("progress", written, flush=True)
+        reported = written
+
+mu = MigrationUtils(url=sys.argv[1], connect_args={}, engine_args={},
+                    transport_params={"min_part_size": int(sys.argv[3])})
+mu.backup_database_to_file(sys.argv[2], on_record=report)
 print("done", flush=True)
 """
 

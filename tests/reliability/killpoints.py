@@ -54,7 +54,7 @@ import sqlalchemy
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
-from airflow_provider_zenmigrate.core import utils as utils_module
+from airflow_provider_zenmigrate.core import backup as backup_module
 from airflow_provider_zenmigrate.core.dialects import mysql as mysql_dialect
 from airflow_provider_zenmigrate.core.dialects import sqlite as sqlite_dialect
 from airflow_provider_zenmigrate.core.dialects.mysql import session as mysql_session
@@ -252,8 +252,8 @@ class _TracedStream:
 
 
 def _hook_backup(tracer: Tracer, state: _BackupState, uri: str) -> None:
-    real_iter = vars(utils_module)["iter_backup"]
-    real_open = vars(utils_module)["open_for_write"]
+    real_iter = vars(backup_module)["iter_backup"]
+    real_open = vars(backup_module)["open_for_write"]
 
     def iter_backup(*args: Any, **kwargs: Any) -> Iterator[Any]:
         for record, line in real_iter(*args, **kwargs):
@@ -267,9 +267,9 @@ def _hook_backup(tracer: Tracer, state: _BackupState, uri: str) -> None:
         with real_open(target, params, **options) as stream:
             yield _TracedStream(stream, tracer, state) if target == uri else stream
 
-    # The names MigrationUtils calls them by (its module's globals).
-    vars(utils_module)["iter_backup"] = iter_backup
-    vars(utils_module)["open_for_write"] = open_for_write
+    # The names backup_to_uri calls them by (its module's globals).
+    vars(backup_module)["iter_backup"] = iter_backup
+    vars(backup_module)["open_for_write"] = open_for_write
     if "://" in uri and not uri.startswith("file://"):
         return
     final = os.path.abspath(uri)

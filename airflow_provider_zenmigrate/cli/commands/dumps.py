@@ -18,8 +18,9 @@ from ..output import Output, Progress, confirm, safe_uri, size, spinner
 
 if TYPE_CHECKING:
     from ...core.catalog import VerifyReport
+    from ...core.crypto import Encryption
     from ...core.inspection import BackupInspection
-    from ...core.utils import MigrationUtils
+    from ..databases import Database
 
 #: What ``verify`` cannot check without a target server.
 VERIFY_TARGET_NOTE = (
@@ -39,13 +40,12 @@ def jobs_argument(args: argparse.Namespace) -> int:
 def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     """back up a database to a file or object"""
     from ...core.backup import backup_to_uri
-    from ...core.dump.model import BackupScope
 
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
     source = database(args, out, args.db_url)
     try:
-        if not source.exists():
+        if not source.database_exists():
             raise CommandFailed(f"database {source.safe_url} does not exist")
         # The size estimate only feeds the bar and the progress lines: none when --quiet.
         tables, rows = (None, None) if out.quiet else estimate(source.engine)
@@ -57,7 +57,7 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
                     transport_params=source.transport_params,
                     encryption=encryption,
                     version_table=source.version_table,
-                    scope=BackupScope(tuple(args.schema or ()), tuple(args.exclude_schema or ())),
+                    scope=source.scope,
                     on_record=progress.record,
                     jobs=jobs,
                 )
@@ -90,51 +90,55 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     """restore a database from a dump (atomically; a multi-part dump's interrupted restore
     resumes when run again)"""
     from ...core.catalog import find_backup
+    from ...core.restore import restore_dump
 
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
-    utils = make_utils(args, out, args.db_url)
-    utils.encryption = encryption
+    target = database(args, out, args.db_url)
     source = safe_uri(args.source_uri)
     try:
-        listed = find_backup(args.source_uri, utils.transport_params)
-        existing = user_tables(utils)
+        listed = find_backup(args.source_uri, target.transport_params)
+        existing = user_tables(target)
         if args.dry_run:
-            return _restore_dry_run(args, out, utils, existing)
+            return _restore_dry_run(args, out, target, existing, encryption)
         question = (
-            f"{utils.safe_url} holds {len(existing or [])} tables; "
+            f"{target.safe_url} holds {len(existing or [])} tables; "
             f"replace its contents with {source}?"
         )
         if existing and not args.yes and not confirm(question):
-            raise CommandFailed(f"not confirmed: {utils.safe_url} was left as it was (--yes skips)")
+            raise CommandFailed(
+                f"not confirmed: {target.safe_url} was left as it was (--yes skips)"
+            )
         tables = len(listed.tables) if listed else None
         rows = sum(listed.tables.values()) if listed else None
         started = time.monotonic()
         parted = listed is not None and listed.parts is not None
         with Progress(out, "restore", tables, rows) as progress:
             try:
-                summary = utils.restore_database_from_file(
+                summary = restore_dump(
+                    target,
                     args.source_uri,
                     allow_unverified=args.allow_unverified,
                     allow_routines=args.allow_routines,
                     jobs=jobs,
                     fresh=args.fresh,
                     on_record=progress.record,
+                    encryption=encryption,
                 )
             except BaseException as exc:
                 if not interrupted(exc):
                     raise
                 again = "; run the same command again to resume" if parted else ""
                 raise CommandFailed(
-                    f"interrupted: {utils.safe_url} was left as it was (nothing was replaced)"
+                    f"interrupted: {target.safe_url} was left as it was (nothing was replaced)"
                     + again
                 ) from None
     finally:
-        dispose(utils)
+        dispose(target)
     header = summary.header or {}
     data = {
         "source": source,
-        "database": utils.safe_url,
+        "database": target.safe_url,
         "tables": summary.tables,
         "rows": summary.rows,
         "verified": summary.verified,
@@ -148,7 +152,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     out.result(
         data,
         lambda: out.text(
-            f"restored {utils.safe_url} from {source}: {len(summary.tables)} tables, "
+            f"restored {target.safe_url} from {source}: {len(summary.tables)} tables, "
             f"{summary.rows:,} rows"
             + (f" from {summary.parts} parts" if summary.parts else "")
             + (
@@ -163,22 +167,26 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
 
 
 def _restore_dry_run(
-    args: argparse.Namespace, out: Output, utils: MigrationUtils, existing: list[str] | None
+    args: argparse.Namespace,
+    out: Output,
+    target: Database,
+    existing: list[str] | None,
+    encryption: Encryption | None,
 ) -> int:
     """The restore's own rules, with its flags, and the target server's (roles,
     extensions; a database still to be created is judged by the server's)."""
     from ...core.catalog import verify_backup
 
-    target = utils.engine if existing is not None else utils.master_engine
+    engine = target.engine if existing is not None else target.master_engine
     with spinner(out, f"verifying {safe_uri(args.source_uri)}"):
         report = verify_backup(
             args.source_uri,
-            utils.transport_params,
+            target.transport_params,
             allow_unverified=args.allow_unverified,
             allow_routines=args.allow_routines,
-            target=target,
-            options=utils.restore_options,
-            encryption=utils.encryption,
+            target=engine,
+            options=target.restore_options,
+            encryption=encryption,
         )
     header = report.header or {}
     data = {
@@ -200,7 +208,7 @@ def _restore_dry_run(
             "rows": sum(report.tables.values()),
         },
         "target": {
-            "database": utils.safe_url,
+            "database": target.safe_url,
             "exists": existing is not None,
             "tables": existing or [],
         },
@@ -214,11 +222,11 @@ def _restore_dry_run(
             out.text(f"the target server has the roles and extensions needed: {found}")
         if existing:
             out.text(
-                f"would replace {utils.safe_url}: {len(existing)} tables "
+                f"would replace {target.safe_url}: {len(existing)} tables "
                 f"({', '.join(existing[:10])}{', ...' if len(existing) > 10 else ''})"
             )
         else:
-            out.text(f"would restore into {utils.safe_url} (empty or new)")
+            out.text(f"would restore into {target.safe_url} (empty or new)")
         out.text("dry run: nothing was changed")
 
     if not report.ok:
