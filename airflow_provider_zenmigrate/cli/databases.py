@@ -205,12 +205,10 @@ def transport(args: argparse.Namespace) -> dict[str, Any] | None:
     return ZenMigrateHook(storage_conn_id=conn_id).get_transport_params()
 
 
-def user_tables(target: MigrationUtils | Database) -> list[str] | None:
-    """The target's tables; ``None`` when the database does not exist."""
-    if not target.database_exists():
-        return None
-    with target.engine.connect() as conn:
-        return sorted(_dialect(target.engine).user_tables(conn))
+def user_tables(engine: Engine) -> list[str]:
+    """The tables of ``engine``'s database, sorted."""
+    with engine.connect() as conn:
+        return sorted(_dialect(engine).user_tables(conn))
 
 
 def estimate(engine: Engine) -> tuple[int | None, int | None]:

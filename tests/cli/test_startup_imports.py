@@ -139,3 +139,30 @@ def test_a_quiet_backup_of_an_empty_database_prints_nothing_and_verifies(
     verified = zm("verify", str(dump), "--json")
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["verified"] is True
+
+
+_COLLECTION = """
+import gc, json
+from airflow_provider_zenmigrate.cli.startup import without_collection
+
+seen = {"before": gc.get_freeze_count()}
+with without_collection():
+    seen["held"] = not gc.isenabled()
+    made = [[i] for i in range(5000)]  # what a block of imports would leave behind
+seen["running"] = gc.isenabled()
+seen["frozen"] = gc.get_freeze_count()
+gc.disable()
+with without_collection():
+    pass
+seen["left_off"] = not gc.isenabled()
+print(json.dumps(seen))
+"""
+
+
+def test_start_up_holds_the_collector_then_freezes_what_it_made_and_resumes() -> None:
+    """``backup`` and ``restore`` import and connect with the cyclic collector held; after,
+    it runs again (it bounds the command's memory) and skips what start-up made. A caller
+    that turned it off keeps it off."""
+    seen = json.loads(python_c(_COLLECTION))
+    assert seen["held"] and seen["running"] and seen["left_off"]
+    assert seen["frozen"] >= seen["before"] + 5000

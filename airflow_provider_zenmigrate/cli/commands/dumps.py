@@ -15,6 +15,7 @@ from ..databases import database, dispose, estimate, make_utils, user_tables
 from ..encryption import encryption_from
 from ..exits import EXIT_OK, interrupted
 from ..output import Output, Progress, confirm, safe_uri, size, spinner
+from ..startup import without_collection
 
 if TYPE_CHECKING:
     from ...core.catalog import VerifyReport
@@ -39,13 +40,15 @@ def jobs_argument(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace, out: Output) -> int:
     """back up a database to a file or object"""
-    from ...core.backup import backup_to_uri
-
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
-    source = database(args, out, args.db_url)
+    with without_collection():
+        from ...core.backup import backup_to_uri
+
+        source = database(args, out, args.db_url)
+        exists = source.database_exists()  # no pool to dispose of yet: the master has none
     try:
-        if not source.database_exists():
+        if not exists:
             raise CommandFailed(f"database {source.safe_url} does not exist")
         # The size estimate only feeds the bar and the progress lines: none when --quiet.
         tables, rows = (None, None) if out.quiet else estimate(source.engine)
@@ -89,16 +92,18 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
 def cmd_restore(args: argparse.Namespace, out: Output) -> int:
     """restore a database from a dump (atomically; a multi-part dump's interrupted restore
     resumes when run again)"""
-    from ...core.catalog import find_backup
-    from ...core.restore import restore_dump
-
     jobs = jobs_argument(args)
     encryption = encryption_from(args, out)
-    target = database(args, out, args.db_url)
+    with without_collection():
+        from ...core.catalog import find_backup
+        from ...core.restore import restore_dump
+
+        target = database(args, out, args.db_url)
+        exists = target.database_exists()  # no pool to dispose of yet: the master has none
     source = safe_uri(args.source_uri)
     try:
         listed = find_backup(args.source_uri, target.transport_params)
-        existing = user_tables(target)
+        existing = user_tables(target.engine) if exists else None
         if args.dry_run:
             return _restore_dry_run(args, out, target, existing, encryption)
         question = (
