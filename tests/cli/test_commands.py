@@ -20,7 +20,7 @@ from airflow_provider_zenmigrate.core.utils import MigrationUtils
 from tests.support.command_line import parsed, zm, zm_json, zm_parallel
 from tests.support.engine_support import make_library, populate_library
 from tests.support.paths import EXAMPLE_MIGRATIONS
-from tests.support.servers import url_text
+from tests.support.servers import DIALECTS, database_url, url_text
 
 
 def _library(tmp_path: Path, authors: int = 50, chunk_rows: int = 2000) -> tuple[URL, Path, int]:
@@ -160,3 +160,28 @@ def test_older_command_and_option_names_still_work(tmp_path: Path) -> None:
     assert "copy is this command's older name" in " ".join(help_text.stdout.split())
     negative = zm("prune", prefix, "--keep-last", "-1")
     assert negative.returncode == 2 and "--keep-last must be 0 or more" in negative.stderr
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_a_backup_of_a_missing_database_says_so_and_creates_nothing(
+    tmp_path: Path, dialect: str
+) -> None:
+    """The command line learns whether the database exists by connecting to it (SQLite by
+    its file, which connecting would create): a missing one is named, no dump is published
+    and the database is not created. A connection refused for another reason (a role the
+    server does not know) gives the server's error, not "does not exist"."""
+    url = database_url(dialect, tmp_path)
+    dump = tmp_path / "dump.jsonl"
+    missing = zm("backup", "-q", url_text(url), str(dump))
+    assert missing.returncode == 1, missing.stderr
+    said = f"/{url.database} does not exist"
+    assert said in missing.stderr
+    assert list(tmp_path.iterdir()) == []  # no dump, no manifest, no SQLite file
+    with MigrationUtils(url=url, connect_args={}, engine_args={}) as utils:
+        assert not utils.database_exists()
+    if dialect != "sqlite":
+        stranger = url.set(username="zm_no_such_role")
+        refused = zm("backup", "-q", url_text(stranger), str(dump))
+        assert refused.returncode == 1
+        assert "database error" in refused.stderr and said not in refused.stderr
+        assert not dump.exists()

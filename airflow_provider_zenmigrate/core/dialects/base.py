@@ -32,6 +32,10 @@ class DialectOps(ABC):
     #: Longest database name the server accepts, in characters.
     max_name_length: ClassVar[int]
     internal_tables: ClassVar[frozenset[str]] = _NO_INTERNAL_TABLES
+    #: Connecting to a database that does not exist creates it (SQLite's file), so whether it
+    #: exists cannot be learnt by connecting to it; elsewhere that fails with an error that
+    #: :meth:`is_missing_database_error` recognises.
+    connecting_creates_database: ClassVar[bool] = False
 
     # -- names -----------------------------------------------------------------------------
     def validate_database_name(self, name: str) -> str:

@@ -135,6 +135,7 @@ class SQLiteOps(DialectOps):
     name: ClassVar[str] = "sqlite"
     max_name_length: ClassVar[int] = 255  # a file name
     internal_tables: ClassVar[frozenset[str]] = frozenset({"sqlite_sequence", "sqlite_stat1"})
+    connecting_creates_database: ClassVar[bool] = True
 
     def validate_database_name(self, name: str) -> str:
         super().validate_database_name(name)
