@@ -10,9 +10,10 @@ median of ``--runs`` runs. Each dataset has its own source database, generated o
 every run goes through all datasets and all tools in turn, so that a ratio (ours / tool,
 (b) / (a)) compares figures taken minutes apart, not one taken before a slow spell of the
 machine with one taken during it; each run starts a dataset with a different tool. Every
-command starts on a settled server and disk (:func:`settle`). Times are whole-process wall times
-(our interpreter's start-up included); peak RSS is ``ru_maxrss`` of the command (through
-``/usr/bin/time``; for a pipeline, its largest process), never of a fork of this process.
+command starts on a settled server and disk (:func:`settle`). Ours is the ``zenmigrate``
+command a user runs. Times are whole-process wall times (our interpreter's start-up
+included); peak RSS is ``ru_maxrss`` of the command (through ``/usr/bin/time``; for a
+pipeline, its largest process), never of a fork of this process.
 Every command's CPU time is counted too, the client's and the server's (:mod:`bench.measure`),
 and printed per GB of the source's table data.
 The tables and the issue's targets (PASS/MISS) go to stdout and ``build/bench/results.txt``.
@@ -58,7 +59,7 @@ from bench.measure import (
     size_of,
     timed,
 )
-from bench.throughput import ROOT, ours_command
+from bench.throughput import ROOT, cli_command
 
 SERVERS = {
     "mysql": "mysql+pymysql://root@127.0.0.1:3306/",
@@ -96,8 +97,8 @@ def _ours(
     return Tool(
         name,
         output,
-        lambda out: Command(ours_command("backup", src, str(out), jobs, key_env)),
-        (lambda out: Command(ours_command("restore", dst, str(out), jobs, key_env)))
+        lambda out: Command(cli_command("backup", src, str(out), jobs, key_env)),
+        (lambda out: Command(cli_command("restore", dst, str(out), jobs, key_env)))
         if restore
         else None,
         zst=zst,

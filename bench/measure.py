@@ -59,7 +59,7 @@ class Sample:
     server_cpu: float | None = None  # CPU seconds of the server's processes meanwhile
     worker_mb: float | None = None  # our largest worker process's VmHWM (jobs > 1)
     other_cpu: float | None = None  # CPU seconds of everything else on the machine meanwhile
-    report: dict[str, Any] = field(default_factory=dict)  # bench.ours's JSON line
+    report: dict[str, Any] = field(default_factory=dict)  # zenmigrate's JSON result
 
 
 @dataclass
@@ -176,7 +176,7 @@ def timed(command: Command, workdir: Path, server: tuple[str, ...] = ()) -> Samp
     return Sample(
         seconds,
         peak_kb / 1024,
-        found.get("seconds"),
+        found.get("seconds", found.get("duration")),  # zenmigrate restore's / backup's
         client_cpu=cpu,
         server_cpu=server_used if server else None,
         worker_mb=found.get("worker_peak_mb"),

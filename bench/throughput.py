@@ -44,6 +44,24 @@ def ours_command(
     ]
 
 
+def cli_command(
+    action: str, url: URL, dump: str, jobs: int = 1, key_env: str | None = None
+) -> list[str]:
+    """The ``zenmigrate`` command a user runs for one backup or restore, printing its result
+    as JSON (``duration`` / ``seconds``: the call alone, without start-up)."""
+    shown = url.render_as_string(hide_password=False)
+    where = [shown, dump] if action == "backup" else ["--yes", dump, shown]
+    return [
+        str(Path(sys.executable).with_name("zenmigrate")),
+        action,
+        "-q",
+        "--json",
+        *where,
+        *(["--jobs", str(jobs)] if jobs != 1 else []),
+        *(["--key-env", key_env] if key_env else []),
+    ]
+
+
 def child_env() -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}

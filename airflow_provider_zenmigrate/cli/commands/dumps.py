@@ -153,6 +153,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         "parts": summary.parts or None,
         "resumed_parts": summary.resumed_parts,
         "jobs": jobs,
+        "worker_peak_mb": summary.worker_peak_mb or None,
     }
     out.result(
         data,
