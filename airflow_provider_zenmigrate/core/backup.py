@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -270,7 +270,7 @@ def iter_backup(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     materialize: bool = True,
     scope: BackupScope | None = None,
-) -> Iterator[tuple[Record, bytes]]:
+) -> Generator[tuple[Record, bytes], None, None]:
     """Yield every record of a backup of ``engine``'s database with its serialised line.
 
     The last record is the trailer; a consumer that stops early has an incomplete dump.
@@ -352,7 +352,12 @@ def backup_to_uri(
     records = iter_backup(
         engine, version_table=version_table, chunk_rows=chunk_rows, materialize=False, scope=scope
     )
-    with open_for_write(dump_file, transport_params, encryption=encryption) as stream:
+    # Closed here, not when the generator is collected: a failed write's traceback keeps this
+    # frame, and with it a backup's open snapshot and connection, alive as long as the error.
+    with (
+        closing(records),
+        open_for_write(dump_file, transport_params, encryption=encryption) as stream,
+    ):
         for record, line in records:
             if header is None:
                 header = record

@@ -298,3 +298,33 @@ def test_restores_take_rows_straight_from_the_record_or_the_python_way(
     target.restore_database_from_file(str(dump))
     assert fingerprint(target.url) == expected
     assert not any(taken)
+
+
+_SESSIONS = {
+    "mysql": "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = :name",
+    "postgresql": "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = :name",
+}
+
+
+@pytest.mark.parametrize("dialect", ["mysql", "postgresql"])
+def test_a_failed_backup_lets_go_of_its_session_while_its_error_is_still_held(
+    source: MigrationUtils, tmp_path: Path
+) -> None:
+    """A write that fails mid-backup (the store went away) raises out of the backup; the
+    caller keeps the error (a thread pool's future does). The backup's snapshot session must
+    be closed by then, not when the error is collected: on MariaDB it holds the tables'
+    metadata locks, so a DROP DATABASE would wait for it."""
+    from sqlalchemy import text
+
+    def fail_on_data(record: dict[str, Any], _line: bytes) -> None:
+        if record["kind"] == "data":
+            raise OSError("the store went away")
+
+    with pytest.raises(OSError, match="went away") as held:
+        source.backup_database_to_file(str(tmp_path / "dump.jsonl"), on_record=fail_on_data)
+    source.dispose()  # the pools' idle connections; one still checked out would stay
+    dialect = source.url.get_backend_name()
+    with source.master_engine.connect() as conn:
+        count = conn.execute(text(_SESSIONS[dialect]), {"name": source.url.database}).scalar()
+    assert held.value is not None and count == 0
+    assert list(tmp_path.iterdir()) == []  # and nothing was published
