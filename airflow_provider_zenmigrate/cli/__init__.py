@@ -14,8 +14,10 @@ command that uses them when it runs, so ``--version`` and ``--help`` stay fast
 
 Modules: :mod:`.parser` (argparse, built from the commands), :mod:`.commands` (one function
 per command, each over one public core function), :mod:`.output` (results, progress,
-errors), :mod:`.databases` (a URL or Airflow connection to ``MigrationUtils``),
-:mod:`.exits` (exit codes, Ctrl-C, the one line an error becomes).
+errors), :mod:`.databases` (a URL or Airflow connection as the command line's ``Database``,
+which ``backup`` and ``restore`` use as it is and the other commands turn into
+``MigrationUtils``), :mod:`.startup` (imports without the garbage collector), :mod:`.exits`
+(exit codes, Ctrl-C, the one line an error becomes).
 """
 
 from __future__ import annotations
