@@ -175,13 +175,17 @@ class MigrationUtils(BaseModel):
         return get_dialect(URL.create("mysql")).is_missing_database_error(error)
 
     # -- backup ------------------------------------------------------------------------------
+    @property
+    def backup_scope(self) -> BackupScope:
+        return BackupScope(tuple(self.schemas), tuple(self.exclude_schemas))
+
     def _backup_records(self, materialize: bool = True) -> Iterable[tuple[Record, bytes]]:
         return iter_backup(
             self.engine,
             version_table=self.version_table,
             chunk_rows=self.chunk_rows,
             materialize=materialize,
-            scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
+            scope=self.backup_scope,
         )
 
     def backup_database_to_storage(self, store_db_info: Callable[[dict[str, Any]], None]) -> None:
@@ -225,7 +229,7 @@ class MigrationUtils(BaseModel):
             encryption=self.encryption,
             version_table=self.version_table,
             chunk_rows=self.chunk_rows,
-            scope=BackupScope(tuple(self.schemas), tuple(self.exclude_schemas)),
+            scope=self.backup_scope,
             on_record=on_record,
             jobs=jobs,
         )

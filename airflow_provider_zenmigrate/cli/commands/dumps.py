@@ -46,7 +46,7 @@ def cmd_backup(args: argparse.Namespace, out: Output) -> int:
         from ...core.backup import backup_to_uri
 
         source = database(args, out, args.db_url)
-        exists = source.database_exists()  # no pool to dispose of yet: the master has none
+        exists = source.database_exists()  # a failure leaves no pooled connection
     try:
         if not exists:
             raise CommandFailed(f"database {source.safe_url} does not exist")
@@ -99,7 +99,7 @@ def cmd_restore(args: argparse.Namespace, out: Output) -> int:
         from ...core.restore import restore_dump
 
         target = database(args, out, args.db_url)
-        exists = target.database_exists()  # no pool to dispose of yet: the master has none
+        exists = target.database_exists()  # a failure leaves no pooled connection
     source = safe_uri(args.source_uri)
     try:
         listed = find_backup(args.source_uri, target.transport_params)
