@@ -17,6 +17,8 @@ import pymysql.err
 from sqlalchemy.engine import Engine
 
 from ...errors import ZenMigrateError
+from ..base import name_record
+from .pymysql_internals import read_query_answer, send_query_command
 
 
 class ServerSession:
@@ -24,12 +26,51 @@ class ServerSession:
 
     Our own statements always go through the driver's ``%s`` formatting (with no arguments,
     ``%%`` becomes ``%``): that is what SQLAlchemy's identifier preparer quotes for, doubling
-    ``%`` in names. Statements taken from a dump are sent as they are (:meth:`execute_dump`).
+    ``%`` in names. Statements taken from a dump are sent as they are (:meth:`execute_dump`,
+    :meth:`send_dump`).
     """
 
     def __init__(self, dbapi: Any, engine: Engine) -> None:
-        self.dbapi = dbapi
+        self._dbapi = dbapi
         self.preparer = engine.dialect.identifier_preparer
+        #: A statement sent by :meth:`send_dump` whose answer is not read yet: its cursor,
+        #: and the record line and description its error is reported with.
+        self._unanswered: tuple[Any, int | None, str] | None = None
+
+    @property
+    def dbapi(self) -> Any:
+        """The DBAPI connection, once the answer to a statement sent ahead is read (nothing
+        else may use the connection before)."""
+        self.settle()
+        return self._dbapi
+
+    def send_dump(self, sql: str, line: int | None, what: str) -> None:
+        """Send a dump's statement and return without waiting for the server: the client
+        reads the next records while the server runs it (a CREATE TABLE takes a few ms on
+        InnoDB). Its answer is read, and its error raised naming record ``line`` (``what``),
+        by :meth:`settle`, before anything else uses the connection."""
+        self.settle()
+        cursor = self._dbapi.cursor()
+        try:
+            send_query_command(cursor, sql)
+        except BaseException:
+            cursor.close()
+            raise
+        self._unanswered = (cursor, line, what)
+
+    def settle(self) -> None:
+        """Read the answer to the statement :meth:`send_dump` sent; raise its error."""
+        unanswered, self._unanswered = self._unanswered, None
+        if unanswered is None:
+            return
+        cursor, line, what = unanswered
+        try:
+            read_query_answer(cursor)
+        except Exception as exc:
+            name_record(exc, line, what)
+            raise
+        finally:
+            cursor.close()
 
     def quote(self, name: str) -> str:
         """``name`` quoted as an identifier (a ``%`` in it doubled, see above)."""

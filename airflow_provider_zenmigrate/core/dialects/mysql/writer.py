@@ -190,7 +190,8 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
     # -- loading ---------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:
         _settings, sql = check_table_statement(table)
-        self.session.execute_dump(sql)
+        # Answered before the table's first rows load (_submit) or the session's next use.
+        self.session.send_dump(sql, self.record_line, f"table record of {table.name!r}")
 
     def _bulk_loads(self, table: TableSpec, width: int) -> bool:
         """Whether rows of ``table`` (``width`` columns) go by LOAD DATA."""
@@ -213,6 +214,7 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
 
     def _submit(self, table: TableSpec, data: bytes) -> None:
         assert self.bulk_loader is not None
+        self.session.settle()  # the table exists before its rows load on another connection
         statement = self._load_statements.get(table.name)
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)
