@@ -150,3 +150,24 @@ def test_a_signal_while_held_statements_run_is_raised_as_itself(tmp_path: Path) 
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             raw.invalidate()
+
+
+def test_held_statements_run_on_the_server_while_the_client_goes_on(tmp_path: Path) -> None:
+    """PostgreSQL: a held statement is sent at once (pipeline mode), not when the next COPY
+    or query needs the connection: the server runs it while the client reads the next
+    records, and send_held only waits for what is left."""
+    with created_databases("postgresql", tmp_path, 1, prefix="zmrb") as (target,):
+        raw = target.engine.raw_connection()
+        try:
+            writer = PostgreSQLRestoreWriter(raw.driver_connection, "zmahead")  # type: ignore[arg-type]
+            started = time.monotonic()
+            writer._hold("test", "SELECT pg_sleep(0.6)")
+            sent = time.monotonic() - started
+            time.sleep(0.4)  # the client's own work meanwhile
+            waiting = time.monotonic()
+            writer.send_held()
+            waited = time.monotonic() - waiting
+        finally:
+            raw.invalidate()
+    assert sent < 0.2, f"the held statement took {sent:.2f} s to send"
+    assert waited < 0.45, f"send_held waited {waited:.2f} s: the statement had not started"

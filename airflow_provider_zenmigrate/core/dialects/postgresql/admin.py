@@ -230,6 +230,8 @@ def _open_restore(
             yield writer
         except BaseException as exc:
             with suppress(Exception):
+                writer.discard_held(exc)  # out of pipeline mode before the rollback
+            with suppress(Exception):
                 writer.end_copy(exc)
             raise
         writer.end_copy()  # a COPY the server refuses raises here, not silently

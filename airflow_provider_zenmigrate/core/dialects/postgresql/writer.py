@@ -4,6 +4,7 @@ transaction, its schemas replaced at the commit (:mod:`.swap`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import psycopg
@@ -22,7 +23,7 @@ from .swap import SchemaSwap
 
 #: maintenance_work_mem while a restore builds its indexes (see _settings).
 INDEX_BUILD_MEMORY = "256MB"
-#: Statements held back at most before they are sent together (see _held).
+#: Statements sent ahead at most before their answers are read (see _hold).
 HELD_STATEMENTS = 500
 
 
@@ -56,11 +57,13 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self._rules = PgStatementRules(None)
         #: The schemas this restore replaces.
         self.schemas: frozenset[str] = frozenset()
-        #: Whether the statements of records are held back and sent several in one round
-        #: trip (:meth:`_hold`); a writer that commits along the way does not.
+        #: Whether the statements of records are sent ahead, their answers read later
+        #: (:meth:`_hold`); a writer that commits along the way does not.
         self.batching = psycopg.Pipeline.is_supported()
-        #: The statements held back: (record line, what, statement, parameters).
-        self._held: list[tuple[int | None, str, bytes, tuple[Any, ...] | None]] = []
+        #: The pipeline the statements sent ahead are in, while it is open.
+        self._pipeline: ExitStack | None = None
+        #: The statements sent ahead: (record line, what, its cursor).
+        self._held: list[tuple[int | None, str, psycopg.Cursor[Any]]] = []
         self._meta_writer = MetaWriter(
             self._rows,
             lambda statement: connection.execute_one(conn, statement),
@@ -87,52 +90,74 @@ class PostgreSQLRestoreWriter(RestoreWriter):
         self.send_held()
         return connection.fetch_all(self._conn, query, tuple(params))
 
-    # -- statements held back ----------------------------------------------------------------
+    # -- statements sent ahead -------------------------------------------------------------
     def _hold(self, what: str, statement: str, params: Sequence[Any] | None = None) -> None:
-        """Run a statement of a record whose result nothing reads: held back, and sent with
-        the next ones in one round trip (a pipeline) before anything else reaches the server
-        (a COPY, a query, the counts, the swap), in their order. Issue 27, point 3: the
-        CREATE and sequence settings of a table go in one round trip, the keys and indexes
-        after the data a few hundred in one. Each is still one statement of the extended
-        protocol, as :func:`.connection.execute_one` sends it: a dump's statement never
-        joins another's text."""
+        """Run a statement of a record whose result nothing reads: sent at once in pipeline
+        mode, without waiting for the server, which runs it while the client reads the
+        next records. The answers are read (:meth:`send_held`) before anything else reaches
+        the server (a COPY, a query, the counts, the swap). Issue 27, point 3: a table's
+        CREATE is built while its data is read, the keys and indexes after the data while
+        the next ones are checked. Each is still one statement of the extended protocol, as
+        :func:`.connection.execute_one` sends it: a dump's statement never joins another's
+        text."""
         if not self.batching:
             if params is None:
                 connection.execute_one(self._conn, statement)
             else:
                 connection.fetch_all(self._conn, statement, tuple(params))
             return
-        held = tuple(params) if params is not None else None
-        self._held.append((self.record_line, what, statement.encode(), held))
+        if self._pipeline is None:
+            self._pipeline = ExitStack()
+            self._pipeline.enter_context(self._conn.pipeline())
+        values = tuple(params) if params is not None else None
+        cursor = self._conn.cursor()
+        self._held.append((self.record_line, what, cursor))
+        try:
+            cursor.execute(statement.encode(), values, binary=True)
+        except BaseException as exc:  # an earlier statement's error, read meanwhile
+            self._end_pipeline(exc)
+            raise
         if len(self._held) >= HELD_STATEMENTS:
             self.send_held()
 
     def send_held(self) -> None:
-        """Send the statements held back, in one round trip. The server stops at the first
+        """Read the answers to the statements sent ahead. The server stops at the first
         that fails: its error (as the server gave it) names that statement's record."""
+        self._end_pipeline(None)
+
+    def discard_held(self, failed: BaseException) -> None:
+        """After ``failed``, leave pipeline mode (the connection goes back to the pool); the
+        answers to the statements sent ahead no longer matter."""
+        self._end_pipeline(failed)
+
+    def _end_pipeline(self, failed: BaseException | None) -> None:
+        """Leave pipeline mode, once every answer is read (or, after ``failed``, as far as
+        they can be); the first error names its statement's record."""
+        pipeline, self._pipeline = self._pipeline, None
         held, self._held = self._held, []
-        if not held:
+        if pipeline is None:
             return
-        cursors: list[psycopg.Cursor[Any]] = []
         try:
-            with self._conn.pipeline():
-                for _line, _what, statement, params in held:
-                    cursors.append(cur := self._conn.cursor())
-                    cur.execute(statement, params, binary=True)
+            if failed is None:
+                pipeline.close()
+            else:
+                pipeline.__exit__(type(failed), failed, failed.__traceback__)
         except psycopg.Error as exc:
             stopped = exc.__context__
             if isinstance(stopped, BaseException) and not isinstance(stopped, Exception):
                 # A signal's exception (SIGTERM, Ctrl-C) while the pipeline waited: psycopg's
                 # exit from pipeline mode then fails "while busy" and would hide it.
                 raise stopped from None
-            # Results arrive in order: the first statement without one is the one refused.
-            failed = next((i for i, cur in enumerate(cursors) if cur.pgresult is None), None)
-            if failed is not None and exc.sqlstate is not None:
-                name_record(exc, held[failed][0], held[failed][1])
+            failed = exc
             raise
         finally:
-            for cur in cursors:
-                cur.close()
+            if isinstance(failed, psycopg.Error) and failed.sqlstate is not None:
+                # Answers arrive in order: the first statement without one is the one refused.
+                refused = next((h for h in held if h[2].pgresult is None), None)
+                if refused is not None:
+                    name_record(failed, refused[0], refused[1])
+            for _line, _what, cursor in held:
+                cursor.close()
 
     # -- the schemas replaced ----------------------------------------------------------------
     def begin(self, header: dict[str, Any] | None) -> None:
