@@ -4,7 +4,9 @@ loading connections of a parallel restore (:mod:`.staging`).
 One COPY stays open across the chunks of a table; any other statement on the connection ends
 it first (:meth:`CopyIn.end`). Bulk text is sent by a thread of its own, so that the server
 parses one chunk while the next is made (in C, without the GIL): sent in line, the server
-sat idle while the client built each chunk. One chunk is in flight at a time.
+sat idle while the client built each chunk. One chunk is in flight at a time. A small chunk
+(a small table's only one) is written in line: the socket takes it at once, and a thread's
+start cost more than the overlap gained.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from ...dump.model import TableSpec
 from ..text_rows import BULK_CODECS, bulk_text, chunk_text
 from .names import quote_ident
 from .render import bytea_copy_column
+
+#: Text shorter than this is written in line (see above).
+INLINE_BYTES = 256 * 1024
 
 
 class CopyIn:
@@ -93,6 +98,9 @@ class CopyIn:
         """Hand ``text`` to a sending thread once the text before it is sent (whose error
         this raises)."""
         copy = self._into(qualified, table)
+        if len(text) < INLINE_BYTES:
+            copy.write(text)
+            return
         self._sending = _Send(copy, text)
 
     def _settle(self, failed: BaseException | None = None) -> None:
