@@ -31,7 +31,8 @@ _NOTHING = Token("", "")
 
 def upper_words(tokens: list[Token]) -> list[Token]:
     """``tokens`` with unquoted words in upper case, for comparing with keywords."""
-    return [Token(k, t.upper()) if k == "word" else Token(k, t) for k, t in tokens]
+    make = tuple.__new__  # Token(...) without NamedTuple's Python-level __new__
+    return [make(Token, ("word", t.text.upper())) if t.kind == "word" else t for t in tokens]
 
 
 # The table an index, trigger or rule is attached to follows this keyword.
@@ -149,13 +150,15 @@ def check_references(
     object_type: str,
     label: str,
     schemas: frozenset[str] = frozenset(),
+    words: list[Token] | None = None,
 ) -> None:
     """Raise :class:`UnsafeDumpError` if ``tokens[start:]`` reach beyond the database.
 
     ``tokens`` are the statement's significant tokens in one lexing
     (:func:`..sql_lexer.significant`); ``start`` is the first token after the object's name.
+    ``words`` is :func:`upper_words` of ``tokens``, where the caller has it already.
     """
-    words = upper_words(tokens)
+    words = upper_words(tokens) if words is None else words
     n = len(words)
     for i in range(start, n):
         kind, text = words[i]

@@ -219,7 +219,7 @@ def _check_lexing(
         raise UnsafeDumpError(f"{label}: an event trigger acts on the whole database")
     if object_type == "extension" and tokens[i].unquoted().lower() in _OUTSIDE_EXTENSIONS:
         raise UnsafeDumpError(f"{label}: this extension reaches beyond the database")
-    check_references(tokens, i + 1, object_type, label, schemas)
+    check_references(tokens, i + 1, object_type, label, schemas, words)
 
 
 # What may follow a created table's name: its column list (PostgreSQL: or PARTITION OF).
@@ -303,7 +303,7 @@ def _check_constraint(
         raise UnsafeDumpError(f"{label}: statement is not ALTER TABLE ... ADD CONSTRAINT")
     _expect_name(tokens, i + 2, name, label)
     refuse_qualified_targets(words, tokens, i + 3, "constraint", label, schemas)
-    check_references(tokens, i + 3, "constraint", label, schemas)
+    check_references(tokens, i + 3, "constraint", label, schemas, words)
 
 
 # PostgreSQL extensions that reach other databases or servers, the server's files or its
