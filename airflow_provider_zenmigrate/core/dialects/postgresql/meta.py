@@ -166,6 +166,14 @@ _OWNER_AND_ACL_SQL = {
 }
 
 
+#: The owner and ACL of relations (their index, quoted name, acldefault kind) in one query.
+_RELATION_STATES = (
+    "SELECT l.n, pg_get_userbyid(c.relowner), "
+    + catalog.acl_as_json("coalesce(c.relacl, acldefault(l.kind, c.relowner))")
+    + ' FROM unnest(%s::int[], %s::text[], %s::"char"[]) AS l(n, target, kind)'
+    " JOIN pg_class c ON c.oid = to_regclass(l.target)"
+)
+
 #: An object's owner and privileges as they stand.
 _OwnerAndAcl = tuple[str, set[tuple[str, str, bool]]]
 
@@ -178,6 +186,7 @@ class _PendingMeta:
     target: str  # quoted, qualified (with a routine's arguments)
     lookup: str  # SQL giving the object's current owner and acl
     options: Meta
+    relation: bool = False  # a table, view or sequence: found by to_regclass(target)
 
 
 class MetaWriter:
@@ -244,6 +253,7 @@ class MetaWriter:
         label = f"{object_type} {name!r}"
         if not set(options) & META_KEYS:
             return
+        relation = False
         if object_type == "schema":
             target, lookup = (
                 quote_ident(name),
@@ -277,11 +287,12 @@ class MetaWriter:
                 lookup = _OWNER_AND_ACL_SQL["type"].format(quote_literal(target))
             else:
                 lookup = _OWNER_AND_ACL_SQL["relation"].format(quote_literal(target))
+                relation = True
         else:
             raise UnsafeDumpError(
                 f"{label}: this object type carries no owner, privileges or comment"
             )
-        self._pending.append(_PendingMeta(object_type, target, lookup, options))
+        self._pending.append(_PendingMeta(object_type, target, lookup, options, relation))
 
     def add_default_acl(self, options: Meta) -> None:
         if self.no_privileges:
@@ -311,11 +322,24 @@ class MetaWriter:
         query per 500 items (a query each was a tenth of a restore of 200 small tables)."""
         states: dict[int, _OwnerAndAcl] = {}
         looked = [(n, item) for n, item in enumerate(items) if item.lookup]
-        for start in range(0, len(looked), 500):
+        relations = [(n, item) for n, item in looked if item.relation]
+        if relations:  # most of them: one join, where a UNION of 200 took the server 40 ms
+            found = self._query(
+                _RELATION_STATES,
+                (
+                    [n for n, _ in relations],
+                    [item.target for _, item in relations],
+                    [_ACL_DEFAULT_KIND.get(item.object_type, "r") for _, item in relations],
+                ),
+            )
+            for n, owner, acl in found:
+                states[n] = (owner, {tuple(e) for e in acl})
+        others = [(n, item) for n, item in looked if not item.relation]
+        for start in range(0, len(others), 500):
             parts = [
                 f"SELECT {n}, pg_get_userbyid(o.owner), {self._acl_sql(item.object_type)}"
                 f" FROM ({item.lookup}) AS o(owner, acl)"
-                for n, item in looked[start : start + 500]
+                for n, item in others[start : start + 500]
             ]
             for n, owner, acl in self._query(" UNION ALL ".join(parts), ()):
                 states[n] = (owner, {tuple(e) for e in acl})
