@@ -85,9 +85,10 @@ UNKNOWN_TYPE = "zm_no_such_type"
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "mysql", "postgresql"], indirect=True)
-def test_failing_create_names_its_record(dialect: str, tmp_path: Path) -> None:
-    """The 3rd of 5 tables cannot be created: the error names its line, the target keeps
-    what it had."""
+@pytest.mark.parametrize("failing", ["t001", "t002"])
+def test_failing_create_names_its_record(dialect: str, failing: str, tmp_path: Path) -> None:
+    """The 2nd or 3rd of 5 tables cannot be created (MariaDB creates tables on two sessions
+    in turn: one of each): the error names its line, the target keeps what it had."""
     with created_databases(dialect, tmp_path, 2, prefix="zmrb") as (source, target):
         populate(source, dialect, 5)
         populate(target, dialect, 2)  # something to keep
@@ -97,7 +98,7 @@ def test_failing_create_names_its_record(dialect: str, tmp_path: Path) -> None:
         line = next(
             n
             for n, r in enumerate(records, start=1)
-            if r["kind"] == "table" and r["table"].endswith("t002")
+            if r["kind"] == "table" and r["table"].endswith(failing)
         )
         statement = records[line - 1]["create_stmt"]
         # name VARCHAR(64) -> name zm_no_such_type: SQLite accepts any type name, so there
@@ -119,7 +120,7 @@ def test_failing_create_names_its_record(dialect: str, tmp_path: Path) -> None:
     if isinstance(error, DumpError):
         assert error.line == line, told
     else:  # the server's own error, its record named in a note
-        assert any(note.startswith(f"line {line}: ") and "t002" in note for note in told), told
+        assert any(note.startswith(f"line {line}: ") and failing in note for note in told), told
 
 
 class Stop(BaseException):

@@ -102,15 +102,7 @@ class BulkLoader:
             # every other connection parameter (TLS, charset, timeouts).
             connection.close()
             reconnect_with_local_files(connection)
-            connection.autocommit(True)
-            with connection.cursor() as cur:
-                for statement in settings:
-                    try:
-                        cur.execute(statement, ())
-                    except pymysql.err.MySQLError as exc:
-                        if exc.args[0] != ER_UNKNOWN_SYSTEM_VARIABLE:
-                            raise
-                        logger.debug("not on this server: %s", statement)
+            apply_settings(connection, settings)
         except BaseException:
             with suppress(Exception):
                 connection.close()
@@ -167,6 +159,20 @@ class BulkLoader:
         for connection in self.connections:
             with suppress(Exception):
                 connection.close()
+
+
+def apply_settings(connection: Any, settings: list[str]) -> None:
+    """Autocommit and the restore's session ``settings`` on a connection of its own; one
+    this server does not know (MySQL has no check_constraint_checks) is left out."""
+    connection.autocommit(True)
+    with connection.cursor() as cur:
+        for statement in settings:
+            try:
+                cur.execute(statement, ())
+            except pymysql.err.MySQLError as exc:
+                if exc.args[0] != ER_UNKNOWN_SYSTEM_VARIABLE:
+                    raise
+                logger.debug("not on this server: %s", statement)
 
 
 def _load_file(connection: Any, table: TableSpec, statement: str, handle: IO[bytes]) -> int:

@@ -9,7 +9,7 @@ must not leak to the pool's other users. Public in the package: :class:`ServerSe
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, cast
 
@@ -36,6 +36,9 @@ class ServerSession:
         #: A statement sent by :meth:`send_dump` whose answer is not read yet: its cursor,
         #: and the record line and description its error is reported with.
         self._unanswered: tuple[Any, int | None, str] | None = None
+        #: Run by :meth:`settle` before anything else uses the connection: the restore
+        #: writer's, which first finishes what it sent ahead on its other sessions.
+        self.before_use: Callable[[], None] | None = None
 
     @property
     def dbapi(self) -> Any:
@@ -48,8 +51,8 @@ class ServerSession:
         """Send a dump's statement and return without waiting for the server: the client
         reads the next records while the server runs it (a CREATE TABLE takes a few ms on
         InnoDB). Its answer is read, and its error raised naming record ``line`` (``what``),
-        by :meth:`settle`, before anything else uses the connection."""
-        self.settle()
+        by :meth:`answer` or :meth:`settle`, before anything else uses the connection."""
+        self.answer()
         cursor = self._dbapi.cursor()
         try:
             send_query_command(cursor, sql)
@@ -59,6 +62,12 @@ class ServerSession:
         self._unanswered = (cursor, line, what)
 
     def settle(self) -> None:
+        """Run :attr:`before_use`, then :meth:`answer`: the connection is free for any use."""
+        if self.before_use is not None:
+            self.before_use()
+        self.answer()
+
+    def answer(self) -> None:
         """Read the answer to the statement :meth:`send_dump` sent; raise its error."""
         unanswered, self._unanswered = self._unanswered, None
         if unanswered is None:
@@ -71,6 +80,12 @@ class ServerSession:
             raise
         finally:
             cursor.close()
+
+    def close(self) -> None:
+        """Close the connection; an answer not read yet no longer matters."""
+        self._unanswered = None
+        with suppress(Exception):
+            self._dbapi.close()
 
     def quote(self, name: str) -> str:
         """``name`` quoted as an identifier (a ``%`` in it doubled, see above)."""

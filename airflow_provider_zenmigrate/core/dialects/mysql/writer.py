@@ -5,12 +5,13 @@ multi-row INSERTs), its statements checked by :mod:`.statements`, swapped in by 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
 import pymysql.err
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from ...dump.chunk import Chunk
 from ...dump.model import ObjectSpec, TableSpec
@@ -20,7 +21,7 @@ from ..text_rows import BULK_CODECS
 from . import parts
 from .catalog import table_names
 from .grants import RoutineGrant
-from .load import BulkLoader, chunk_load_text, load_statement, load_text
+from .load import BulkLoader, apply_settings, chunk_load_text, load_statement, load_text
 from .pymysql_internals import has_multi_statements, set_executemany_limit
 from .session import ServerSession
 from .statements import LOAD_SQL_MODE, check_object_statement, check_table_statement
@@ -59,6 +60,17 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
         self._load_statements: dict[str, str] = {}
         #: Whether the staging database is an earlier attempt's (a resumed restore).
         self.resumed = False
+        #: The sessions that create the tables, in turn: two CREATEs are in flight at once
+        #: (see create_table); the first is :attr:`session`, the second is opened for a run
+        #: of table records and closed when the main session is next used otherwise.
+        self._creators: list[ServerSession] = [session]
+        self._settings: list[str] = []
+        self._second_refused = False
+        self._turn = 0
+        #: The session each table was created on, until its rows first load.
+        self._creating: dict[str, ServerSession] = {}
+        #: A table's first rows, held until the next table's CREATE is sent.
+        self._held: tuple[TableSpec, bytes, ServerSession] | None = None
 
     def _load_settings(self) -> list[str]:
         """The loading sessions' settings (the last one exists on MariaDB only)."""
@@ -74,12 +86,30 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
     def wait_for_bulk_loads(self) -> None:
         """Wait until every chunk handed to the bulk loader is in (raises its error): what
         comes next (INSERTs, objects, counts, the swap) needs all rows loaded."""
+        self._finish_sent()
         if self.bulk_loader is not None:
             self.bulk_loader.wait()
 
+    def _finish_sent(self) -> None:
+        """Every CREATE answered and the held rows handed to the loader: run before anything
+        else uses the main session (its :attr:`~.ServerSession.before_use`)."""
+        self._release_held()
+        for creator in self._creators:
+            creator.answer()
+        self._creating.clear()
+        self._close_second()
+
+    def _close_second(self) -> None:
+        """Let the second creating session go: worker processes count on its connection."""
+        for creator in self._creators[1:]:
+            creator.close()
+        del self._creators[1:]
+
     def close(self) -> None:
+        self.session.before_use = None
         if self.bulk_loader is not None:
             self.bulk_loader.close()
+        self._close_second()
 
     def start(self, engine: Engine, *, resume: bool = False) -> None:
         """Create the staging database (or, with ``resume``, take the one an earlier
@@ -120,6 +150,8 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
             if exc.args[0] != ER_UNKNOWN_SYSTEM_VARIABLE:
                 raise
         self.bulk_loader = BulkLoader.open(engine, settings)
+        self._settings = settings
+        session.before_use = self._finish_sent
         packet = int(session.scalar("SELECT @@max_allowed_packet"))
         self.max_insert_bytes = max(64 * 1024, min(_MAX_INSERT_BYTES, packet - 64 * 1024))
 
@@ -189,9 +221,20 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
 
     # -- loading ---------------------------------------------------------------------------
     def create_table(self, table: TableSpec) -> None:
+        """Send the CREATE on the next creating session, without waiting: InnoDB takes a few
+        ms to create a table (more while rows load beside it), and two sessions create two
+        at once. The table's first rows are held (:meth:`_submit`) until this next CREATE
+        is sent, then loaded once their own CREATE is answered."""
         _settings, sql = check_table_statement(table)
-        # Answered before the table's first rows load (_submit) or the session's next use.
-        self.session.send_dump(sql, self.record_line, f"table record of {table.name!r}")
+        if len(self._creators) == 1 and not self._second_refused and self.engine is not None:
+            second = _second_creator(self.engine, self._settings)
+            self._second_refused = second is None
+            self._creators += [second] if second is not None else []
+        creator = self._creators[self._turn % len(self._creators)]
+        self._turn += 1
+        creator.send_dump(sql, self.record_line, f"table record of {table.name!r}")
+        self._creating[table.name] = creator
+        self._release_held()
 
     def _bulk_loads(self, table: TableSpec, width: int) -> bool:
         """Whether rows of ``table`` (``width`` columns) go by LOAD DATA."""
@@ -213,8 +256,24 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
             self._submit(table, load_text(table, list(columns)))
 
     def _submit(self, table: TableSpec, data: bytes) -> None:
+        creator = self._creating.pop(table.name, None)
+        if creator is not None and self._held is None:
+            self._held = (table, data, creator)  # loaded once the next CREATE is sent
+            return
+        self._release_held()
+        if creator is not None:
+            creator.answer()  # the table exists before its rows load on another connection
+        self._load(table, data)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            table, data, creator = held
+            creator.answer()
+            self._load(table, data)
+
+    def _load(self, table: TableSpec, data: bytes) -> None:
         assert self.bulk_loader is not None
-        self.session.settle()  # the table exists before its rows load on another connection
         statement = self._load_statements.get(table.name)
         if statement is None:
             statement = load_statement(self.session.quote, self.staging, table)
@@ -260,3 +319,29 @@ class MySQLRestoreWriter(TargetSwapMixin, RestoreWriter):
     def counted_rows(self, query: str) -> Iterable[Sequence[Any]]:
         self.wait_for_bulk_loads()
         return self.session.query(query)
+
+
+#: The server has no connection to spare: too many in all, for this user, or for this
+#: account's max_user_connections.
+_NO_CONNECTION_LEFT = frozenset({1040, 1203, 1226})
+
+
+def _second_creator(engine: Engine, settings: list[str]) -> ServerSession | None:
+    """A second session to create tables on, with the loading sessions' settings; None
+    where the server has no connection to spare (the restore then creates on one)."""
+    try:
+        raw = engine.raw_connection()
+    except (DBAPIError, pymysql.err.MySQLError) as exc:  # the pool does not wrap its errors
+        error = exc.orig if isinstance(exc, DBAPIError) else exc
+        if getattr(error, "args", (None,))[0] in _NO_CONNECTION_LEFT:
+            return None
+        raise
+    raw.detach()
+    connection: Any = raw.dbapi_connection
+    try:
+        apply_settings(connection, settings)
+    except BaseException:
+        with suppress(Exception):
+            connection.close()
+        raise
+    return ServerSession(connection, engine)
