@@ -28,7 +28,14 @@ import traceback
 from collections.abc import Sequence
 
 from ..core.errors import CommandUsageError
-from .exits import EXIT_FAILURE, EXIT_USAGE, describe, on_sigint
+from .exits import (
+    EXIT_FAILURE,
+    EXIT_STDOUT_CLOSED,
+    EXIT_USAGE,
+    describe,
+    on_sigint,
+    stdout_closed,
+)
 from .output import Output
 from .parser import build_parser
 
@@ -51,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error("interrupted")
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and exit code 1
+        if stdout_closed(exc):  # `zenmigrate ... | head`: nothing to say, nowhere to say it
+            return EXIT_STDOUT_CLOSED
         if out.debug:
             print(out.redact(traceback.format_exc()), file=sys.stderr, end="")
         out.error(describe(exc))

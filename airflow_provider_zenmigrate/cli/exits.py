@@ -1,7 +1,9 @@
 """How a run ends: exit codes, Ctrl-C, and the one line an error becomes.
 
 Exit codes: 0 success, 1 operational failure (including a run interrupted with Ctrl-C and a
-refused confirmation), 2 usage error, 3 a rehearsal's gate failed (``rehearse``).
+refused confirmation), 2 usage error, 3 a rehearsal's gate failed (``rehearse``), 141 the
+standard output was closed by its reader (``zenmigrate ... | head``), as a Unix tool ended
+by SIGPIPE exits.
 
 SQLAlchemy is not imported here: importing it costs more than the rest of a ``--version``
 run. :func:`describe` looks it up in ``sys.modules`` instead; an exception cannot be a
@@ -10,6 +12,8 @@ run. :func:`describe` looks it up in ``sys.modules`` instead; an exception canno
 
 from __future__ import annotations
 
+import os
+import select
 import sys
 from types import FrameType
 
@@ -18,6 +22,8 @@ from ..core.errors import ZenMigrateError
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: ``rehearse`` ran and its gate failed: a finding, not an error of the command.
 EXIT_GATE = 3
+#: Standard output's reader went away: 128 + SIGPIPE, what a shell shows for such a tool.
+EXIT_STDOUT_CLOSED = 141
 
 _interrupted = False
 
@@ -51,3 +57,24 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ZenMigrateError):
         return str(exc).split("\n")[0]
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+
+
+def stdout_closed(exc: BaseException) -> bool:
+    """Whether ``exc`` is standard output's pipe broken by its reader, not another pipe or
+    socket (a store's connection also raises BrokenPipeError): the pipe then reports an
+    error to a poll. If so, standard output is pointed at /dev/null, so that nothing more
+    written there (Python's flush at exit) fails again."""
+    if not isinstance(exc, BrokenPipeError):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(event & select.POLLERR for _, event in poller.poll(0)):
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor, no poll
+        return False
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -380,6 +381,59 @@ def test_quiet_and_plain_progress(tmp_path: Path) -> None:
     assert "backup done: 3/3 tables" in loud.stderr  # plain log lines when not on a terminal
     assert "\x1b[" not in loud.stderr  # no terminal control codes
     assert loud.stdout.startswith("backed up sqlite:///")
+
+
+def _with_stdout(stdout: int, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [ZENMIGRATE, *args], stdout=stdout, stderr=subprocess.PIPE, env=child_env(), check=False
+    )
+
+
+def test_a_closed_stdout_ends_quietly_and_a_broken_pipe_elsewhere_is_an_error(
+    tmp_path: Path,
+) -> None:
+    """``zenmigrate backup ... | head`` whose reader has gone: the backup is done, the result
+    has nowhere to go; the command ends as a Unix tool ended by SIGPIPE (141), with no
+    traceback. Another broken pipe (a store's socket, here a BrokenPipeError while stdout
+    is fine) stays an error naming itself."""
+    url = URL.create("sqlite", database=str(tmp_path / "app.db"))
+    make_library(url)
+    dump = tmp_path / "dump.jsonl"
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the command writes
+    try:
+        closed = _with_stdout(write, "backup", "-q", "--json", url_text(url), str(dump))
+    finally:
+        os.close(write)
+    assert closed.returncode == 141, closed.stderr
+    assert closed.stderr == b""
+    assert dump.is_file()  # the work was done before the result was written
+
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", _RAISES_BROKEN_PIPE],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        check=False,
+    )
+    assert elsewhere.returncode == 1, elsewhere.stderr
+    assert "zenmigrate: error: BrokenPipeError: [Errno 32] store connection" in elsewhere.stderr
+    assert "Traceback" not in elsewhere.stderr
+
+
+#: A command whose work raises BrokenPipeError while standard output (a pipe read to its
+#: end by the test) is fine.
+_RAISES_BROKEN_PIPE = """
+import sys
+from airflow_provider_zenmigrate import cli
+from airflow_provider_zenmigrate.cli import parser
+
+def cmd_list(args, out):  # the command's name comes from the function's
+    raise BrokenPipeError(32, "store connection")
+
+parser.cmd_list = cmd_list
+sys.exit(cli.main(["list", "somewhere"]))
+"""
 
 
 def test_migration_commands(tmp_path: Path) -> None:
