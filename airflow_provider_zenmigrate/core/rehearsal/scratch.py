@@ -145,7 +145,10 @@ class ScratchSession:
         self.production = production
         self.key = key
         self.run = secrets.token_hex(4)
-        self._made: dict[str, MigrationUtils] = {}
+        #: The scratch databases made, by name; a name is here before its database exists
+        #: (None until then) and until it is dropped, so that a signal between the two
+        #: steps of either still leaves it to :meth:`drop_all`.
+        self._made: dict[str, MigrationUtils | None] = {}
 
     def name(self, role: str) -> str:
         return f"{SCRATCH_PREFIX}{self.key}_{self.run}_{role}"
@@ -161,6 +164,7 @@ class ScratchSession:
                 + ("" if marked else " as a database that is not a scratch copy")
                 + ": refusing to touch it"
             )
+        self._made[name] = None
         server.create_database(name)
         self._made[name] = scratch = _utils_for(server, self.production, name)
         _set_marker(server, name, self.production.dialect.database_name(self.production.url))
@@ -168,14 +172,17 @@ class ScratchSession:
 
     def drop(self, role: str) -> None:
         name = self.name(role)
-        scratch = self._made.pop(name, None)
-        if scratch is not None:
-            scratch.dispose()
+        if name in self._made:
+            scratch = self._made[name]
+            if scratch is not None:
+                scratch.dispose()
             _drop(self.server, name)
+            self._made.pop(name, None)
 
     def drop_all(self) -> None:
         for name, scratch in list(self._made.items()):
-            scratch.dispose()
+            if scratch is not None:
+                scratch.dispose()
             try:
                 _drop(self.server, name)
             except Exception:  # noqa: BLE001 - the next rehearsal sweeps it
