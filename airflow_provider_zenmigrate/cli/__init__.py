@@ -34,6 +34,7 @@ from .exits import (
     EXIT_USAGE,
     describe,
     on_sigint,
+    silence_stdout,
     stdout_closed,
 )
 from .output import Output
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line and exit code 1
         if stdout_closed(exc):  # `zenmigrate ... | head`: nothing to say, nowhere to say it
+            silence_stdout()
             return EXIT_STDOUT_CLOSED
         if out.debug:
             print(out.redact(traceback.format_exc()), file=sys.stderr, end="")

@@ -62,19 +62,20 @@ def describe(exc: BaseException) -> str:
 def stdout_closed(exc: BaseException) -> bool:
     """Whether ``exc`` is standard output's pipe broken by its reader, not another pipe or
     socket (a store's connection also raises BrokenPipeError): the pipe then reports an
-    error to a poll. If so, standard output is pointed at /dev/null, so that nothing more
-    written there (Python's flush at exit) fails again."""
+    error to a poll."""
     if not isinstance(exc, BrokenPipeError):
         return False
     try:
-        fd = sys.stdout.fileno()
         poller = select.poll()
-        poller.register(fd, select.POLLOUT)
-        if not any(event & select.POLLERR for _, event in poller.poll(0)):
-            return False
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
     except (OSError, ValueError, AttributeError):  # no file descriptor, no poll
         return False
-    return True
+
+
+def silence_stdout() -> None:
+    """Point standard output at /dev/null, so that nothing more written there (Python's
+    flush at exit) fails again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
