@@ -9,6 +9,7 @@
  * holds the two to the same output).
  *
  * rows(line, offset, keys, kinds) -> int | bytes | None
+ * binary_rows(line, offset, keys, kinds) -> bytes | None: PostgreSQL's binary COPY, below
  *   line    the record, from just after its '"data":['
  *   keys    per declared column, its key as written: b'"name":'
  *   kinds   None: check the rows and count them (an int);
@@ -73,17 +74,21 @@ static int read_u4(In *in, unsigned int *cp) {
     return TAKEN;
 }
 
-/* One code point as a field's UTF-8, with the bulk format's five escapes. */
-static int put_codepoint(Out *o, unsigned int cp) {
+/* One code point as a field's UTF-8, with the bulk format's five escapes (raw: none, and
+ * NUL refused, which no PostgreSQL text holds: the text path then reports it). */
+static int put_codepoint(Out *o, unsigned int cp, int raw) {
     if (out_reserve(o, 4) < 0)
         return NO_MEMORY;
-    switch (cp) {
-    case '\\': PUT(o, '\\'); PUT(o, '\\'); return TAKEN;
-    case '\t': PUT(o, '\\'); PUT(o, 't'); return TAKEN;
-    case '\n': PUT(o, '\\'); PUT(o, 'n'); return TAKEN;
-    case '\r': PUT(o, '\\'); PUT(o, 'r'); return TAKEN;
-    case 0: PUT(o, '\\'); PUT(o, '0'); return TAKEN;
-    }
+    if (raw && cp == 0)
+        return NOT_TAKEN;
+    if (!raw)
+        switch (cp) {
+        case '\\': PUT(o, '\\'); PUT(o, '\\'); return TAKEN;
+        case '\t': PUT(o, '\\'); PUT(o, 't'); return TAKEN;
+        case '\n': PUT(o, '\\'); PUT(o, 'n'); return TAKEN;
+        case '\r': PUT(o, '\\'); PUT(o, 'r'); return TAKEN;
+        case 0: PUT(o, '\\'); PUT(o, '0'); return TAKEN;
+        }
     if (cp < 0x80) {
         PUT(o, cp);
     } else if (cp < 0x800) {
@@ -135,9 +140,9 @@ static void init_plain(void) {
         PLAIN[c] = c != '"' && c != '\\';
 }
 
-/* A JSON string (in->p on its opening quote) as an escaped field, or only checked when
- * o is NULL. */
-static int text_field(In *in, Out *o) {
+/* A JSON string (in->p on its opening quote) as an escaped field (raw: as it is, for a
+ * binary COPY), or only checked when o is NULL. */
+static int text_field(In *in, Out *o, int raw) {
     const unsigned char *p = in->p + 1, *end = in->end;
     for (;;) {
         const unsigned char *run = p;
@@ -207,7 +212,7 @@ static int text_field(In *in, Out *o) {
             return NOT_TAKEN;
         }
         if (o != NULL) {
-            int done = put_codepoint(o, cp);
+            int done = put_codepoint(o, cp, raw);
             if (done != TAKEN)
                 return done;
         }
@@ -228,7 +233,7 @@ static const signed char B64[256] = {
 
 /* Base64 text (in->p on its opening quote) in the form binascii's strict mode takes:
  * whole quads, padding only at the end. 'x' writes COPY's escaped hex (\\x...), 'v' the
- * text as it is. */
+ * text as it is, 'r' the bytes it encodes (binary COPY). */
 static int bytes_field(In *in, Out *o, char kind) {
     static const char digits[] = "0123456789abcdef";
     const unsigned char *start = in->p + 1, *p = start, *end = in->end;
@@ -255,7 +260,9 @@ static int bytes_field(In *in, Out *o, char kind) {
     }
     if (out_reserve(o, 3 + (n / 4) * 6) < 0)
         return NO_MEMORY;
-    PUT(o, '\\'); PUT(o, '\\'); PUT(o, 'x');
+    if (kind == 'x') {
+        PUT(o, '\\'); PUT(o, '\\'); PUT(o, 'x');
+    }
     for (const unsigned char *q = start; q < start + n; q += 4) {
         unsigned int v = 0;
         int have = 0;
@@ -272,8 +279,12 @@ static int bytes_field(In *in, Out *o, char kind) {
             return NOT_TAKEN; /* "A===" and the like */
         for (int i = 0; i < count; i++) {
             unsigned int byte = (v >> (16 - 8 * i)) & 0xFF;
-            PUT(o, digits[byte >> 4]);
-            PUT(o, digits[byte & 0xF]);
+            if (kind == 'r') {
+                PUT(o, byte);
+            } else {
+                PUT(o, digits[byte >> 4]);
+                PUT(o, digits[byte & 0xF]);
+            }
         }
     }
     return TAKEN;
@@ -333,7 +344,7 @@ static int field(In *in, Out *o, char kind) {
     if (c == '"') {
         if (kind == 'x' || kind == 'v')
             return bytes_field(in, o, kind);
-        return text_field(in, o);
+        return text_field(in, o, 0);
     }
     if (c == 't')
         return literal(in, "true", 4) ? put_text(o, "1", 1) : NOT_TAKEN;
@@ -341,6 +352,318 @@ static int field(In *in, Out *o, char kind) {
         return literal(in, "false", 5) ? put_text(o, "0", 1) : NOT_TAKEN;
     if (c == '-' || (c >= '0' && c <= '9'))
         return integer_field(in, o);
+    return NOT_TAKEN;
+}
+
+/* ---- PostgreSQL's binary COPY ------------------------------------------------------
+ *
+ * The same rows as the tuples of a binary COPY (no signature or trailer: the writer adds
+ * those). The server then reads integers, timestamps, numerics and bytea as they are
+ * stored instead of parsing their text, about a third of its COPY time. Each field is a
+ * 4-byte length (-1 for NULL) and the type's binary form; a row starts with its 2-byte
+ * field count. Only values in exactly the form the backup wrote them are taken: anything
+ * else (NaN, infinity, a BC or five-digit year, a value out of range) returns None, and
+ * the writer sends the record as text, which the server parses and judges as before.
+ *
+ * Kinds, one byte per column (the writer picks them from the target's column types):
+ *   'q' bigint, 'i' integer, 'h' smallint   a JSON integer
+ *   'b' boolean                             true / false
+ *   's' text, varchar, char(n), json        a JSON string, its UTF-8 as it is
+ *   'j' jsonb                               a JSON string, after jsonb's version byte
+ *   'r' bytea                               base64 text, its bytes
+ *   'd' numeric                             decimal text (digits, one point, a sign)
+ *   't' timestamp, 'z' timestamptz          ISO text, microseconds from 2000-01-01 UTC
+ *   'D' date                                ISO text, days from 2000-01-01
+ *   'u' uuid                                its text, 16 bytes
+ */
+
+static void put_be(Out *o, unsigned long long v, int bytes) {
+    for (int i = bytes - 1; i >= 0; i--)
+        PUT(o, (v >> (8 * i)) & 0xFF);
+}
+
+/* A string's content (in->p on its opening quote) with no escape in it, or NOT_TAKEN. */
+static int plain_string(In *in, const unsigned char **start, Py_ssize_t *n) {
+    const unsigned char *p = in->p + 1, *end = in->end;
+    if (in->p >= end || *in->p != '"')
+        return NOT_TAKEN;
+    while (p < end && *p != '"' && *p != '\\')
+        p++;
+    if (p >= end || *p != '"')
+        return NOT_TAKEN;
+    *start = in->p + 1;
+    *n = p - *start;
+    in->p = p + 1;
+    return TAKEN;
+}
+
+static int digits_at(const unsigned char *p, int n, long *value) {
+    long v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+        v = v * 10 + (p[i] - '0');
+    }
+    *value = v;
+    return 1;
+}
+
+/* Days from 1970-01-01 of a proleptic Gregorian date (PostgreSQL's calendar). */
+static long long civil_days(long y, long m, long d) {
+    y -= m <= 2;
+    long era = (y >= 0 ? y : y - 399) / 400;
+    long yoe = y - era * 400;
+    long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (long long)era * 146097 + doe - 719468;
+}
+
+#define POSTGRES_EPOCH_DAYS 10957LL /* 2000-01-01 from 1970-01-01 */
+
+/* "YYYY-MM-DD" (years 0001-9999, a real day), as days from 2000-01-01. */
+static int iso_date(const unsigned char *p, Py_ssize_t n, long long *days) {
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    long y, m, d;
+    if (n < 10 || p[4] != '-' || p[7] != '-' || !digits_at(p, 4, &y) ||
+        !digits_at(p + 5, 2, &m) || !digits_at(p + 8, 2, &d))
+        return 0;
+    if (y < 1 || m < 1 || m > 12 || d < 1)
+        return 0;
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (d > month_days[m - 1] + (m == 2 && leap))
+        return 0;
+    *days = civil_days(y, m, d) - POSTGRES_EPOCH_DAYS;
+    return 1;
+}
+
+/* "YYYY-MM-DD HH:MM:SS[.ffffff]" then, for timestamptz, "+HH[:MM[:SS]]" (or '-'). */
+static int iso_timestamp(const unsigned char *p, Py_ssize_t n, int zoned, long long *micros) {
+    long long days;
+    long h, mi, s, frac = 0, scale = 1000000;
+    if (n < 19 || !iso_date(p, 10, &days) || p[10] != ' ' || p[13] != ':' || p[16] != ':' ||
+        !digits_at(p + 11, 2, &h) || !digits_at(p + 14, 2, &mi) || !digits_at(p + 17, 2, &s))
+        return 0;
+    if (h > 23 || mi > 59 || s > 59)
+        return 0;
+    Py_ssize_t i = 19;
+    if (i < n && p[i] == '.') {
+        i++;
+        Py_ssize_t first = i;
+        while (i < n && p[i] >= '0' && p[i] <= '9' && i - first < 6) {
+            frac = frac * 10 + (p[i] - '0');
+            scale /= 10;
+            i++;
+        }
+        if (i == first || (i < n && p[i] >= '0' && p[i] <= '9'))
+            return 0;
+        frac *= scale;
+    }
+    long long offset = 0;
+    if (zoned) {
+        if (i >= n || (p[i] != '+' && p[i] != '-'))
+            return 0;
+        int sign = p[i] == '-' ? -1 : 1;
+        long oh, om = 0, os = 0;
+        if (n - i < 3 || !digits_at(p + i + 1, 2, &oh))
+            return 0;
+        i += 3;
+        if (i < n && p[i] == ':') {
+            if (n - i < 3 || !digits_at(p + i + 1, 2, &om))
+                return 0;
+            i += 3;
+            if (i < n && p[i] == ':') {
+                if (n - i < 3 || !digits_at(p + i + 1, 2, &os))
+                    return 0;
+                i += 3;
+            }
+        }
+        if (om > 59 || os > 59)
+            return 0;
+        offset = sign * (oh * 3600LL + om * 60 + os);
+    }
+    if (i != n)
+        return 0;
+    *micros = ((days * 86400LL + h * 3600LL + mi * 60LL + s) - offset) * 1000000LL + frac;
+    return 1;
+}
+
+/* Decimal text as numeric's binary form: base-10000 digits, the first's weight, the sign
+ * and the scale (digits after the point as written, which numeric_out writes in full). */
+#define NUMERIC_MAX_DIGITS 1000
+static int numeric_field(const unsigned char *p, Py_ssize_t n, Out *o) {
+    Py_ssize_t i = 0;
+    int negative = 0;
+    if (n > 0 && p[0] == '-') {
+        negative = 1;
+        i = 1;
+    }
+    Py_ssize_t int_start = i;
+    while (i < n && p[i] >= '0' && p[i] <= '9')
+        i++;
+    Py_ssize_t int_len = i - int_start, frac_start = i, frac_len = 0;
+    if (i < n && p[i] == '.') {
+        frac_start = ++i;
+        while (i < n && p[i] >= '0' && p[i] <= '9')
+            i++;
+        frac_len = i - frac_start;
+        if (frac_len == 0)
+            return NOT_TAKEN;
+    }
+    if (i != n || int_len == 0 || int_len + frac_len > NUMERIC_MAX_DIGITS)
+        return NOT_TAKEN;
+    if (int_len > 1 && p[int_start] == '0')
+        return NOT_TAKEN; /* a leading zero numeric_out does not write */
+    /* Base-10000 groups aligned on the point: the integer part's first group is short. */
+    int groups[NUMERIC_MAX_DIGITS / 4 + 3];
+    int count = 0;
+    Py_ssize_t lead = int_len % 4 ? int_len % 4 : 4;
+    for (Py_ssize_t at = 0; at < int_len; at += (at == 0 ? lead : 4)) {
+        Py_ssize_t len = at == 0 ? lead : 4;
+        int g = 0;
+        for (Py_ssize_t k = 0; k < len; k++)
+            g = g * 10 + (p[int_start + at + k] - '0');
+        groups[count++] = g;
+    }
+    int weight = count - 1;
+    for (Py_ssize_t at = 0; at < frac_len; at += 4) {
+        int g = 0;
+        for (Py_ssize_t k = 0; k < 4; k++)
+            g = g * 10 + (at + k < frac_len ? p[frac_start + at + k] - '0' : 0);
+        groups[count++] = g;
+    }
+    int first = 0, last = count;
+    while (first < last && groups[first] == 0) {
+        first++;
+        weight--;
+    }
+    while (last > first && groups[last - 1] == 0)
+        last--;
+    if (first == last) {
+        if (negative)
+            return NOT_TAKEN; /* "-0": the text path decides */
+        weight = 0;
+    }
+    int ndigits = last - first;
+    if (out_reserve(o, 4 + 8 + 2 * (Py_ssize_t)ndigits) < 0)
+        return NO_MEMORY;
+    put_be(o, (unsigned long long)(8 + 2 * ndigits), 4);
+    put_be(o, (unsigned long long)ndigits, 2);
+    put_be(o, (unsigned long long)(unsigned short)(short)weight, 2);
+    put_be(o, negative ? 0x4000 : 0x0000, 2);
+    put_be(o, (unsigned long long)frac_len, 2);
+    for (int k = first; k < last; k++)
+        put_be(o, (unsigned long long)groups[k], 2);
+    return TAKEN;
+}
+
+static int uuid_field(const unsigned char *p, Py_ssize_t n, Out *o) {
+    if (n != 36 || p[8] != '-' || p[13] != '-' || p[18] != '-' || p[23] != '-')
+        return NOT_TAKEN;
+    if (out_reserve(o, 20) < 0)
+        return NO_MEMORY;
+    put_be(o, 16, 4);
+    for (Py_ssize_t i = 0; i < 36;) {
+        if (p[i] == '-') {
+            i++;
+            continue;
+        }
+        int hi = hexval(p[i]), lo = hexval(p[i + 1]);
+        if (hi < 0 || lo < 0)
+            return NOT_TAKEN;
+        PUT(o, hi << 4 | lo);
+        i += 2;
+    }
+    return TAKEN;
+}
+
+/* A field whose length is known once it is written: a placeholder, filled in after. */
+static int sized_field(In *in, Out *o, char kind) {
+    if (out_reserve(o, 5) < 0)
+        return NO_MEMORY;
+    Py_ssize_t at = o->len;
+    o->len += 4;
+    if (kind == 'j')
+        PUT(o, 1); /* jsonb's version */
+    int done = kind == 'r' ? bytes_field(in, o, 'r') : text_field(in, o, 1);
+    if (done != TAKEN)
+        return done;
+    Py_ssize_t size = o->len - at - 4;
+    if (size > 0x7FFFFFFF)
+        return NOT_TAKEN;
+    for (int i = 0; i < 4; i++)
+        o->data[at + i] = (char)((size >> (8 * (3 - i))) & 0xFF);
+    return TAKEN;
+}
+
+static int binary_field(In *in, Out *o, char kind) {
+    if (in->p >= in->end)
+        return NOT_TAKEN;
+    unsigned char c = *in->p;
+    if (c == 'n') {
+        if (!literal(in, "null", 4))
+            return NOT_TAKEN;
+        if (out_reserve(o, 4) < 0)
+            return NO_MEMORY;
+        put_be(o, 0xFFFFFFFFULL, 4);
+        return TAKEN;
+    }
+    switch (kind) {
+    case 'q': case 'i': case 'h': {
+        const unsigned char *start = in->p;
+        if (integer_field(in, NULL) != TAKEN)
+            return NOT_TAKEN;
+        long long v = 0;
+        const unsigned char *d = start + (*start == '-');
+        for (; d < in->p; d++)
+            v = v * 10 + (*d - '0');
+        if (*start == '-')
+            v = -v;
+        int bytes = kind == 'q' ? 8 : kind == 'i' ? 4 : 2;
+        if ((bytes == 4 && (v < INT32_MIN || v > INT32_MAX)) ||
+            (bytes == 2 && (v < INT16_MIN || v > INT16_MAX)))
+            return NOT_TAKEN;
+        if (out_reserve(o, 4 + bytes) < 0)
+            return NO_MEMORY;
+        put_be(o, (unsigned long long)bytes, 4);
+        put_be(o, (unsigned long long)v, bytes);
+        return TAKEN;
+    }
+    case 'b': {
+        int v;
+        if (literal(in, "true", 4))
+            v = 1;
+        else if (literal(in, "false", 5))
+            v = 0;
+        else
+            return NOT_TAKEN;
+        if (out_reserve(o, 5) < 0)
+            return NO_MEMORY;
+        put_be(o, 1, 4);
+        PUT(o, v);
+        return TAKEN;
+    }
+    case 's': case 'j': case 'r':
+        return c == '"' ? sized_field(in, o, kind) : NOT_TAKEN;
+    case 'd': case 't': case 'z': case 'D': case 'u': {
+        const unsigned char *p;
+        Py_ssize_t n;
+        if (plain_string(in, &p, &n) != TAKEN)
+            return NOT_TAKEN;
+        if (kind == 'd')
+            return numeric_field(p, n, o);
+        if (kind == 'u')
+            return uuid_field(p, n, o);
+        long long v;
+        int bytes = kind == 'D' ? 4 : 8;
+        if (kind == 'D' ? !(n == 10 && iso_date(p, n, &v)) : !iso_timestamp(p, n, kind == 'z', &v))
+            return NOT_TAKEN;
+        if (out_reserve(o, 4 + bytes) < 0)
+            return NO_MEMORY;
+        put_be(o, (unsigned long long)bytes, 4);
+        put_be(o, (unsigned long long)v, bytes);
+        return TAKEN;
+    }
+    }
     return NOT_TAKEN;
 }
 
@@ -352,8 +675,8 @@ typedef struct {
 /* The rows from in->p (just after '['), to the record's closing "]}"; TAKEN with their
  * count, and their text in o unless o is NULL. Runs without the GIL: it reads only the
  * buffers it is given. */
-static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds, Out *o,
-                     long long *count) {
+static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds, int binary,
+                     Out *o, long long *count) {
     *count = 0;
     if (in.p < in.end && *in.p == ']') {
         in.p++;
@@ -362,12 +685,17 @@ static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds
             if (in.p >= in.end || *in.p != '{')
                 return NOT_TAKEN;
             in.p++;
+            if (binary) {
+                if (out_reserve(o, 2) < 0)
+                    return NO_MEMORY;
+                put_be(o, (unsigned long long)width, 2);
+            }
             for (Py_ssize_t i = 0; i < width; i++) {
                 if (i > 0) {
                     if (in.p >= in.end || *in.p != ',')
                         return NOT_TAKEN;
                     in.p++;
-                    if (o != NULL) {
+                    if (o != NULL && !binary) {
                         if (out_reserve(o, 1) < 0)
                             return NO_MEMORY;
                         PUT(o, '\t');
@@ -377,7 +705,8 @@ static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds
                     memcmp(in.p, keys[i].text, (size_t)keys[i].len) != 0)
                     return NOT_TAKEN;
                 in.p += keys[i].len;
-                int done = field(&in, o, kinds ? kinds[i] : 0);
+                int done = binary ? binary_field(&in, o, kinds[i])
+                                  : field(&in, o, kinds ? kinds[i] : 0);
                 if (done != TAKEN)
                     return done;
             }
@@ -385,7 +714,7 @@ static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds
                 return NOT_TAKEN;
             in.p++;
             (*count)++;
-            if (o != NULL) {
+            if (o != NULL && !binary) {
                 if (out_reserve(o, 1) < 0)
                     return NO_MEMORY;
                 PUT(o, '\n');
@@ -404,8 +733,7 @@ static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds
     return (in.end - in.p == 1 && *in.p == '}') ? TAKEN : NOT_TAKEN;
 }
 
-static PyObject *rows(PyObject *module, PyObject *args) {
-    (void)module;
+static PyObject *run(PyObject *args, int binary) {
     Py_buffer line;
     Py_ssize_t offset;
     PyObject *keys, *kinds_obj;
@@ -437,6 +765,13 @@ static PyObject *rows(PyObject *module, PyObject *args) {
         }
         kinds = PyBytes_AS_STRING(kinds_obj);
         o = &out;
+    } else if (binary) {
+        PyErr_SetString(PyExc_TypeError, "kinds: bytes");
+        goto done;
+    }
+    if (binary && width > 0x7FFF) {
+        result = Py_NewRef(Py_None);
+        goto done;
     }
     if (width == 0 || offset < 0 || offset > line.len) {
         result = Py_NewRef(Py_None);
@@ -450,7 +785,7 @@ static PyObject *rows(PyObject *module, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     status = (o != NULL && out_reserve(o, line.len - offset + (line.len - offset) / 2 + 64) < 0)
                  ? NO_MEMORY
-                 : transcode(in, key_texts, width, kinds, o, &count);
+                 : transcode(in, key_texts, width, kinds, binary, o, &count);
     Py_END_ALLOW_THREADS
     if (status == NO_MEMORY)
         PyErr_NoMemory();
@@ -467,10 +802,23 @@ done:
     return result;
 }
 
+static PyObject *rows(PyObject *module, PyObject *args) {
+    (void)module;
+    return run(args, 0);
+}
+
+static PyObject *binary_rows(PyObject *module, PyObject *args) {
+    (void)module;
+    return run(args, 1);
+}
+
 static PyMethodDef methods[] = {
     {"rows", rows, METH_VARARGS,
      "rows(line, offset, keys, kinds): a data record's rows counted (kinds None) or as bulk "
      "text; None where the record is not in the backup's own shape."},
+    {"binary_rows", binary_rows, METH_VARARGS,
+     "binary_rows(line, offset, keys, kinds): a data record's rows as the tuples of "
+     "PostgreSQL's binary COPY; None where a value is not in the form the backup writes."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,3 +41,13 @@ class Chunk:
         """The rows as bulk text, each column's field of the kind ``kinds`` names (see
         _bulk.c), or None: then the writer takes :meth:`columns`."""
         return None if self._typed is None else self._typed.bulk(kinds)
+
+    def binary(self, kinds: bytes) -> bytes | None:
+        """The rows as the tuples of PostgreSQL's binary COPY (see _bulk.c), or None: then
+        the writer sends them as text."""
+        return None if self._typed is None else self._typed.binary(kinds)
+
+    @property
+    def line_bytes(self) -> int:
+        """The size of the record's rows in the dump, where known (else 0)."""
+        return 0 if self._typed is None else self._typed.line_bytes

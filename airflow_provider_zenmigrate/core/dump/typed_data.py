@@ -80,6 +80,20 @@ class DecodedRows(Sequence[dict[str, Any]]):
             return None
         return _bulk.rows(line.raw, line.offset, line.table.keys, kinds)
 
+    def binary(self, kinds: bytes) -> bytes | None:
+        """The rows as the tuples of PostgreSQL's binary COPY, one field per column of the
+        kind ``kinds`` gives it (see _bulk.c); None where a value needs the text way."""
+        line = self._line
+        if line is None or _bulk is None:
+            return None
+        return _bulk.binary_rows(line.raw, line.offset, line.table.keys, kinds)
+
+    @property
+    def line_bytes(self) -> int:
+        """The size of the record's rows as the dump holds them (0: not known)."""
+        line = self._line
+        return 0 if line is None else len(line.raw) - line.offset
+
     def columns(self) -> list[Sequence[Any]]:
         return [tuple(map(getter, self._rows)) for getter in self._getters]
 

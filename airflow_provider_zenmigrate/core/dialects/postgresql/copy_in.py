@@ -7,24 +7,39 @@ parses one chunk while the next is made (in C, without the GIL): sent in line, t
 sat idle while the client built each chunk. One chunk is in flight at a time. A small chunk
 (a small table's only one) is written in line: the socket takes it at once, and a thread's
 start cost more than the overlap gained.
+
+A large table whose column types allow it goes by binary COPY instead (:mod:`.copy_binary`),
+which the server reads without parsing each value's text.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
 from ...dump.chunk import Chunk
 from ...dump.model import TableSpec
 from ..text_rows import BULK_CODECS, bulk_text, chunk_text
+from .copy_binary import SIGNATURE, TRAILER, binary_kinds
 from .names import quote_ident
 from .render import bytea_copy_column
 
 #: Text shorter than this is written in line (see above).
 INLINE_BYTES = 256 * 1024
+#: A table whose first record holds this much goes by binary COPY where its columns allow
+#: (copy_binary); a smaller one's text is parsed sooner than its column types are read.
+BINARY_BYTES = INLINE_BYTES
+
+
+class _Open(NamedTuple):
+    qualified: str
+    binary: bool
+    cursor: psycopg.Cursor[Any]
+    copy: psycopg.Copy
+    manager: Any
 
 
 class CopyIn:
@@ -32,25 +47,30 @@ class CopyIn:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self._open: tuple[str, psycopg.Cursor[Any], psycopg.Copy, Any] | None = None
+        self._open: _Open | None = None
         self._sending: _Send | None = None
+        #: Each table's binary COPY kinds (None: text), decided at its first chunk.
+        self._kinds: dict[str, bytes | None] = {}
         #: Rows the server reported for the COPYs ended so far (and the INSERTs).
         self.rows = 0
 
-    def _into(self, qualified: str, table: TableSpec) -> psycopg.Copy:
+    def _into(self, qualified: str, table: TableSpec, binary: bool = False) -> psycopg.Copy:
         self._settle()
-        if self._open is not None and self._open[0] == qualified:
-            return self._open[2]
+        if self._open is not None and self._open[:2] == (qualified, binary):
+            return self._open.copy
         self.end()
         columns = ", ".join(quote_ident(c.name) for c in table.columns)
+        options = " (FORMAT binary)" if binary else ""
         cursor = self._conn.cursor()
         try:
-            manager = cursor.copy(f"COPY {qualified} ({columns}) FROM STDIN".encode())
+            manager = cursor.copy(f"COPY {qualified} ({columns}) FROM STDIN{options}".encode())
             copy = manager.__enter__()
         except BaseException:
             cursor.close()
             raise
-        self._open = (qualified, cursor, copy, manager)
+        self._open = _Open(qualified, binary, cursor, copy, manager)
+        if binary:  # a failure here is a failed write: the caller ends the COPY with it
+            copy.write(SIGNATURE)
         return copy
 
     def rows_of(self, qualified: str, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
@@ -69,8 +89,16 @@ class CopyIn:
             copy.write_row(row)
 
     def chunk(self, qualified: str, table: TableSpec, chunk: Chunk) -> bool:
-        """A data record's rows, as COPY text straight from the record where it can be (see
-        chunk_text), else as :meth:`encoded`; False as there."""
+        """A data record's rows, in binary COPY or as COPY text straight from the record
+        where they can be (see copy_binary and chunk_text), else as :meth:`encoded`; False
+        as there."""
+        kinds = self._binary_kinds(qualified, table, chunk)
+        if kinds is not None:
+            data = chunk.binary(kinds)
+            if data is not None:
+                self._send(qualified, table, data, binary=True)
+                return True
+            self._kinds[qualified] = None  # a value the C code does not take: text from here
         text = chunk_text(table, chunk, "x")
         if text is None:
             return self.encoded(qualified, table, chunk.columns())
@@ -94,10 +122,19 @@ class CopyIn:
         self._send(qualified, table, bulk_text(table, columns))
         return True
 
-    def _send(self, qualified: str, table: TableSpec, text: bytes) -> None:
+    def _binary_kinds(self, qualified: str, table: TableSpec, chunk: Chunk) -> bytes | None:
+        """The table's binary COPY kinds, decided at its first chunk (see BINARY_BYTES)."""
+        if qualified not in self._kinds:
+            large = chunk.line_bytes >= BINARY_BYTES
+            if large:
+                self.end()  # the catalog is read between COPYs
+            self._kinds[qualified] = binary_kinds(self._conn, qualified, table) if large else None
+        return self._kinds[qualified]
+
+    def _send(self, qualified: str, table: TableSpec, text: bytes, binary: bool = False) -> None:
         """Hand ``text`` to a sending thread once the text before it is sent (whose error
         this raises)."""
-        copy = self._into(qualified, table)
+        copy = self._into(qualified, table, binary)
         if len(text) < INLINE_BYTES:
             copy.write(text)
             return
@@ -121,10 +158,12 @@ class CopyIn:
     def _close(self, failed: BaseException | None) -> None:
         if self._open is None:
             return
-        _name, cursor, _copy, manager = self._open
+        _name, binary, cursor, copy, manager = self._open
         self._open = None
         try:
             if failed is None:
+                if binary:
+                    copy.write(TRAILER)
                 manager.__exit__(None, None, None)
                 self.rows += max(cursor.rowcount, 0)
             else:
