@@ -21,6 +21,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -140,16 +141,47 @@ static void init_plain(void) {
         PLAIN[c] = c != '"' && c != '\\';
 }
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* The bytes of 8 (a 64-bit word) that end a plain run (below 0x20, the quote, the
+ * backslash, or from 0x80), as their high bits; 0 when none does. A borrow may mark a byte
+ * after a marked one, never before it: the lowest mark is always the first such byte. */
+static inline uint64_t specials8(const unsigned char *p) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    uint64_t quote = x ^ (ONES * '"'), backslash = x ^ (ONES * '\\');
+    return (((x - ONES * 0x20) & ~x) | ((quote - ONES) & ~quote) |
+            ((backslash - ONES) & ~backslash) | x) &
+           HIGHS;
+}
+
+/* The end of the plain run from p. */
+static inline const unsigned char *plain_run(const unsigned char *p, const unsigned char *end) {
+    while (end - p >= 8) {
+        uint64_t marks = specials8(p);
+        if (marks == 0) {
+            p += 8;
+            continue;
+        }
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        return p + (__builtin_ctzll(marks) >> 3);
+#else
+        break;
+#endif
+    }
+    while (p < end && PLAIN[*p])
+        p++;
+    return p;
+}
+
 /* A JSON string (in->p on its opening quote) as an escaped field (raw: as it is, for a
  * binary COPY), or only checked when o is NULL. */
 static int text_field(In *in, Out *o, int raw) {
     const unsigned char *p = in->p + 1, *end = in->end;
     for (;;) {
         const unsigned char *run = p;
-        while (end - p >= 4 && PLAIN[p[0]] & PLAIN[p[1]] & PLAIN[p[2]] & PLAIN[p[3]])
-            p += 4;
-        while (p < end && PLAIN[*p])
-            p++;
+        p = plain_run(p, end);
         if (o != NULL && p > run) {
             /* A plain run holds no character the bulk format escapes (all >= 0x20). */
             if (out_reserve(o, p - run) < 0)
@@ -263,20 +295,28 @@ static int bytes_field(In *in, Out *o, char kind) {
     if (kind == 'x') {
         PUT(o, '\\'); PUT(o, '\\'); PUT(o, 'x');
     }
+    /* Whole quads of the alphabet first (all but a padded last one), then that one. */
+    const unsigned char *whole_end = start + (body_end - start) / 4 * 4;
     for (const unsigned char *q = start; q < start + n; q += 4) {
         unsigned int v = 0;
-        int have = 0;
-        for (int i = 0; i < 4; i++) {
-            if (q + i < body_end) {
-                v = (v << 6) | (unsigned int)(B64[q[i]] - 1);
-                have++;
-            } else {
-                v <<= 6;
+        int have = 4;
+        if (q < whole_end) {
+            v = (unsigned int)(B64[q[0]] - 1) << 18 | (unsigned int)(B64[q[1]] - 1) << 12 |
+                (unsigned int)(B64[q[2]] - 1) << 6 | (unsigned int)(B64[q[3]] - 1);
+        } else {
+            have = 0;
+            for (int i = 0; i < 4; i++) {
+                if (q + i < body_end) {
+                    v = (v << 6) | (unsigned int)(B64[q[i]] - 1);
+                    have++;
+                } else {
+                    v <<= 6;
+                }
             }
+            if (have < 2)
+                return NOT_TAKEN; /* "A===" and the like */
         }
-        int count = have == 4 ? 3 : have == 3 ? 2 : have == 2 ? 1 : 0;
-        if (have < 2)
-            return NOT_TAKEN; /* "A===" and the like */
+        int count = have - 1;
         for (int i = 0; i < count; i++) {
             unsigned int byte = (v >> (16 - 8 * i)) & 0xFF;
             if (kind == 'r') {
@@ -672,6 +712,21 @@ typedef struct {
     Py_ssize_t len;
 } Key;
 
+/* Whether the text at p is the key (at least its length of bytes readable there): a short
+ * key by two overlapping words, without a call to memcmp for every field. */
+static inline int same_key(const unsigned char *p, const Key *key) {
+    Py_ssize_t n = key->len;
+    if (n >= 8 && n <= 16) {
+        uint64_t a, b, c, d;
+        memcpy(&a, p, 8);
+        memcpy(&b, key->text, 8);
+        memcpy(&c, p + n - 8, 8);
+        memcpy(&d, key->text + n - 8, 8);
+        return a == b && c == d;
+    }
+    return memcmp(p, key->text, (size_t)n) == 0;
+}
+
 /* The rows from in->p (just after '['), to the record's closing "]}"; TAKEN with their
  * count, and their text in o unless o is NULL. Runs without the GIL: it reads only the
  * buffers it is given. */
@@ -701,8 +756,7 @@ static int transcode(In in, const Key *keys, Py_ssize_t width, const char *kinds
                         PUT(o, '\t');
                     }
                 }
-                if (in.end - in.p < keys[i].len ||
-                    memcmp(in.p, keys[i].text, (size_t)keys[i].len) != 0)
+                if (in.end - in.p < keys[i].len || !same_key(in.p, &keys[i]))
                     return NOT_TAKEN;
                 in.p += keys[i].len;
                 int done = binary ? binary_field(&in, o, kinds[i])

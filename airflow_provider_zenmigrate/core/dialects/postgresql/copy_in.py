@@ -136,7 +136,7 @@ class CopyIn:
         this raises)."""
         copy = self._into(qualified, table, binary)
         if len(text) < INLINE_BYTES:
-            copy.write(text)
+            copy.write(memoryview(text))  # see _Send._run
             return
         self._sending = _Send(copy, text)
 
@@ -185,7 +185,8 @@ class _Send:
 
     def _run(self) -> None:
         try:
-            self._copy.write(self._text)
+            # psycopg sends a large buffer in slices of 128 KB: a memoryview's cost no copy.
+            self._copy.write(memoryview(self._text))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             self._error = exc
 

@@ -168,3 +168,38 @@ def test_scalars() -> None:
 )
 def test_what_it_declines(value: Any, kind: str) -> None:
     assert binary(value, kind) is None
+
+
+@pytest.mark.parametrize("special", ['"', "\\", "\t", "\n", "\x01", "\x1f", "\x7f", "é", "😀", "/"])
+def test_a_run_ends_at_each_place_of_a_word(special: str) -> None:
+    """The C code scans a string 8 bytes at a time and stops at the first byte that is not
+    plain: put one at every place of the first words, with plain text on either side."""
+    for before in range(0, 20):
+        text = "a" * before + special + "b" * (19 - before) + special
+        assert binary(text, "s") == field(text.encode()), before
+        assert binary(text, "j") == field(b"\x01" + text.encode()), before
+        line = b'{"v":' + json.dumps(text).encode() + b"}]}"
+        escaped = text.translate({92: "\\\\", 9: "\\t", 10: "\\n", 13: "\\r", 0: "\\0"})
+        assert _bulk.rows(line, 0, (b'"v":',), b"s") == escaped.encode() + b"\n", before
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 6, 7, 8, 31, 32, 33, 64, 100])
+def test_bytes_of_every_padding(size: int) -> None:
+    blob = bytes((7 * i + 3) % 256 for i in range(size))
+    encoded = base64.b64encode(blob).decode()
+    assert binary(encoded, "r") == field(blob)
+    line = b'{"v":"' + encoded.encode() + b'"}]}'
+    assert _bulk.rows(line, 0, (b'"v":',), b"x") == b"\\\\x" + blob.hex().encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "name", ["a", "abcdefg", "abcdefgh", "abcdefghijklmno", "a" * 15, "x" * 40]
+)
+def test_keys_of_every_length_are_matched_exactly(name: str) -> None:
+    key = b'"' + name.encode() + b'":'
+    line = b"{" + key + b"1}]}"
+    assert _bulk.binary_rows(line, 0, (key,), b"q") is not None
+    for i in range(len(key) - 1):  # one byte changed anywhere in the key: not taken
+        wrong = key[:i] + b"Z" + key[i + 1 :]
+        if wrong != key:
+            assert _bulk.binary_rows(b"{" + wrong + b"1}]}", 0, (key,), b"q") is None, i
