@@ -161,14 +161,18 @@ class CopyIn:
         _name, binary, cursor, copy, manager = self._open
         self._open = None
         try:
-            if failed is None:
-                if binary:
+            if failed is None and binary:
+                try:
                     copy.write(TRAILER)
+                except BaseException as exc:
+                    failed = exc
+                    raise
+            if failed is None:
                 manager.__exit__(None, None, None)
                 self.rows += max(cursor.rowcount, 0)
-            else:
-                manager.__exit__(type(failed), failed, failed.__traceback__)
         finally:
+            if failed is not None:
+                manager.__exit__(type(failed), failed, failed.__traceback__)
             cursor.close()
 
 
