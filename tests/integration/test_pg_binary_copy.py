@@ -82,11 +82,15 @@ FROM generate_series(1, 5000) i;
 ROW_TEXT = "SELECT string_agg(t::text, E'\\n' ORDER BY id) FROM {} t"
 
 
-def rows_text(url: Any, table: str) -> str:
+def query(url: Any, sql: str) -> list[tuple[Any, ...]]:
     libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(libpq) as conn:
-        (text,) = conn.execute(ROW_TEXT.format(table).encode()).fetchone() or ("",)
-        return str(text)
+        return conn.execute(sql.encode()).fetchall()
+
+
+def rows_text(url: Any, table: str) -> str:
+    [(text,)] = query(url, ROW_TEXT.format(table))
+    return str(text)
 
 
 @pytest.fixture
@@ -102,6 +106,17 @@ def databases(tmp_path: Path) -> Iterator[tuple[MigrationUtils, MigrationUtils]]
         for utils in made:
             utils.drop_database()
             utils.dispose()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> BinaryCalls:
+    return BinaryCalls(monkeypatch)
+
+
+@pytest.fixture
+def every_table_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binary COPY for every table, however small its records."""
+    monkeypatch.setattr(copy_in, "BINARY_BYTES", 0)
 
 
 class BinaryCalls:
@@ -127,66 +142,54 @@ class BinaryCalls:
         monkeypatch.setattr(typed_data, "_bulk", Counting)
 
 
-def round_trip(source: MigrationUtils, target: MigrationUtils, script: str, tmp_path: Path) -> Path:
+def round_trip(
+    databases: tuple[MigrationUtils, MigrationUtils], script: str, tmp_path: Path
+) -> None:
+    """``script`` run on the source, backed up and restored into the target."""
+    source, target = databases
     pg_script(source.url, script)
     dump = tmp_path / "dump.jsonl"
     source.backup_database_to_file(str(dump))
     target.restore_database_from_file(str(dump))
-    return dump
 
 
+@pytest.mark.usefixtures("every_table_binary")
 def test_every_binary_type_reads_back_as_its_source(
-    databases: tuple[MigrationUtils, MigrationUtils],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    databases: tuple[MigrationUtils, MigrationUtils], tmp_path: Path, calls: BinaryCalls
 ) -> None:
     source, target = databases
-    calls = BinaryCalls(monkeypatch)
-    monkeypatch.setattr(copy_in, "BINARY_BYTES", 0)  # every table, however small its records
-    round_trip(source, target, TYPES_SQL, tmp_path)
+    round_trip(databases, TYPES_SQL, tmp_path)
 
     assert calls.taken == 3 and calls.declined == 0  # 4,007 rows in records of 2,000
     assert rows_text(target.url, "b") == rows_text(source.url, "b")
     probe = (
         "SELECT numeric_send(n), numeric_send(nf), timestamp_send(ts), timestamptz_send(tz),"
-        " date_send(d), byteasend(blob) FROM b"
+        " date_send(d), byteasend(blob) FROM b ORDER BY id"
     )
-    libpq = [u.url.set(drivername="postgresql").render_as_string() for u in databases]
-    sent = []
-    for url in libpq:
-        with psycopg.connect(url) as conn:
-            sent.append(conn.execute((probe + " ORDER BY id").encode()).fetchall())
+    sent = [query(u.url, probe) for u in databases]
     assert sent[0] == sent[1]  # the stored forms too, not only their text
 
 
+@pytest.mark.usefixtures("every_table_binary")
 def test_a_declined_value_sends_its_record_as_text(
-    databases: tuple[MigrationUtils, MigrationUtils],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    databases: tuple[MigrationUtils, MigrationUtils], tmp_path: Path, calls: BinaryCalls
 ) -> None:
     source, target = databases
-    calls = BinaryCalls(monkeypatch)
-    monkeypatch.setattr(copy_in, "BINARY_BYTES", 0)
-    round_trip(source, target, DECLINED_SQL, tmp_path)
+    round_trip(databases, DECLINED_SQL, tmp_path)
 
     # The first record (rows 1-2,000) went binary; the second holds the declined values, and
     # the table's later records go as text without asking again (the third's bigint beyond
     # 18 digits would not have been taken either).
     assert (calls.taken, calls.declined) == (1, 1)
     assert rows_text(target.url, "x") == rows_text(source.url, "x")
-    libpq = target.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(libpq) as conn:
-        rows = conn.execute(b"SELECT n::text, ts::text, d::text FROM x WHERE id = 2501").fetchall()
+    rows = query(target.url, "SELECT n::text, ts::text, d::text FROM x WHERE id = 2501")
     assert rows == [("Infinity", "10000-01-01 00:00:00", "0044-03-15 BC")]
 
 
 def test_a_large_table_goes_binary_and_a_small_one_as_text(
-    databases: tuple[MigrationUtils, MigrationUtils],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    databases: tuple[MigrationUtils, MigrationUtils], tmp_path: Path, calls: BinaryCalls
 ) -> None:
     source, target = databases
-    calls = BinaryCalls(monkeypatch)
     script = (
         "CREATE TABLE big (id bigint PRIMARY KEY, v text, at timestamp);"
         "INSERT INTO big SELECT i, repeat('v', 200), timestamp '2020-01-01' + i * interval '1s'"
@@ -194,7 +197,7 @@ def test_a_large_table_goes_binary_and_a_small_one_as_text(
         "CREATE TABLE small (id bigint PRIMARY KEY, v text);"
         "INSERT INTO small SELECT i, 'v' FROM generate_series(1, 100) i;"
     )
-    round_trip(source, target, script, tmp_path)
+    round_trip(databases, script, tmp_path)
     assert calls.taken == 3 and calls.declined == 0  # big's three records of 2,000 rows
     for table in ("big", "small"):
         assert rows_text(target.url, table) == rows_text(source.url, table)

@@ -635,6 +635,15 @@ static int sized_field(In *in, Out *o, char kind) {
     return TAKEN;
 }
 
+/* A field of a fixed size: its length, then v's low ``bytes`` bytes, big-endian. */
+static int fixed_field(Out *o, unsigned long long v, int bytes) {
+    if (out_reserve(o, 4 + bytes) < 0)
+        return NO_MEMORY;
+    put_be(o, (unsigned long long)bytes, 4);
+    put_be(o, v, bytes);
+    return TAKEN;
+}
+
 static int binary_field(In *in, Out *o, char kind) {
     if (in->p >= in->end)
         return NOT_TAKEN;
@@ -662,11 +671,7 @@ static int binary_field(In *in, Out *o, char kind) {
         if ((bytes == 4 && (v < INT32_MIN || v > INT32_MAX)) ||
             (bytes == 2 && (v < INT16_MIN || v > INT16_MAX)))
             return NOT_TAKEN;
-        if (out_reserve(o, 4 + bytes) < 0)
-            return NO_MEMORY;
-        put_be(o, (unsigned long long)bytes, 4);
-        put_be(o, (unsigned long long)v, bytes);
-        return TAKEN;
+        return fixed_field(o, (unsigned long long)v, bytes);
     }
     case 'b': {
         int v;
@@ -676,11 +681,7 @@ static int binary_field(In *in, Out *o, char kind) {
             v = 0;
         else
             return NOT_TAKEN;
-        if (out_reserve(o, 5) < 0)
-            return NO_MEMORY;
-        put_be(o, 1, 4);
-        PUT(o, v);
-        return TAKEN;
+        return fixed_field(o, (unsigned long long)v, 1);
     }
     case 's': case 'j': case 'r':
         return c == '"' ? sized_field(in, o, kind) : NOT_TAKEN;
@@ -697,11 +698,7 @@ static int binary_field(In *in, Out *o, char kind) {
         int bytes = kind == 'D' ? 4 : 8;
         if (kind == 'D' ? !(n == 10 && iso_date(p, n, &v)) : !iso_timestamp(p, n, kind == 'z', &v))
             return NOT_TAKEN;
-        if (out_reserve(o, 4 + bytes) < 0)
-            return NO_MEMORY;
-        put_be(o, (unsigned long long)bytes, 4);
-        put_be(o, (unsigned long long)v, bytes);
-        return TAKEN;
+        return fixed_field(o, (unsigned long long)v, bytes);
     }
     }
     return NOT_TAKEN;

@@ -60,7 +60,7 @@ def binary_kinds(conn: psycopg.Connection[Any], qualified: str, table: TableSpec
     with conn.cursor() as cur:
         cur.execute(_COLUMN_TYPES, (qualified,))
         types = dict(cur.fetchall())
-    kinds = [KIND_BY_TYPE.get((c.codec, types.get(c.name, 0))) for c in table.columns]
-    if any(k is None for k in kinds):
+    try:
+        return "".join(KIND_BY_TYPE[c.codec, types.get(c.name, 0)] for c in table.columns).encode()
+    except KeyError:  # a column binary COPY does not take
         return None
-    return "".join(k for k in kinds if k).encode("ascii")
